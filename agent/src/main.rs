@@ -1,0 +1,5 @@
+//! `agent`: not built yet. The fleet issue fills this binary; today it only says so.
+fn main() {
+    eprintln!("agent: not implemented yet (see the fleet issue); nothing was started");
+    std::process::exit(2);
+}

@@ -1,0 +1,1 @@
+//! Shared helpers for the cross-backend test suites in `tests/tests/`.
