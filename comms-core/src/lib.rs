@@ -1,1 +1,81 @@
-//! comms-core
+//! `comms-core`: the contract every comms backend implements, and what all of them share.
+//!
+//! # Layout
+//! - [`name`], [`address`], [`message`], [`schema`], [`advertisement`]: the message model
+//!   (name rule shared with the cd: wire; `node:service` addresses; instance / service /
+//!   broadcast destinations; typed messages with declared parameters).
+//! - [`transport`]: the [`Transport`] trait (advertise, listen, send, forward, close),
+//!   [`Delivery`] with ack/nack, the bounded [`Inbox`].
+//! - [`endpoint`]: [`Endpoint`] — handlers by command, request/reply, error replies, dedup,
+//!   heartbeats — written once above the trait. [`directory`]: live endpoints with TTL expiry.
+//! - [`config`]: TOML config and transport URLs (`COMMS_URL` overrides).
+//! - [`envelope`]: the JSON envelope brokers carry.
+//! - [`memory`]: the in-memory transport, the reference implementation.
+//! - `conformance` (feature `conformance`): the suite every backend runs.
+//!
+//! # Delivery guarantees (every backend; the conformance suite proves each)
+//! 1. `send` returning `Ok` means the transport took responsibility: the message reaches a
+//!    handler at least once despite connection loss or a broker/daemon restart (on backends
+//!    whose [`Capabilities::survives_restart`] is true), and the dedup window runs the handler
+//!    once. [`DeliveryMode::AtMostOnce`] is an explicit per-message choice.
+//! 2. Order is kept per (sender, destination) pair.
+//! 3. A message to a service with no live instance waits (bounded, with a TTL) or, when the
+//!    sender asked for a report, is answered `SERVICE_UNAVAILABLE` — never silently dropped.
+//! 4. Every queue is bounded; a full queue makes `send` wait, then fail with
+//!    [`Error::Backpressure`].
+//! 5. `forward` keeps `from` and `id` and increments `hops`; past the hop limit the message is
+//!    dropped with a logged error.
+//!
+//! # Example
+//! ```
+//! use std::time::Duration;
+//! use comms_core::{Endpoint, Message, Outcome, MemoryTransport};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> comms_core::Result<()> {
+//! let server = Endpoint::builder(MemoryTransport::connect("memory://doc?node=n1")?, "echo")
+//!     .handle("ECHO", |req| async move {
+//!         let mut reply = req.reply("ECHOED")?;
+//!         reply.params = req.message.params.clone();
+//!         Ok(Outcome::Reply(reply))
+//!     })
+//!     .start()
+//!     .await?;
+//! let client = Endpoint::builder(MemoryTransport::connect("memory://doc?node=n1")?, "client")
+//!     .start()
+//!     .await?;
+//! let ask = Message::new("ECHO", server.address().clone())?.with_param("text", "hi");
+//! let reply = client.request(ask, Duration::from_secs(5)).await?;
+//! assert_eq!(reply.param("text"), Some("hi"));
+//! client.close().await?;
+//! server.close().await?;
+//! # Ok(()) }
+//! ```
+
+pub mod address;
+pub mod advertisement;
+pub mod capabilities;
+pub mod config;
+pub mod directory;
+pub mod endpoint;
+pub mod envelope;
+pub mod error;
+pub mod memory;
+pub mod message;
+pub mod name;
+pub mod schema;
+pub mod transport;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+pub use address::{Address, Destination, Scope};
+pub use advertisement::Advertisement;
+pub use capabilities::Capabilities;
+pub use config::{Config, Scheme, TransportUrl};
+pub use directory::{Directory, DirectoryEvent, Entry, Query};
+pub use endpoint::{Endpoint, EndpointBuilder, HandlerError, HandlerResult, Outcome, Request};
+pub use error::{Error, Invalid, Result};
+pub use memory::MemoryTransport;
+pub use message::{commands, DeliveryMode, Message, MessageId, Params};
+pub use schema::{ParamType, Schema, TypedMessage};
+pub use transport::{Acker, Delivery, Inbox, Transport};

@@ -1,0 +1,36 @@
+//! What a transport can do, so callers and the conformance suite can adapt.
+
+/// What a transport can do and its documented bounds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// Backend name (`memory`, `native`, `rabbitmq`, `kafka`).
+    pub backend: &'static str,
+    /// Largest payload ([`crate::Message::payload_size`]) accepted, in bytes.
+    pub max_message_size: usize,
+    /// Messages per destination queue before `send` waits (backpressure).
+    pub queue_bound: usize,
+    /// Whether at-most-once (fire-and-forget) delivery is offered.
+    pub at_most_once: bool,
+    /// Whether two deployments (namespaces) can share one broker or daemon.
+    pub namespaces: bool,
+    /// Whether accepted messages survive a restart of the broker or daemon.
+    pub survives_restart: bool,
+    /// Forwards allowed before a message is dropped as a loop.
+    pub hop_limit: u8,
+}
+
+impl Capabilities {
+    /// Capabilities with conservative defaults, to be adjusted by the backend.
+    pub fn new(backend: &'static str) -> Self {
+        Self {
+            backend,
+            max_message_size: 1024 * 1024,
+            queue_bound: 10_000,
+            at_most_once: true,
+            namespaces: true,
+            survives_restart: false,
+            hop_limit: crate::transport::DEFAULT_HOP_LIMIT,
+        }
+    }
+}

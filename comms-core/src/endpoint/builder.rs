@@ -1,0 +1,212 @@
+//! [`EndpointBuilder`]: handlers, advertisement fields, options; `start` connects.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::address::Address;
+use crate::advertisement::{Advertisement, DEFAULT_TTL};
+use crate::directory::Directory;
+use crate::error::{Error, Result};
+use crate::message::commands;
+use crate::name::validate_command;
+use crate::schema::{Schema, TypedMessage};
+use crate::transport::Transport;
+
+use super::dedup::{DedupWindow, DEFAULT_DEDUP_CAPACITY};
+use super::handler::{Handler, HandlerResult, Request};
+use super::{dispatch, Endpoint, Inner};
+
+/// Builds an [`Endpoint`].
+pub struct EndpointBuilder {
+    transport: Arc<dyn Transport>,
+    service: String,
+    node: Option<String>,
+    ad_groups: Vec<String>,
+    labels: Vec<(String, String)>,
+    facts: Vec<(String, String)>,
+    ttl: Duration,
+    handlers: HashMap<String, Handler>,
+    directory: Option<Directory>,
+    dedup_capacity: usize,
+    lanes: usize,
+    max_attempts: u32,
+    error: Option<Error>,
+}
+
+impl std::fmt::Debug for EndpointBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EndpointBuilder")
+            .field("service", &self.service)
+            .field("commands", &self.handlers.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl EndpointBuilder {
+    pub(crate) fn new(transport: Arc<dyn Transport>, service: String) -> Self {
+        Self {
+            transport,
+            service,
+            node: None,
+            ad_groups: Vec::new(),
+            labels: Vec::new(),
+            facts: Vec::new(),
+            ttl: DEFAULT_TTL,
+            handlers: HashMap::new(),
+            directory: None,
+            dedup_capacity: DEFAULT_DEDUP_CAPACITY,
+            lanes: 16,
+            max_attempts: 16,
+            error: None,
+        }
+    }
+
+    /// Node name (default: the transport's [`Transport::node`]).
+    pub fn node(mut self, node: impl Into<String>) -> Self {
+        self.node = Some(node.into());
+        self
+    }
+
+    /// Join a group.
+    pub fn group(mut self, group: impl Into<String>) -> Self {
+        self.ad_groups.push(group.into());
+        self
+    }
+
+    /// Add a label.
+    pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.labels.push((key.into(), value.into()));
+        self
+    }
+
+    /// Add a fact.
+    pub fn fact(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.facts.push((key.into(), value.into()));
+        self
+    }
+
+    /// Advertisement TTL (heartbeats every TTL/3). Default 10 s.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// Remember this many completed ids for deduplication.
+    pub fn dedup_capacity(mut self, n: usize) -> Self {
+        self.dedup_capacity = n;
+        self
+    }
+
+    /// Number of concurrent sender lanes (order is kept per sender). Default 16.
+    pub fn lanes(mut self, n: usize) -> Self {
+        self.lanes = n.max(1);
+        self
+    }
+
+    /// Give up on a message after this many `Retry` failures (it is then answered `ERROR`).
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = n.max(1);
+        self
+    }
+
+    /// Feed `directory` with the advertisements this endpoint receives (declares `ADVERTISE`).
+    pub fn directory(mut self, directory: Directory) -> Self {
+        self.directory = Some(directory);
+        self
+    }
+
+    /// Handle `command` with `f`.
+    pub fn handle<F, Fut>(self, command: &str, f: F) -> Self
+    where
+        F: Fn(Request) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = HandlerResult> + Send + 'static,
+    {
+        self.insert(command, Handler::plain(None, f))
+    }
+
+    /// Handle a command whose parameters are declared by `schema` (validated first).
+    pub fn handle_with_schema<F, Fut>(self, schema: Schema, f: F) -> Self
+    where
+        F: Fn(Request) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = HandlerResult> + Send + 'static,
+    {
+        let command = schema.command();
+        self.insert(command, Handler::plain(Some(schema), f))
+    }
+
+    /// Handle the typed message `T` (validated and decoded first).
+    pub fn on<T, F, Fut>(self, f: F) -> Self
+    where
+        T: TypedMessage,
+        F: Fn(Request, T) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = HandlerResult> + Send + 'static,
+    {
+        self.insert(T::COMMAND, Handler::typed::<T, F, Fut>(f))
+    }
+
+    fn insert(mut self, command: &str, handler: Handler) -> Self {
+        if let Err(e) = validate_command(command) {
+            self.error.get_or_insert(e.into());
+        } else if command == commands::ADVERTISE {
+            self.error.get_or_insert(Error::invalid(
+                "command",
+                "ADVERTISE is reserved: attach a Directory instead",
+            ));
+        } else if self.handlers.insert(command.to_owned(), handler).is_some() {
+            self.error.get_or_insert(Error::invalid(
+                "command",
+                format!("{command} has two handlers"),
+            ));
+        }
+        self
+    }
+
+    /// Advertise, listen, and start dispatching.
+    pub async fn start(self) -> Result<Endpoint> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        let node = self.node.unwrap_or_else(|| self.transport.node());
+        let address = Address::new(node, &self.service)?;
+        let mut ad = Advertisement::new(address.clone(), self.handlers.keys().cloned());
+        if self.directory.is_some() {
+            ad.commands.insert(commands::ADVERTISE.to_owned());
+        }
+        ad.groups.extend(self.ad_groups);
+        ad.labels.extend(self.labels);
+        ad.facts.extend(self.facts);
+        ad.ttl = self.ttl;
+        ad.validate()?;
+        self.transport.advertise(&ad).await?;
+        let inbox = self.transport.listen().await?;
+
+        let cancel = CancellationToken::new();
+        let guard = Arc::new(cancel.clone().drop_guard());
+        let (closed_tx, _) = watch::channel(false);
+        let inner = Arc::new(Inner {
+            transport: self.transport,
+            address,
+            ad: Mutex::new(ad),
+            handlers: self.handlers,
+            pending: Mutex::default(),
+            dedup: Mutex::new(DedupWindow::new(self.dedup_capacity)),
+            attempts: Mutex::default(),
+            directory: self.directory,
+            cancel,
+            tracker: TaskTracker::new(),
+            lanes: self.lanes,
+            max_attempts: self.max_attempts,
+            closed_tx,
+            handle_guard: Mutex::new(Weak::new()),
+        });
+        *super::lock(&inner.handle_guard) = Arc::downgrade(&guard);
+        dispatch::spawn(&inner, inbox);
+        Ok(Endpoint::from_parts(inner, guard))
+    }
+}

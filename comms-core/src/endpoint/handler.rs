@@ -1,0 +1,120 @@
+//! What handlers receive and return.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::address::Destination;
+use crate::error::{Error, Invalid};
+use crate::message::Message;
+use crate::schema::{Schema, TypedMessage};
+
+use super::Endpoint;
+
+/// What a handler gets: the message and the endpoint (to send, request or reply).
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The message being handled.
+    pub message: Message,
+    /// The endpoint that received it.
+    pub endpoint: Endpoint,
+}
+
+impl Request {
+    /// A reply to the message being handled (addressed to its origin, correlated).
+    pub fn reply(&self, command: &str) -> Result<Message, Error> {
+        self.message.reply(command)
+    }
+}
+
+/// How a handler finished.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// Done; acknowledge.
+    Done,
+    /// Done; send this reply, then acknowledge.
+    Reply(Message),
+    /// Pass the message on to another destination (`from` and `id` kept, `hops` + 1).
+    Forward(Destination),
+}
+
+/// How a handler failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum HandlerError {
+    /// Transient failure: deliver the message again later (nack with requeue).
+    Retry(String),
+    /// Permanent failure: the sender gets an `ERROR` reply; the message is acknowledged.
+    Failed(String),
+    /// The message is not acceptable: the sender gets an `INVALID` reply naming the field.
+    Invalid(Invalid),
+}
+
+impl From<Error> for HandlerError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Invalid(i) => HandlerError::Invalid(i),
+            other if other.is_retryable() => HandlerError::Retry(other.to_string()),
+            other => HandlerError::Failed(other.to_string()),
+        }
+    }
+}
+
+impl From<Invalid> for HandlerError {
+    fn from(i: Invalid) -> Self {
+        HandlerError::Invalid(i)
+    }
+}
+
+/// A handler's result.
+pub type HandlerResult = Result<Outcome, HandlerError>;
+
+type BoxFuture = Pin<Box<dyn Future<Output = HandlerResult> + Send>>;
+
+/// A registered handler: the function and, for typed or declared commands, its schema.
+#[derive(Clone)]
+pub(crate) struct Handler {
+    pub(crate) schema: Option<Schema>,
+    pub(crate) call: Arc<dyn Fn(Request) -> BoxFuture + Send + Sync>,
+}
+
+impl std::fmt::Debug for Handler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handler")
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Handler {
+    pub(crate) fn plain<F, Fut>(schema: Option<Schema>, f: F) -> Self
+    where
+        F: Fn(Request) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = HandlerResult> + Send + 'static,
+    {
+        Self {
+            schema,
+            call: Arc::new(move |req| Box::pin(f(req))),
+        }
+    }
+
+    pub(crate) fn typed<T, F, Fut>(f: F) -> Self
+    where
+        T: TypedMessage,
+        F: Fn(Request, T) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = HandlerResult> + Send + 'static,
+    {
+        let f = Arc::new(f);
+        Self {
+            schema: Some(T::schema()),
+            call: Arc::new(move |req: Request| {
+                let f = f.clone();
+                Box::pin(async move {
+                    let value = T::from_message(&req.message)?;
+                    f(req, value).await
+                })
+            }),
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! [`Endpoint`]: what every service uses, written once above [`Transport`].
+//!
+//! - **Handlers by command**, plain or typed ([`TypedMessage`]); typed and declared commands are
+//!   validated before the handler runs, and failures are answered `INVALID` naming the field.
+//! - **Error replies**: `UNKNOWN command=...` for a command with no handler, `INVALID` for a
+//!   message that fails validation, `ERROR` when a handler fails. Error replies and replies
+//!   (messages with a correlation) are never answered with an error, so no reply loops.
+//! - **Request/reply**: [`Endpoint::request`] correlates the reply by message id and fails with
+//!   [`Error::Timeout`] (distinct) or [`Error::Remote`] for an error reply.
+//! - **Dedup window**: (id, hops) of completed messages (bounded, [`DEFAULT_DEDUP_CAPACITY`]);
+//!   a redelivered message is acknowledged without running its handler again.
+//! - **Order**: messages from one sender are handled one at a time, in arrival order (lanes keyed
+//!   by sender); different senders are handled concurrently. Replies to pending requests bypass
+//!   the lanes, so a handler may itself make requests.
+//! - **Heartbeat**: the advertisement is repeated every TTL/3; an attached [`Directory`] is fed
+//!   with every `ADVERTISE` received and swept for expiry.
+//! - **Shutdown**: [`Endpoint::close`] withdraws the advertisement, stops taking deliveries (those
+//!   not yet handled go back to the backend for redelivery), waits for running handlers, closes
+//!   the transport. Dropping every handle without `close` stops abruptly (no withdraw), as a crash
+//!   would.
+
+mod builder;
+mod dedup;
+mod dispatch;
+mod handler;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use tokio::sync::{oneshot, watch};
+use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::task::TaskTracker;
+
+pub use builder::EndpointBuilder;
+pub use dedup::{DedupKey, DedupWindow, DEFAULT_DEDUP_CAPACITY};
+pub use handler::{HandlerError, HandlerResult, Outcome, Request};
+
+use crate::address::{Address, Destination};
+use crate::advertisement::Advertisement;
+use crate::directory::Directory;
+use crate::error::{Error, Result};
+use crate::message::{commands, Message, MessageId};
+use crate::schema::TypedMessage;
+use crate::transport::Transport;
+
+use handler::Handler;
+
+/// A service endpoint: cheap to clone; all clones share one connection and one dispatcher.
+#[derive(Clone)]
+pub struct Endpoint {
+    inner: Arc<Inner>,
+    // Cancels the dispatcher when the last user handle goes (an abrupt stop, like a crash).
+    _guard: Arc<DropGuard>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("address", &self.inner.address)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) transport: Arc<dyn Transport>,
+    pub(crate) address: Address,
+    pub(crate) ad: Mutex<Advertisement>,
+    pub(crate) handlers: HashMap<String, Handler>,
+    pub(crate) pending: Mutex<HashMap<MessageId, oneshot::Sender<Message>>>,
+    pub(crate) dedup: Mutex<DedupWindow>,
+    pub(crate) attempts: Mutex<HashMap<MessageId, u32>>,
+    pub(crate) directory: Option<Directory>,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) tracker: TaskTracker,
+    pub(crate) lanes: usize,
+    pub(crate) max_attempts: u32,
+    pub(crate) closed_tx: watch::Sender<bool>,
+    pub(crate) handle_guard: Mutex<Weak<DropGuard>>,
+}
+
+impl Endpoint {
+    /// Start building an endpoint for `service` over `transport`.
+    pub fn builder(transport: impl Transport, service: impl Into<String>) -> EndpointBuilder {
+        EndpointBuilder::new(Arc::new(transport), service.into())
+    }
+
+    /// Start building over a shared transport handle (e.g. `comms::connect`'s result).
+    pub fn builder_shared(
+        transport: Arc<dyn Transport>,
+        service: impl Into<String>,
+    ) -> EndpointBuilder {
+        EndpointBuilder::new(transport, service.into())
+    }
+
+    /// This endpoint's address.
+    pub fn address(&self) -> &Address {
+        &self.inner.address
+    }
+
+    /// The transport underneath.
+    pub fn transport(&self) -> &Arc<dyn Transport> {
+        &self.inner.transport
+    }
+
+    /// The attached directory, if any.
+    pub fn directory(&self) -> Option<&Directory> {
+        self.inner.directory.as_ref()
+    }
+
+    /// The current advertisement.
+    pub fn advertisement(&self) -> Advertisement {
+        lock(&self.inner.ad).clone()
+    }
+
+    /// Send a message (at-least-once unless the message says otherwise).
+    pub async fn send(&self, msg: Message) -> Result<()> {
+        if self.inner.cancel.is_cancelled() {
+            return Err(Error::Closed);
+        }
+        self.inner.transport.send(msg).await
+    }
+
+    /// Send a typed message to `to`, validated against its schema first.
+    pub async fn send_typed<T: TypedMessage>(
+        &self,
+        to: impl Into<Destination>,
+        value: &T,
+    ) -> Result<()> {
+        self.send(value.to_message(to)?).await
+    }
+
+    /// Send `msg` and wait for the reply correlated with it.
+    ///
+    /// Fails with [`Error::Timeout`] when no reply arrives within `timeout` (sending included),
+    /// and with [`Error::Remote`] when the reply is `UNKNOWN`, `INVALID`, `ERROR` or
+    /// `SERVICE_UNAVAILABLE`.
+    pub async fn request(&self, msg: Message, timeout: Duration) -> Result<Message> {
+        let (tx, rx) = oneshot::channel();
+        let id = msg.id.clone();
+        lock(&self.inner.pending).insert(id.clone(), tx);
+        let _cleanup = PendingGuard {
+            inner: &self.inner,
+            id,
+        };
+        let exchange = async {
+            self.send(msg).await?;
+            rx.await.map_err(|_| Error::Closed)
+        };
+        let reply = tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| Error::Timeout(timeout))??;
+        if commands::is_error_reply(&reply.command) {
+            return Err(remote_error(reply));
+        }
+        Ok(reply)
+    }
+
+    /// A typed request: send `value`, wait for the reply.
+    pub async fn request_typed<T: TypedMessage>(
+        &self,
+        to: impl Into<Destination>,
+        value: &T,
+        timeout: Duration,
+    ) -> Result<Message> {
+        self.request(value.to_message(to)?, timeout).await
+    }
+
+    /// Change facts or labels and re-advertise now.
+    pub async fn update_advertisement(
+        &self,
+        change: impl FnOnce(&mut Advertisement),
+    ) -> Result<()> {
+        let ad = {
+            let mut ad = lock(&self.inner.ad);
+            change(&mut ad);
+            ad.address = self.inner.address.clone();
+            ad.clone()
+        };
+        self.inner.transport.advertise(&ad).await
+    }
+
+    /// Graceful stop: withdraw the advertisement, stop taking deliveries (unhandled ones go back
+    /// for redelivery), wait for running handlers, close the transport (which flushes).
+    /// Do not call from inside a handler (it waits for handlers): use [`Endpoint::stop`].
+    pub async fn close(&self) -> Result<()> {
+        dispatch::close(&self.inner).await
+    }
+
+    /// Begin a graceful stop without waiting for it (usable from a handler).
+    /// [`Endpoint::closed`] resolves when it is over.
+    pub fn stop(&self) {
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            if let Err(e) = dispatch::close(&inner).await {
+                tracing::warn!(error = %e, "endpoint stop");
+            }
+        });
+    }
+
+    /// Resolves once the endpoint is closed.
+    pub async fn closed(&self) {
+        let mut rx = self.inner.closed_tx.subscribe();
+        let _ = rx.wait_for(|closed| *closed).await;
+    }
+
+    pub(crate) fn from_parts(inner: Arc<Inner>, guard: Arc<DropGuard>) -> Self {
+        Self {
+            inner,
+            _guard: guard,
+        }
+    }
+
+    /// A handle for a dispatcher task, if any user handle is still alive.
+    pub(crate) fn upgrade(inner: &Arc<Inner>) -> Option<Endpoint> {
+        let guard = lock(&inner.handle_guard).upgrade()?;
+        Some(Self::from_parts(inner.clone(), guard))
+    }
+}
+
+struct PendingGuard<'a> {
+    inner: &'a Inner,
+    id: MessageId,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        lock(&self.inner.pending).remove(&self.id);
+    }
+}
+
+/// Turn an error reply into [`Error::Remote`] with a readable reason.
+pub(crate) fn remote_error(reply: Message) -> Error {
+    let p = |k: &str| reply.param(k).unwrap_or("?").to_owned();
+    let reason = match reply.command.as_str() {
+        commands::UNKNOWN => format!("no handler for command {}", p("command")),
+        commands::INVALID => format!(
+            "{} rejected: field `{}`: {}",
+            p("command"),
+            p("field"),
+            p("reason")
+        ),
+        commands::SERVICE_UNAVAILABLE => format!(
+            "no live instance of {} took {} in time",
+            p("destination_service"),
+            p("unsent_command")
+        ),
+        _ => format!("{} failed: {}", p("command"), p("reason")),
+    };
+    Error::Remote {
+        command: reply.command.clone(),
+        reason,
+        reply: Box::new(reply),
+    }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -1,0 +1,420 @@
+//! The in-memory transport (`memory://hub?node=n1`): the reference implementation of the
+//! contract, used by tests and by single-process deployments.
+//!
+//! - Every transport naming the same hub (the URL's host, `default` when absent) in one process
+//!   shares one set of queues; `node` (query parameter, default: the hostname) is the node name.
+//! - One bounded queue per instance and one per service (competing consumers). A consumer
+//!   takes from both, up to `prefetch` unacknowledged deliveries.
+//! - At-least-once: a delivery stays counted until acked; nack or drop puts it back at the head.
+//! - Backpressure: `send` waits up to `send_timeout` (default 30 s) for room in a full queue,
+//!   then fails with [`Error::Backpressure`]. At-most-once messages to a full queue are dropped
+//!   with a warning instead of waiting.
+//! - A message waiting in a queue nobody consumes expires after its TTL (default 60 s); with
+//!   `report` set, the sender gets `SERVICE_UNAVAILABLE` (correlated to the message).
+//! - Nothing survives the process: the hub is memory.
+
+mod hub;
+mod queue;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::address::{Address, Destination};
+use crate::advertisement::Advertisement;
+use crate::capabilities::Capabilities;
+use crate::config::{hostname_node, Scheme, TransportUrl};
+use crate::error::{Error, Result};
+use crate::message::{commands, DeliveryMode, Message};
+use crate::transport::{prepare_forward, Acker, Delivery, Inbox, Transport, DEFAULT_HOP_LIMIT};
+
+use hub::{Hub, Route};
+use queue::{Item, Queue};
+
+/// Largest payload the memory transport accepts.
+pub const MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
+/// Default bound of every queue.
+pub const DEFAULT_QUEUE_BOUND: usize = 10_000;
+/// Default prefetch (unacknowledged deliveries per consumer).
+pub const DEFAULT_PREFETCH: usize = 64;
+/// Default time a message may wait for a consumer.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(60);
+
+/// Options of a memory transport.
+#[derive(Debug, Clone)]
+pub struct MemoryOptions {
+    /// Hub name.
+    pub hub: String,
+    /// Node name.
+    pub node: String,
+    /// Bound of each queue (ready + unacknowledged).
+    pub queue_bound: usize,
+    /// Unacknowledged deliveries per consumer.
+    pub prefetch: usize,
+    /// How long `send` waits for room in a full queue.
+    pub send_timeout: Duration,
+    /// Hop limit for `forward`.
+    pub hop_limit: u8,
+}
+
+impl MemoryOptions {
+    /// Options from a `memory:` URL.
+    pub fn from_url(url: &TransportUrl) -> Result<Self> {
+        if url.scheme() != Scheme::Memory {
+            return Err(Error::Config(format!("{url} is not a memory: URL")));
+        }
+        let host = url.url().host_str().unwrap_or("");
+        let node = match url.query("node") {
+            Some(n) => {
+                crate::name::validate_name("node", &n)?;
+                n
+            }
+            None => hostname_node(),
+        };
+        let number = |name: &str, default: usize| -> Result<usize> {
+            match url.query(name) {
+                None => Ok(default),
+                Some(v) => v.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    Error::Config(format!("{url}: `{name}` must be a positive integer"))
+                }),
+            }
+        };
+        Ok(Self {
+            hub: if host.is_empty() {
+                "default".into()
+            } else {
+                host.into()
+            },
+            node,
+            queue_bound: number("queue_bound", DEFAULT_QUEUE_BOUND)?,
+            prefetch: number("prefetch", DEFAULT_PREFETCH)?,
+            send_timeout: Duration::from_millis(number("send_timeout_ms", 30_000)? as u64),
+            hop_limit: DEFAULT_HOP_LIMIT,
+        })
+    }
+}
+
+/// The in-memory transport.
+#[derive(Debug)]
+pub struct MemoryTransport {
+    hub: Arc<Hub>,
+    opts: MemoryOptions,
+    bound: Mutex<Option<Address>>,
+    listening: AtomicBool,
+    closed: AtomicBool,
+    stop: CancellationToken,
+}
+
+impl MemoryTransport {
+    /// Connect to the hub a `memory:` URL names.
+    pub fn connect(url: &str) -> Result<Self> {
+        Ok(Self::with_options(MemoryOptions::from_url(
+            &TransportUrl::parse(url)?,
+        )?))
+    }
+
+    /// Connect with explicit options.
+    pub fn with_options(opts: MemoryOptions) -> Self {
+        Self {
+            hub: Hub::named(&opts.hub, opts.queue_bound),
+            opts,
+            bound: Mutex::new(None),
+            listening: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            stop: CancellationToken::new(),
+        }
+    }
+
+    fn address(&self) -> Option<Address> {
+        self.bound.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::SeqCst) {
+            Err(Error::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn enqueue(&self, msg: Message) -> Result<()> {
+        let from = msg.from.clone().ok_or(Error::NotAdvertised)?;
+        match self.hub.route(&from, &msg.to, &msg.command) {
+            Route::One(q) => self.push(&q, msg).await,
+            Route::Many(queues) => {
+                for q in queues {
+                    self.push(&q, msg.clone()).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn push(&self, q: &Arc<Queue>, msg: Message) -> Result<()> {
+        let unconsumed = q.consumers() == 0;
+        let expiry = (msg.id.clone(), msg.ttl.unwrap_or(DEFAULT_TTL), msg.report);
+        let report = (msg.command.clone(), msg.to.clone(), msg.from.clone());
+        let item = Item {
+            msg,
+            redelivered: false,
+        };
+        if item.msg.mode == DeliveryMode::AtMostOnce {
+            if !q.try_push(item) {
+                tracing::warn!(to = %report.1, "memory: queue full, at-most-once message dropped");
+            }
+            return Ok(());
+        }
+        q.push(item, self.opts.send_timeout).await?;
+        if unconsumed {
+            let (hub, q) = (Arc::downgrade(&self.hub), q.clone());
+            let (id, ttl, wants_report) = expiry;
+            tokio::spawn(async move {
+                tokio::time::sleep(ttl).await;
+                if q.consumers() > 0 {
+                    return;
+                }
+                let Some(expired) = q.remove(&id) else { return };
+                let Some(hub) = hub.upgrade() else { return };
+                tracing::info!(id = %id, to = %report.1, "memory: message expired without a consumer");
+                if wants_report {
+                    send_unavailable(&hub, &expired.msg);
+                }
+                hub.collect_idle();
+            });
+        }
+        Ok(())
+    }
+
+    fn spawn_consumer(&self, address: Address, tx: mpsc::Sender<Delivery>) {
+        let instance = self.hub.instance_queue(&address);
+        let service = self.hub.service_queue(address.service());
+        let prefetch = Arc::new(Semaphore::new(self.opts.prefetch));
+        let stop = self.stop.clone();
+        instance.add_consumer();
+        service.add_consumer();
+        tokio::spawn(async move {
+            let queues = [instance, service];
+            let mut turn = 0usize;
+            'outer: loop {
+                let permit = tokio::select! {
+                    p = prefetch.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                    _ = stop.cancelled() => break,
+                };
+                let (queue, item) = loop {
+                    let signals = [
+                        queues[0].ready_signal().notified(),
+                        queues[1].ready_signal().notified(),
+                    ];
+                    let mut signals = signals.map(Box::pin);
+                    for s in &mut signals {
+                        s.as_mut().enable();
+                    }
+                    turn = turn.wrapping_add(1);
+                    let found = (0..2)
+                        .map(|k| &queues[(turn + k) % 2])
+                        .find_map(|q| q.try_pop().map(|i| (q.clone(), i)));
+                    if let Some(found) = found {
+                        break found;
+                    }
+                    let [a, b] = signals;
+                    tokio::select! {
+                        _ = a => {}
+                        _ = b => {}
+                        _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                        _ = stop.cancelled() => break 'outer,
+                    }
+                };
+                let delivery = if item.msg.mode == DeliveryMode::AtMostOnce {
+                    queue.settle(None);
+                    drop(permit);
+                    Delivery::new(
+                        item.msg,
+                        item.redelivered,
+                        Box::new(crate::transport::NoAck),
+                    )
+                } else {
+                    let (msg, redelivered) = (item.msg.clone(), item.redelivered);
+                    Delivery::new(
+                        msg,
+                        redelivered,
+                        Box::new(MemoryAcker {
+                            queue,
+                            item: Some(item),
+                            _permit: permit,
+                        }),
+                    )
+                };
+                tokio::select! {
+                    r = tx.send(delivery) => if r.is_err() { break },
+                    _ = stop.cancelled() => break,
+                }
+            }
+            for q in &queues {
+                q.remove_consumer();
+            }
+        });
+    }
+
+    fn release(&self) {
+        self.stop.cancel();
+        if let Some(addr) = self.address() {
+            self.hub.unregister(&addr);
+        }
+    }
+}
+
+fn send_unavailable(hub: &Hub, expired: &Message) {
+    let Some(origin) = expired.from.clone() else {
+        return;
+    };
+    let Ok(mut report) = Message::new(commands::SERVICE_UNAVAILABLE, origin.clone()) else {
+        return;
+    };
+    report.correlation = Some(expired.id.clone());
+    report.from = Address::new("memory", "hub").ok();
+    report
+        .params
+        .insert("destination_service".into(), expired.to.to_string());
+    report
+        .params
+        .insert("unsent_command".into(), expired.command.clone());
+    if !hub.instance_queue(&origin).try_push(Item {
+        msg: report,
+        redelivered: false,
+    }) {
+        tracing::warn!(to = %origin, "memory: SERVICE_UNAVAILABLE report dropped: sender's queue is full");
+    }
+}
+
+struct MemoryAcker {
+    queue: Arc<Queue>,
+    item: Option<Item>,
+    _permit: OwnedSemaphorePermit,
+}
+
+#[async_trait]
+impl Acker for MemoryAcker {
+    async fn ack(mut self: Box<Self>) -> Result<()> {
+        self.item.take();
+        self.queue.settle(None);
+        Ok(())
+    }
+
+    async fn nack(mut self: Box<Self>, requeue: bool) -> Result<()> {
+        let item = self.item.take();
+        self.queue.settle(if requeue { item } else { None });
+        Ok(())
+    }
+}
+
+impl Drop for MemoryAcker {
+    fn drop(&mut self) {
+        if let Some(item) = self.item.take() {
+            self.queue.settle(Some(item));
+        }
+    }
+}
+
+#[async_trait]
+impl Transport for MemoryTransport {
+    async fn advertise(&self, ad: &Advertisement) -> Result<()> {
+        self.check_open()?;
+        ad.validate()?;
+        if ad.address.node() != self.opts.node {
+            return Err(Error::IdentityConflict {
+                bound: format!("node {}", self.opts.node),
+                requested: ad.address.to_string(),
+            });
+        }
+        let rebind = {
+            let mut bound = self.bound.lock().unwrap_or_else(|p| p.into_inner());
+            match &*bound {
+                Some(b) if b != &ad.address => {
+                    return Err(Error::IdentityConflict {
+                        bound: b.to_string(),
+                        requested: ad.address.to_string(),
+                    })
+                }
+                Some(_) => true,
+                None => {
+                    *bound = Some(ad.address.clone());
+                    false
+                }
+            }
+        };
+        if let Err(e) = self.hub.register(&ad.address, ad.commands.clone(), rebind) {
+            *self.bound.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            return Err(e);
+        }
+        let mut msg = ad.to_message()?;
+        msg.from = Some(ad.address.clone());
+        self.enqueue(msg).await
+    }
+
+    async fn listen(&self) -> Result<Inbox> {
+        self.check_open()?;
+        let address = self.address().ok_or(Error::NotAdvertised)?;
+        if self.listening.swap(true, Ordering::SeqCst) {
+            return Err(Error::AlreadyListening);
+        }
+        let (tx, rx) = mpsc::channel(self.opts.prefetch);
+        self.spawn_consumer(address, tx);
+        Ok(Inbox::new(rx))
+    }
+
+    async fn send(&self, mut msg: Message) -> Result<()> {
+        self.check_open()?;
+        msg.validate()?;
+        msg.check_size(MAX_MESSAGE_SIZE)?;
+        msg.from = Some(self.address().ok_or(Error::NotAdvertised)?);
+        self.enqueue(msg).await
+    }
+
+    async fn forward(&self, delivery: Delivery, to: Destination) -> Result<()> {
+        self.check_open()?;
+        let (msg, acker) = delivery.into_parts();
+        match prepare_forward(msg, to, self.opts.hop_limit) {
+            Ok(fwd) => {
+                self.enqueue(fwd).await?;
+                acker.ack().await
+            }
+            Err(e) => {
+                acker.ack().await?;
+                Err(e)
+            }
+        }
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.closed.store(true, Ordering::SeqCst);
+        self.release();
+        Ok(())
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        let mut caps = Capabilities::new("memory");
+        caps.max_message_size = MAX_MESSAGE_SIZE;
+        caps.queue_bound = self.opts.queue_bound;
+        caps.survives_restart = false;
+        caps.hop_limit = self.opts.hop_limit;
+        caps
+    }
+
+    fn node(&self) -> String {
+        self.opts.node.clone()
+    }
+
+    fn local_address(&self) -> Option<Address> {
+        self.address()
+    }
+}
+
+impl Drop for MemoryTransport {
+    fn drop(&mut self) {
+        self.release();
+    }
+}

@@ -1,0 +1,249 @@
+//! The contract every backend implements: [`Transport`], [`Delivery`] and [`Inbox`].
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+
+use crate::address::{Address, Destination};
+use crate::advertisement::Advertisement;
+use crate::capabilities::Capabilities;
+use crate::error::{Error, Result};
+use crate::message::Message;
+
+/// Default number of forwards before a message is dropped as a loop.
+pub const DEFAULT_HOP_LIMIT: u8 = 8;
+
+/// A connection to one backend, owned by one endpoint.
+///
+/// The first [`Transport::advertise`] binds the transport's identity (its [`Address`]); later
+/// calls are heartbeats and may change the accepted commands but not the address.
+/// Object safe: binaries hold any backend as `Box<dyn Transport>` or `Arc<dyn Transport>`.
+#[async_trait]
+pub trait Transport: Send + Sync + 'static {
+    /// Declare who this endpoint is and the commands it accepts, and publish the advertisement
+    /// (an at-most-once `ADVERTISE` broadcast, see [`Advertisement::to_message`]).
+    async fn advertise(&self, ad: &Advertisement) -> Result<()>;
+
+    /// Start receiving. Called once; the inbox yields deliveries until the transport closes.
+    async fn listen(&self) -> Result<Inbox>;
+
+    /// Hand a message over. `Ok` means the transport took responsibility for it (see the
+    /// delivery guarantees in the crate docs). `from` is stamped with this transport's address.
+    async fn send(&self, msg: Message) -> Result<()>;
+
+    /// Send a received message one hop further: `from` and `id` kept, `hops` incremented; the
+    /// original delivery is acknowledged once the forward is accepted. Past the hop limit the
+    /// message is dropped (acknowledged) and [`Error::HopLimit`] returned.
+    async fn forward(&self, delivery: Delivery, to: Destination) -> Result<()>;
+
+    /// Flush what was accepted, stop, release resources. Nothing accepted is lost.
+    async fn close(&self) -> Result<()>;
+
+    /// What this transport can do.
+    fn capabilities(&self) -> Capabilities;
+
+    /// The node name this transport's endpoints get (a host or daemon name).
+    fn node(&self) -> String;
+
+    /// The bound address, once advertised.
+    fn local_address(&self) -> Option<Address>;
+}
+
+#[async_trait]
+impl<T: Transport + ?Sized> Transport for Box<T> {
+    async fn advertise(&self, ad: &Advertisement) -> Result<()> {
+        (**self).advertise(ad).await
+    }
+    async fn listen(&self) -> Result<Inbox> {
+        (**self).listen().await
+    }
+    async fn send(&self, msg: Message) -> Result<()> {
+        (**self).send(msg).await
+    }
+    async fn forward(&self, delivery: Delivery, to: Destination) -> Result<()> {
+        (**self).forward(delivery, to).await
+    }
+    async fn close(&self) -> Result<()> {
+        (**self).close().await
+    }
+    fn capabilities(&self) -> Capabilities {
+        (**self).capabilities()
+    }
+    fn node(&self) -> String {
+        (**self).node()
+    }
+    fn local_address(&self) -> Option<Address> {
+        (**self).local_address()
+    }
+}
+
+#[async_trait]
+impl<T: Transport + ?Sized> Transport for Arc<T> {
+    async fn advertise(&self, ad: &Advertisement) -> Result<()> {
+        (**self).advertise(ad).await
+    }
+    async fn listen(&self) -> Result<Inbox> {
+        (**self).listen().await
+    }
+    async fn send(&self, msg: Message) -> Result<()> {
+        (**self).send(msg).await
+    }
+    async fn forward(&self, delivery: Delivery, to: Destination) -> Result<()> {
+        (**self).forward(delivery, to).await
+    }
+    async fn close(&self) -> Result<()> {
+        (**self).close().await
+    }
+    fn capabilities(&self) -> Capabilities {
+        (**self).capabilities()
+    }
+    fn node(&self) -> String {
+        (**self).node()
+    }
+    fn local_address(&self) -> Option<Address> {
+        (**self).local_address()
+    }
+}
+
+/// Prepare a message for [`Transport::forward`]: new destination, `hops + 1`, `from` and `id`
+/// kept. Fails with [`Error::HopLimit`] when the hop limit would be passed.
+pub fn prepare_forward(mut msg: Message, to: Destination, hop_limit: u8) -> Result<Message> {
+    if msg.hops >= hop_limit {
+        return Err(Error::HopLimit {
+            limit: hop_limit,
+            id: msg.id.to_string(),
+        });
+    }
+    to.validate()?;
+    msg.hops += 1;
+    msg.to = to;
+    Ok(msg)
+}
+
+/// How a backend settles a delivery. Dropping an acker without settling it must behave as
+/// `nack(requeue = true)`: the message is delivered again.
+#[async_trait]
+pub trait Acker: Send + Sync + 'static {
+    /// The handler is done with it: never deliver it again.
+    async fn ack(self: Box<Self>) -> Result<()>;
+    /// The handler failed: deliver it again (`requeue`) or drop it.
+    async fn nack(self: Box<Self>, requeue: bool) -> Result<()>;
+}
+
+/// An acker for deliveries that need no settling (at-most-once).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoAck;
+
+#[async_trait]
+impl Acker for NoAck {
+    async fn ack(self: Box<Self>) -> Result<()> {
+        Ok(())
+    }
+    async fn nack(self: Box<Self>, _requeue: bool) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A received message and the means to settle it.
+pub struct Delivery {
+    message: Message,
+    redelivered: bool,
+    acker: Box<dyn Acker>,
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery")
+            .field("message", &self.message)
+            .field("redelivered", &self.redelivered)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Delivery {
+    /// A delivery (used by backends).
+    pub fn new(message: Message, redelivered: bool, acker: Box<dyn Acker>) -> Self {
+        Self {
+            message,
+            redelivered,
+            acker,
+        }
+    }
+
+    /// The message.
+    pub fn message(&self) -> &Message {
+        &self.message
+    }
+
+    /// True when the backend knows this was delivered before (a hint: dedup uses the id).
+    pub fn redelivered(&self) -> bool {
+        self.redelivered
+    }
+
+    /// Split into message and acker (used by `forward` implementations).
+    pub fn into_parts(self) -> (Message, Box<dyn Acker>) {
+        (self.message, self.acker)
+    }
+
+    /// Settle: done.
+    pub async fn ack(self) -> Result<()> {
+        self.acker.ack().await
+    }
+
+    /// Settle: failed; deliver again when `requeue`.
+    pub async fn nack(self, requeue: bool) -> Result<()> {
+        self.acker.nack(requeue).await
+    }
+}
+
+/// The stream of deliveries for one listening transport. Bounded: the backend stops taking
+/// messages off its queue while the inbox is full (that bound is the prefetch).
+#[derive(Debug)]
+pub struct Inbox {
+    rx: mpsc::Receiver<Delivery>,
+}
+
+impl Inbox {
+    /// An inbox over a bounded channel (used by backends).
+    pub fn new(rx: mpsc::Receiver<Delivery>) -> Self {
+        Self { rx }
+    }
+
+    /// The next delivery; `None` once the transport is closed.
+    pub async fn recv(&mut self) -> Option<Delivery> {
+        self.rx.recv().await
+    }
+}
+
+impl futures_core::Stream for Inbox {
+    type Item = Delivery;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Delivery>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::address::Scope;
+
+    #[test]
+    fn forward_keeps_origin_and_counts_hops() {
+        let mut m = Message::new("X", Destination::Service("a".into())).unwrap();
+        m.from = Some(Address::new("n", "s").unwrap());
+        let id = m.id.clone();
+        let f = prepare_forward(m, Destination::Broadcast(Scope::All), 2).unwrap();
+        assert_eq!((f.hops, &f.id), (1, &id));
+        assert_eq!(
+            f.from.as_ref().map(|a| a.to_string()),
+            Some("n:s".to_owned())
+        );
+        let f = prepare_forward(f, Destination::Service("b".into()), 2).unwrap();
+        let e = prepare_forward(f, Destination::Service("c".into()), 2).unwrap_err();
+        assert!(matches!(e, Error::HopLimit { limit: 2, .. }));
+    }
+}
