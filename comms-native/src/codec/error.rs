@@ -99,6 +99,31 @@ pub enum ParseError {
     JsonNotPeekable,
 }
 
+impl ParseError {
+    /// The byte offset of the problem in the input line, when the error has one.
+    pub fn offset(&self) -> Option<usize> {
+        match self {
+            Self::InvalidUtf8 { offset }
+            | Self::NulByte { offset }
+            | Self::SpaceInSentFromServer { offset }
+            | Self::EmptyServer { offset }
+            | Self::UnexpectedServer { offset }
+            | Self::EmptyService { offset }
+            | Self::RepeatedService { offset }
+            | Self::MissingEquals { offset }
+            | Self::InvalidParamName { offset, .. }
+            | Self::UnterminatedQuote { offset }
+            | Self::JunkAfterQuote { offset } => Some(*offset),
+            Self::Empty
+            | Self::UnterminatedSentFrom
+            | Self::EmptyCommand
+            | Self::Json(_)
+            | Self::JsonShape(_)
+            | Self::JsonNotPeekable => None,
+        }
+    }
+}
+
 /// Why a message cannot be written to the wire (cd-wire.md §1.2, setters' name rule).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

@@ -8,7 +8,8 @@
 //! - [`LineCodec`] (`line_codec.rs`): tokio-util `Decoder`/`Encoder` for `\n`-framed streams,
 //!   with a maximum line length and per-line error items;
 //! - [`parse_datagram`] (`datagram.rs`): one message per UDP/Unix datagram, size and secret;
-//! - [`peek_route`] / [`restamp`] (`route.rs`): the router's hot path, head only.
+//! - [`peek_route`] / [`restamp`] / [`restamp_head`] (`route.rs`): the router's hot path,
+//!   head only.
 //!
 //! The codec never touches a socket (STYLE habit 1).
 //!
@@ -53,6 +54,6 @@ pub use datagram::{parse_datagram, SECRET_CODE_PARAM, UDP_MAX_DATAGRAM, UNIX_MAX
 pub use error::{DatagramError, EncodeError, FrameError, ParseError, RestampError, SerializeError};
 pub use line_codec::{LineCodec, DEFAULT_MAX_LINE_LENGTH};
 pub use parse::parse;
-pub use route::{peek_route, restamp, RouteHead};
+pub use route::{peek_route, restamp, restamp_head, RouteHead};
 pub use serialize::{serialize, to_line};
 pub use wire::{is_valid_address, is_valid_command, is_valid_name, WireMessage};

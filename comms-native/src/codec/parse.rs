@@ -189,6 +189,8 @@ mod tests {
             parse(b"\xc3"),
             Err(ParseError::InvalidUtf8 { offset: 0 })
         ));
+        assert_eq!(parse(b" CMD 1p=v").err().and_then(|e| e.offset()), Some(5));
+        assert_eq!(parse(b"").err().and_then(|e| e.offset()), None);
     }
 
     #[test]

@@ -86,9 +86,18 @@ pub fn restamp<B: BufMut + ?Sized>(
     service: &str,
     out: &mut B,
 ) -> Result<(), RestampError> {
+    restamp_head(&peek_route(line)?, server, service, out)
+}
+
+/// [`restamp`] for a head the router already peeked: no second scan of the line.
+pub fn restamp_head<B: BufMut + ?Sized>(
+    head: &RouteHead<'_>,
+    server: &str,
+    service: &str,
+    out: &mut B,
+) -> Result<(), RestampError> {
     validate_sent_from("sent_from_server", server)?;
     validate_sent_from("sent_from_service", service)?;
-    let head = peek_route(line)?;
     validate_command(head.command)?;
     validate_address("server", head.server)?;
     validate_address("service", head.service)?;
@@ -211,6 +220,11 @@ mod tests {
             let full = full_path(&line, &srv, &svc);
             let mut fast = Vec::new();
             let r = restamp(&line, &srv, &svc, &mut fast);
+            let mut via_head = Vec::new();
+            if let Ok(h) = peek_route(&line) {
+                prop_assert!(restamp_head(&h, &srv, &svc, &mut via_head).is_ok());
+            }
+            prop_assert_eq!(&via_head, &fast);
             match full {
                 Some(full) => {
                     prop_assert!(r.is_ok());
