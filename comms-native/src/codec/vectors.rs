@@ -118,6 +118,8 @@ fn row05_fire() {
     assert_eq!(ok(&out(&m)), m);
 }
 
+/// Row 6's JSON form is tested in `json.rs`. Unlike C++ `from_string`, our `parse` accepts the
+/// JSON line: it auto-detects `{`, as the C++ receivers do (§1.3).
 #[test]
 fn row06_string_form_round_trips() {
     let m = WireMessage::new("FIRE")
