@@ -1,0 +1,155 @@
+//! [`LineCodec`]: `\n`-framed messages for TCP and Unix streams (cd-wire.md §1.4).
+//!
+//! Items are `Result<WireMessage, FrameError>`: a bad or oversize line is *reported as an
+//! item* (so the connection can answer `INVALID` with the reason and keep going); only real
+//! I/O errors end the stream. `\r` before `\n` and blank lines are tolerated/ignored.
+//!
+//! Bounded memory: the C++ buffers lines without limit (a 70 KB line stalls its daemon). Here
+//! a line longer than `max_line_length` bytes (counting any `\r`, not the `\n`) is discarded
+//! as it arrives: the buffer never holds more than `max_line_length` plus one read chunk.
+//! Once its `\n` arrives, one [`FrameError::LineTooLong`] item carries its exact length.
+//! At end of stream an unterminated line yields [`FrameError::Truncated`] and is dropped.
+//!
+//! The encoder does not enforce the maximum: stock peers have no limit, and the sender is
+//! the wrong place to police it.
+
+use bytes::{Buf, BytesMut};
+use tokio_util::codec::{Decoder, Encoder};
+
+use super::error::{EncodeError, FrameError};
+use super::head::is_c_space;
+use super::wire::WireMessage;
+use super::{parse, serialize};
+
+/// Default maximum line length: 64 KiB.
+pub const DEFAULT_MAX_LINE_LENGTH: usize = 64 * 1024;
+
+/// Decoder/encoder of Communicator lines. See the module docs.
+#[derive(Debug, Clone)]
+pub struct LineCodec {
+    max_line_length: usize,
+    /// How far `buf` has been searched for `\n` already (keeps decoding linear).
+    next_index: usize,
+    /// `Some(n)`: discarding an oversize line, `n` bytes dropped so far.
+    discarding: Option<usize>,
+}
+
+impl Default for LineCodec {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LineCodec {
+    /// A codec with the default maximum line length ([`DEFAULT_MAX_LINE_LENGTH`]).
+    pub fn new() -> Self {
+        Self::with_max_line_length(DEFAULT_MAX_LINE_LENGTH)
+    }
+
+    /// A codec refusing lines longer than `max` bytes (excluding the `\n`).
+    pub fn with_max_line_length(max: usize) -> Self {
+        Self {
+            max_line_length: max,
+            next_index: 0,
+            discarding: None,
+        }
+    }
+
+    /// The configured maximum line length.
+    pub fn max_line_length(&self) -> usize {
+        self.max_line_length
+    }
+
+    fn too_long(&self, length: usize) -> FrameError {
+        FrameError::LineTooLong {
+            length,
+            max: self.max_line_length,
+        }
+    }
+}
+
+impl Decoder for LineCodec {
+    type Item = Result<WireMessage, FrameError>;
+    type Error = std::io::Error;
+
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Self::Item>, Self::Error> {
+        loop {
+            if let Some(dropped) = self.discarding {
+                match buf.iter().position(|&b| b == b'\n') {
+                    Some(i) => {
+                        buf.advance(i + 1);
+                        self.discarding = None;
+                        return Ok(Some(Err(self.too_long(dropped + i))));
+                    }
+                    None => {
+                        self.discarding = Some(dropped + buf.len());
+                        buf.clear();
+                        return Ok(None);
+                    }
+                }
+            }
+            let from = self.next_index.min(buf.len());
+            let Some(i) = buf[from..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map(|k| from + k)
+            else {
+                if buf.len() > self.max_line_length {
+                    self.discarding = Some(buf.len());
+                    buf.clear();
+                    self.next_index = 0;
+                    continue;
+                }
+                self.next_index = buf.len();
+                return Ok(None);
+            };
+            self.next_index = 0;
+            let frame = buf.split_to(i + 1);
+            let line = &frame[..i];
+            if line.len() > self.max_line_length {
+                return Ok(Some(Err(self.too_long(line.len()))));
+            }
+            if line.iter().all(|&b| is_c_space(b)) {
+                continue;
+            }
+            return Ok(Some(parse(line).map_err(FrameError::from)));
+        }
+    }
+
+    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Self::Item>, Self::Error> {
+        if let Some(item) = self.decode(buf)? {
+            return Ok(Some(item));
+        }
+        if let Some(dropped) = self.discarding.take() {
+            return Ok(Some(Err(FrameError::Truncated { length: dropped })));
+        }
+        self.next_index = 0;
+        let rest = buf.split();
+        if rest.iter().all(|&b| is_c_space(b)) {
+            return Ok(None);
+        }
+        Ok(Some(Err(FrameError::Truncated { length: rest.len() })))
+    }
+}
+
+impl Encoder<&WireMessage> for LineCodec {
+    type Error = EncodeError;
+
+    fn encode(&mut self, msg: &WireMessage, dst: &mut BytesMut) -> Result<(), EncodeError> {
+        serialize(msg, dst)?;
+        dst.extend_from_slice(b"\n");
+        Ok(())
+    }
+}
+
+impl Encoder<WireMessage> for LineCodec {
+    type Error = EncodeError;
+
+    fn encode(&mut self, msg: WireMessage, dst: &mut BytesMut) -> Result<(), EncodeError> {
+        self.encode(&msg, dst)
+    }
+}
+
+#[cfg(test)]
+#[path = "line_codec_tests.rs"]
+mod tests;
