@@ -136,14 +136,13 @@ pub fn is_valid_name(name: &str) -> bool {
     bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
-/// The command rule on send: `[A-Z_][A-Z0-9_]*` (the name rule, uppercase only).
+/// The command rule on send: `[A-Z0-9_]+` (uppercase letters, digits, `_`).
 pub fn is_valid_command(command: &str) -> bool {
-    let mut bytes = command.bytes();
-    match bytes.next() {
-        Some(b) if b.is_ascii_uppercase() || b == b'_' => {}
-        _ => return false,
-    }
-    bytes.all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+    // `[A-Z0-9_]+`, as the C++ `verify_message_name` and comms-core's command rule.
+    !command.is_empty()
+        && command
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
 }
 
 /// Server/service rule: empty, one of the specials `.`, `*`, `?`, or a valid name.
@@ -195,7 +194,11 @@ mod tests {
         assert!(!is_valid_name("") && !is_valid_name("1p") && !is_valid_name("p-q"));
         assert!(!is_valid_name(" p") && !is_valid_name("é"));
         assert!(is_valid_command("PING") && is_valid_command("A_1") && is_valid_command("_X"));
-        assert!(!is_valid_command("Ping") && !is_valid_command("1A") && !is_valid_command(""));
+        assert!(
+            is_valid_command("1A"),
+            "commands are [A-Z0-9_]+, as in the C++"
+        );
+        assert!(!is_valid_command("Ping") && !is_valid_command("A-B") && !is_valid_command(""));
         for s in ["", ".", "*", "?", "images"] {
             assert!(is_valid_address(s), "{s}");
         }
