@@ -209,9 +209,28 @@ pub async fn run(backend: &dyn Backend) -> Report {
         .ok()
         .filter(|s| !s.trim().is_empty())
         .map(|s| s.split(',').map(|n| n.trim().to_owned()).collect());
+    run_selected(backend, only).await
+}
+
+/// Run only the named cases (see [`case_names`]; unknown names are ignored), each limited to
+/// `case_timeout`.
+pub async fn run_only(backend: &dyn Backend, names: &[&str], case_timeout: Duration) -> Report {
+    let only = Some(names.iter().map(|n| (*n).to_owned()).collect());
+    run_selected_with(backend, only, Some(case_timeout.as_secs().max(1))).await
+}
+
+async fn run_selected(backend: &dyn Backend, only: Option<Vec<String>>) -> Report {
     let limit = std::env::var("COMMS_CONFORMANCE_TIMEOUT_SECS")
         .ok()
         .and_then(|s| s.parse::<u64>().ok());
+    run_selected_with(backend, only, limit).await
+}
+
+async fn run_selected_with(
+    backend: &dyn Backend,
+    only: Option<Vec<String>>,
+    limit: Option<u64>,
+) -> Report {
     let mut report = Report {
         backend: backend.name(),
         cases: Vec::new(),
