@@ -1,5 +1,94 @@
-//! `agent`: not built yet. The fleet issue fills this binary; today it only says so.
-fn main() {
-    eprintln!("agent: not implemented yet (see the fleet issue); nothing was started");
-    std::process::exit(2);
+//! `agent`: joins the fleet over the configured transport and runs tasks for the server.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use comms::Config;
+use comms_agent::{Agent, AgentConfig};
+
+/// Run a comms agent.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// TOML config file ([transport] and [agent] sections).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Transport URL (overrides the config; also COMMS_URL).
+    #[arg(long, env = "COMMS_URL")]
+    url: Option<String>,
+    /// Service name of this agent.
+    #[arg(long)]
+    name: Option<String>,
+    /// Where the stable id is kept.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Server identity allowed to run tasks (`service` or `node:service`).
+    #[arg(long)]
+    server: Option<String>,
+    /// Join a group (repeatable).
+    #[arg(long = "group")]
+    groups: Vec<String>,
+    /// Add a label `key=value` (repeatable).
+    #[arg(long = "label", value_parser = parse_label)]
+    labels: Vec<(String, String)>,
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("`{s}` is not key=value"))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let mut config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::from_url(
+            args.url
+                .clone()
+                .unwrap_or_else(|| "cd://127.0.0.1:4040".into()),
+        )?,
+    };
+    config.override_url(args.url.clone())?;
+    let mut agent_config: AgentConfig = config.section("agent")?;
+    if args.name.is_some() {
+        agent_config.name = args.name;
+    }
+    if let Some(dir) = args.state_dir {
+        agent_config.state_dir = dir;
+    }
+    if let Some(server) = args.server {
+        agent_config.server = server;
+    }
+    agent_config.groups.extend(args.groups);
+    agent_config.labels.extend(args.labels);
+    let transport = comms::connect(&config).await.context("connecting")?;
+    let agent = Agent::start(transport, agent_config)
+        .await
+        .context("starting the agent")?;
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    agent.shutdown().await?;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
 }

@@ -1,0 +1,33 @@
+//! `comms-agent`: the agent of a comms fleet, as a library (the `agent` binary is a thin `main`)
+//! and the fleet protocol the server and `commsctl` share.
+//!
+//! - [`protocol`]: typed messages `RUN`, `OUTPUT`, `RESULT`, `CANCEL`, `PING`/`PONG`,
+//!   `FACTS`/`FACTS_REPORT`.
+//! - [`runner`]: one task = one process in its own process group; output streamed in chunks up
+//!   to a cap; at the timeout or on cancel the **whole group** is killed.
+//! - [`Agent`]: advertises `role=agent` with facts (hostname, OS, CPUs, memory, version, id),
+//!   groups and labels, heartbeats every TTL/3, keeps a stable id on disk
+//!   ([`identity`]), runs at most `max_tasks` tasks (more are `rejected`), and accepts tasks only
+//!   from the configured server identity (checked against the transport-stamped origin).
+
+pub mod config;
+pub mod facts;
+pub mod identity;
+pub mod protocol;
+pub mod runner;
+mod service;
+
+pub use config::AgentConfig;
+pub use service::{authorized, Agent};
+
+/// What can stop an agent.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AgentError {
+    /// The state directory or id file.
+    #[error("agent state: {0}")]
+    State(String),
+    /// The transport or endpoint.
+    #[error(transparent)]
+    Comms(#[from] comms::Error),
+}

@@ -1,0 +1,238 @@
+//! The agent endpoint: advertises, accepts tasks from the server only, runs them.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use comms::{Address, Endpoint, HandlerError, Outcome, Request, Transport};
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::AgentConfig;
+use crate::protocol::{cmd, CancelTask, RunTask, TaskOutput, TaskResult, TaskStatus};
+use crate::runner::{self, TaskSpec};
+use crate::{facts, identity, AgentError};
+
+#[derive(Debug)]
+struct Tasks {
+    running: Mutex<HashMap<String, CancellationToken>>,
+    slots: Arc<Semaphore>,
+    tracker: TaskTracker,
+    config: AgentConfig,
+}
+
+impl Tasks {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, CancellationToken>> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A running agent.
+#[derive(Debug)]
+pub struct Agent {
+    endpoint: Endpoint,
+    tasks: Arc<Tasks>,
+    id: String,
+}
+
+/// Whether `from` is the configured server identity (`service` or `node:service`).
+pub fn authorized(server: &str, from: Option<&Address>) -> bool {
+    let Some(from) = from else { return false };
+    match server.split_once(':') {
+        Some((node, service)) => from.node() == node && from.service() == service,
+        None => from.service() == server,
+    }
+}
+
+impl Agent {
+    /// Load (or make) the stable id, advertise, and start serving tasks.
+    pub async fn start(
+        transport: Box<dyn Transport>,
+        config: AgentConfig,
+    ) -> Result<Agent, AgentError> {
+        let id = identity::load_or_create(&config.state_dir)?;
+        let name = config.name.clone().unwrap_or_else(|| {
+            format!(
+                "{}{}",
+                crate::protocol::AGENT_PREFIX,
+                &id[..10.min(id.len())]
+            )
+        });
+        let tasks = Arc::new(Tasks {
+            running: Mutex::default(),
+            slots: Arc::new(Semaphore::new(config.max_tasks.max(1))),
+            tracker: TaskTracker::new(),
+            config: config.clone(),
+        });
+        let mut builder =
+            Endpoint::builder(transport, name).ttl(Duration::from_secs(config.ttl_secs.max(1)));
+        for g in &config.groups {
+            builder = builder.group(g.clone());
+        }
+        for (k, v) in &config.labels {
+            builder = builder.label(k.clone(), v.clone());
+        }
+        for (k, v) in facts::collect(&id) {
+            builder = builder.fact(k, v);
+        }
+        let (t1, t2) = (tasks.clone(), tasks.clone());
+        let endpoint = builder
+            .on::<RunTask, _, _>(move |req, run| on_run(t1.clone(), req, run))
+            .on::<CancelTask, _, _>(move |req, cancel| on_cancel(t2.clone(), req, cancel))
+            .handle(cmd::PING, |req| async move {
+                Ok(Outcome::Reply(req.reply(cmd::PONG)?))
+            })
+            .handle(cmd::FACTS, |req| {
+                let facts = req.endpoint.advertisement().facts;
+                async move {
+                    Ok(Outcome::Reply(
+                        req.reply(cmd::FACTS_REPORT)?.with_data(&facts)?,
+                    ))
+                }
+            })
+            .start()
+            .await?;
+        tracing::info!(address = %endpoint.address(), %id, "agent up");
+        Ok(Agent {
+            endpoint,
+            tasks,
+            id,
+        })
+    }
+
+    /// The endpoint.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// The stable id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Cancel running tasks (their results are still sent), wait for them (bounded), close.
+    pub async fn shutdown(self) -> Result<(), AgentError> {
+        for token in self.tasks.lock().values() {
+            token.cancel();
+        }
+        self.tasks.tracker.close();
+        if tokio::time::timeout(runner::CANCEL_GRACE * 3, self.tasks.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("tasks still running at shutdown");
+        }
+        self.endpoint.close().await?;
+        Ok(())
+    }
+}
+
+async fn send_result(ep: &Endpoint, to: &Address, result: &TaskResult) {
+    if let Err(e) = ep.send_typed(to.clone(), result).await {
+        tracing::warn!(task = %result.task, %to, error = %e, "could not send a task result");
+    }
+}
+
+async fn on_run(tasks: Arc<Tasks>, req: Request, run: RunTask) -> Result<Outcome, HandlerError> {
+    let Some(from) = req.message.from.clone() else {
+        return Err(HandlerError::Failed("a task without an origin".into()));
+    };
+    let config = &tasks.config;
+    if !authorized(&config.server, Some(&from)) {
+        tracing::warn!(%from, task = %run.task, "task refused: not from the configured server");
+        let why = format!(
+            "not authorized: this agent runs tasks only for `{}`",
+            config.server
+        );
+        send_result(
+            &req.endpoint,
+            &from,
+            &TaskResult::not_run(&run.task, TaskStatus::Rejected, why),
+        )
+        .await;
+        return Ok(Outcome::Done);
+    }
+    if tasks.lock().contains_key(&run.task) {
+        return Ok(Outcome::Done); // already running: a resend
+    }
+    let Ok(permit) = tasks.slots.clone().try_acquire_owned() else {
+        let why = format!("busy: {} tasks already running", config.max_tasks);
+        send_result(
+            &req.endpoint,
+            &from,
+            &TaskResult::not_run(&run.task, TaskStatus::Rejected, why),
+        )
+        .await;
+        return Ok(Outcome::Done);
+    };
+    let spec = TaskSpec {
+        task: run.task.clone(),
+        argv: run.argv,
+        env: run.env,
+        cwd: run.cwd,
+        timeout: Duration::from_millis(run.timeout_ms)
+            .min(Duration::from_secs(config.max_timeout_secs)),
+        output_cap: run.output_cap.min(config.max_output_bytes),
+    };
+    let cancel = CancellationToken::new();
+    tasks.lock().insert(run.task.clone(), cancel.clone());
+    let (ep, t) = (req.endpoint.clone(), tasks.clone());
+    tasks.tracker.spawn(async move {
+        let (tx, mut rx) = mpsc::channel::<runner::Chunk>(64);
+        let streamer = {
+            let (ep, from, task) = (ep.clone(), from.clone(), spec.task.clone());
+            tokio::spawn(async move {
+                let mut seq = 0;
+                while let Some(chunk) = rx.recv().await {
+                    let out = TaskOutput { task: task.clone(), stream: chunk.stream.into(), seq, data: chunk.data };
+                    seq += 1;
+                    if let Err(e) = ep.send_typed(from.clone(), &out).await {
+                        tracing::warn!(%task, error = %e, "output chunk not sent");
+                    }
+                }
+            })
+        };
+        tracing::info!(task = %spec.task, argv = ?spec.argv, "task started");
+        let result = runner::run(spec, tx, cancel).await;
+        let _ = streamer.await;
+        tracing::info!(task = %result.task, status = result.status.as_str(), ms = result.duration_ms, "task done");
+        send_result(&ep, &from, &result).await;
+        t.lock().remove(&result.task);
+        drop(permit);
+    });
+    Ok(Outcome::Done)
+}
+
+async fn on_cancel(
+    tasks: Arc<Tasks>,
+    req: Request,
+    cancel: CancelTask,
+) -> Result<Outcome, HandlerError> {
+    if !authorized(&tasks.config.server, req.message.from.as_ref()) {
+        return Err(HandlerError::Failed(format!(
+            "not authorized: only `{}` may cancel tasks",
+            tasks.config.server
+        )));
+    }
+    match tasks.lock().get(&cancel.task) {
+        Some(token) => token.cancel(),
+        None => tracing::info!(task = %cancel.task, "cancel for a task that is not running"),
+    }
+    Ok(Outcome::Done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authorization_by_service_or_address() {
+        let a = Address::new("n1", "server").unwrap();
+        assert!(authorized("server", Some(&a)));
+        assert!(authorized("n1:server", Some(&a)));
+        assert!(!authorized("n2:server", Some(&a)));
+        assert!(!authorized("other", Some(&a)));
+        assert!(!authorized("server", None));
+    }
+}
