@@ -1,5 +1,64 @@
-//! `server`: not built yet. The fleet issue fills this binary; today it only says so.
-fn main() {
-    eprintln!("server: not implemented yet (see the fleet issue); nothing was started");
-    std::process::exit(2);
+//! `server`: the fleet server. Keeps the live agent directory and dispatches tasks.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use comms::Config;
+use comms_server::{Server, ServerConfig};
+
+/// Run the comms fleet server.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// TOML config file ([transport] and [server] sections).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Transport URL (overrides the config; also COMMS_URL).
+    #[arg(long, env = "COMMS_URL")]
+    url: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let mut config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::from_url(
+            args.url
+                .clone()
+                .unwrap_or_else(|| "cd://127.0.0.1:4040".into()),
+        )?,
+    };
+    config.override_url(args.url.clone())?;
+    let server_config: ServerConfig = config.section("server")?;
+    let transport = comms::connect(&config)
+        .await
+        .with_context(|| format!("connecting to {}", config.transport.url))?;
+    let server = Server::start(transport, server_config)
+        .await
+        .context("starting the server")?;
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    server.shutdown().await?;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
 }

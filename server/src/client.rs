@@ -1,0 +1,122 @@
+//! The requester side of the server protocol (what `commsctl` uses).
+
+use std::time::Duration;
+
+use comms::{Destination, Endpoint, Message, Outcome, Request, Transport};
+use tokio::sync::mpsc;
+
+use crate::protocol::{
+    cmd, Accepted, AgentInfo, DispatchRecord, DispatchRequest, ServerStatus, TargetOutput,
+    TargetResult, SERVER_SERVICE,
+};
+
+/// What arrives for a running dispatch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A chunk of output from one target.
+    Output(TargetOutput),
+    /// One target's result.
+    Result(TargetResult),
+    /// All targets have a result.
+    Done(DispatchRecord),
+}
+
+/// A connected client of the server.
+#[derive(Debug)]
+pub struct Client {
+    endpoint: Endpoint,
+    events: mpsc::Receiver<Event>,
+    timeout: Duration,
+}
+
+fn server() -> Destination {
+    Destination::Service(SERVER_SERVICE.into())
+}
+
+impl Client {
+    /// Connect as `service` (unique per client, e.g. `commsctl_<pid>`).
+    pub async fn connect(
+        transport: Box<dyn Transport>,
+        service: &str,
+        timeout: Duration,
+    ) -> comms::Result<Client> {
+        let (tx, events) = mpsc::channel(1024);
+        let forward = |wrap: fn(&Message) -> comms::Result<Event>| {
+            let tx = tx.clone();
+            move |req: Request| {
+                let tx = tx.clone();
+                async move {
+                    let event = wrap(&req.message)?;
+                    // A full channel waits: the server is slowed, nothing is dropped.
+                    let _ = tx.send(event).await;
+                    Ok(Outcome::Done)
+                }
+            }
+        };
+        let endpoint = Endpoint::builder(transport, service)
+            .handle(
+                cmd::TARGET_OUTPUT,
+                forward(|m| Ok(Event::Output(m.data()?))),
+            )
+            .handle(
+                cmd::TARGET_RESULT,
+                forward(|m| Ok(Event::Result(m.data()?))),
+            )
+            .handle(cmd::DISPATCH_DONE, forward(|m| Ok(Event::Done(m.data()?))))
+            .start()
+            .await?;
+        Ok(Client {
+            endpoint,
+            events,
+            timeout,
+        })
+    }
+
+    /// The endpoint (for `send`).
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    async fn ask(&self, command: &str) -> comms::Result<Message> {
+        self.endpoint
+            .request(Message::new(command, server())?, self.timeout)
+            .await
+    }
+
+    /// Every agent the server knows.
+    pub async fn agents(&self) -> comms::Result<Vec<AgentInfo>> {
+        self.ask(cmd::AGENTS).await?.data()
+    }
+
+    /// The server's status.
+    pub async fn status(&self) -> comms::Result<ServerStatus> {
+        self.ask(cmd::SERVER_STATUS).await?.data()
+    }
+
+    /// Recent dispatches.
+    pub async fn results(&self) -> comms::Result<Vec<DispatchRecord>> {
+        self.ask(cmd::RESULTS).await?.data()
+    }
+
+    /// Start a dispatch; then read [`Client::next_event`] until `Done`.
+    pub async fn dispatch(&self, request: &DispatchRequest) -> comms::Result<Accepted> {
+        let msg = Message::new(cmd::DISPATCH, server())?.with_data(request)?;
+        self.endpoint.request(msg, self.timeout).await?.data()
+    }
+
+    /// Cancel a dispatch's running tasks.
+    pub async fn cancel(&self, dispatch: &str) -> comms::Result<()> {
+        let msg = Message::new(cmd::CANCEL_DISPATCH, server())?.with_param("dispatch", dispatch);
+        self.endpoint.request(msg, self.timeout).await.map(|_| ())
+    }
+
+    /// The next event of any dispatch this client started (`None` if the endpoint stopped).
+    pub async fn next_event(&mut self) -> Option<Event> {
+        self.events.recv().await
+    }
+
+    /// Close.
+    pub async fn close(self) -> comms::Result<()> {
+        self.endpoint.close().await
+    }
+}

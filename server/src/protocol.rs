@@ -1,0 +1,191 @@
+//! The server's protocol with `commsctl` (and any tool): requests to the `server` service,
+//! payloads as JSON in the `data` parameter.
+//!
+//! - `AGENTS` → `AGENT_LIST` (data: `Vec<AgentInfo>`).
+//! - `DISPATCH` (data: [`DispatchRequest`]) → `DISPATCH_ACCEPTED` (data: [`Accepted`]), then, to
+//!   the requester, `TARGET_OUTPUT` chunks and one `TARGET_RESULT` per target as they arrive, and
+//!   `DISPATCH_DONE` (data: [`DispatchRecord`]) when every target has a result or its deadline
+//!   passed.
+//! - `RESULTS` → `RESULT_LIST` (data: recent `Vec<DispatchRecord>`).
+//! - `CANCEL_DISPATCH` (param `dispatch`) → `CANCEL` to each running target.
+//! - `SERVER_STATUS` → `SERVER_STATUS_REPORT` (data: [`ServerStatus`]).
+
+use std::collections::BTreeMap;
+
+use comms_agent::protocol::TaskResult;
+use serde::{Deserialize, Serialize};
+
+/// Command names.
+pub mod cmd {
+    #![allow(missing_docs)]
+    pub const AGENTS: &str = "AGENTS";
+    pub const AGENT_LIST: &str = "AGENT_LIST";
+    pub const DISPATCH: &str = "DISPATCH";
+    pub const DISPATCH_ACCEPTED: &str = "DISPATCH_ACCEPTED";
+    pub const TARGET_OUTPUT: &str = "TARGET_OUTPUT";
+    pub const TARGET_RESULT: &str = "TARGET_RESULT";
+    pub const DISPATCH_DONE: &str = "DISPATCH_DONE";
+    pub const RESULTS: &str = "RESULTS";
+    pub const RESULT_LIST: &str = "RESULT_LIST";
+    pub const CANCEL_DISPATCH: &str = "CANCEL_DISPATCH";
+    pub const SERVER_STATUS: &str = "SERVER_STATUS";
+    pub const SERVER_STATUS_REPORT: &str = "SERVER_STATUS_REPORT";
+}
+
+/// The server's service name.
+pub const SERVER_SERVICE: &str = "server";
+
+/// Which agents a dispatch goes to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Selector {
+    /// One agent: its id (or an 8+ character prefix), service name or address.
+    Agent(String),
+    /// Members of a group.
+    Group(String),
+    /// Agents with this label value.
+    Label(String, String),
+    /// Every live agent.
+    All,
+}
+
+/// An agent as the server knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentInfo {
+    /// `node:service`.
+    pub address: String,
+    /// Stable id.
+    pub id: String,
+    /// Live or not.
+    pub up: bool,
+    /// Groups.
+    pub groups: Vec<String>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Facts.
+    pub facts: BTreeMap<String, String>,
+    /// Unix seconds of the last up/down change.
+    pub since_unix: u64,
+}
+
+impl AgentInfo {
+    /// Whether `selector` picks this agent.
+    pub fn matches(&self, selector: &Selector) -> bool {
+        match selector {
+            Selector::All => true,
+            Selector::Group(g) => self.groups.iter().any(|x| x == g),
+            Selector::Label(k, v) => self.labels.get(k) == Some(v),
+            Selector::Agent(a) => {
+                let service = self.address.split_once(':').map_or("", |(_, s)| s);
+                self.id == *a
+                    || self.address == *a
+                    || service == a
+                    || (a.len() >= 8 && self.id.starts_with(a.as_str()))
+            }
+        }
+    }
+}
+
+/// A task to run on the agents a selector picks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DispatchRequest {
+    /// Target agents.
+    pub selector: Selector,
+    /// Program and arguments.
+    pub argv: Vec<String>,
+    /// Environment.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Working directory.
+    #[serde(default)]
+    pub cwd: Option<String>,
+    /// Per-target deadline for the task itself.
+    pub timeout_ms: u64,
+    /// Output kept per stream per target.
+    pub output_cap: u64,
+}
+
+/// The answer to `DISPATCH`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Accepted {
+    /// Dispatch id.
+    pub dispatch: String,
+    /// Live targets the task was sent to.
+    pub targets: Vec<String>,
+    /// Targets named by the selector that are down (reported `unreachable` at once).
+    pub unreachable: Vec<String>,
+}
+
+/// How one target ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Exit 0.
+    Ok,
+    /// Non-zero exit, signal, refused or could not start.
+    Failed,
+    /// No result by the deadline.
+    Timeout,
+    /// The agent is down or could not be reached.
+    Unreachable,
+    /// Cancelled on request.
+    Cancelled,
+}
+
+/// One target's result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetResult {
+    /// Dispatch id.
+    pub dispatch: String,
+    /// Agent address.
+    pub agent: String,
+    /// Outcome.
+    pub outcome: Outcome,
+    /// The agent's result, when it sent one.
+    pub result: Option<TaskResult>,
+}
+
+/// One output chunk of one target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetOutput {
+    /// Dispatch id.
+    pub dispatch: String,
+    /// Agent address.
+    pub agent: String,
+    /// `stdout` or `stderr`.
+    pub stream: String,
+    /// Text.
+    pub data: String,
+}
+
+/// A finished (or running) dispatch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DispatchRecord {
+    /// Dispatch id.
+    pub dispatch: String,
+    /// argv.
+    pub argv: Vec<String>,
+    /// Unix seconds when it started.
+    pub started_unix: u64,
+    /// Whether every target has an outcome.
+    pub done: bool,
+    /// Results so far.
+    pub results: Vec<TargetResult>,
+}
+
+/// The answer to `SERVER_STATUS`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerStatus {
+    /// Server address.
+    pub address: String,
+    /// Transport backend.
+    pub backend: String,
+    /// Agents up.
+    pub agents_up: usize,
+    /// Agents down.
+    pub agents_down: usize,
+    /// Dispatches running.
+    pub dispatches_running: usize,
+    /// Seconds since start.
+    pub uptime_secs: u64,
+}

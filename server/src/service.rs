@@ -1,0 +1,196 @@
+//! The server endpoint and its handlers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use comms::{Directory, Endpoint, HandlerError, Outcome, Request, Transport};
+use comms_agent::protocol::{CancelTask, TaskOutput, TaskResult};
+
+use crate::config::ServerConfig;
+use crate::dispatch;
+use crate::protocol::{
+    cmd, DispatchRequest, ServerStatus, TargetOutput, TargetResult, SERVER_SERVICE,
+};
+use crate::state::State;
+
+/// A running server.
+#[derive(Debug)]
+pub struct Server {
+    endpoint: Endpoint,
+    state: Arc<State>,
+}
+
+/// Longest task timeout accepted.
+pub const MAX_TASK_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
+impl Server {
+    /// Advertise as `server`, watch the agents, serve requests.
+    pub async fn start(
+        transport: Box<dyn Transport>,
+        config: ServerConfig,
+    ) -> comms::Result<Server> {
+        let directory = Directory::new();
+        let backend = transport.capabilities().backend.to_owned();
+        let state = Arc::new(State::new(directory.clone(), config.clone(), backend));
+        let endpoint = Endpoint::builder(transport, SERVER_SERVICE)
+            .ttl(Duration::from_secs(config.ttl_secs.max(1)))
+            .fact("role", "server")
+            .directory(directory)
+            .handle(cmd::AGENTS, with_state(&state, on_agents))
+            .handle(cmd::DISPATCH, with_state(&state, on_dispatch))
+            .handle(cmd::RESULTS, with_state(&state, on_results))
+            .handle(cmd::CANCEL_DISPATCH, with_state(&state, on_cancel))
+            .handle(cmd::SERVER_STATUS, with_state(&state, on_status))
+            .on::<TaskResult, _, _>({
+                let state = state.clone();
+                move |_req, result| on_result(state.clone(), result)
+            })
+            .on::<TaskOutput, _, _>({
+                let state = state.clone();
+                move |req, output| on_output(state.clone(), req, output)
+            })
+            .start()
+            .await?;
+        tracing::info!(address = %endpoint.address(), "server up");
+        Ok(Server { endpoint, state })
+    }
+
+    /// The endpoint.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Agents as the server sees them now.
+    pub fn agents(&self) -> Vec<crate::protocol::AgentInfo> {
+        self.state.agents()
+    }
+
+    /// Close gracefully.
+    pub async fn shutdown(self) -> comms::Result<()> {
+        self.endpoint.close().await
+    }
+}
+
+type Handled = Result<Outcome, HandlerError>;
+
+fn with_state<F, Fut>(state: &Arc<State>, f: F) -> impl Fn(Request) -> Fut + Send + Sync + 'static
+where
+    F: Fn(Arc<State>, Request) -> Fut + Copy + Send + Sync + 'static,
+{
+    let state = state.clone();
+    move |req| f(state.clone(), req)
+}
+
+async fn on_agents(state: Arc<State>, req: Request) -> Handled {
+    Ok(Outcome::Reply(
+        req.reply(cmd::AGENT_LIST)?.with_data(&state.agents())?,
+    ))
+}
+
+async fn on_dispatch(state: Arc<State>, req: Request) -> Handled {
+    let request: DispatchRequest = req.message.data()?;
+    if request.argv.is_empty() {
+        return Err(HandlerError::Invalid(comms::Invalid::new(
+            "data",
+            "argv is empty",
+        )));
+    }
+    if request.timeout_ms == 0 || Duration::from_millis(request.timeout_ms) > MAX_TASK_TIMEOUT {
+        return Err(HandlerError::Invalid(comms::Invalid::new(
+            "data",
+            "timeout_ms must be between 1 ms and 24 h",
+        )));
+    }
+    if state.running() >= state.config.max_running {
+        return Err(HandlerError::Failed(format!(
+            "busy: {} dispatches running",
+            state.config.max_running
+        )));
+    }
+    let requester = req
+        .message
+        .from
+        .clone()
+        .ok_or_else(|| HandlerError::Failed("no origin".into()))?;
+    let accepted = dispatch::start(req.endpoint.clone(), state, request, requester).await;
+    Ok(Outcome::Reply(
+        req.reply(cmd::DISPATCH_ACCEPTED)?.with_data(&accepted)?,
+    ))
+}
+
+async fn on_results(state: Arc<State>, req: Request) -> Handled {
+    Ok(Outcome::Reply(
+        req.reply(cmd::RESULT_LIST)?.with_data(&state.recent())?,
+    ))
+}
+
+async fn on_cancel(state: Arc<State>, req: Request) -> Handled {
+    let dispatch = req.message.param("dispatch").ok_or_else(|| {
+        HandlerError::Invalid(comms::Invalid::new(
+            "dispatch",
+            "required parameter is missing",
+        ))
+    })?;
+    let routes = state.routes_of(dispatch);
+    for (task, route) in &routes {
+        if let Err(e) = req
+            .endpoint
+            .send_typed(route.agent.clone(), &CancelTask { task: task.clone() })
+            .await
+        {
+            tracing::warn!(agent = %route.agent, error = %e, "cancel not sent");
+        }
+    }
+    Ok(Outcome::Reply(
+        req.reply("CANCELLED")?
+            .with_param("tasks", routes.len().to_string()),
+    ))
+}
+
+async fn on_status(state: Arc<State>, req: Request) -> Handled {
+    let agents = state.agents();
+    let up = agents.iter().filter(|a| a.up).count();
+    let status = ServerStatus {
+        address: req.endpoint.address().to_string(),
+        backend: state.backend.clone(),
+        agents_up: up,
+        agents_down: agents.len() - up,
+        dispatches_running: state.running(),
+        uptime_secs: state.started.elapsed().as_secs(),
+    };
+    Ok(Outcome::Reply(
+        req.reply(cmd::SERVER_STATUS_REPORT)?.with_data(&status)?,
+    ))
+}
+
+async fn on_result(state: Arc<State>, result: TaskResult) -> Handled {
+    let Some(route) = state.route(&result.task) else {
+        tracing::debug!(task = %result.task, "result for a task no dispatch waits for");
+        return Ok(Outcome::Done);
+    };
+    let target = TargetResult {
+        dispatch: route.dispatch.clone(),
+        agent: route.agent.to_string(),
+        outcome: dispatch::outcome_of(&result),
+        result: Some(result),
+    };
+    // The dispatch may have just finished (deadline): then nobody listens, which is fine.
+    let _ = route.results.send(target).await;
+    Ok(Outcome::Done)
+}
+
+async fn on_output(state: Arc<State>, req: Request, output: TaskOutput) -> Handled {
+    let Some(route) = state.route(&output.task) else {
+        return Ok(Outcome::Done);
+    };
+    let chunk = TargetOutput {
+        dispatch: route.dispatch,
+        agent: route.agent.to_string(),
+        stream: output.stream,
+        data: output.data,
+    };
+    let msg =
+        comms::Message::new(cmd::TARGET_OUTPUT, route.requester.clone())?.with_data(&chunk)?;
+    req.endpoint.send(msg).await?;
+    Ok(Outcome::Done)
+}
