@@ -3,7 +3,9 @@
 //! Each backend provides a [`comms_core::conformance::Backend`]; the suites in `tests/tests/`
 //! run the one conformance body against each of them.
 
+pub mod bins;
 pub mod faulty;
+pub mod fleet;
 
 use async_trait::async_trait;
 use comms_core::conformance::Backend;

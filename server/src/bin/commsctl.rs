@@ -75,6 +75,11 @@ enum Command {
         #[arg(long)]
         reply: bool,
     },
+    /// Cancel the running tasks of a dispatch.
+    Cancel {
+        /// Dispatch id (printed by `run`).
+        dispatch: String,
+    },
     /// The server's status.
     Status,
     /// Recent dispatches and their results.
@@ -165,6 +170,13 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
                     s.dispatches_running,
                     s.uptime_secs
                 );
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Cancel { dispatch } => {
+            client.cancel(&dispatch).await?;
+            if !args.json {
+                println!("cancel sent for {dispatch}");
             }
             ExitCode::SUCCESS
         }

@@ -1,0 +1,338 @@
+//! The fleet scenario, one body for every backend: a `server` and three `agent` processes, driven
+//! with `commsctl` exactly as an operator would. Only the `[transport]` section differs.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test body: failures should be loud
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::bins::binary;
+
+/// A running fleet's files and processes.
+pub struct Fleet {
+    /// Temp dir holding config, state and logs.
+    pub dir: tempfile::TempDir,
+    config: PathBuf,
+    server: Option<Child>,
+    agents: Vec<Option<Child>>,
+}
+
+impl std::fmt::Debug for Fleet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fleet")
+            .field("dir", &self.dir.path())
+            .finish_non_exhaustive()
+    }
+}
+
+fn spawn(program: &Path, args: &[&str], log: &Path) -> Child {
+    let out = std::fs::File::create(log).expect("log file");
+    let err = out.try_clone().expect("log file");
+    Command::new(program)
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", program.display()))
+}
+
+impl Fleet {
+    /// Write the config (`transport` is the `[transport]` section's body, plus any backend
+    /// sections after it) and start the server.
+    pub fn start(transport: &str) -> Fleet {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("fleet.toml");
+        let text = format!(
+            "[transport]\n{transport}\n\n[server]\ndeadline_grace_secs = 5\nttl_secs = 1\n\n[agent]\nserver = \"server\"\nttl_secs = 1\nmax_tasks = 4\n"
+        );
+        std::fs::write(&config, text).expect("write config");
+        let mut fleet = Fleet {
+            dir,
+            config,
+            server: None,
+            agents: Vec::new(),
+        };
+        fleet.start_server();
+        fleet
+    }
+
+    fn log(&self, name: &str) -> PathBuf {
+        self.dir.path().join(format!("{name}.log"))
+    }
+
+    fn start_server(&mut self) {
+        let cfg = self.config.display().to_string();
+        self.server = Some(spawn(
+            &binary("server", "server"),
+            &["--config", &cfg],
+            &self.log("server"),
+        ));
+    }
+
+    /// Start agent number `n` (name `agent_n`) in `group`; the same `n` reuses its state dir.
+    pub fn start_agent(&mut self, n: usize, group: &str) {
+        let cfg = self.config.display().to_string();
+        let state = self
+            .dir
+            .path()
+            .join(format!("state{n}"))
+            .display()
+            .to_string();
+        let name = format!("agent_{n}");
+        let child = spawn(
+            &binary("agent", "agent"),
+            &[
+                "--config",
+                &cfg,
+                "--name",
+                &name,
+                "--state-dir",
+                &state,
+                "--group",
+                group,
+            ],
+            &self.log(&name),
+        );
+        if self.agents.len() <= n {
+            self.agents.resize_with(n + 1, || None);
+        }
+        self.agents[n] = Some(child);
+    }
+
+    /// SIGKILL agent `n`.
+    pub async fn kill_agent(&mut self, n: usize) {
+        if let Some(mut child) = self.agents.get_mut(n).and_then(Option::take) {
+            child.kill().await.expect("kill agent");
+        }
+    }
+
+    /// Run `commsctl --json ARGS`; its exit code and stdout lines parsed as JSON.
+    pub async fn ctl(&self, args: &[&str]) -> (i32, Vec<Value>) {
+        let cfg = self.config.display().to_string();
+        let mut full = vec!["--config", cfg.as_str(), "--json"];
+        full.extend_from_slice(args);
+        let out = Command::new(binary("server", "commsctl"))
+            .args(&full)
+            .output()
+            .await
+            .expect("run commsctl");
+        let lines = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        (out.status.code().unwrap_or(-1), lines)
+    }
+
+    /// Start `commsctl --json ARGS` and return the child with its stdout lines.
+    pub fn ctl_spawn(
+        &self,
+        args: &[&str],
+    ) -> (
+        Child,
+        tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    ) {
+        let cfg = self.config.display().to_string();
+        let mut full = vec!["--config", cfg.as_str(), "--json"];
+        full.extend_from_slice(args);
+        let mut child = Command::new(binary("server", "commsctl"))
+            .args(&full)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn commsctl");
+        let lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        (child, lines)
+    }
+
+    /// Agents as `commsctl agents` lists them (empty while the server is not answering).
+    pub async fn agents(&self) -> Vec<Value> {
+        match self.ctl(&["agents"]).await {
+            (0, lines) => lines
+                .into_iter()
+                .next()
+                .and_then(|v| v.as_array().cloned())
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Wait until `want(agents)` holds; how long it took.
+    pub async fn wait_agents(
+        &self,
+        what: &str,
+        timeout: Duration,
+        want: impl Fn(&[Value]) -> bool,
+    ) -> Duration {
+        let started = Instant::now();
+        loop {
+            let agents = self.agents().await;
+            if want(&agents) {
+                return started.elapsed();
+            }
+            if started.elapsed() > timeout {
+                self.dump_logs();
+                panic!("{what}: not within {timeout:?}; agents: {agents:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Print every process log (on failure).
+    pub fn dump_logs(&self) {
+        for entry in std::fs::read_dir(self.dir.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let path = entry.path();
+            if path.extension().and_then(|e| e.to_str()) == Some("log") {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(40).collect();
+                eprintln!("--- {} (last lines)", path.display());
+                for line in tail.into_iter().rev() {
+                    eprintln!("{line}");
+                }
+            }
+        }
+    }
+}
+
+fn state_of(agents: &[Value], name: &str) -> Option<(bool, String)> {
+    agents
+        .iter()
+        .find(|a| {
+            a["address"]
+                .as_str()
+                .is_some_and(|s| s.ends_with(&format!(":{name}")))
+        })
+        .map(|a| {
+            (
+                a["up"].as_bool().unwrap_or(false),
+                a["id"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+}
+
+fn results(lines: &[Value]) -> Vec<&Value> {
+    lines
+        .iter()
+        .filter(|l| l.get("outcome").is_some())
+        .collect()
+}
+
+/// The scenario of the fleet issue: run on all, on a group; cancel a long task; kill an agent
+/// (reported down within the TTL); restart it (same id, back up).
+pub async fn scenario(transport: &str) {
+    let mut fleet = Fleet::start(transport);
+    for (n, group) in [(1, "web"), (2, "web"), (3, "db")] {
+        fleet.start_agent(n, group);
+    }
+    let up = |agents: &[Value]| {
+        agents
+            .iter()
+            .filter(|a| a["up"] == Value::Bool(true))
+            .count()
+    };
+    fleet
+        .wait_agents("three agents up", Duration::from_secs(60), |a| up(a) == 3)
+        .await;
+
+    let (code, lines) = fleet
+        .ctl(&["run", "--all", "--", "sh", "-c", "echo hello-$0"])
+        .await;
+    let outs: Vec<&str> = lines.iter().filter_map(|l| l["data"].as_str()).collect();
+    assert_eq!(code, 0, "run --all: {lines:?}");
+    assert_eq!(results(&lines).len(), 3, "{lines:?}");
+    assert_eq!(
+        outs.iter().filter(|o| o.contains("hello-sh")).count(),
+        3,
+        "{outs:?}"
+    );
+
+    let (code, lines) = fleet.ctl(&["run", "--group", "web", "--", "true"]).await;
+    assert_eq!(code, 0);
+    let mut agents: Vec<&str> = results(&lines)
+        .iter()
+        .filter_map(|r| r["agent"].as_str())
+        .collect();
+    agents.sort_unstable();
+    assert!(
+        agents.len() == 2 && agents[0].ends_with(":agent_1") && agents[1].ends_with(":agent_2"),
+        "{agents:?}"
+    );
+
+    let (code, lines) = fleet
+        .ctl(&["run", "--agent", "agent_3", "--", "sh", "-c", "exit 3"])
+        .await;
+    assert_eq!(code, 1, "a failed target makes commsctl fail");
+    assert_eq!(results(&lines)[0]["outcome"], "failed");
+
+    // Cancel a long task.
+    let (mut run, mut out) = fleet.ctl_spawn(&[
+        "run",
+        "--agent",
+        "agent_1",
+        "--timeout",
+        "60",
+        "--",
+        "sleep",
+        "30",
+    ]);
+    let accepted: Value =
+        serde_json::from_str(&out.next_line().await.unwrap().expect("accepted line")).unwrap();
+    let dispatch = accepted["dispatch"]
+        .as_str()
+        .expect("dispatch id")
+        .to_owned();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (code, _) = fleet.ctl(&["cancel", &dispatch]).await;
+    assert_eq!(code, 0);
+    let mut outcome = None;
+    while let Ok(Ok(Some(line))) =
+        tokio::time::timeout(Duration::from_secs(20), out.next_line()).await
+    {
+        let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+        if let Some(o) = v.get("outcome") {
+            outcome = Some(o.clone());
+        }
+    }
+    let status = tokio::time::timeout(Duration::from_secs(10), run.wait())
+        .await
+        .expect("run ends")
+        .expect("wait");
+    assert_eq!(outcome, Some(Value::from("cancelled")));
+    assert_eq!(status.code(), Some(1));
+
+    // Kill an agent: reported down within the TTL (1 s; allow the sweep and the polling).
+    let before = fleet.agents().await;
+    let (_, id3) = state_of(&before, "agent_3").expect("agent_3 listed");
+    fleet.kill_agent(3).await;
+    let took = fleet
+        .wait_agents("agent_3 down", Duration::from_secs(10), |a| {
+            state_of(a, "agent_3").is_some_and(|(up, _)| !up)
+        })
+        .await;
+    assert!(
+        took < Duration::from_secs(5),
+        "reported down after {took:?}"
+    );
+
+    // Restart it: same id, back up.
+    fleet.start_agent(3, "db");
+    fleet
+        .wait_agents("agent_3 back", Duration::from_secs(60), |a| {
+            state_of(a, "agent_3").is_some_and(|(up, _)| up)
+        })
+        .await;
+    let (_, id_again) = state_of(&fleet.agents().await, "agent_3").expect("listed");
+    assert_eq!(id_again, id3, "the restarted agent kept its id");
+}
