@@ -17,6 +17,9 @@ struct Args {
     /// Transport URL (overrides the config; also COMMS_URL).
     #[arg(long, env = "COMMS_URL")]
     url: Option<String>,
+    /// With a cd: URL, do not start the embedded daemon (use a separate commsd).
+    #[arg(long)]
+    no_embed: bool,
 }
 
 #[tokio::main]
