@@ -125,7 +125,7 @@ mod tests {
         #[test]
         fn canonical_means_round_trip(p in "[abz_1;=\"\\\\nx ]{0,24}") {
             if is_canonical(p.as_bytes()) {
-                let line = format!("CMD {p}");
+                let line = if p.is_empty() { "CMD".to_owned() } else { format!("CMD {p}") };
                 let m = parse(line.trim_end().as_bytes());
                 prop_assert!(m.is_ok(), "{line:?} {m:?}");
                 let mut out = Vec::new();

@@ -90,6 +90,8 @@
 //! - Kept from the C++ on purpose: a broadcast reaches the **sender too** when it declared
 //!   the command (§7), so one service instance behaves like any other listener.
 
+#[doc(hidden)]
+pub mod bench;
 mod cache;
 mod canonical;
 mod config;

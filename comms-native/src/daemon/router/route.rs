@@ -56,7 +56,7 @@ fn is_blank(b: &u8) -> bool {
 
 impl Router {
     /// One read chunk of connection `id` (whole lines).
-    pub(super) fn on_input(&mut self, id: ConnId, data: &[u8]) {
+    pub(crate) fn on_input(&mut self, id: ConnId, data: &[u8]) {
         if self.stopping {
             self.quitting(id);
             return;
