@@ -11,6 +11,7 @@
 pub mod client;
 pub mod config;
 mod dispatch;
+pub mod embed;
 pub mod protocol;
 mod service;
 mod state;

@@ -1,4 +1,6 @@
-//! `server`: the fleet server. Keeps the live agent directory and dispatches tasks.
+//! `server`: the fleet server. Keeps the live agent directory and dispatches tasks. With a
+//! `cd:` URL (the default, `cd://127.0.0.1:4040`) it embeds the commsd daemon unless
+//! `--no-embed` is given, so `server` alone is a working system.
 
 use std::path::PathBuf;
 
@@ -40,6 +42,13 @@ async fn main() -> anyhow::Result<()> {
     };
     config.override_url(args.url.clone())?;
     let server_config: ServerConfig = config.section("server")?;
+    let daemon = if args.no_embed {
+        None
+    } else {
+        comms_server::embed::start(&config)
+            .await
+            .context("starting the embedded daemon")?
+    };
     let transport = comms::connect(&config)
         .await
         .with_context(|| format!("connecting to {}", config.transport.url))?;
@@ -49,6 +58,9 @@ async fn main() -> anyhow::Result<()> {
     wait_for_signal().await;
     tracing::info!("shutting down");
     server.shutdown().await?;
+    if let Some(daemon) = daemon {
+        daemon.shutdown().await;
+    }
     Ok(())
 }
 

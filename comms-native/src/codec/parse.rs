@@ -243,7 +243,10 @@ mod tests {
             let t1 = time_parse(&one).max(Duration::from_micros(100));
             let t2 = time_parse(&two);
             assert!(t1 < Duration::from_secs(2), "1 MiB {chunk:?}: {t1:?}");
-            assert!(t2 < t1 * 6, "2 MiB {chunk:?}: {t2:?} against {t1:?} for 1 MiB: not linear");
+            assert!(
+                t2 < t1 * 6,
+                "2 MiB {chunk:?}: {t2:?} against {t1:?} for 1 MiB: not linear"
+            );
         }
     }
 }
