@@ -3,6 +3,8 @@
 //! Each backend provides a [`comms_core::conformance::Backend`]; the suites in `tests/tests/`
 //! run the one conformance body against each of them.
 
+pub mod rabbitmq;
+
 use async_trait::async_trait;
 use comms_core::conformance::Backend;
 use comms_core::{Capabilities, Result, Transport};
