@@ -2,10 +2,13 @@
 //! `COMMS_RABBITMQ_URL`), a namespace per case, cleanup of every queue and exchange the run
 //! created, and a restart hook that always leaves the broker running.
 //!
-//! Restart: `rabbitmqctl stop_app` + `start_app` + `await_startup` by default (every connection
-//! is cut, queues are recovered from disk); with `COMMS_RABBITMQ_RESTART=kill` the Erlang VM is
-//! killed with SIGKILL and started again with `rabbitmq-server -detached`. Either way a
-//! [`BrokerGuard`] starts the broker again if a test fails half-way.
+//! Restart (the [`Backend::kill_and_restart`] contract): by default the Erlang VM is killed
+//! with SIGKILL (`kill -9` of the pid `rabbitmqctl eval 'os:getpid().'` reports) and started
+//! again with `rabbitmq-server -detached` (run as root, it switches to the `rabbitmq` user);
+//! with `COMMS_RABBITMQ_RESTART=stop_app` it is `rabbitmqctl stop_app` + `start_app` instead
+//! (every connection is cut, queues are recovered from disk, the VM stays). Either way we wait
+//! for `rabbitmqctl await_startup`, and a [`BrokerGuard`] starts the broker again if a test
+//! fails half-way.
 
 use std::collections::BTreeSet;
 use std::process::Command;
@@ -136,13 +139,26 @@ pub fn ensure_running() -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_secs(2));
         let _ = rabbitmqctl(&["start_app"]);
     }
-    rabbitmqctl(&["await_startup", "--timeout", "120"])?;
-    Ok(())
+    await_startup()
+}
+
+/// Wait (up to two minutes) until the node answers and the app is running. Right after
+/// `rabbitmq-server -detached` the node is not even reachable, which `await_startup` reports
+/// as an error: retry it.
+pub fn await_startup() -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        match rabbitmqctl(&["await_startup", "--timeout", "30"]) {
+            Ok(_) => return Ok(()),
+            Err(e) if std::time::Instant::now() > deadline => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(500)),
+        }
+    }
 }
 
 fn restart_broker() -> anyhow::Result<()> {
     let _guard = BrokerGuard;
-    if std::env::var("COMMS_RABBITMQ_RESTART").as_deref() == Ok("kill") {
+    if std::env::var("COMMS_RABBITMQ_RESTART").as_deref() != Ok("stop_app") {
         let pid = rabbitmqctl(&["eval", "list_to_integer(os:getpid())."])?;
         let pid = pid.trim();
         let status = Command::new("kill").args(["-9", pid]).status()?;
@@ -156,8 +172,7 @@ fn restart_broker() -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(500));
         rabbitmqctl(&["start_app"])?;
     }
-    rabbitmqctl(&["await_startup", "--timeout", "120"])?;
-    Ok(())
+    await_startup()
 }
 
 /// Delete the queues and exchanges of `namespaces` (names `comms.{ns}` and `comms.{ns}.*`).
