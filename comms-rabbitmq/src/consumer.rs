@@ -96,6 +96,10 @@ async fn consume(
     cancel: &CancellationToken,
 ) -> comms_core::Result<Stop> {
     let names = link.names();
+    // Idempotent: also brings back queues deleted behind our back while the session lived.
+    if let Some(id) = link.identity() {
+        session.declare_identity(link.opts(), names, &id).await?;
+    }
     let channel = session
         .connection()
         .create_channel()

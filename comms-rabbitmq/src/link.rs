@@ -116,12 +116,12 @@ impl Link {
             .clone()
     }
 
-    pub(crate) fn set_identity(&self, id: Identity) {
+    pub(crate) fn set_identity(&self, id: Option<Identity>) {
         *self
             .shared
             .identity
             .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some(id);
+            .unwrap_or_else(|p| p.into_inner()) = id;
     }
 }
 

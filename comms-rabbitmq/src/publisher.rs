@@ -4,7 +4,8 @@
 //!   at-most-once.
 //! - `mandatory` for instance and service destinations: a return (no queue bound) is an error.
 //!   The sender declares the destination queue first (idempotent, once per session), so a
-//!   message to a service with no live instance waits in the service queue.
+//!   message to a service with no live instance waits in the service queue; after a return it
+//!   declares the queue once more and retries once (the queue may have been deleted).
 //! - A nack means a full queue (`x-overflow = reject-publish`): the publish is retried with a
 //!   growing pause until `send_timeout`, then [`Error::Backpressure`].
 //! - A lost connection or channel while publishing or waiting for the confirm: the message is
@@ -49,6 +50,7 @@ pub(crate) async fn publish(link: &Link, msg: &Message) -> Result<()> {
     };
     let deadline = Instant::now() + opts.send_timeout;
     let mut full_pause = FULL_PAUSE_MIN;
+    let mut redeclared = false;
     loop {
         let session = link.session_until(deadline).await?;
         let attempt = async {
@@ -71,6 +73,13 @@ pub(crate) async fn publish(link: &Link, msg: &Message) -> Result<()> {
         match attempt.await {
             Ok(None) | Ok(Some(Confirmation::Ack(None))) => return Ok(()),
             Ok(Some(Confirmation::Ack(Some(returned)))) => {
+                if let (Some((queue, _)), false) = (&destination, redeclared) {
+                    // The queue was deleted since this session declared it (x-expires, an
+                    // operator): declare it again and publish once more.
+                    session.forget(queue);
+                    redeclared = true;
+                    continue;
+                }
                 return Err(Error::transport_msg(
                     BACKEND,
                     format!(

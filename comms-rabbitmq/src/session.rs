@@ -134,6 +134,14 @@ impl Session {
         Ok(())
     }
 
+    /// Forget that `queue` was declared (it was deleted behind our back): declare it again.
+    pub(crate) fn forget(&self, queue: &str) {
+        self.declared
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(queue);
+    }
+
     fn is_declared(&self, queue: &str) -> bool {
         self.declared
             .lock()

@@ -102,11 +102,23 @@ impl RabbitTransport {
         if previous.as_ref() == Some(&wanted) {
             return Ok(());
         }
-        let deadline = Instant::now() + self.link.opts().send_timeout;
-        let session = self.link.session_until(deadline).await?;
-        session
-            .declare_identity(self.link.opts(), self.link.names(), &wanted)
-            .await?;
+        // Set first, so that a reconnect happening meanwhile restores the new identity.
+        self.link.set_identity(Some(wanted.clone()));
+        let declared = async {
+            let deadline = Instant::now() + self.link.opts().send_timeout;
+            let session = self.link.session_until(deadline).await?;
+            session
+                .declare_identity(self.link.opts(), self.link.names(), &wanted)
+                .await?;
+            Ok::<_, Error>(session)
+        };
+        let session = match declared.await {
+            Ok(s) => s,
+            Err(e) => {
+                self.link.set_identity(previous);
+                return Err(e);
+            }
+        };
         if let Some(prev) = previous {
             let old: BTreeSet<String> = topology::instance_bindings(&prev.address, &prev.commands)
                 .into_iter()
@@ -121,7 +133,6 @@ impl RabbitTransport {
                 topology::unbind(&admin, self.link.names(), &queue, key).await?;
             }
         }
-        self.link.set_identity(wanted);
         Ok(())
     }
 

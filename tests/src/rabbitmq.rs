@@ -31,9 +31,14 @@ pub const TEST_QUEUE_BOUND: usize = 2_000;
 
 /// The configuration of the transport at `slot` in `namespace`.
 pub fn config(namespace: &str, slot: usize) -> Result<Config> {
+    config_with(namespace, slot, 30_000)
+}
+
+/// The same, with another `send_timeout_ms`.
+pub fn config_with(namespace: &str, slot: usize, send_timeout_ms: u64) -> Result<Config> {
     Config::from_toml(&format!(
         "[transport]\nurl = \"{}\"\nnode = \"n{slot}\"\nnamespace = \"{namespace}\"\n\
-         [rabbitmq]\nqueue_bound = {TEST_QUEUE_BOUND}\nsend_timeout_ms = 30000\n\
+         [rabbitmq]\nqueue_bound = {TEST_QUEUE_BOUND}\nsend_timeout_ms = {send_timeout_ms}\n\
          reconnect_max_ms = 1000\nqueue_expires_ms = 1800000\n",
         url()
     ))
