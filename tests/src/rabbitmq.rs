@@ -1,5 +1,5 @@
 //! The RabbitMQ backend for the suites: the real broker at `127.0.0.1:5672` (override with
-//! `COMMS_RABBITMQ_URL`), a namespace per case, cleanup of every queue and exchange the run
+//! `COMMS_RABBITMQ_URL`; `COMMS_RABBITMQ_QUEUE_TYPE=quorum` runs on quorum queues), a namespace per case, cleanup of every queue and exchange the run
 //! created, and a restart hook that always leaves the broker running.
 //!
 //! Restart (the [`Backend::kill_and_restart`] contract): by default the Erlang VM is killed
@@ -39,8 +39,9 @@ pub fn config_with(namespace: &str, slot: usize, send_timeout_ms: u64) -> Result
     Config::from_toml(&format!(
         "[transport]\nurl = \"{}\"\nnode = \"n{slot}\"\nnamespace = \"{namespace}\"\n\
          [rabbitmq]\nqueue_bound = {TEST_QUEUE_BOUND}\nsend_timeout_ms = {send_timeout_ms}\n\
-         reconnect_max_ms = 1000\nqueue_expires_ms = 1800000\n",
-        url()
+         reconnect_max_ms = 1000\nqueue_expires_ms = 1800000\nqueue_type = \"{}\"\n",
+        url(),
+        std::env::var("COMMS_RABBITMQ_QUEUE_TYPE").unwrap_or_else(|_| "classic".into())
     ))
 }
 

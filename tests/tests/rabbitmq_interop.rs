@@ -231,3 +231,31 @@ async fn rabbitmq_bad_input_is_dead_lettered() -> anyhow::Result<()> {
     delete_namespaces(&[ns]).await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_deleted_queue_is_declared_again() -> anyhow::Result<()> {
+    use lapin::options::QueueDeleteOptions;
+    ensure_running()?;
+    let ns = namespace("gone");
+    let a = endpoint(&ns, 0, "a", None, "").await?;
+    let to = Destination::service("later")?;
+    a.send(Message::new("X", to.clone())?).await?;
+    // An operator (or x-expires) deletes the queue this connection already declared.
+    let conn = lapin::Connection::connect(&url(), lapin::ConnectionProperties::default()).await?;
+    let ch = conn.create_channel().await?;
+    let queue = format!("comms.{ns}.svc.later");
+    ch.queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+        .await?;
+    // The publish is returned (mandatory), the queue declared again, the message kept.
+    a.send(Message::new("X", to)?.with_param("n", "2")).await?;
+    let got = ch
+        .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true })
+        .await?
+        .context("the message after the deletion is not in the queue")?;
+    let msg = comms_core::envelope::decode(&got.data, 1 << 20)?;
+    assert_eq!(msg.param("n"), Some("2"));
+    conn.close(200, "done".into()).await?;
+    a.close().await?;
+    delete_namespaces(&[ns]).await?;
+    Ok(())
+}
