@@ -102,6 +102,29 @@
 //! otherwise), and a client certificate and key (`cert`, `key`, PEM / PKCS#8) for certificate
 //! authentication (add `?auth_mechanism=external` to the URL for EXTERNAL auth). See [`options`].
 //!
+//! # Limits (known)
+//!
+//! - Throughput of one caller: each `send` waits for its confirm (the broker confirms a
+//!   persistent message once it is on disk), so one task sending in a loop is latency-bound
+//!   (about 3 ms per message on the test machine); concurrent callers share the channel.
+//! - RabbitMQ expires messages at the head of a queue only: a message with a short TTL behind
+//!   messages without one expires (and is reported) once it reaches the head.
+//! - A binding is removed when a running transport stops declaring a command; a new process
+//!   that declares fewer commands than its predecessor does not know the old ones, so their
+//!   broadcast bindings stay on the (durable) instance queue until it is deleted.
+//! - `from` is set by the sending transport and cannot be verified by the broker.
+//! - TLS is tested for parsing and for how it is handed to lapin; the broker used by the test
+//!   suite has no TLS listener, so there is no live `amqps:` test.
+//!
+//! # Tests
+//!
+//! `tests/tests/conformance_rabbitmq.rs` (cases 1–22), `conformance_rabbitmq_faults.rs` (23,
+//! 24: broker killed with SIGKILL and restarted twice during 10,000 messages),
+//! `rabbitmq_interop.rs` (Python pika both ways, bad input parked with its reason, a deleted
+//! queue declared again) and `rabbitmq_outage.rs` (`send` while the broker is down). They share
+//! one broker: `.config/nextest.toml` runs every test named `*rabbitmq*` serially.
+//! `COMMS_RABBITMQ_QUEUE_TYPE=quorum` runs them on quorum queues.
+//!
 //! # Layout
 //!
 //! [`options`] (configuration), [`tls`], [`topology`] (names and declarations), `session` (one
