@@ -1,6 +1,6 @@
 //! The link: our own reconnect loop (lapin's built-in recovery stays off).
 //!
-//! One supervisor task owns the current [`Session`] and publishes it through a `watch` channel
+//! One supervisor task owns the current session (`session::Session`) and publishes it through a `watch` channel
 //! (`None` while disconnected). It checks the session's health every 100 ms and whenever a user
 //! reports a failure; when the session is broken it opens a new one with capped exponential
 //! backoff (`reconnect_initial` doubling up to `reconnect_max`, for ever until the transport
