@@ -5,7 +5,7 @@
 //! |---|---|---|---|
 //! | `memory:` | in-process reference transport | `memory` (default) | built |
 //! | `cd:`, `cds:`, `cdu:` | native daemon `commsd` | `native` | not built yet: a clear error |
-//! | `amqp:`, `amqps:` | RabbitMQ | `rabbitmq` | not built yet: a clear error |
+//! | `amqp:`, `amqps:` | RabbitMQ ([`comms_rabbitmq`]) | `rabbitmq` (default) | built |
 //! | `kafka:` | Kafka | `kafka` | not built yet: a clear error |
 //!
 //! ```
@@ -24,6 +24,7 @@ pub async fn connect(config: &Config) -> Result<Box<dyn Transport>> {
     let url = config.url()?;
     match url.scheme() {
         Scheme::Memory => connect_memory(&url, config),
+        Scheme::Amqp | Scheme::Amqps => connect_rabbitmq(config).await,
         other => Err(Error::BackendUnavailable {
             backend: other.backend(),
             reason: format!(
@@ -56,6 +57,21 @@ fn connect_memory(_url: &TransportUrl, _config: &Config) -> Result<Box<dyn Trans
     })
 }
 
+#[cfg(feature = "rabbitmq")]
+async fn connect_rabbitmq(config: &Config) -> Result<Box<dyn Transport>> {
+    Ok(Box::new(
+        comms_rabbitmq::RabbitTransport::connect(config).await?,
+    ))
+}
+
+#[cfg(not(feature = "rabbitmq"))]
+async fn connect_rabbitmq(_config: &Config) -> Result<Box<dyn Transport>> {
+    Err(Error::BackendUnavailable {
+        backend: "rabbitmq",
+        reason: "this build has the `rabbitmq` feature turned off".into(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,11 +84,7 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(e.contains("accepted schemes"), "{e}");
-        for url in [
-            "cd:///run/x.sock",
-            "amqp://localhost",
-            "kafka://localhost:9092",
-        ] {
+        for url in ["cd:///run/x.sock", "kafka://localhost:9092"] {
             let e = connect_url(url)
                 .await
                 .err()

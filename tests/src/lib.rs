@@ -6,6 +6,7 @@
 pub mod bins;
 pub mod faulty;
 pub mod fleet;
+pub mod rabbitmq;
 
 use async_trait::async_trait;
 use comms_core::conformance::Backend;

@@ -1,0 +1,254 @@
+//! [`RabbitTransport`]: the contract over the link, publisher and consumer.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use comms_core::transport::prepare_forward;
+use comms_core::{
+    Address, Advertisement, Capabilities, Config, Delivery, Destination, Error, Inbox, Message,
+    Result, Transport,
+};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::task::TaskTracker;
+
+use crate::error::BACKEND;
+use crate::link::{Identity, Link};
+use crate::options::RabbitOptions;
+use crate::{consumer, publisher, topology};
+
+/// Largest payload accepted ([`Message::payload_size`]); RabbitMQ's own limit is far higher.
+pub const MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
+
+/// The RabbitMQ transport.
+#[derive(Debug)]
+pub struct RabbitTransport {
+    link: Link,
+    bound: Mutex<Option<Address>>,
+    listening: AtomicBool,
+    closed: AtomicBool,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+    sends: TaskTracker,
+    _stop_on_drop: DropGuard,
+}
+
+impl RabbitTransport {
+    /// Connect with a whole configuration.
+    pub async fn connect(config: &Config) -> Result<Self> {
+        Self::with_options(RabbitOptions::from_config(config)?).await
+    }
+
+    /// Connect to an `amqp:`/`amqps:` URL with every other setting at its default.
+    pub async fn connect_url(url: &str) -> Result<Self> {
+        Self::with_options(RabbitOptions::from_url(url)?).await
+    }
+
+    /// Connect with explicit options. Fails (retryable) when the broker cannot be reached.
+    pub async fn with_options(opts: RabbitOptions) -> Result<Self> {
+        let cancel = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let link = Link::start(Arc::new(opts), cancel.clone(), &tasks).await?;
+        Ok(Self {
+            link,
+            bound: Mutex::new(None),
+            listening: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            _stop_on_drop: cancel.clone().drop_guard(),
+            cancel,
+            tasks,
+            sends: TaskTracker::new(),
+        })
+    }
+
+    /// The options in use.
+    pub fn options(&self) -> &RabbitOptions {
+        self.link.opts()
+    }
+
+    fn address(&self) -> Option<Address> {
+        self.bound.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::SeqCst) {
+            Err(Error::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn bind(&self, address: &Address) -> Result<()> {
+        let mut bound = self.bound.lock().unwrap_or_else(|p| p.into_inner());
+        match &*bound {
+            Some(b) if b != address => Err(Error::IdentityConflict {
+                bound: b.to_string(),
+                requested: address.to_string(),
+            }),
+            Some(_) => Ok(()),
+            None => {
+                *bound = Some(address.clone());
+                Ok(())
+            }
+        }
+    }
+
+    /// Declare (first time) or re-bind (commands changed) this transport's queues.
+    async fn apply_identity(&self, wanted: Identity) -> Result<()> {
+        let previous = self.link.identity();
+        if previous.as_ref() == Some(&wanted) {
+            return Ok(());
+        }
+        // Set first, so that a reconnect happening meanwhile restores the new identity.
+        self.link.set_identity(Some(wanted.clone()));
+        let declared = async {
+            let deadline = Instant::now() + self.link.opts().send_timeout;
+            let session = self.link.session_until(deadline).await?;
+            session
+                .declare_identity(self.link.opts(), self.link.names(), &wanted)
+                .await?;
+            Ok::<_, Error>(session)
+        };
+        let session = match declared.await {
+            Ok(s) => s,
+            Err(e) => {
+                self.link.set_identity(previous);
+                return Err(e);
+            }
+        };
+        if let Some(prev) = previous {
+            let old: BTreeSet<String> = topology::instance_bindings(&prev.address, &prev.commands)
+                .into_iter()
+                .collect();
+            let new: BTreeSet<String> =
+                topology::instance_bindings(&wanted.address, &wanted.commands)
+                    .into_iter()
+                    .collect();
+            let admin = session.admin().await?;
+            let queue = self.link.names().instance_queue(&wanted.address);
+            for key in old.difference(&new) {
+                topology::unbind(&admin, self.link.names(), &queue, key).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn publish_tracked(&self, msg: &Message) -> Result<()> {
+        self.sends
+            .track_future(publisher::publish(&self.link, msg))
+            .await
+    }
+}
+
+#[async_trait]
+impl Transport for RabbitTransport {
+    async fn advertise(&self, ad: &Advertisement) -> Result<()> {
+        self.check_open()?;
+        ad.validate()?;
+        let node = &self.link.opts().node;
+        if ad.address.node() != node {
+            return Err(Error::IdentityConflict {
+                bound: format!("node {node}"),
+                requested: ad.address.to_string(),
+            });
+        }
+        self.bind(&ad.address)?;
+        if !ad.ttl.is_zero() {
+            self.apply_identity(Identity {
+                address: ad.address.clone(),
+                commands: ad.commands.clone(),
+            })
+            .await?;
+        }
+        let mut msg = ad.to_message()?;
+        msg.from = Some(ad.address.clone());
+        self.publish_tracked(&msg).await
+    }
+
+    async fn listen(&self) -> Result<Inbox> {
+        self.check_open()?;
+        let address = self.address().ok_or(Error::NotAdvertised)?;
+        if self.listening.swap(true, Ordering::SeqCst) {
+            return Err(Error::AlreadyListening);
+        }
+        let (tx, rx) = mpsc::channel(usize::from(self.link.opts().prefetch));
+        self.tasks.spawn(consumer::run(
+            self.link.clone(),
+            address,
+            MAX_MESSAGE_SIZE * 2,
+            tx,
+            self.cancel.clone(),
+        ));
+        Ok(Inbox::new(rx))
+    }
+
+    async fn send(&self, mut msg: Message) -> Result<()> {
+        self.check_open()?;
+        msg.validate()?;
+        msg.check_size(MAX_MESSAGE_SIZE)?;
+        msg.from = Some(self.address().ok_or(Error::NotAdvertised)?);
+        self.publish_tracked(&msg).await
+    }
+
+    async fn forward(&self, delivery: Delivery, to: Destination) -> Result<()> {
+        self.check_open()?;
+        let (msg, acker) = delivery.into_parts();
+        match prepare_forward(msg, to, self.link.opts().hop_limit) {
+            Ok(fwd) => {
+                self.publish_tracked(&fwd).await?;
+                acker.ack().await
+            }
+            Err(e) => {
+                acker.ack().await?;
+                Err(e)
+            }
+        }
+    }
+
+    async fn close(&self) -> Result<()> {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        // Sends already accepted by a caller finish (confirmed) before the connection goes.
+        self.sends.close();
+        let flushed = tokio::time::timeout(self.link.opts().send_timeout, self.sends.wait()).await;
+        self.cancel.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+        match flushed {
+            Ok(()) => Ok(()),
+            Err(_) => Err(Error::transport_msg(
+                BACKEND,
+                "close: sends still unconfirmed after send_timeout",
+                true,
+            )),
+        }
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        capabilities(self.link.opts())
+    }
+
+    fn node(&self) -> String {
+        self.link.opts().node.clone()
+    }
+
+    fn local_address(&self) -> Option<Address> {
+        self.address()
+    }
+}
+
+/// The capabilities of transports built with `opts`.
+pub fn capabilities(opts: &RabbitOptions) -> Capabilities {
+    let mut caps = Capabilities::new(BACKEND);
+    caps.max_message_size = MAX_MESSAGE_SIZE;
+    caps.queue_bound = opts.queue_bound;
+    caps.at_most_once = true;
+    caps.namespaces = true;
+    caps.survives_restart = true;
+    caps.hop_limit = opts.hop_limit;
+    caps
+}

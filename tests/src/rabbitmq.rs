@@ -1,0 +1,223 @@
+//! The RabbitMQ backend for the suites: the real broker at `127.0.0.1:5672` (override with
+//! `COMMS_RABBITMQ_URL`; `COMMS_RABBITMQ_QUEUE_TYPE=quorum` runs on quorum queues), a namespace per case, cleanup of every queue and exchange the run
+//! created, and a restart hook that always leaves the broker running.
+//!
+//! Restart (the [`Backend::kill_and_restart`] contract): by default the Erlang VM is killed
+//! with SIGKILL (`kill -9` of the pid `rabbitmqctl eval 'os:getpid().'` reports) and started
+//! again with `rabbitmq-server -detached` (run as root, it switches to the `rabbitmq` user);
+//! with `COMMS_RABBITMQ_RESTART=stop_app` it is `rabbitmqctl stop_app` + `start_app` instead
+//! (every connection is cut, queues are recovered from disk, the VM stays). Either way we wait
+//! for `rabbitmqctl await_startup`, and a [`BrokerGuard`] starts the broker again if a test
+//! fails half-way.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use comms_core::conformance::Backend;
+use comms_core::{Capabilities, Config, Error, Result, Transport};
+use comms_rabbitmq::{RabbitOptions, RabbitTransport};
+
+/// The broker URL for tests.
+pub fn url() -> String {
+    std::env::var("COMMS_RABBITMQ_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// Queue bound used by the suite (small enough for the backpressure case to fill quickly).
+pub const TEST_QUEUE_BOUND: usize = 2_000;
+
+/// The configuration of the transport at `slot` in `namespace`.
+pub fn config(namespace: &str, slot: usize) -> Result<Config> {
+    config_with(namespace, slot, 30_000)
+}
+
+/// The same, with another `send_timeout_ms`.
+pub fn config_with(namespace: &str, slot: usize, send_timeout_ms: u64) -> Result<Config> {
+    Config::from_toml(&format!(
+        "[transport]\nurl = \"{}\"\nnode = \"n{slot}\"\nnamespace = \"{namespace}\"\n\
+         [rabbitmq]\nqueue_bound = {TEST_QUEUE_BOUND}\nsend_timeout_ms = {send_timeout_ms}\n\
+         reconnect_max_ms = 1000\nqueue_expires_ms = 1800000\nqueue_type = \"{}\"\n",
+        url(),
+        std::env::var("COMMS_RABBITMQ_QUEUE_TYPE").unwrap_or_else(|_| "classic".into())
+    ))
+}
+
+/// The RabbitMQ conformance backend.
+#[derive(Debug, Default)]
+pub struct RabbitBackend {
+    namespaces: Mutex<BTreeSet<String>>,
+}
+
+impl RabbitBackend {
+    /// A backend.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Delete every queue and exchange of the namespaces this backend handed out.
+    pub async fn cleanup(&self) -> anyhow::Result<usize> {
+        let namespaces: Vec<String> = self
+            .namespaces
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect();
+        delete_namespaces(&namespaces).await
+    }
+}
+
+#[async_trait]
+impl Backend for RabbitBackend {
+    fn name(&self) -> String {
+        "rabbitmq".into()
+    }
+
+    async fn connect(&self, namespace: &str, slot: usize) -> Result<Box<dyn Transport>> {
+        self.namespaces
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(namespace.to_owned());
+        Ok(Box::new(
+            RabbitTransport::connect(&config(namespace, slot)?).await?,
+        ))
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        match config("caps", 0).and_then(|c| RabbitOptions::from_config(&c)) {
+            Ok(opts) => comms_rabbitmq::capabilities(&opts),
+            Err(_) => Capabilities::new("rabbitmq"),
+        }
+    }
+
+    fn restart_unsupported(&self) -> Option<String> {
+        match rabbitmqctl(&["status"]) {
+            Ok(_) => None,
+            Err(e) => Some(format!("rabbitmqctl does not work here: {e}")),
+        }
+    }
+
+    async fn kill_and_restart(&self) -> Result<()> {
+        tokio::task::spawn_blocking(restart_broker)
+            .await
+            .map_err(|e| Error::transport_msg("rabbitmq", format!("restart task: {e}"), false))?
+            .map_err(|e| Error::transport_msg("rabbitmq", format!("restart: {e:#}"), false))
+    }
+}
+
+/// Starts the broker again when dropped (tests that stop it hold one).
+#[derive(Debug)]
+pub struct BrokerGuard;
+
+impl Drop for BrokerGuard {
+    fn drop(&mut self) {
+        if let Err(e) = ensure_running() {
+            eprintln!("BrokerGuard: could not start the broker again: {e:#}");
+        }
+    }
+}
+
+/// Run `rabbitmqctl args`, returning its stdout.
+pub fn rabbitmqctl(args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new("rabbitmqctl").args(args).output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "rabbitmqctl {}: {}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Start the broker if it is not running, and wait until it accepts work.
+pub fn ensure_running() -> anyhow::Result<()> {
+    if rabbitmqctl(&["await_startup", "--timeout", "5"]).is_ok() {
+        return Ok(());
+    }
+    if rabbitmqctl(&["start_app"]).is_err() {
+        // The VM itself is gone: start the server.
+        let status = Command::new("rabbitmq-server").arg("-detached").status()?;
+        anyhow::ensure!(status.success(), "rabbitmq-server -detached failed");
+        std::thread::sleep(Duration::from_secs(2));
+        let _ = rabbitmqctl(&["start_app"]);
+    }
+    await_startup()
+}
+
+/// Wait (up to two minutes) until the node answers and the app is running. Right after
+/// `rabbitmq-server -detached` the node is not even reachable, which `await_startup` reports
+/// as an error: retry it.
+pub fn await_startup() -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        match rabbitmqctl(&["await_startup", "--timeout", "30"]) {
+            Ok(_) => return Ok(()),
+            Err(e) if std::time::Instant::now() > deadline => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(500)),
+        }
+    }
+}
+
+fn restart_broker() -> anyhow::Result<()> {
+    let _guard = BrokerGuard;
+    if std::env::var("COMMS_RABBITMQ_RESTART").as_deref() != Ok("stop_app") {
+        let pid = rabbitmqctl(&["eval", "list_to_integer(os:getpid())."])?;
+        let pid = pid.trim();
+        let status = Command::new("kill").args(["-9", pid]).status()?;
+        anyhow::ensure!(status.success(), "kill -9 {pid} failed");
+        std::thread::sleep(Duration::from_millis(500));
+        let status = Command::new("rabbitmq-server").arg("-detached").status()?;
+        anyhow::ensure!(status.success(), "rabbitmq-server -detached failed");
+        std::thread::sleep(Duration::from_secs(2));
+    } else {
+        rabbitmqctl(&["stop_app"])?;
+        std::thread::sleep(Duration::from_millis(500));
+        rabbitmqctl(&["start_app"])?;
+    }
+    await_startup()
+}
+
+/// Delete the queues and exchanges of `namespaces` (names `comms.{ns}` and `comms.{ns}.*`).
+pub async fn delete_namespaces(namespaces: &[String]) -> anyhow::Result<usize> {
+    use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+    if namespaces.is_empty() {
+        return Ok(0);
+    }
+    let listed = |what: &str| -> anyhow::Result<Vec<String>> {
+        Ok(rabbitmqctl(&[what, "-q", "--no-table-headers", "name"])?
+            .lines()
+            .map(|l| l.trim().to_owned())
+            .filter(|l| !l.is_empty())
+            .collect())
+    };
+    let ours = |name: &str| {
+        namespaces.iter().any(|ns| {
+            let base = format!("comms.{ns}");
+            name == base || name.starts_with(&format!("{base}."))
+        })
+    };
+    let queues: Vec<String> = listed("list_queues")?
+        .into_iter()
+        .filter(|n| ours(n))
+        .collect();
+    let exchanges: Vec<String> = listed("list_exchanges")?
+        .into_iter()
+        .filter(|n| ours(n))
+        .collect();
+    let conn = lapin::Connection::connect(&url(), lapin::ConnectionProperties::default()).await?;
+    let ch = conn.create_channel().await?;
+    for q in &queues {
+        ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+            .await?;
+    }
+    for x in &exchanges {
+        ch.exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default())
+            .await?;
+    }
+    conn.close(200, "cleanup".into()).await?;
+    Ok(queues.len() + exchanges.len())
+}
