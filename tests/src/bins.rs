@@ -1,14 +1,15 @@
 //! Paths of the workspace's binaries, for tests that run them as processes.
 //!
 //! Tests in this crate cannot use `CARGO_BIN_EXE_*` for other packages' binaries. The binaries
-//! live next to the test executable's `deps/` folder; `cargo test`/`nextest run --workspace`
-//! builds them. When one is missing (a single-package run), it is built once with cargo.
+//! live next to the test executable's `deps/` folder. Each test process asks cargo once per
+//! binary to bring it up to date (a no-op after `nextest run --workspace`, which built them), so
+//! a single-package run never tests a stale binary.
 
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Mutex;
 
-static BUILD: Mutex<()> = Mutex::new(());
+static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 /// The path of binary `name` of package `package`, built if missing.
 pub fn binary(package: &str, name: &str) -> PathBuf {
@@ -19,8 +20,8 @@ pub fn binary(package: &str, name: &str) -> PathBuf {
         .expect("test executable lives in target/<profile>/deps")
         .to_path_buf();
     let path = dir.join(name);
-    let _guard = BUILD.lock().unwrap_or_else(|p| p.into_inner());
-    if !path.exists() {
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    if !built.iter().any(|b| b == name) {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
         cmd.args(["build", "--quiet", "-p", package, "--bin", name]);
