@@ -4,6 +4,9 @@
 //! - [`codec`]: the byte-exact Communicator `cd:` line codec (parser, serializer, JSON input,
 //!   a tokio-util line codec with a maximum line length, datagram parsing, and head-only
 //!   routing helpers).
+//! - [`daemon`]: the single-node `commsd` routing daemon (Unix, loopback TCP and UDP
+//!   listeners, registration, stamping, unicast, filtered broadcast, cache, graceful stop),
+//!   embeddable with [`daemon::Daemon::start`] and run by the `commsd` binary.
 //! - [`client`]: the permanent client connection to a daemon (`cd:///path.sock` or
 //!   `cd://host:port`): REGISTER / HELP / COMMANDS / READY, reconnect schedule, state watch.
 //! - [`transport`]: [`transport::NativeTransport`], the `comms_core::Transport` over a
@@ -21,4 +24,5 @@
 
 pub mod client;
 pub mod codec;
+pub mod daemon;
 pub mod transport;

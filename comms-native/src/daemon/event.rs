@@ -1,0 +1,52 @@
+//! What the socket tasks tell the router (the router's inbox is the only way in).
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::codec::WireMessage;
+
+/// Identifies one stream connection for its whole life (never reused).
+pub(crate) type ConnId = u64;
+
+/// Which listener accepted a stream connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ConnKind {
+    /// The Unix stream socket.
+    Unix,
+    /// The loopback TCP service listener.
+    Tcp,
+}
+
+/// The router's handles on one connection's tasks.
+#[derive(Debug)]
+pub(crate) struct ConnHandles {
+    /// The bounded outbound queue (batches of whole lines) to the writer task.
+    pub out: mpsc::Sender<Bytes>,
+    /// Stops the reader (the writer then flushes what is queued and closes).
+    pub stop_reader: CancellationToken,
+    /// Stops the writer at once, dropping what is queued (slow consumer).
+    pub abort_writer: CancellationToken,
+}
+
+/// One item of the router's inbox.
+#[derive(Debug)]
+pub(crate) enum Event {
+    /// A stream connection was accepted (always the first event of a connection).
+    Opened {
+        id: ConnId,
+        kind: ConnKind,
+        peer: String,
+        handles: ConnHandles,
+    },
+    /// One read chunk: one or more whole lines, each ending in `\n`.
+    Input { id: ConnId, data: Bytes },
+    /// A line longer than `max_line` was discarded; `length` excludes its `\n`.
+    TooLong { id: ConnId, length: usize },
+    /// The connection's reader ended (EOF, error, or stopped).
+    Closed { id: ConnId },
+    /// One checked UDP datagram (secret already stripped).
+    Datagram { msg: WireMessage, peer: SocketAddr },
+}

@@ -1,0 +1,191 @@
+//! [`Daemon::start`] and the [`DaemonHandle`] it returns.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::config::DaemonConfig;
+use super::conn::ConnCtx;
+use super::error::DaemonError;
+use super::listen::{self, Acceptor};
+use super::router::{Router, RouterConfig};
+use super::stats::{Stats, StatsSnapshot};
+use crate::codec::is_valid_name;
+
+/// Capacity of the router's inbox (events, each one read chunk or one datagram).
+const INBOX: usize = 4096;
+
+/// Entry point: `Daemon::start(config).await` runs a daemon inside the current tokio runtime.
+#[derive(Debug, Clone, Copy)]
+pub struct Daemon;
+
+/// A running daemon. Dropping it requests a stop (without waiting); prefer
+/// [`DaemonHandle::shutdown`], which waits until every task is done.
+#[derive(Debug)]
+pub struct DaemonHandle {
+    name: String,
+    my_address: String,
+    tcp_addr: Option<SocketAddr>,
+    udp_addr: Option<SocketAddr>,
+    unix_path: Option<PathBuf>,
+    stats: Arc<Stats>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Daemon {
+    /// Binds every configured listener, then starts the router and the accept loops on the
+    /// current runtime. Returns once everything is bound (addresses are in the handle).
+    pub async fn start(cfg: DaemonConfig) -> Result<DaemonHandle, DaemonError> {
+        if !is_valid_name(&cfg.name) {
+            return Err(DaemonError::InvalidName(cfg.name));
+        }
+        if cfg.max_line == 0 || cfg.outbound_queue == 0 || cfg.max_connections == 0 {
+            return Err(DaemonError::Config(
+                "max_line, outbound_queue and max_connections must be > 0".into(),
+            ));
+        }
+        let tcp = match cfg.tcp {
+            Some(a) => Some(listen::bind_tcp(a).await?),
+            None => None,
+        };
+        let udp = match cfg.udp {
+            Some(a) => Some(listen::bind_udp(a).await?),
+            None => None,
+        };
+        let unix = match &cfg.unix_path {
+            Some(p) => Some(listen::bind_unix(p)?),
+            None => None,
+        };
+        let tcp_addr = tcp.as_ref().and_then(|l| l.local_addr().ok());
+        let udp_addr = udp.as_ref().and_then(|s| s.local_addr().ok());
+        let my_address = cfg
+            .my_address
+            .clone()
+            .or_else(|| tcp_addr.map(|a| a.to_string()))
+            .unwrap_or_else(|| "127.0.0.1:4040".to_owned());
+
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let stats = Arc::new(Stats::default());
+        let (router_tx, inbox) = mpsc::channel(INBOX);
+        let router = Router::new(
+            RouterConfig {
+                node: cfg.name.clone(),
+                my_address: my_address.clone(),
+                max_line: cfg.max_line,
+                admin: cfg.admin.clone(),
+                cache: cfg.cache.clone(),
+                shutdown_grace: cfg.shutdown_grace,
+            },
+            stats.clone(),
+            shutdown.clone(),
+        );
+        tracker.spawn(router.run(inbox));
+        let acceptor = Acceptor {
+            ctx: ConnCtx {
+                router: router_tx,
+                tracker: tracker.clone(),
+                shutdown: shutdown.clone(),
+                max_line: cfg.max_line,
+                outbound_queue: cfg.outbound_queue,
+                flush_timeout: cfg.flush_timeout,
+            },
+            stats: stats.clone(),
+            permits: Arc::new(Semaphore::new(cfg.max_connections)),
+            next_id: Arc::new(AtomicU64::new(1)),
+        };
+        if let Some(l) = tcp {
+            tracker.spawn(acceptor.clone().run_tcp(l));
+        }
+        if let (Some(l), Some(p)) = (unix, cfg.unix_path.clone()) {
+            tracker.spawn(acceptor.clone().run_unix(l, p));
+        }
+        if let Some(s) = udp {
+            tracker.spawn(listen::run_udp(
+                s,
+                acceptor,
+                cfg.udp_max_datagram,
+                cfg.udp_secret.clone(),
+            ));
+        }
+        tracker.close();
+        tracing::info!(node = %cfg.name, ?tcp_addr, ?udp_addr, unix = ?cfg.unix_path, "commsd started");
+        Ok(DaemonHandle {
+            name: cfg.name,
+            my_address,
+            tcp_addr,
+            udp_addr,
+            unix_path: cfg.unix_path,
+            stats,
+            shutdown,
+            tracker,
+        })
+    }
+}
+
+impl DaemonHandle {
+    /// This node's name (`server_name`).
+    pub fn node_name(&self) -> &str {
+        &self.name
+    }
+
+    /// The `my_address` sent in `READY`.
+    pub fn my_address(&self) -> &str {
+        &self.my_address
+    }
+
+    /// The bound loopback TCP address, if listening on TCP.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp_addr
+    }
+
+    /// The bound UDP address, if listening on UDP.
+    pub fn udp_addr(&self) -> Option<SocketAddr> {
+        self.udp_addr
+    }
+
+    /// The Unix socket path, if listening on one.
+    pub fn unix_path(&self) -> Option<&Path> {
+        self.unix_path.as_deref()
+    }
+
+    /// The counters now.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.stats.snapshot()
+    }
+
+    /// Requests a graceful stop without waiting (see [`DaemonHandle::stopped`]).
+    pub fn stop(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Whether a stop was requested (by [`stop`](Self::stop), `shutdown`, or a `STOP` command).
+    pub fn is_stopping(&self) -> bool {
+        self.shutdown.is_cancelled()
+    }
+
+    /// Waits until the daemon has stopped (e.g. after a `STOP` command) and every task ended.
+    pub async fn stopped(&self) {
+        self.shutdown.cancelled().await;
+        self.tracker.wait().await;
+    }
+
+    /// Graceful stop: stop accepting, `DISCONNECTING` to services that declared it,
+    /// `QUITTING` to whoever still sends, flush outbound queues (bounded), close, and wait.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        self.tracker.wait().await;
+    }
+}
+
+impl Drop for DaemonHandle {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}

@@ -1,0 +1,107 @@
+//! `commsd`, the single-node Communicator routing daemon, as a library (the `commsd` binary
+//! and the `server` embed it).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), comms_native::daemon::DaemonError> {
+//! use comms_native::daemon::{Daemon, DaemonConfig};
+//!
+//! let handle = Daemon::start(DaemonConfig::ephemeral("vm", "/tmp/commsd.sock")).await?;
+//! println!("tcp {:?}, unix {:?}", handle.tcp_addr(), handle.unix_path());
+//! handle.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! # Architecture
+//!
+//! Tasks (all spawned on a [`TaskTracker`](tokio_util::task::TaskTracker), stopped by one
+//! [`CancellationToken`](tokio_util::sync::CancellationToken)):
+//! - **accept loops** (`listen.rs`): TCP (loopback only) and Unix; each accepted connection
+//!   takes a permit of a semaphore of `max_connections` (none left → closed, counted);
+//! - **UDP loop** (`listen.rs`): checks size (refused, never truncated) and `secret_code`
+//!   (stripped), then hands the parsed message to the router;
+//! - per connection a **reader** and a **writer** (`conn.rs`);
+//! - **one router** (`router/`), the single owner of all routing state: registrations,
+//!   declared commands, the cache (`cache.rs`), the "down since" memory, and every
+//!   connection's pending output. Its inbox is a bounded mpsc channel.
+//!
+//! Why an actor and not a shared table: routing needs the name table, the commands and the
+//! cache together; one owner needs no lock at all on the hot path, and messages between one
+//! pair of services stay in order trivially. The costs of an actor (per-message hand-off
+//! between tasks) are removed by batching both hand-offs (below). The binary runs a
+//! current-thread runtime: DESIGN.md §7 measured it faster than two threads on this class of
+//! machine; an embedding process may use any runtime.
+//!
+//! How a line flows: the reader reads up to 64 KiB and sends the router **one event per read
+//! chunk** (all its whole lines). The router handles a batch of events: for each line
+//! [`peek_route`](crate::codec::peek_route) reads the head only; a line for the daemon is
+//! parsed in full and answered; otherwise one hash lookup finds the destination and
+//! [`restamp_head`](crate::codec::restamp_head) writes `<NODE:sender ` + head + the
+//! unparsed parameter text into the destination's pending buffer. After the batch, each
+//! destination gets **one `Bytes` per round** on its bounded queue (`try_send`); its
+//! writer coalesces what is queued into one `write`. A full queue means the service does not
+//! read: it is disconnected (logged, counted), never waited for.
+//!
+//! Addressing (cd-wire.md §2.3/§2.5): server ∈ {"", `.`, `*`, NODE} and service ∈ {"",
+//! `communicatord`} → daemon command; service `.`/`*`/`?` → local broadcast to connections
+//! that declared the command in `COMMANDS`; `[server:]service/CMD` → the connection
+//! registered as `service`, or the cache; a named other server → dropped (no cluster yet;
+//! `TRANSMISSION_REPORT status=failed` / `SERVICE_UNAVAILABLE` when the sender asked).
+//!
+//! Reply shapes follow cd-wire.md §7 byte for byte: HELP, READY, STATUS (and QUITTING,
+//! DISCONNECTING, REGISTER refusals) carry `<NODE:communicatord `; replies to a request are
+//! addressed `NODE:svc/CMD` (plain `CMD` for a connection that has not registered).
+//!
+//! Stop: on [`DaemonHandle::shutdown`], drop, SIGINT/SIGTERM (binary) or an allowed
+//! `STOP`/`SHUTDOWN`: accept loops and UDP stop; services that declared `DISCONNECTING` get
+//! it; for `shutdown_grace` any input is answered `QUITTING` and its connection closed;
+//! then every connection is closed; writers flush for at most `flush_timeout`; the Unix
+//! socket file is removed.
+//!
+//! # Deliberate differences from the C++ communicatord
+//! - An unparseable, oversize (`max_line`, default 64 KiB) or unroutable line gets
+//!   `INVALID reason=...[;command=CMD]`; the connection stays usable (C++: silent drop;
+//!   C++ also has no line limit and stalls on 70 KB lines).
+//! - `REGISTER` without `version=1` (or with another) gets `INVALID` (C++: silence). A second
+//!   `REGISTER` of a live name is refused with
+//!   `<NODE:communicatord INVALID command=REGISTER;reason=...;service=NAME` and the
+//!   connection stays unregistered and usable (C++ accepts it).
+//! - A connection that never registered announces nothing when it closes (C++ announces a
+//!   bogus `status=down`). Unregistered connections may only send daemon commands; anything
+//!   else gets `INVALID reason=register first`.
+//! - `LIST_SERVICES` is answered `NODE:svc/SERVICES list=a,b;server_name=NODE`.
+//! - `SERVICE_STATUS` is answered whatever the connection kind (C++: Unix requesters only if
+//!   they declared STATUS); a service seen going down is reported `status=down` with
+//!   `down_since`/`up_since` (the last 1024 such names are remembered).
+//! - Caching applies to any unregistered service name (no `.service` files), bounded by
+//!   count and bytes (full → refused as for `cache=no`), TTL 1–86400 s (C++ floor 10 s),
+//!   expired by a timer; `SERVICE_UNAVAILABLE` carries `comms_corr` = the message's
+//!   `comms_id`.
+//! - UDP: nothing is ever answered over UDP (C++ crashes trying to answer an unknown command);
+//!   daemon commands over UDP are logged and dropped; other datagrams are routed stamped
+//!   `<NODE: ` (C++: unstamped, so a datagram could spoof any sender); oversize datagrams
+//!   are dropped (C++ truncates); `secret_code` is stripped (C++ forwards it).
+//! - `STOP`/`SHUTDOWN` are accepted from the Unix socket only by default
+//!   ([`AdminRules`]); C++: from any local client.
+//! - `INVALID`, `UNKNOWN`, `QUITTING`, `READY`, `STATUS`... sent *to* the daemon are only
+//!   logged, never answered `UNKNOWN` (avoids ping-pong with a service's catch-all).
+//! - A service may send a unicast to its own name and receives it (C++ drops it).
+//! - Kept from the C++ on purpose: a broadcast reaches the **sender too** when it declared
+//!   the command (§7), so one service instance behaves like any other listener.
+
+mod cache;
+mod config;
+mod conn;
+mod error;
+mod event;
+mod handle;
+mod listen;
+mod replies;
+mod router;
+mod stats;
+
+pub use config::{
+    AdminRules, CacheLimits, DaemonConfig, DEFAULT_TCP, DEFAULT_UDP, DEFAULT_UNIX_PATH,
+};
+pub use error::DaemonError;
+pub use handle::{Daemon, DaemonHandle};
+pub use stats::{Stats, StatsSnapshot};

@@ -1,0 +1,318 @@
+//! The router: the **single owner** of the routing table, the registrations, the declared
+//! commands, the cache and every connection's outbound buffer. It runs as one task fed by
+//! one bounded inbox ([`Event`]); nothing it owns is shared, so nothing is locked.
+//!
+//! One round = take up to `INBOX_BATCH` events, handle them (appending output lines to
+//! each destination's `pending` buffer), then **flush**: one `Bytes` batch per destination
+//! connection that got output, handed to its writer with `try_send`. A full queue means the
+//! service does not read: it is disconnected (slow consumer), the router never waits.
+//!
+//! Files: `route.rs` (a line's way: head peek, stamping, unicast, broadcast, cache),
+//! `commands.rs` (commands addressed to the daemon), this file (loop, connections, output).
+
+mod commands;
+mod route;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{BufMut, BytesMut};
+use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::cache::Cache;
+use super::config::{AdminRules, CacheLimits};
+use super::event::{ConnHandles, ConnId, ConnKind, Event};
+use super::replies;
+use super::stats::Stats;
+use crate::codec::{serialize, WireMessage};
+
+/// Events handled per round before flushing.
+const INBOX_BATCH: usize = 256;
+/// How many down services `SERVICE_STATUS` remembers.
+const MAX_DOWN_REMEMBERED: usize = 1024;
+
+/// The router's settings.
+#[derive(Debug, Clone)]
+pub(crate) struct RouterConfig {
+    pub node: String,
+    pub my_address: String,
+    pub max_line: usize,
+    pub admin: AdminRules,
+    pub cache: CacheLimits,
+    pub shutdown_grace: Duration,
+}
+
+/// One stream connection as the router sees it.
+#[derive(Debug)]
+struct Conn {
+    kind: ConnKind,
+    peer: String,
+    /// The registered service name.
+    name: Option<Arc<str>>,
+    up_since: u64,
+    /// Commands declared with `COMMANDS list=`.
+    commands: HashSet<String>,
+    handles: ConnHandles,
+    /// Output of the current round, flushed as one batch.
+    pending: BytesMut,
+}
+
+/// See the module docs.
+#[derive(Debug)]
+pub(crate) struct Router {
+    node: Arc<str>,
+    cfg: RouterConfig,
+    conns: HashMap<ConnId, Conn>,
+    names: HashMap<Arc<str>, ConnId>,
+    /// Services that went down: name → (up_since, down_since).
+    down: HashMap<String, (u64, u64)>,
+    /// Connections with pending output this round.
+    dirty: Vec<ConnId>,
+    cache: Cache,
+    stats: Arc<Stats>,
+    shutdown: CancellationToken,
+    stopping: bool,
+    scratch: BytesMut,
+}
+
+impl Router {
+    pub(crate) fn new(cfg: RouterConfig, stats: Arc<Stats>, shutdown: CancellationToken) -> Self {
+        Self {
+            node: Arc::from(cfg.node.as_str()),
+            cache: Cache::new(cfg.cache.clone()),
+            cfg,
+            conns: HashMap::new(),
+            names: HashMap::new(),
+            down: HashMap::new(),
+            dirty: Vec::new(),
+            stats,
+            shutdown,
+            stopping: false,
+            scratch: BytesMut::with_capacity(4096),
+        }
+    }
+
+    /// Runs until the daemon stops and every connection is closed (or the grace ends).
+    pub(crate) async fn run(mut self, mut inbox: mpsc::Receiver<Event>) {
+        let shutdown = self.shutdown.clone();
+        let mut events = Vec::with_capacity(INBOX_BATCH);
+        let mut grace_end: Option<Instant> = None;
+        let far = || Instant::now() + Duration::from_secs(86_400 * 365);
+        loop {
+            let expiry = self.cache.next_deadline();
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled(), if grace_end.is_none() => {
+                    self.begin_stop();
+                    grace_end = Some(Instant::now() + self.cfg.shutdown_grace);
+                }
+                _ = tokio::time::sleep_until(grace_end.unwrap_or_else(far)), if grace_end.is_some() => break,
+                n = inbox.recv_many(&mut events, INBOX_BATCH) => {
+                    if n == 0 {
+                        break;
+                    }
+                    for ev in events.drain(..) {
+                        self.on_event(ev);
+                    }
+                }
+                _ = tokio::time::sleep_until(expiry.unwrap_or_else(far)), if expiry.is_some() => {
+                    self.expire(Instant::now());
+                }
+            }
+            self.flush();
+            if self.stopping && self.conns.is_empty() {
+                break;
+            }
+        }
+        let ids: Vec<ConnId> = self.conns.keys().copied().collect();
+        for id in ids {
+            self.close(id, "daemon stopped");
+        }
+        self.flush();
+        tracing::info!("router stopped");
+    }
+
+    fn on_event(&mut self, ev: Event) {
+        match ev {
+            Event::Opened {
+                id,
+                kind,
+                peer,
+                handles,
+            } => {
+                tracing::debug!(conn = id, ?kind, %peer, "connection opened");
+                self.conns.insert(
+                    id,
+                    Conn {
+                        kind,
+                        peer,
+                        name: None,
+                        up_since: 0,
+                        commands: HashSet::new(),
+                        handles,
+                        pending: BytesMut::new(),
+                    },
+                );
+                if self.stopping {
+                    self.quitting(id);
+                }
+            }
+            Event::Input { id, data } => self.on_input(id, &data),
+            Event::TooLong { id, length } => {
+                Stats::bump(&self.stats.invalid_lines);
+                let reason = format!("line too long ({length} bytes, max {})", self.cfg.max_line);
+                tracing::info!(conn = id, %reason, "line refused");
+                let to = self.name_of(id);
+                let m = replies::invalid(&self.node, to.as_deref(), None, &reason);
+                self.send(id, &m);
+            }
+            Event::Closed { id } => self.close(id, "connection lost"),
+            Event::Datagram { msg, peer } => self.on_datagram(msg, peer),
+        }
+    }
+
+    /// Begins the stop: `DISCONNECTING` to services that declared it; from now on any input
+    /// is answered `QUITTING` and its connection closed.
+    fn begin_stop(&mut self) {
+        tracing::info!("daemon stopping");
+        self.stopping = true;
+        let m = replies::notification(&self.node, "DISCONNECTING");
+        self.broadcast_msg(&m, "DISCONNECTING");
+    }
+
+    /// Answers `QUITTING` and closes (input during the stop).
+    fn quitting(&mut self, id: ConnId) {
+        let m = replies::notification(&self.node, "QUITTING");
+        self.send(id, &m);
+        self.close(id, "daemon stopping");
+    }
+
+    /// The registered name of a connection.
+    fn name_of(&self, id: ConnId) -> Option<Arc<str>> {
+        self.conns.get(&id).and_then(|c| c.name.clone())
+    }
+
+    /// Queues `msg` (serialized, `\n`-terminated) for connection `id`.
+    fn send(&mut self, id: ConnId, msg: &WireMessage) {
+        self.scratch.clear();
+        if let Err(e) = serialize(msg, &mut self.scratch) {
+            tracing::error!(error = %e, command = %msg.command, "cannot serialize daemon message");
+            return;
+        }
+        self.scratch.put_u8(b'\n');
+        let line = self.scratch.split();
+        self.push(id, &line);
+    }
+
+    /// Queues raw bytes (whole lines) for connection `id`.
+    fn push(&mut self, id: ConnId, bytes: &[u8]) {
+        if let Some(c) = self.conns.get_mut(&id) {
+            if c.pending.is_empty() {
+                self.dirty.push(id);
+            }
+            c.pending.extend_from_slice(bytes);
+        }
+    }
+
+    /// Sends `msg` to every connection that declared `command`.
+    fn broadcast_msg(&mut self, msg: &WireMessage, command: &str) {
+        let mut line = BytesMut::new();
+        if serialize(msg, &mut line).is_err() {
+            return;
+        }
+        line.put_u8(b'\n');
+        let ids: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.commands.contains(command))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            self.push(id, &line);
+        }
+    }
+
+    /// Hands each dirty connection its batch. A full queue disconnects the slow consumer.
+    fn flush(&mut self) {
+        while !self.dirty.is_empty() {
+            let mut slow = Vec::new();
+            for id in std::mem::take(&mut self.dirty) {
+                let Some(c) = self.conns.get_mut(&id) else {
+                    continue;
+                };
+                if c.pending.is_empty() {
+                    continue;
+                }
+                let n = c.pending.iter().filter(|&&b| b == b'\n').count();
+                match c.handles.out.try_send(c.pending.split().freeze()) {
+                    Ok(()) => Stats::add(&self.stats.lines_routed, n as u64),
+                    Err(TrySendError::Full(_)) => slow.push(id),
+                    Err(TrySendError::Closed(_)) => {}
+                }
+            }
+            for id in slow {
+                Stats::bump(&self.stats.slow_consumers_disconnected);
+                tracing::warn!(conn = id, "outbound queue full: slow consumer disconnected");
+                if let Some(c) = self.conns.get(&id) {
+                    c.handles.abort_writer.cancel();
+                }
+                self.close(id, "slow consumer");
+            }
+        }
+    }
+
+    /// Removes a connection: its queued output is flushed by its writer (unless aborted),
+    /// its reader stopped, and a registered service is announced down.
+    fn close(&mut self, id: ConnId, why: &str) {
+        let Some(mut c) = self.conns.remove(&id) else {
+            return;
+        };
+        tracing::debug!(conn = id, peer = %c.peer, name = ?c.name, why, "connection closed");
+        if !c.pending.is_empty() {
+            let _ = c.handles.out.try_send(c.pending.split().freeze());
+        }
+        c.handles.stop_reader.cancel();
+        if let Some(name) = c.name.take() {
+            self.names.remove(&name);
+            let now = replies::unix_now();
+            if self.down.len() >= MAX_DOWN_REMEMBERED {
+                self.down.clear();
+            }
+            self.down.insert(name.to_string(), (c.up_since, now));
+            tracing::info!(service = %name, why, "service down");
+            let m = replies::status_down(&self.node, &name, c.up_since, now);
+            self.broadcast_msg(&m, "STATUS");
+        }
+    }
+
+    /// Expires cached messages; `SERVICE_UNAVAILABLE` to senders that asked for `reply`.
+    fn expire(&mut self, now: Instant) {
+        for e in self.cache.expire(now) {
+            Stats::bump(&self.stats.cache_expired);
+            tracing::info!(service = %e.service, command = %e.command, "cached message expired");
+            if let (true, Some(sender)) = (e.reply, e.sender.as_deref()) {
+                let m = replies::service_unavailable(
+                    &self.node,
+                    sender,
+                    &e.service,
+                    &e.command,
+                    e.comms_id.as_deref(),
+                );
+                self.send_to_name(sender, &m);
+            }
+        }
+    }
+
+    /// Sends to the live service `name`, if any.
+    fn send_to_name(&mut self, name: &str, msg: &WireMessage) {
+        if let Some(&id) = self.names.get(name) {
+            self.send(id, msg);
+        } else {
+            tracing::debug!(to = name, command = %msg.command, "recipient gone, message dropped");
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! Counters of events an operator wants to see (drops, refusals, disconnects).
+//!
+//! Plain relaxed atomics shared between the tasks: no lock, and the router bumps them once
+//! per event (never per byte).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Live counters; read them with [`Stats::snapshot`].
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub(crate) connections_accepted: AtomicU64,
+    pub(crate) connections_refused: AtomicU64,
+    pub(crate) slow_consumers_disconnected: AtomicU64,
+    pub(crate) lines_routed: AtomicU64,
+    pub(crate) invalid_lines: AtomicU64,
+    pub(crate) dropped_other_server: AtomicU64,
+    pub(crate) cached: AtomicU64,
+    pub(crate) cache_expired: AtomicU64,
+    pub(crate) cache_refused: AtomicU64,
+    pub(crate) udp_received: AtomicU64,
+    pub(crate) udp_dropped: AtomicU64,
+}
+
+/// A copy of the counters at one instant.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StatsSnapshot {
+    /// Stream connections accepted.
+    pub connections_accepted: u64,
+    /// Stream connections refused (over `max_connections`).
+    pub connections_refused: u64,
+    /// Connections closed because their outbound queue was full.
+    pub slow_consumers_disconnected: u64,
+    /// Lines delivered to a service (one per destination).
+    pub lines_routed: u64,
+    /// Lines answered `INVALID` (unparseable, oversize, unregistered sender...).
+    pub invalid_lines: u64,
+    /// Lines addressed to another server (no cluster yet), dropped.
+    pub dropped_other_server: u64,
+    /// Messages put in the cache.
+    pub cached: u64,
+    /// Cached messages that expired undelivered.
+    pub cache_expired: u64,
+    /// Messages not cached because the cache was full.
+    pub cache_refused: u64,
+    /// UDP datagrams received.
+    pub udp_received: u64,
+    /// UDP datagrams dropped (oversize, bad secret, unparseable, not routable).
+    pub udp_dropped: u64,
+}
+
+impl Stats {
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Reads every counter.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        StatsSnapshot {
+            connections_accepted: r(&self.connections_accepted),
+            connections_refused: r(&self.connections_refused),
+            slow_consumers_disconnected: r(&self.slow_consumers_disconnected),
+            lines_routed: r(&self.lines_routed),
+            invalid_lines: r(&self.invalid_lines),
+            dropped_other_server: r(&self.dropped_other_server),
+            cached: r(&self.cached),
+            cache_expired: r(&self.cache_expired),
+            cache_refused: r(&self.cache_refused),
+            udp_received: r(&self.udp_received),
+            udp_dropped: r(&self.udp_dropped),
+        }
+    }
+}
