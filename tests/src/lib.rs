@@ -40,3 +40,4 @@ impl Backend for MemoryBackend {
         ))
     }
 }
+pub mod native;
