@@ -34,7 +34,10 @@ async fn main() -> anyhow::Result<()> {
             _ => continue,
         };
         println!("client: says {answer}");
-        if let Err(e) = client.send(WireMessage::new(answer).with_service(PEER)).await {
+        if let Err(e) = client
+            .send(WireMessage::new(answer).with_service(PEER))
+            .await
+        {
             eprintln!("client: {answer} not sent: {e}");
         }
     }

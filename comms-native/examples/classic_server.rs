@@ -28,7 +28,8 @@ async fn main() -> anyhow::Result<()> {
         .nth(1)
         .or_else(|| std::env::var("COMMS_URL").ok())
         .unwrap_or_else(|| "cd:///run/communicator/communicatord.sock".into());
-    let cfg = ClientConfig::from_url(&url, ME)?.with_commands(["DAD", "TOP", "MOM", "QUIT", "STATUS"]);
+    let cfg =
+        ClientConfig::from_url(&url, ME)?.with_commands(["DAD", "TOP", "MOM", "QUIT", "STATUS"]);
     let (client, mut incoming) = Client::connect(cfg);
     let mut state = client.watch();
     let mut greeted = false;

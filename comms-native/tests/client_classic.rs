@@ -25,7 +25,11 @@ async fn finish(child: Child, what: &str) -> String {
         .unwrap_or_else(|_| panic!("{what} did not finish"))
         .expect("wait");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{what} failed: {:?}\n{text}", out.status);
+    assert!(
+        out.status.success(),
+        "{what} failed: {:?}\n{text}",
+        out.status
+    );
     text
 }
 
@@ -50,9 +54,16 @@ async fn conversation(server_first: bool) {
         (spawn("classic_server", &url), c)
     };
     let client_out = finish(client, "classic_client").await;
-    assert_eq!(said(&client_out, "client"), ["DAD", "TOP", "MOM"], "{client_out}");
+    assert_eq!(
+        said(&client_out, "client"),
+        ["DAD", "TOP", "MOM"],
+        "{client_out}"
+    );
     assert!(client_out.contains("client: received BYE"), "{client_out}");
-    assert!(client_out.trim_end().ends_with("client: quits"), "{client_out}");
+    assert!(
+        client_out.trim_end().ends_with("client: quits"),
+        "{client_out}"
+    );
 
     // QUIT stops the server cleanly.
     let mut ctl = Raw::register(&daemon.socket, "classic_ctl", "HELP,READY,STOP").await;
@@ -63,7 +74,10 @@ async fn conversation(server_first: bool) {
         ["HI", "CLIMB", "WHO", "BYE"],
         "{server_out}"
     );
-    assert!(server_out.trim_end().ends_with("server: stopped"), "{server_out}");
+    assert!(
+        server_out.trim_end().ends_with("server: stopped"),
+        "{server_out}"
+    );
 }
 
 #[tokio::test]

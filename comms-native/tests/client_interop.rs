@@ -52,7 +52,10 @@ async fn stock_service_and_comms_endpoint_talk_both_ways() {
     // acknowledges, so the transport sends to it at-most-once and never resends).
     let pong = stock.recv_command("PONG").await;
     assert_eq!(
-        (pong.sent_from_server.as_str(), pong.sent_from_service.as_str()),
+        (
+            pong.sent_from_server.as_str(),
+            pong.sent_from_service.as_str()
+        ),
         ("interop", "comms_svc")
     );
     assert_eq!(pong.param("n"), Some("1"));

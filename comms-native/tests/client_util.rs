@@ -40,7 +40,10 @@ impl Commsd {
         };
         let deadline = tokio::time::Instant::now() + WAIT;
         while UnixStream::connect(&d.socket).await.is_err() {
-            assert!(tokio::time::Instant::now() < deadline, "commsd never accepted");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "commsd never accepted"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         d

@@ -73,7 +73,9 @@ fn connect_native(url: &TransportUrl, config: &Config) -> Result<Box<dyn Transpo
     if let (Some(node), None) = (&config.transport.node, url.query("node")) {
         opts.node = node.clone();
     }
-    Ok(Box::new(comms_native::transport::NativeTransport::with_options(opts)))
+    Ok(Box::new(
+        comms_native::transport::NativeTransport::with_options(opts),
+    ))
 }
 
 #[cfg(not(feature = "native"))]

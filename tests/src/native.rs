@@ -64,10 +64,14 @@ fn find_commsd() -> std::result::Result<PathBuf, String> {
     if release {
         cmd.arg("--release");
     }
-    let status = cmd.status().map_err(|e| format!("running cargo build: {e}"))?;
+    let status = cmd
+        .status()
+        .map_err(|e| format!("running cargo build: {e}"))?;
     let bin = profile_dir.join("commsd");
     if !status.success() && !bin.exists() {
-        return Err(format!("cargo build -p comms-native --bin commsd failed: {status}"));
+        return Err(format!(
+            "cargo build -p comms-native --bin commsd failed: {status}"
+        ));
     }
     if !bin.exists() {
         return Err(format!("{} not found after building", bin.display()));

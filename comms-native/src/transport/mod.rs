@@ -29,7 +29,8 @@
 //! - `Delivery::ack` (after the handler) queues the position for the batched `COMMS_ACK` to
 //!   the sender's stamped address (flushed every 5 ms or per 512); `nack(requeue)` and a
 //!   dropped acker put the delivery back at the head of the local ready queue (the sender's
-//!   copy still exists, so nothing is lost if this process dies meanwhile); `nack(false)` acks.
+//!   copy still exists, so nothing is lost if this process dies meanwhile); deliveries
+//!   already in the inbox come before it, as on the memory transport. `nack(false)` acks.
 //! - Lines without `comms_id` (stock services) get a fresh id and are at-most-once.
 //!
 //! Order is per (sender, destination) **on one daemon**, where a service name has one live

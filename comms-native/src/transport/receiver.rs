@@ -239,8 +239,7 @@ impl State {
         }
         // The daemon's own lines: `<NODE:communicatord ...` notifications, and replies
         // addressed to us without any sent-from prefix (e.g. SERVICE_UNAVAILABLE).
-        let from_daemon =
-            w.sent_from_service == DAEMON_SERVICE || w.sent_from_service.is_empty();
+        let from_daemon = w.sent_from_service == DAEMON_SERVICE || w.sent_from_service.is_empty();
         let inbound = from_wire(w, &self.parts.local);
         let msg = inbound.message;
         if from_daemon {
