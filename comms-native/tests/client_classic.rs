@@ -1,5 +1,6 @@
 //! The classic demonstration, run with the real example programs (`classic_server`,
 //! `classic_client`) over a real `commsd`, in both start orders; `QUIT` stops the server.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
 mod client_util;
 

@@ -1,5 +1,6 @@
 //! A stock Communicator service (raw socket, plain lines, no `comms_` parameters) and a comms
 //! endpoint over the native transport exchange messages through a real `commsd`, both ways.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
 mod client_util;
 

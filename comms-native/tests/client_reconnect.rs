@@ -1,6 +1,7 @@
 //! The permanent client's state machine against a real `commsd`: waiting for the daemon,
 //! reconnecting after SIGKILL with the declared commands restored, retrying a refused
 //! (duplicate) REGISTER, and UNREGISTER on close.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
 mod client_util;
 

@@ -1,6 +1,7 @@
 //! The native transport's settlement semantics against a real `commsd`, below the Endpoint:
 //! ack, nack(requeue), a dropped acker, at-most-once, and order per sender across a daemon
 //! SIGKILL with resends.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
 mod client_util;
 

@@ -1,6 +1,7 @@
 //! Helpers for the client tests: a real `commsd` process, a raw stock-service line client,
 //! and the example binaries. Included by the `client_*` tests with `mod client_util;`
 //! (Cargo also builds it alone as an empty test target).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -17,6 +18,7 @@ use comms_native::codec::WireMessage;
 pub const WAIT: Duration = Duration::from_secs(10);
 
 /// A `commsd` child process (the binary of this package) on a Unix socket.
+#[derive(Debug)]
 pub struct Commsd {
     pub socket: PathBuf,
     pub node: String,
@@ -64,6 +66,7 @@ impl Commsd {
 }
 
 /// A raw stock Communicator service: plain lines, no comms_ parameters.
+#[derive(Debug)]
 pub struct Raw {
     r: BufReader<OwnedReadHalf>,
     w: OwnedWriteHalf,

@@ -34,9 +34,12 @@ pub fn encode_ack(epoch: &str, stream: u64, ns: &mut [u64]) -> String {
     format!("{epoch}.{stream}:{}", encode_ranges(ns))
 }
 
+/// A parsed acknowledgement: epoch, stream, inclusive position ranges.
+pub type Ack<'a> = (&'a str, u64, Vec<(u64, u64)>);
+
 /// Parse `EPOCH.STREAM:RANGES` into (epoch, stream, inclusive ranges). Ranges longer than
 /// `max_span` are refused (a peer cannot make us iterate forever).
-pub fn parse_ack(value: &str, max_span: u64) -> Option<(&str, u64, Vec<(u64, u64)>)> {
+pub fn parse_ack(value: &str, max_span: u64) -> Option<Ack<'_>> {
     let (head, ranges) = value.split_once(':')?;
     let (epoch, stream) = head.rsplit_once('.')?;
     let stream = stream.parse().ok()?;

@@ -50,7 +50,7 @@ pub(crate) struct Pending {
 #[derive(Debug)]
 pub(crate) enum Settle {
     Ack(Place),
-    Requeue(Pending),
+    Requeue(Box<Pending>),
 }
 
 struct NativeAcker {
@@ -70,7 +70,7 @@ impl Acker for NativeAcker {
     async fn nack(mut self: Box<Self>, requeue: bool) -> Result<()> {
         if let Some(p) = self.pending.take() {
             let _ = self.tx.send(if requeue {
-                Settle::Requeue(p)
+                Settle::Requeue(Box::new(p))
             } else {
                 match p.place {
                     Some(place) => Settle::Ack(place),
@@ -85,7 +85,7 @@ impl Acker for NativeAcker {
 impl Drop for NativeAcker {
     fn drop(&mut self) {
         if let Some(p) = self.pending.take() {
-            let _ = self.tx.send(Settle::Requeue(p));
+            let _ = self.tx.send(Settle::Requeue(Box::new(p)));
         }
     }
 }
@@ -194,7 +194,8 @@ impl State {
                 self.streams.settled(&key, n);
                 self.add_ack(key, n);
             }
-            Settle::Requeue(mut p) => {
+            Settle::Requeue(p) => {
+                let mut p = *p;
                 p.redelivered = true;
                 self.ready.push_front(p);
             }
