@@ -45,7 +45,7 @@ async fn unicast_is_stamped_reserialized_and_spoof_replaced() {
     let mut b = Raw::unix(&h).await;
     b.register("probe_b", &h).await;
     b.send("COMMANDS list=PROBE_PING").await;
-    a.send("probe_b/PROBE_PING x=\"a;b\";y=1;z=line\\nbreak")
+    a.send("probe_b/PROBE_PING y=1;x=\"a;b\";z=line\\nbreak")
         .await;
     b.expect(&format!(
         "<{NODE}:probe_a probe_b/PROBE_PING x=\"a;b\";y=1;z=line\\nbreak"
@@ -321,4 +321,63 @@ async fn json_line_is_routed() {
         .await;
     a.expect(&format!("<{NODE}:probe_a probe_a/PING n=1")).await;
     h.shutdown().await;
+}
+
+/// The real `commsd` binary as a child process, on a temp Unix socket and port 0; killed
+/// with SIGKILL at the end.
+#[tokio::test]
+async fn real_commsd_binary_speaks_the_wire() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sock = dir.path().join("commsd.sock");
+    let ready = dir.path().join("ready");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_commsd"))
+        .args([
+            "--name",
+            NODE,
+            "--tcp",
+            "127.0.0.1:0",
+            "--udp",
+            "127.0.0.1:0",
+            "--unix",
+        ])
+        .arg(&sock)
+        .arg("--ready-file")
+        .arg(&ready)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn commsd");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let mut tcp = None;
+    for _ in 0..3 {
+        let l = tokio::time::timeout(util::WAIT, lines.next_line())
+            .await
+            .expect("listening lines")
+            .expect("read")
+            .expect("a line");
+        if let Some(a) = l.strip_prefix("commsd: listening tcp ") {
+            tcp = Some(a.to_owned());
+        }
+    }
+    let tcp = tcp.expect("tcp line");
+    let ready_text = std::fs::read_to_string(&ready).expect("ready file");
+    assert!(ready_text.contains(&format!("commsd: listening tcp {tcp}")));
+    let mut a = Raw::unix_at(&sock).await;
+    a.send("REGISTER service=probe_a;version=1").await;
+    a.expect(&format!("<{NODE}:communicatord HELP")).await;
+    a.expect(&format!("<{NODE}:communicatord READY my_address={tcp}"))
+        .await;
+    let s = tokio::net::TcpStream::connect(&tcp).await.expect("tcp");
+    drop(s);
+    a.send("probe_a/PROBE_PING y=1;x=\"a;b\";z=line\\nbreak")
+        .await;
+    a.expect(&format!(
+        "<{NODE}:probe_a probe_a/PROBE_PING x=\"a;b\";y=1;z=line\\nbreak"
+    ))
+    .await;
+    child.start_kill().expect("SIGKILL");
+    let status = child.wait().await.expect("wait");
+    assert!(!status.success());
 }

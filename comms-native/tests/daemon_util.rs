@@ -26,6 +26,7 @@ pub async fn start() -> (tempfile::TempDir, DaemonHandle) {
 }
 
 /// A raw line client, exactly as a stock Communicator service talks.
+#[allow(missing_debug_implementations)]
 pub struct Raw {
     r: BufReader<Box<dyn AsyncRead + Unpin + Send>>,
     w: Box<dyn AsyncWrite + Unpin + Send>,

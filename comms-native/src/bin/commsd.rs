@@ -39,7 +39,11 @@ use serde::Deserialize;
 
 /// The comms routing daemon, speaking the Communicator cd: line protocol.
 #[derive(Debug, Parser)]
-#[command(name = "commsd", version, about)]
+#[command(
+    name = "commsd",
+    version,
+    about = "The comms routing daemon (Communicator cd: line protocol)"
+)]
 struct Cli {
     /// TOML configuration file with a [daemon] section (flags override it).
     #[arg(long, value_name = "FILE")]
@@ -247,14 +251,14 @@ fn announce(handle: &DaemonHandle, ready_file: Option<&Path>) -> anyhow::Result<
     if let Some(a) = handle.udp_addr() {
         text.push_str(&format!("commsd: listening udp {a}\n"));
     }
-    let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())?;
-    out.flush()?;
     if let Some(path) = ready_file {
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, &text).with_context(|| format!("cannot write {}", tmp.display()))?;
         std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
     }
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
     Ok(())
 }
 

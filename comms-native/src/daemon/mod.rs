@@ -36,7 +36,9 @@
 //! [`peek_route`](crate::codec::peek_route) reads the head only; a line for the daemon is
 //! parsed in full and answered; otherwise one hash lookup finds the destination and
 //! [`restamp_head`](crate::codec::restamp_head) writes `<NODE:sender ` + head + the
-//! unparsed parameter text into the destination's pending buffer. After the batch, each
+//! unparsed parameter text into the destination's pending buffer (after a one-pass,
+//! allocation-free check that the text is canonical, `canonical.rs`; a non-canonical line,
+//! e.g. unsorted parameters, is parsed and re-serialized as the C++ daemon does). After the batch, each
 //! destination gets **one `Bytes` per round** on its bounded queue (`try_send`); its
 //! writer coalesces what is queued into one `write`. A full queue means the service does not
 //! read: it is disconnected (logged, counted), never waited for.
@@ -88,7 +90,10 @@
 //! - Kept from the C++ on purpose: a broadcast reaches the **sender too** when it declared
 //!   the command (§7), so one service instance behaves like any other listener.
 
+#[doc(hidden)]
+pub mod bench;
 mod cache;
+mod canonical;
 mod config;
 mod conn;
 mod error;

@@ -136,7 +136,7 @@ impl Router {
         tracing::info!("router stopped");
     }
 
-    fn on_event(&mut self, ev: Event) {
+    pub(crate) fn on_event(&mut self, ev: Event) {
         match ev {
             Event::Opened {
                 id,
@@ -237,7 +237,7 @@ impl Router {
     }
 
     /// Hands each dirty connection its batch. A full queue disconnects the slow consumer.
-    fn flush(&mut self) {
+    pub(crate) fn flush(&mut self) {
         while !self.dirty.is_empty() {
             let mut slow = Vec::new();
             for id in std::mem::take(&mut self.dirty) {

@@ -12,8 +12,9 @@ use bytes::{BufMut, BytesMut};
 use tokio::time::Instant;
 
 use super::Router;
-use crate::codec::{parse, peek_route, restamp_head, RouteHead, WireMessage};
+use crate::codec::{parse, peek_route, restamp_head, serialize, RouteHead, WireMessage};
 use crate::daemon::cache::{CacheEntry, CacheOpts};
+use crate::daemon::canonical::is_canonical;
 use crate::daemon::event::ConnId;
 use crate::daemon::replies::{self, DAEMON_SERVICE};
 use crate::daemon::stats::Stats;
@@ -27,13 +28,35 @@ enum Flow {
     Daemon,
 }
 
+/// Appends the stamped line (with `\n`) to `out`: [`restamp_head`] when the parameter text
+/// is canonical (the hot path), else parse + stamp + serialize, so the receiver always gets
+/// the bytes the C++ daemon would send. On error nothing is written.
+fn stamp_line(
+    node: &str,
+    from: &str,
+    head: &RouteHead<'_>,
+    line: &[u8],
+    out: &mut BytesMut,
+) -> Result<(), String> {
+    if is_canonical(head.params) {
+        restamp_head(head, node, from, out).map_err(|e| e.to_string())?;
+    } else {
+        let mut m = parse(line).map_err(|e| e.to_string())?;
+        m.sent_from_server = node.to_owned();
+        m.sent_from_service = from.to_owned();
+        serialize(&m, out).map_err(|e| e.to_string())?;
+    }
+    out.put_u8(b'\n');
+    Ok(())
+}
+
 fn is_blank(b: &u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
 }
 
 impl Router {
     /// One read chunk of connection `id` (whole lines).
-    pub(super) fn on_input(&mut self, id: ConnId, data: &[u8]) {
+    pub(crate) fn on_input(&mut self, id: ConnId, data: &[u8]) {
         if self.stopping {
             self.quitting(id);
             return;
@@ -159,7 +182,7 @@ impl Router {
                 if server == "?" || !own_server {
                     return self.other_server(from, from_name, head, line);
                 }
-                self.broadcast_line(from, from_name, head);
+                self.broadcast_line(from, from_name, head, line);
             }
             service => {
                 if !own_server || service.is_empty() {
@@ -171,19 +194,16 @@ impl Router {
                 let result = match self.conns.get_mut(&dst) {
                     Some(c) => {
                         let was_empty = c.pending.is_empty();
-                        let r = restamp_head(head, &self.node, from_name, &mut c.pending);
-                        if r.is_ok() {
-                            c.pending.put_u8(b'\n');
-                            if was_empty {
-                                self.dirty.push(dst);
-                            }
+                        let r = stamp_line(&self.node, from_name, head, line, &mut c.pending);
+                        if r.is_ok() && was_empty {
+                            self.dirty.push(dst);
                         }
                         r
                     }
                     None => Ok(()),
                 };
                 if let (Err(e), Some(id)) = (result, from) {
-                    self.refuse(id, Some(from_name), Some(head.command), &e.to_string());
+                    self.refuse(id, Some(from_name), Some(head.command), &e);
                 }
             }
         }
@@ -191,15 +211,20 @@ impl Router {
 
     /// Local broadcast to every connection that declared the command, the sender included
     /// when it declared it (as the C++ does).
-    fn broadcast_line(&mut self, from: Option<ConnId>, from_name: &str, head: &RouteHead<'_>) {
+    fn broadcast_line(
+        &mut self,
+        from: Option<ConnId>,
+        from_name: &str,
+        head: &RouteHead<'_>,
+        raw: &[u8],
+    ) {
         let mut line = BytesMut::with_capacity(head.params.len() + 64);
-        if let Err(e) = restamp_head(head, &self.node, from_name, &mut line) {
+        if let Err(e) = stamp_line(&self.node, from_name, head, raw, &mut line) {
             if let Some(id) = from {
-                self.refuse(id, Some(from_name), Some(head.command), &e.to_string());
+                self.refuse(id, Some(from_name), Some(head.command), &e);
             }
             return;
         }
-        line.put_u8(b'\n');
         for (id, c) in self.conns.iter_mut() {
             if c.commands.contains(head.command) {
                 if c.pending.is_empty() {
@@ -278,13 +303,12 @@ impl Router {
             return;
         }
         let mut stamped = BytesMut::with_capacity(line.len() + 32);
-        if let Err(e) = restamp_head(head, &self.node, from_name, &mut stamped) {
+        if let Err(e) = stamp_line(&self.node, from_name, head, line, &mut stamped) {
             if let Some(id) = from {
-                self.refuse(id, Some(from_name), Some(head.command), &e.to_string());
+                self.refuse(id, Some(from_name), Some(head.command), &e);
             }
             return;
         }
-        stamped.put_u8(b'\n');
         let entry = CacheEntry {
             service: msg.service.clone(),
             line: stamped.freeze(),
