@@ -305,3 +305,105 @@ async fn write_one<W: AsyncWrite + Unpin>(
     encode(codec, buf, msg);
     w.write_all(buf).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    /// The handshake over an in-memory duplex pipe: REGISTER first, COMMANDS on HELP,
+    /// Connected on READY (node from the prefix), lines then written, refusal reported.
+    #[tokio::test]
+    async fn handshake_over_duplex() {
+        let (ours, theirs) = tokio::io::duplex(4096);
+        let cfg = ClientConfig::from_url("cd:///unused.sock", "svc")
+            .unwrap()
+            .with_commands(["PING"]);
+        let (tx, rx) = mpsc::channel(8);
+        let (in_tx, mut in_rx) = mpsc::channel(8);
+        let (state_tx, mut state) = watch::channel(ConnectionState::Disconnected);
+        let mut ctx = Ctx {
+            commands: cfg.commands.clone(),
+            cfg,
+            rx,
+            in_tx,
+            state: state_tx,
+            dropped: 0,
+        };
+        let daemon = tokio::spawn(async move {
+            let (r, mut w) = tokio::io::split(theirs);
+            let mut lines = BufReader::new(r).lines();
+            let register = lines.next_line().await.unwrap().unwrap();
+            w.write_all(b"<vm:communicatord HELP\n").await.unwrap();
+            let commands = lines.next_line().await.unwrap().unwrap();
+            w.write_all(
+                b"<vm:communicatord READY my_address=127.0.0.1:4042\n<vm:peer svc/PING n=1\n",
+            )
+            .await
+            .unwrap();
+            let sent = lines.next_line().await.unwrap().unwrap();
+            let unregister = lines.next_line().await.unwrap().unwrap();
+            (register, commands, sent, unregister)
+        });
+        let client = tokio::spawn(async move { session(&mut ctx, ours, 1).await });
+        state.wait_for(|s| s.is_connected()).await.unwrap();
+        assert_eq!(
+            *state.borrow(),
+            ConnectionState::Connected {
+                node: "vm".into(),
+                session: 1
+            }
+        );
+        let ping = in_rx.recv().await.unwrap();
+        assert_eq!(
+            (ping.sent_from_service.as_str(), ping.command.as_str()),
+            ("peer", "PING")
+        );
+        tx.send(Command::Line(WireMessage::new("PONG").with_service("peer")))
+            .await
+            .unwrap();
+        let (done_tx, done_rx) = oneshot::channel();
+        tx.send(Command::Close(done_tx)).await.unwrap();
+        let (register, commands, sent, unregister) = daemon.await.unwrap();
+        assert_eq!(register, "REGISTER service=svc;version=1");
+        assert_eq!(
+            commands,
+            "COMMANDS list=HELP,INVALID,PING,QUITTING,READY,STOP,UNKNOWN"
+        );
+        assert_eq!(sent, "peer/PONG");
+        assert_eq!(unregister, "UNREGISTER service=svc");
+        match client.await.unwrap() {
+            End::Closed(Some(done)) => done.send(()).unwrap(),
+            _ => panic!("expected a clean close"),
+        }
+        done_rx.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn refused_register_ends_the_session() {
+        let (ours, theirs) = tokio::io::duplex(4096);
+        let cfg = ClientConfig::from_url("cd:///unused.sock", "dup").unwrap();
+        let (_tx, rx) = mpsc::channel(8);
+        let (in_tx, _in_rx) = mpsc::channel(8);
+        let (state_tx, _state) = watch::channel(ConnectionState::Disconnected);
+        let mut ctx = Ctx {
+            commands: cfg.commands.clone(),
+            cfg,
+            rx,
+            in_tx,
+            state: state_tx,
+            dropped: 0,
+        };
+        let (r, mut w) = tokio::io::split(theirs);
+        w.write_all(
+            b"<vm:communicatord INVALID command=REGISTER;reason=\"dup is live\";service=dup\n",
+        )
+        .await
+        .unwrap();
+        match session(&mut ctx, ours, 1).await {
+            End::Refused(reason) => assert_eq!(reason, "dup is live"),
+            _ => panic!("expected a refusal"),
+        }
+        drop(r);
+    }
+}
