@@ -8,7 +8,8 @@
 //! - **One daemon per namespace**, each on its own Unix socket in a temp directory (a socket
 //!   path is stable across restarts; no TCP or UDP port is used). commsd has no namespaces of
 //!   its own: a deployment is a daemon, so case 4 runs and proves that two daemons share
-//!   nothing. Every slot of a namespace is the same daemon (one node): commsd has no peering
+//!   nothing. Daemons run with `--max-line` 4 MiB and transports with `max_message_size`
+//!   1.5 MiB, so case 7 round-trips a real 1 MiB payload. Every slot of a namespace is the same daemon (one node): commsd has no peering
 //!   yet, so two instances of one service cannot both be live (cases 2 and 20 fail, honestly).
 //! - **kill_and_restart**: SIGKILL every live daemon, start each again on the same socket,
 //!   return once each accepts connections.
@@ -28,8 +29,12 @@ use tokio::sync::Mutex;
 /// The node name every test daemon gets (`--name`), given to transports as `?node=`.
 pub const NODE: &str = "cnative";
 
-/// Query options of test transports: fast reconnects.
-pub const TEST_QUERY: &str = "retry=0.05,0.1,0.2,0.5";
+/// Line limit the test daemons get (`--max-line`), so that 1 MiB payloads round-trip.
+pub const MAX_LINE: usize = 4 * 1024 * 1024;
+
+/// Query options of test transports: fast reconnects, payloads up to 1.5 MiB (escaped, that
+/// stays under [`MAX_LINE`]).
+pub const TEST_QUERY: &str = "retry=0.05,0.1,0.2,0.5&max_message_size=1572864";
 
 fn err(what: impl Into<String>) -> Error {
     Error::transport_msg("native", what, false)
@@ -91,7 +96,8 @@ impl CommsdProcess {
     pub async fn start(socket: &Path) -> Result<Self> {
         let bin = commsd_binary()?;
         let child = Command::new(bin)
-            .args(["--name", NODE, "--no-tcp", "--no-udp", "--unix"])
+            .args(["--name", NODE, "--no-tcp", "--no-udp"])
+            .args(["--max-line", &MAX_LINE.to_string(), "--unix"])
             .arg(socket)
             .stdout(Stdio::null())
             .stderr(if std::env::var_os("COMMSD_LOG").is_some() {
@@ -186,10 +192,11 @@ impl Backend for NativeBackend {
     }
 
     fn capabilities(&self) -> Capabilities {
-        let mut caps = comms_core::TransportUrl::parse(&format!("cd:///x.sock?node={NODE}"))
-            .and_then(|u| comms_native::transport::NativeOptions::from_url(&u))
-            .map(|o| comms_native::transport::capabilities(&o))
-            .unwrap_or_else(|_| Capabilities::new("native"));
+        let mut caps =
+            comms_core::TransportUrl::parse(&format!("cd:///x.sock?node={NODE}&{TEST_QUERY}"))
+                .and_then(|u| comms_native::transport::NativeOptions::from_url(&u))
+                .map(|o| comms_native::transport::capabilities(&o))
+                .unwrap_or_else(|_| Capabilities::new("native"));
         // Namespaces are separate daemons (see the module docs).
         caps.namespaces = true;
         caps

@@ -80,9 +80,10 @@ use outbox::Outbox;
 use receiver::ReceiverParts;
 use stock::StockPeers;
 
-/// Largest payload ([`Message::payload_size`]) accepted. commsd reads lines of up to 64 KiB by
-/// default; escaping can double a value and the `comms_*` parameters add ~200 bytes, so the
-/// documented maximum stays well inside.
+/// Default largest payload ([`Message::payload_size`]) accepted. commsd reads lines of up to
+/// 64 KiB by default; escaping can double a value and the `comms_*` parameters add ~200 bytes,
+/// so this default stays well inside. `?max_message_size=` raises it for a daemon started with
+/// a larger `max_line` (keep `max_message_size × 2 + 1 KiB` under it).
 pub const MAX_MESSAGE_SIZE: usize = 30 * 1024;
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -402,7 +403,7 @@ impl Transport for NativeTransport {
     async fn send(&self, mut msg: Message) -> Result<()> {
         self.check_open()?;
         msg.validate()?;
-        msg.check_size(MAX_MESSAGE_SIZE)?;
+        msg.check_size(self.opts.max_message_size)?;
         let (address, _) = self.client()?;
         msg.from = Some(address);
         self.enqueue(msg, None).await
@@ -472,7 +473,7 @@ impl Transport for NativeTransport {
 /// The capabilities of native transports made with `opts`.
 pub fn capabilities(opts: &NativeOptions) -> Capabilities {
     let mut caps = Capabilities::new("native");
-    caps.max_message_size = MAX_MESSAGE_SIZE;
+    caps.max_message_size = opts.max_message_size;
     caps.queue_bound = opts.queue_bound;
     caps.at_most_once = true;
     caps.namespaces = false;

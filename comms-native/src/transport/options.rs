@@ -15,7 +15,7 @@ pub const DEFAULT_QUEUE_BOUND: usize = 4096;
 pub const DEFAULT_PREFETCH: usize = 256;
 
 /// Settings of a [`super::NativeTransport`]. Every one can be set in the URL query:
-/// `cd:///run/x.sock?node=vm&retry=0.05,0.1&queue_bound=4096&send_timeout_ms=30000&ack_timeout_ms=1000&close_timeout_ms=30000&register_timeout_ms=5000`.
+/// `cd:///run/x.sock?node=vm&retry=0.05,0.1&queue_bound=4096&send_timeout_ms=30000&ack_timeout_ms=1000&close_timeout_ms=30000&register_timeout_ms=5000&max_message_size=30720`.
 #[derive(Debug, Clone)]
 pub struct NativeOptions {
     /// The URL (scheme, target) as written.
@@ -36,6 +36,9 @@ pub struct NativeOptions {
     pub register_timeout: Duration,
     /// Inbox depth.
     pub prefetch: usize,
+    /// Largest payload accepted by `send` ([`super::MAX_MESSAGE_SIZE`] by default, which fits
+    /// a default commsd's 64 KiB lines; raise it only with the daemon's `max_line`).
+    pub max_message_size: usize,
     /// Hop limit for `forward`.
     pub hop_limit: u8,
 }
@@ -82,6 +85,7 @@ impl NativeOptions {
             close_timeout: ms("close_timeout_ms", 30_000)?,
             register_timeout: ms("register_timeout_ms", 5_000)?,
             prefetch: number("prefetch", DEFAULT_PREFETCH as u64)? as usize,
+            max_message_size: number("max_message_size", super::MAX_MESSAGE_SIZE as u64)? as usize,
             hop_limit: DEFAULT_HOP_LIMIT,
         })
     }
