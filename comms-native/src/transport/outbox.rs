@@ -11,6 +11,10 @@
 //!   unacknowledged for `ack_timeout × 2^attempts` (capped at 8×), [`Outbox::everything`]
 //!   returns all of them (after a reconnect), in stream and position order.
 //!
+//! - Streams are numbered from a monotonic counter; once more than [`KEEP_STREAMS`] exist, a
+//!   stream whose last copy is acknowledged is forgotten (its destination gets a fresh stream,
+//!   which a receiver starts at its base), so sending to many destinations stays bounded.
+//!
 //! Lives behind a `std::sync::Mutex` shared by `send` and the resend and receiver tasks: every
 //! critical section is a map update, never an await.
 
@@ -32,8 +36,12 @@ struct Entry {
     _permit: Option<OwnedSemaphorePermit>,
 }
 
+/// Streams kept even when idle.
+pub const KEEP_STREAMS: usize = 1024;
+
 #[derive(Default)]
 struct StreamOut {
+    key: String,
     next: u64,
     entries: BTreeMap<u64, Entry>,
 }
@@ -45,6 +53,7 @@ pub(crate) struct Outbox {
     out: BTreeMap<u64, StreamOut>,
     by_id: HashMap<MessageId, Vec<(u64, u64)>>,
     len: usize,
+    last_stream: u64,
 }
 
 impl std::fmt::Debug for Outbox {
@@ -64,6 +73,7 @@ impl Outbox {
             out: BTreeMap::new(),
             by_id: HashMap::new(),
             len: 0,
+            last_stream: 0,
         }
     }
 
@@ -84,9 +94,18 @@ impl Outbox {
         permit: Option<OwnedSemaphorePermit>,
         now: Instant,
     ) -> WireMessage {
-        let next_stream = self.streams.len() as u64 + 1;
-        let stream = *self.streams.entry(key.to_owned()).or_insert(next_stream);
-        let s = self.out.entry(stream).or_default();
+        let stream = match self.streams.get(key) {
+            Some(s) => *s,
+            None => {
+                self.last_stream += 1;
+                self.streams.insert(key.to_owned(), self.last_stream);
+                self.last_stream
+            }
+        };
+        let s = self.out.entry(stream).or_insert_with(|| StreamOut {
+            key: key.to_owned(),
+            ..StreamOut::default()
+        });
         s.next += 1;
         let n = s.next;
         if let Some(id) = wire.param(P_ID).and_then(|i| i.parse::<MessageId>().ok()) {
@@ -122,6 +141,11 @@ impl Outbox {
         let Some(e) = s.entries.remove(&n) else {
             return false;
         };
+        if s.entries.is_empty() && self.out.len() > KEEP_STREAMS {
+            if let Some(idle) = self.out.remove(&stream) {
+                self.streams.remove(&idle.key);
+            }
+        }
         self.len -= 1;
         if let Some(id) = e.wire.param(P_ID).and_then(|i| i.parse::<MessageId>().ok()) {
             if let Some(v) = self.by_id.get_mut(&id) {
@@ -231,5 +255,31 @@ mod tests {
         );
         assert_eq!(o.forget_id(&"id3".parse().unwrap()), 1);
         assert_eq!(o.everything(t0).len(), 2);
+    }
+}
+
+#[cfg(test)]
+mod bound_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn idle_streams_are_forgotten_beyond_the_keep_bound() {
+        let t0 = Instant::now();
+        let mut o = Outbox::new("ep".into());
+        for d in 0..(KEEP_STREAMS + 10) {
+            let w = WireMessage::new("X").with_param(P_ID, format!("i{d}"));
+            o.push(&format!("dest{d}"), w, None, t0);
+        }
+        for s in 1..=(KEEP_STREAMS as u64 + 10) {
+            o.ack(s, &[(1, 1)]);
+        }
+        assert_eq!(o.len(), 0);
+        assert!(o.out.len() <= KEEP_STREAMS && o.streams.len() <= KEEP_STREAMS);
+        // A forgotten destination gets a fresh stream number, never a reused one.
+        let again = o.push("dest0", WireMessage::new("X"), None, t0);
+        assert_eq!(
+            again.param(P_SEQ),
+            Some(format!("ep.{}.1", KEEP_STREAMS + 11).as_str())
+        );
     }
 }

@@ -10,7 +10,8 @@
 //! - the inbox: `prefetch` deliveries.
 //! - settle events from ackers: an unbounded channel, but at most one event per outstanding
 //!   delivery (ready + inbox + in handlers), so bounded by the two bounds above.
-//! - pending acknowledgements: flushed every [`ACK_FLUSH`] or at [`ACK_BATCH`] positions.
+//! - pending acknowledgements: flushed every [`ACK_FLUSH`] or at [`ACK_BATCH`] positions,
+//!   at most [`MAX_PENDING_ACKS`] kept while they cannot be written.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -37,6 +38,9 @@ pub const READY_BOUND: usize = 8192;
 pub const ACK_FLUSH: Duration = Duration::from_millis(5);
 /// ...or as soon as this many positions wait.
 pub const ACK_BATCH: usize = 512;
+/// Positions kept for acknowledgement while they cannot be written (not connected); beyond
+/// this they are dropped with a warning (the senders resend, and the duplicates are acked).
+pub const MAX_PENDING_ACKS: usize = 65_536;
 
 type Place = (StreamKey, u64);
 
@@ -203,6 +207,14 @@ impl State {
     }
 
     fn add_ack(&mut self, key: StreamKey, n: u64) {
+        if self.ack_count >= MAX_PENDING_ACKS {
+            tracing::warn!(
+                dropped = self.ack_count,
+                "native: acknowledgements could not be written; dropped (senders will resend)"
+            );
+            self.acks.clear();
+            self.ack_count = 0;
+        }
         self.acks.entry(key).or_default().push(n);
         self.ack_count += 1;
     }
