@@ -4,7 +4,8 @@
 //! | scheme | backend | cargo feature | state |
 //! |---|---|---|---|
 //! | `memory:` | in-process reference transport | `memory` (default) | built |
-//! | `cd:`, `cds:`, `cdu:` | native daemon `commsd` | `native` | not built yet: a clear error |
+//! | `cd:` | native daemon `commsd` (`cd:///path.sock` or `cd://host:port`) | `native` (default) | built |
+//! | `cds:`, `cdu:` | native daemon over TLS / UDP | `native` | not built yet: a clear error |
 //! | `amqp:`, `amqps:` | RabbitMQ ([`comms_rabbitmq`]) | `rabbitmq` (default) | built |
 //! | `kafka:` | Kafka | `kafka` | not built yet: a clear error |
 //!
@@ -24,6 +25,7 @@ pub async fn connect(config: &Config) -> Result<Box<dyn Transport>> {
     let url = config.url()?;
     match url.scheme() {
         Scheme::Memory => connect_memory(&url, config),
+        Scheme::Cd | Scheme::Cds | Scheme::Cdu => connect_native(&url, config),
         Scheme::Amqp | Scheme::Amqps => connect_rabbitmq(config).await,
         other => Err(Error::BackendUnavailable {
             backend: other.backend(),
@@ -72,6 +74,34 @@ async fn connect_rabbitmq(_config: &Config) -> Result<Box<dyn Transport>> {
     })
 }
 
+#[cfg(feature = "native")]
+fn connect_native(url: &TransportUrl, config: &Config) -> Result<Box<dyn Transport>> {
+    if url.scheme() != Scheme::Cd {
+        return Err(Error::BackendUnavailable {
+            backend: "native",
+            reason: format!(
+                "`{}:` (TLS/UDP) is not implemented in this version; use cd:///path.sock or cd://host:port",
+                url.scheme().as_str()
+            ),
+        });
+    }
+    let mut opts = comms_native::transport::NativeOptions::from_url(url)?;
+    if let (Some(node), None) = (&config.transport.node, url.query("node")) {
+        opts.node = node.clone();
+    }
+    Ok(Box::new(
+        comms_native::transport::NativeTransport::with_options(opts),
+    ))
+}
+
+#[cfg(not(feature = "native"))]
+fn connect_native(_url: &TransportUrl, _config: &Config) -> Result<Box<dyn Transport>> {
+    Err(Error::BackendUnavailable {
+        backend: "native",
+        reason: "this build has the `native` feature turned off".into(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,7 +114,11 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(e.contains("accepted schemes"), "{e}");
-        for url in ["cd:///run/x.sock", "kafka://localhost:9092"] {
+        for url in [
+            "cds://localhost:4043",
+            "cdu://localhost:4041",
+            "kafka://localhost:9092",
+        ] {
             let e = connect_url(url)
                 .await
                 .err()
@@ -92,6 +126,17 @@ mod tests {
                 .unwrap_or_default();
             assert!(e.contains("not implemented"), "{url}: {e}");
         }
+    }
+
+    #[cfg(feature = "native")]
+    #[tokio::test]
+    async fn cd_urls_build_the_native_transport() {
+        let t = connect_url("cd:///run/x.sock?node=n3").await.unwrap();
+        assert_eq!(t.capabilities().backend, "native");
+        assert_eq!(t.node(), "n3");
+        let mut c = Config::from_url("cd://127.0.0.1:4040").unwrap();
+        c.transport.node = Some("n4".into());
+        assert_eq!(connect(&c).await.unwrap().node(), "n4");
     }
 
     #[tokio::test]

@@ -1,7 +1,9 @@
 //! Shared helpers for the cross-backend suites in `tests/tests/`.
 //!
 //! Each backend provides a [`comms_core::conformance::Backend`]; the suites in `tests/tests/`
-//! run the one conformance body against each of them.
+//! run the one conformance body against each of them: [`MemoryBackend`] (in-process) and
+//! [`native::NativeBackend`] (real `commsd` processes, see [`native`] for how the binary is
+//! found and how namespaces and slots map onto daemons).
 
 pub mod bins;
 pub mod faulty;
@@ -45,3 +47,4 @@ impl Backend for MemoryBackend {
         ))
     }
 }
+pub mod native;

@@ -1,0 +1,154 @@
+//! [`Target`]: where a `cd:` URL points (Unix socket or TCP), and the client options a URL may
+//! carry in its query.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::error::ClientError;
+
+/// The daemon's default local TCP port.
+pub const DEFAULT_PORT: u16 = 4040;
+
+/// The Communicator's default reconnect schedule (seconds); the last value repeats.
+pub const DEFAULT_RETRY: [f64; 9] = [1.0, 1.0, 1.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0];
+
+/// Where the daemon listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// `cd:///abs/path.sock`: a Unix stream socket.
+    Unix(PathBuf),
+    /// `cd://host:port` (port default 4040): plain TCP.
+    Tcp {
+        /// Host name or IP.
+        host: String,
+        /// Port.
+        port: u16,
+    },
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Unix(p) => write!(f, "cd://{}", p.display()),
+            Target::Tcp { host, port } => write!(f, "cd://{host}:{port}"),
+        }
+    }
+}
+
+impl Target {
+    /// Parse a `cd:` URL (the query is ignored here; see [`retry_from_query`]).
+    pub fn parse(raw: &str) -> Result<Self, ClientError> {
+        let bad = |reason: &str| ClientError::BadUrl {
+            url: raw.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let url = url::Url::parse(raw).map_err(|e| bad(&e.to_string()))?;
+        match url.scheme() {
+            "cd" => {}
+            "cds" | "cdu" => {
+                return Err(bad(
+                    "cds: (TLS) and cdu: (UDP) are not supported by this client yet; use cd:",
+                ))
+            }
+            _ => return Err(bad("expected a cd: URL")),
+        }
+        match url.host_str().filter(|h| !h.is_empty()) {
+            Some(host) => Ok(Target::Tcp {
+                host: host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_owned(),
+                port: url.port().unwrap_or(DEFAULT_PORT),
+            }),
+            None => {
+                let path = url.path();
+                if path.len() < 2 || !path.starts_with('/') {
+                    return Err(bad("expected cd:///absolute/socket/path or cd://host:port"));
+                }
+                Ok(Target::Unix(PathBuf::from(path)))
+            }
+        }
+    }
+}
+
+/// Parse a retry schedule written as comma-separated seconds (`0.05,0.1,1`).
+pub fn parse_retry(text: &str) -> Result<Vec<Duration>, String> {
+    let mut out = Vec::new();
+    for part in text.split(',') {
+        let secs: f64 = part
+            .trim()
+            .parse()
+            .map_err(|_| format!("retry: `{part}` is not a number of seconds"))?;
+        if !(0.0..=3600.0).contains(&secs) {
+            return Err(format!(
+                "retry: `{part}` must be between 0 and 3600 seconds"
+            ));
+        }
+        out.push(Duration::from_secs_f64(secs));
+    }
+    if out.is_empty() {
+        return Err("retry: empty schedule".into());
+    }
+    Ok(out)
+}
+
+/// The default schedule as durations.
+pub fn default_retry() -> Vec<Duration> {
+    DEFAULT_RETRY
+        .iter()
+        .map(|s| Duration::from_secs_f64(*s))
+        .collect()
+}
+
+/// The `retry` query parameter of a URL, or the default schedule.
+pub fn retry_from_query(raw: &str) -> Result<Vec<Duration>, ClientError> {
+    let url = url::Url::parse(raw).map_err(|e| ClientError::BadUrl {
+        url: raw.to_owned(),
+        reason: e.to_string(),
+    })?;
+    match url.query_pairs().find(|(k, _)| k == "retry") {
+        None => Ok(default_retry()),
+        Some((_, v)) => parse_retry(&v).map_err(|reason| ClientError::BadUrl {
+            url: raw.to_owned(),
+            reason,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        assert_eq!(
+            Target::parse("cd:///run/x.sock?node=a").unwrap(),
+            Target::Unix("/run/x.sock".into())
+        );
+        assert_eq!(
+            Target::parse("cd://127.0.0.1").unwrap(),
+            Target::Tcp {
+                host: "127.0.0.1".into(),
+                port: 4040
+            }
+        );
+        assert_eq!(
+            Target::parse("cd://localhost:5000").unwrap(),
+            Target::Tcp {
+                host: "localhost".into(),
+                port: 5000
+            }
+        );
+        assert!(Target::parse("cds://h:1").is_err());
+        assert!(Target::parse("cd:").is_err());
+    }
+
+    #[test]
+    fn retry_schedule() {
+        assert_eq!(retry_from_query("cd:///x").unwrap().len(), 9);
+        let r = retry_from_query("cd:///x?retry=0.05,2").unwrap();
+        assert_eq!(r, vec![Duration::from_millis(50), Duration::from_secs(2)]);
+        assert!(retry_from_query("cd:///x?retry=a").is_err());
+        assert!(retry_from_query("cd:///x?retry=-1").is_err());
+    }
+}

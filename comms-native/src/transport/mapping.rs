@@ -1,0 +1,276 @@
+//! Message ↔ cd: line, as `docs/NATIVE.md` maps them.
+//!
+//! | comms | cd: |
+//! |---|---|
+//! | `Instance(node:svc)` / `Service(svc)` / `Broadcast(Node)` / `Broadcast(All)` | `node:svc/CMD` / `svc/CMD` / `./CMD` / `*/CMD` |
+//! | `from` | the daemon's stamp `<node:service ` (a forward carries the origin in `comms_from`) |
+//! | `id`, `correlation`, `hops` (> 0), `trace`, at-most-once | `comms_id`, `comms_corr`, `comms_hops`, `comms_trace`, `comms_amo=1` |
+//! | `ttl` / `report` | `cache="ttl=N"` / `cache="ttl=N;reply"` (N whole seconds, rounded up, 1–86400) |
+//!
+//! End-to-end parameters of this transport (see [`super`]): `comms_seq=EPOCH.STREAM.N`,
+//! `comms_base=B`, and the `COMMS_ACK comms_ack=EPOCH.STREAM:RANGES` line.
+//!
+//! A line without `comms_id` comes from a stock Communicator service (or the daemon): it gets
+//! a fresh id and is delivered at-most-once (nothing to acknowledge).
+
+use std::time::Duration;
+
+use comms_core::{Address, DeliveryMode, Destination, Message, MessageId, Params, Scope};
+
+use crate::codec::WireMessage;
+
+/// `comms_id`: the message id.
+pub const P_ID: &str = "comms_id";
+/// `comms_corr`: the id a reply answers.
+pub const P_CORR: &str = "comms_corr";
+/// `comms_hops`: forward count, when > 0.
+pub const P_HOPS: &str = "comms_hops";
+/// `comms_from`: the origin of a forwarded message.
+pub const P_FROM: &str = "comms_from";
+/// `comms_trace`: W3C traceparent.
+pub const P_TRACE: &str = "comms_trace";
+/// `comms_amo=1`: at-most-once.
+pub const P_AMO: &str = "comms_amo";
+/// `comms_seq=EPOCH.STREAM.N`: position in the sender's stream to one destination.
+pub const P_SEQ: &str = "comms_seq";
+/// `comms_base=B`: every N below B of that stream is acknowledged (the sender forgot it).
+pub const P_BASE: &str = "comms_base";
+/// `comms_ack=EPOCH.STREAM:RANGES` on a [`ACK_COMMAND`] line.
+pub const P_ACK: &str = "comms_ack";
+/// The Communicator's cache parameter (TTL and failure report).
+pub const P_CACHE: &str = "cache";
+/// The acknowledgement command, declared by every native transport.
+pub const ACK_COMMAND: &str = "COMMS_ACK";
+/// Longest cache TTL the daemon accepts.
+pub const MAX_CACHE_TTL_SECS: u64 = 86_400;
+
+/// A line for `msg`. `origin` is set for forwards (kept in `comms_from`).
+pub fn to_wire(msg: &Message, origin: Option<&Address>) -> WireMessage {
+    let mut w = WireMessage::new(msg.command.clone());
+    match &msg.to {
+        Destination::Instance(a) => {
+            w.server = a.node().to_owned();
+            w.service = a.service().to_owned();
+        }
+        Destination::Service(s) => w.service = s.clone(),
+        Destination::Broadcast(Scope::Node) => w.service = ".".into(),
+        Destination::Broadcast(Scope::All) => w.service = "*".into(),
+    }
+    w.params = msg.params.clone();
+    w.params.insert(P_ID.into(), msg.id.to_string());
+    if let Some(c) = &msg.correlation {
+        w.params.insert(P_CORR.into(), c.to_string());
+    }
+    if msg.hops > 0 {
+        w.params.insert(P_HOPS.into(), msg.hops.to_string());
+    }
+    if let Some(o) = origin {
+        w.params.insert(P_FROM.into(), o.to_string());
+    }
+    if let Some(t) = &msg.trace {
+        w.params.insert(P_TRACE.into(), t.clone());
+    }
+    if msg.mode == DeliveryMode::AtMostOnce {
+        w.params.insert(P_AMO.into(), "1".into());
+    }
+    if msg.ttl.is_some() || msg.report {
+        let secs = msg
+            .ttl
+            .map(|t| t.as_secs() + u64::from(t.subsec_nanos() > 0))
+            .unwrap_or(60)
+            .clamp(1, MAX_CACHE_TTL_SECS);
+        let cache = if msg.report {
+            format!("ttl={secs};reply")
+        } else {
+            format!("ttl={secs}")
+        };
+        w.params.insert(P_CACHE.into(), cache);
+    }
+    w
+}
+
+/// The key of a destination for per-destination streams (`node:svc`, `svc`, `.`, `*`).
+pub fn destination_key(to: &Destination) -> String {
+    match to {
+        Destination::Instance(a) => a.to_string(),
+        Destination::Service(s) => s.clone(),
+        Destination::Broadcast(Scope::Node) => ".".into(),
+        Destination::Broadcast(Scope::All) => "*".into(),
+    }
+}
+
+/// Where a `comms_seq` puts a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeqInfo {
+    /// The sending transport's epoch.
+    pub epoch: String,
+    /// The sender's stream number (one per destination).
+    pub stream: u64,
+    /// Position in the stream, from 1.
+    pub n: u64,
+    /// Every position below this one is acknowledged.
+    pub base: u64,
+}
+
+/// Parse `EPOCH.STREAM.N`.
+pub fn parse_seq(seq: &str, base: Option<&str>) -> Option<SeqInfo> {
+    let mut it = seq.rsplitn(3, '.');
+    let n = it.next()?.parse().ok()?;
+    let stream = it.next()?.parse().ok()?;
+    let epoch = it.next()?.to_owned();
+    let base = base.and_then(|b| b.parse().ok()).unwrap_or(n);
+    Some(SeqInfo {
+        epoch,
+        stream,
+        n,
+        base: base.min(n),
+    })
+}
+
+/// A received line, decoded.
+#[derive(Debug)]
+pub struct Inbound {
+    /// The message as handlers see it.
+    pub message: Message,
+    /// The transport-level sender (the daemon's stamp), which acknowledgements go to.
+    pub stamp: Option<Address>,
+    /// Present on at-least-once messages from a native transport.
+    pub seq: Option<SeqInfo>,
+    /// True when the line had no `comms_id` (a stock service or the daemon).
+    pub stock: bool,
+}
+
+/// Decode a received line. `local` is our own address (destination of lines without one).
+pub fn from_wire(mut w: WireMessage, local: &Address) -> Inbound {
+    let stamp = Address::new(&w.sent_from_server, &w.sent_from_service).ok();
+    let mut take = |k: &str| w.params.remove(k);
+    let id = take(P_ID);
+    let stock = id.is_none();
+    let id = id
+        .and_then(|i| i.parse::<MessageId>().ok())
+        .unwrap_or_default();
+    let correlation = take(P_CORR).and_then(|c| c.parse::<MessageId>().ok());
+    let hops = take(P_HOPS).and_then(|h| h.parse().ok()).unwrap_or(0);
+    let origin = take(P_FROM).and_then(|f| f.parse::<Address>().ok());
+    let trace = take(P_TRACE);
+    let amo = take(P_AMO).is_some();
+    let seq = take(P_SEQ);
+    let base = take(P_BASE);
+    let seq = seq.and_then(|s| parse_seq(&s, base.as_deref()));
+    let (mut ttl, mut report) = (None, false);
+    if !stock {
+        if let Some(cache) = take(P_CACHE) {
+            for part in cache.split(';') {
+                if part == "reply" {
+                    report = true;
+                } else if let Some(n) = part.strip_prefix("ttl=").and_then(|n| n.parse().ok()) {
+                    ttl = Some(Duration::from_secs(n));
+                }
+            }
+        }
+    }
+    // Any other comms_* parameter is ours and never reaches a handler.
+    let params: Params = w
+        .params
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with(comms_core::message::RESERVED_PARAM_PREFIX))
+        .collect();
+    let to = match w.service.as_str() {
+        "." => Destination::Broadcast(Scope::Node),
+        "*" | "?" => Destination::Broadcast(Scope::All),
+        "" => Destination::Instance(local.clone()),
+        svc => match Address::new(&w.server, svc) {
+            Ok(a) if !w.server.is_empty() => Destination::Instance(a),
+            _ => Destination::Service(svc.to_owned()),
+        },
+    };
+    let mode = if amo || stock || seq.is_none() {
+        DeliveryMode::AtMostOnce
+    } else {
+        DeliveryMode::AtLeastOnce
+    };
+    let message = Message {
+        command: w.command,
+        to,
+        from: origin.or_else(|| stamp.clone()),
+        params,
+        id,
+        correlation,
+        hops,
+        trace,
+        mode,
+        ttl,
+        report,
+    };
+    Inbound {
+        message,
+        stamp,
+        seq: if mode == DeliveryMode::AtLeastOnce {
+            seq
+        } else {
+            None
+        },
+        stock,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let a = Address::new("vm", "a").unwrap();
+        let b = Address::new("vm", "b").unwrap();
+        let mut m = Message::new("DATA", b.clone())
+            .unwrap()
+            .with_param("x", "a;b")
+            .with_ttl(Duration::from_millis(1500), true);
+        m.hops = 2;
+        m.correlation = Some(MessageId::new());
+        m.trace = Some("00-abc-def-01".into());
+        let origin = Address::new("vm", "origin").unwrap();
+        let mut w = to_wire(&m, Some(&origin));
+        assert_eq!(w.param(P_CACHE), Some("ttl=2;reply"));
+        assert_eq!((w.server.as_str(), w.service.as_str()), ("vm", "b"));
+        w.params.insert(P_SEQ.into(), "ep1.3.7".into());
+        w.params.insert(P_BASE.into(), "5".into());
+        let line = w.to_line().unwrap();
+        let mut back: WireMessage = format!("<vm:fwd {line}").parse().unwrap();
+        back.sent_from_server = "vm".into();
+        let got = from_wire(back, &b);
+        assert_eq!(got.message.from, Some(origin));
+        assert_eq!(got.stamp, Some(Address::new("vm", "fwd").unwrap()));
+        assert_eq!(got.message.id, m.id);
+        assert_eq!(got.message.correlation, m.correlation);
+        assert_eq!(got.message.hops, 2);
+        assert_eq!(got.message.params, m.params);
+        assert_eq!(got.message.to, Destination::Instance(b));
+        assert_eq!(got.message.mode, DeliveryMode::AtLeastOnce);
+        assert_eq!(got.message.ttl, Some(Duration::from_secs(2)));
+        assert!(got.message.report);
+        assert_eq!(
+            got.seq,
+            Some(SeqInfo {
+                epoch: "ep1".into(),
+                stream: 3,
+                n: 7,
+                base: 5
+            })
+        );
+        let _ = a;
+    }
+
+    #[test]
+    fn stock_lines_are_at_most_once_with_an_id() {
+        let me = Address::new("vm", "me").unwrap();
+        let w: WireMessage = "<vm:stock me/PING n=1;cache=no".parse().unwrap();
+        let got = from_wire(w, &me);
+        assert!(got.stock);
+        assert_eq!(got.message.mode, DeliveryMode::AtMostOnce);
+        assert_eq!(got.message.param("cache"), Some("no"));
+        assert_eq!(got.message.from, Some(Address::new("vm", "stock").unwrap()));
+        assert_eq!(got.message.to, Destination::Service("me".into()));
+        assert!(got.seq.is_none());
+    }
+}

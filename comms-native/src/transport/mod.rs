@@ -1,0 +1,489 @@
+//! [`NativeTransport`]: the comms [`Transport`] over a permanent Communicator connection
+//! ([`crate::client::Client`]) to `commsd`, with at-least-once delivery **end to end**.
+//!
+//! The daemon keeps nothing on disk and never interprets `comms_*` parameters
+//! (`docs/NATIVE.md`); reliability lives in the two transports at the ends.
+//!
+//! # Sending (state: [`outbox`], behind a mutex shared with the tasks)
+//! - At-least-once unicast (`Instance`, `Service`): `send` waits for one of `queue_bound`
+//!   permits (then [`Error::Backpressure`] after `send_timeout`), keeps a copy in the outbox,
+//!   numbers it in the **stream of its destination** — `comms_seq=EPOCH.STREAM.N` plus
+//!   `comms_base=B` (lowest position still held) — and writes it if connected. `Ok` means the
+//!   copy is kept. EPOCH is random per transport, so a restarted sender starts new streams.
+//! - The copy goes when the receiver acknowledges it (`COMMS_ACK`, see [`ack`]) or when the
+//!   daemon reports it undeliverable (`SERVICE_UNAVAILABLE` with `comms_corr` = its id).
+//! - Resend: after every (re)registration, **everything** held, in stream order; otherwise
+//!   an entry unacknowledged for `ack_timeout × 2^k` (k = resends so far, capped at 3).
+//! - At-most-once messages, broadcasts and messages to stock Communicator services (which
+//!   never acknowledge; learnt from lines without `comms_id`, [`stock`]) are written once,
+//!   nothing kept; while disconnected they are dropped (fire-and-forget). Broadcasts reach the
+//!   services live at that moment (the daemon cannot know who else will come).
+//!
+//! # Receiving (state: [`streams`] and the ready queue, owned by the [`receiver`] task)
+//! - Lines with `comms_seq` are ordered per sender stream: passed up when `N` is the next
+//!   position, buffered when ahead (a resend after reconnect races with new sends), dropped
+//!   when the buffer or the ready queue is full (the sender resends). A position already
+//!   passed up is a duplicate: ignored while its handler runs, acknowledged again after. So
+//!   per-(sender, destination) order survives resends and daemon restarts, and the endpoint's
+//!   dedup window (by id) makes the handler run once even when one id is sent twice.
+//! - `Delivery::ack` (after the handler) queues the position for the batched `COMMS_ACK` to
+//!   the sender's stamped address (flushed every 5 ms or per 512); `nack(requeue)` and a
+//!   dropped acker put the delivery back at the head of the local ready queue (the sender's
+//!   copy still exists, so nothing is lost if this process dies meanwhile); deliveries
+//!   already in the inbox come before it, as on the memory transport. `nack(false)` acks.
+//! - Lines without `comms_id` (stock services) get a fresh id and are at-most-once.
+//!
+//! Order is per (sender, destination) **on one daemon**, where a service name has one live
+//! instance: a stream split between two instances would leave gaps; the reorder window then
+//! only releases after the sender gives those positions up.
+//!
+//! # Lifecycle
+//! The first `advertise` binds the address, starts the client (REGISTER as the service, with
+//! the advertised commands plus `COMMS_ACK`), the receiver and the resend tasks, and waits up
+//! to `register_timeout` for READY: a daemon that is down is not an error (the client keeps
+//! trying), a daemon that keeps refusing the name is [`Error::AddressInUse`]. `close` waits
+//! (up to `close_timeout`) until the outbox is empty, then UNREGISTERs and stops the tasks
+//! (CancellationToken + TaskTracker); dropping the transport stops them abruptly.
+
+pub mod ack;
+pub mod mapping;
+mod options;
+pub(crate) mod outbox;
+mod receiver;
+pub mod stock;
+pub mod streams;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use comms_core::config::TransportUrl;
+use comms_core::transport::prepare_forward;
+use comms_core::{
+    Address, Advertisement, Capabilities, Delivery, DeliveryMode, Destination, Error, Inbox,
+    Message, Result, Transport,
+};
+
+pub use options::{NativeOptions, DEFAULT_PREFETCH, DEFAULT_QUEUE_BOUND};
+
+use crate::client::{Client, ClientConfig, ClientError, ConnectionState};
+use crate::codec::WireMessage;
+use mapping::{destination_key, to_wire, ACK_COMMAND};
+use outbox::Outbox;
+use receiver::ReceiverParts;
+use stock::StockPeers;
+
+/// Default largest payload ([`Message::payload_size`]) accepted. commsd reads lines of up to
+/// 64 KiB by default; escaping can double a value and the `comms_*` parameters add ~200 bytes,
+/// so this default stays well inside. `?max_message_size=` raises it for a daemon started with
+/// a larger `max_line` (keep `max_message_size × 2 + 1 KiB` under it).
+pub const MAX_MESSAGE_SIZE: usize = 30 * 1024;
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+struct Bound {
+    address: Address,
+    client: Client,
+    commands: BTreeSet<String>,
+    inbox_tx: Option<oneshot::Sender<mpsc::Sender<Delivery>>>,
+    cancel: CancellationToken,
+}
+
+/// The native transport. See the module docs.
+pub struct NativeTransport {
+    opts: NativeOptions,
+    outbox: Arc<Mutex<Outbox>>,
+    permits: Arc<Semaphore>,
+    stock: Arc<Mutex<StockPeers>>,
+    bound: Mutex<Option<Bound>>,
+    listening: AtomicBool,
+    closed: AtomicBool,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl std::fmt::Debug for NativeTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NativeTransport")
+            .field("url", &self.opts.url)
+            .field("node", &self.opts.node)
+            .field("address", &self.local_address())
+            .finish_non_exhaustive()
+    }
+}
+
+impl NativeTransport {
+    /// A transport for a `cd:` URL (nothing connects before the first `advertise`).
+    pub fn connect(url: &str) -> Result<Self> {
+        Ok(Self::with_options(NativeOptions::from_url(
+            &TransportUrl::parse(url)?,
+        )?))
+    }
+
+    /// A transport with explicit options.
+    pub fn with_options(opts: NativeOptions) -> Self {
+        let epoch = format!("{:x}", ulid::Ulid::generate().random() as u64);
+        Self {
+            permits: Arc::new(Semaphore::new(opts.queue_bound.max(1))),
+            outbox: Arc::new(Mutex::new(Outbox::new(epoch))),
+            stock: Arc::default(),
+            opts,
+            bound: Mutex::new(None),
+            listening: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            cancel: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+        }
+    }
+
+    /// The options in use.
+    pub fn options(&self) -> &NativeOptions {
+        &self.opts
+    }
+
+    /// The connection state, once advertised.
+    pub fn connection_state(&self) -> Option<tokio::sync::watch::Receiver<ConnectionState>> {
+        lock(&self.bound).as_ref().map(|b| b.client.watch())
+    }
+
+    /// At-least-once messages kept, waiting for an acknowledgement.
+    pub fn unacknowledged(&self) -> usize {
+        lock(&self.outbox).len()
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::SeqCst) {
+            Err(Error::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn client(&self) -> Result<(Address, Client)> {
+        lock(&self.bound)
+            .as_ref()
+            .map(|b| (b.address.clone(), b.client.clone()))
+            .ok_or(Error::NotAdvertised)
+    }
+
+    /// Bind on first use; the client to wait on when this call bound it.
+    fn bind(&self, ad: &Advertisement) -> Result<Option<Client>> {
+        let mut commands = ad.commands.clone();
+        commands.insert(ACK_COMMAND.to_owned());
+        let mut bound = lock(&self.bound);
+        if let Some(b) = bound.as_mut() {
+            if b.address != ad.address {
+                return Err(Error::IdentityConflict {
+                    bound: b.address.to_string(),
+                    requested: ad.address.to_string(),
+                });
+            }
+            if b.commands != commands {
+                b.commands = commands.clone();
+                let client = b.client.clone();
+                self.tracker.spawn(async move {
+                    let _ = client.set_commands(commands).await;
+                });
+            }
+            return Ok(None);
+        }
+        let cfg = ClientConfig::from_url(&self.opts.url, ad.address.service())
+            .map_err(Error::from)?
+            .with_commands(commands.iter().cloned())
+            .with_retry(self.opts.retry.clone());
+        let cancel = self.cancel.child_token();
+        let (client, incoming) = Client::spawn(cfg, &self.tracker, cancel.clone());
+        let (inbox_tx, inbox_rx) = oneshot::channel();
+        self.tracker.spawn(receiver::run(ReceiverParts {
+            local: ad.address.clone(),
+            client: client.clone(),
+            outbox: self.outbox.clone(),
+            stock: self.stock.clone(),
+            incoming,
+            inbox: inbox_rx,
+            cancel: cancel.clone(),
+        }));
+        self.tracker.spawn(resend(
+            client.clone(),
+            self.outbox.clone(),
+            self.opts.ack_timeout,
+            cancel.clone(),
+        ));
+        *bound = Some(Bound {
+            address: ad.address.clone(),
+            client: client.clone(),
+            commands,
+            inbox_tx: Some(inbox_tx),
+            cancel,
+        });
+        Ok(Some(client))
+    }
+
+    /// Wait for the first READY (bounded); refuse when the daemon keeps refusing the name.
+    async fn wait_registered(&self, client: &Client, address: &Address) -> Result<()> {
+        let mut rx = client.watch();
+        let deadline = Instant::now() + self.opts.register_timeout;
+        let mut refused: Option<String> = None;
+        loop {
+            let state = rx.borrow_and_update().clone();
+            match state {
+                ConnectionState::Connected { node, .. } => {
+                    if node != self.opts.node {
+                        tracing::error!(daemon = %node, configured = %self.opts.node,
+                            "native: the daemon's name differs from this transport's node; addresses will not match the stamps (set ?node={node})");
+                    }
+                    return Ok(());
+                }
+                ConnectionState::Refused { reason } => refused = Some(reason),
+                ConnectionState::Closed => return Err(Error::Closed),
+                ConnectionState::Disconnected => {}
+            }
+            if tokio::time::timeout_at(deadline, rx.changed())
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        match refused {
+            Some(reason) => {
+                tracing::warn!(%address, %reason, "native: REGISTER refused until the register timeout");
+                if let Some(b) = lock(&self.bound).take() {
+                    b.cancel.cancel();
+                }
+                Err(Error::AddressInUse(address.to_string()))
+            }
+            None => {
+                tracing::info!(%address, url = %self.opts.url, "native: daemon not reachable yet; the client keeps trying");
+                Ok(())
+            }
+        }
+    }
+
+    async fn enqueue(&self, msg: Message, origin: Option<&Address>) -> Result<()> {
+        let (_, client) = self.client()?;
+        let wire = to_wire(&msg, origin);
+        let unicast = !matches!(msg.to, Destination::Broadcast(_));
+        let stock = msg
+            .to
+            .service_name()
+            .is_some_and(|s| lock(&self.stock).contains(s));
+        if !unicast || msg.mode == DeliveryMode::AtMostOnce || stock {
+            return write_once(&client, wire).await;
+        }
+        let permit = tokio::time::timeout(
+            self.opts.send_timeout,
+            self.permits.clone().acquire_owned(),
+        )
+        .await
+        .map_err(|_| {
+            Error::Backpressure(format!(
+                "{} at-least-once messages await acknowledgement (queue_bound) and none was acknowledged within {:?}",
+                self.opts.queue_bound, self.opts.send_timeout
+            ))
+        })?
+        .map_err(|_| Error::Closed)?;
+        let line = lock(&self.outbox).push(
+            &destination_key(&msg.to),
+            wire,
+            Some(permit),
+            Instant::now(),
+        );
+        match client.send(line).await {
+            Ok(()) | Err(ClientError::NotConnected) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+async fn write_once(client: &Client, wire: WireMessage) -> Result<()> {
+    match client.send(wire).await {
+        Ok(()) => Ok(()),
+        Err(ClientError::NotConnected) => {
+            tracing::debug!("native: not connected, at-most-once message dropped");
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Resend everything after each registration, and what waits too long for its ack.
+async fn resend(
+    client: Client,
+    outbox: Arc<Mutex<Outbox>>,
+    ack_timeout: Duration,
+    cancel: CancellationToken,
+) {
+    let mut state = client.watch();
+    let mut session = 0u64;
+    let mut tick = tokio::time::interval((ack_timeout / 4).max(Duration::from_millis(20)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let lines = tokio::select! {
+            _ = cancel.cancelled() => break,
+            changed = state.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let now = state.borrow_and_update().clone();
+                match now {
+                    ConnectionState::Connected { session: s, .. } if s != session => {
+                        session = s;
+                        lock(&outbox).everything(Instant::now())
+                    }
+                    _ => continue,
+                }
+            }
+            _ = tick.tick() => {
+                if !client.state().is_connected() {
+                    continue;
+                }
+                lock(&outbox).due(Instant::now(), ack_timeout)
+            }
+        };
+        if !lines.is_empty() {
+            tracing::debug!(
+                count = lines.len(),
+                "native: resending unacknowledged messages"
+            );
+        }
+        for line in lines {
+            if client.send(line).await.is_err() {
+                break;
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Transport for NativeTransport {
+    async fn advertise(&self, ad: &Advertisement) -> Result<()> {
+        self.check_open()?;
+        ad.validate()?;
+        if ad.address.node() != self.opts.node {
+            return Err(Error::IdentityConflict {
+                bound: format!("node {}", self.opts.node),
+                requested: ad.address.to_string(),
+            });
+        }
+        if let Some(client) = self.bind(ad)? {
+            self.wait_registered(&client, &ad.address).await?;
+        }
+        let mut msg = ad.to_message()?;
+        msg.from = Some(ad.address.clone());
+        self.enqueue(msg, None).await
+    }
+
+    async fn listen(&self) -> Result<Inbox> {
+        self.check_open()?;
+        let inbox_tx = {
+            let mut bound = lock(&self.bound);
+            let b = bound.as_mut().ok_or(Error::NotAdvertised)?;
+            if self.listening.swap(true, Ordering::SeqCst) {
+                return Err(Error::AlreadyListening);
+            }
+            b.inbox_tx.take()
+        };
+        let (tx, rx) = mpsc::channel(self.opts.prefetch.max(1));
+        if let Some(inbox_tx) = inbox_tx {
+            let _ = inbox_tx.send(tx);
+        }
+        Ok(Inbox::new(rx))
+    }
+
+    async fn send(&self, mut msg: Message) -> Result<()> {
+        self.check_open()?;
+        msg.validate()?;
+        msg.check_size(self.opts.max_message_size)?;
+        let (address, _) = self.client()?;
+        msg.from = Some(address);
+        self.enqueue(msg, None).await
+    }
+
+    async fn forward(&self, delivery: Delivery, to: Destination) -> Result<()> {
+        self.check_open()?;
+        let (msg, acker) = delivery.into_parts();
+        let origin = msg.from.clone();
+        match prepare_forward(msg, to, self.opts.hop_limit) {
+            Ok(fwd) => {
+                self.enqueue(fwd, origin.as_ref()).await?;
+                acker.ack().await
+            }
+            Err(e) => {
+                acker.ack().await?;
+                Err(e)
+            }
+        }
+    }
+
+    async fn close(&self) -> Result<()> {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let deadline = Instant::now() + self.opts.close_timeout;
+        let mut left = self.unacknowledged();
+        while left > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            left = self.unacknowledged();
+        }
+        let client = lock(&self.bound).as_ref().map(|b| b.client.clone());
+        if let Some(client) = client {
+            if let Err(e) = client.close(Duration::from_secs(5)).await {
+                tracing::debug!(error = %e, "native: UNREGISTER not written");
+            }
+        }
+        self.cancel.cancel();
+        self.tracker.close();
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.tracker.wait()).await;
+        if left > 0 {
+            return Err(Error::transport_msg(
+                "native",
+                format!(
+                    "closed with {left} at-least-once messages unacknowledged after {:?}",
+                    self.opts.close_timeout
+                ),
+                false,
+            ));
+        }
+        Ok(())
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        capabilities(&self.opts)
+    }
+
+    fn node(&self) -> String {
+        self.opts.node.clone()
+    }
+
+    fn local_address(&self) -> Option<Address> {
+        lock(&self.bound).as_ref().map(|b| b.address.clone())
+    }
+}
+
+/// The capabilities of native transports made with `opts`.
+pub fn capabilities(opts: &NativeOptions) -> Capabilities {
+    let mut caps = Capabilities::new("native");
+    caps.max_message_size = opts.max_message_size;
+    caps.queue_bound = opts.queue_bound;
+    caps.at_most_once = true;
+    caps.namespaces = false;
+    caps.survives_restart = true;
+    caps.hop_limit = opts.hop_limit;
+    caps
+}
+
+impl Drop for NativeTransport {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}

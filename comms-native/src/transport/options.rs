@@ -1,0 +1,92 @@
+//! [`NativeOptions`]: the settings of a native transport, from a `cd:` URL's query.
+
+use std::time::Duration;
+
+use comms_core::config::{hostname_node, Scheme, TransportUrl};
+use comms_core::name::validate_name;
+use comms_core::transport::DEFAULT_HOP_LIMIT;
+use comms_core::{Error, Result};
+
+use crate::client::{default_retry, parse_retry};
+
+/// Default bound of unacknowledged at-least-once messages per transport (`queue_bound`).
+pub const DEFAULT_QUEUE_BOUND: usize = 4096;
+/// Default inbox depth (deliveries handed to the endpoint and not yet taken).
+pub const DEFAULT_PREFETCH: usize = 256;
+
+/// Settings of a [`super::NativeTransport`]. Every one can be set in the URL query:
+/// `cd:///run/x.sock?node=vm&retry=0.05,0.1&queue_bound=4096&send_timeout_ms=30000&ack_timeout_ms=1000&close_timeout_ms=30000&register_timeout_ms=5000&max_message_size=30720`.
+#[derive(Debug, Clone)]
+pub struct NativeOptions {
+    /// The URL (scheme, target) as written.
+    pub url: String,
+    /// The node name endpoints get (`?node=`; default: the hostname as communicatord makes it).
+    pub node: String,
+    /// Reconnect schedule (`?retry=` seconds, comma-separated).
+    pub retry: Vec<Duration>,
+    /// Unacknowledged at-least-once messages kept before `send` waits.
+    pub queue_bound: usize,
+    /// How long `send` waits for room before [`Error::Backpressure`].
+    pub send_timeout: Duration,
+    /// First resend delay for an unacknowledged message (doubles per resend, up to 8×).
+    pub ack_timeout: Duration,
+    /// How long `close` waits for the last acknowledgements.
+    pub close_timeout: Duration,
+    /// How long the first `advertise` waits for the daemon's READY.
+    pub register_timeout: Duration,
+    /// Inbox depth.
+    pub prefetch: usize,
+    /// Largest payload accepted by `send` ([`super::MAX_MESSAGE_SIZE`] by default, which fits
+    /// a default commsd's 64 KiB lines; raise it only with the daemon's `max_line`).
+    pub max_message_size: usize,
+    /// Hop limit for `forward`.
+    pub hop_limit: u8,
+}
+
+impl NativeOptions {
+    /// Options from a `cd:` URL.
+    pub fn from_url(url: &TransportUrl) -> Result<Self> {
+        if url.scheme() != Scheme::Cd {
+            return Err(Error::BackendUnavailable {
+                backend: "native",
+                reason: format!(
+                    "`{}:` is not supported yet (TLS `cds:` and UDP `cdu:` are planned); use cd:",
+                    url.scheme().as_str()
+                ),
+            });
+        }
+        let node = match url.query("node") {
+            Some(n) => {
+                validate_name("node", &n)?;
+                n
+            }
+            None => hostname_node(),
+        };
+        let retry = match url.query("retry") {
+            Some(r) => parse_retry(&r).map_err(|e| Error::Config(format!("{url}: {e}")))?,
+            None => default_retry(),
+        };
+        let number = |name: &str, default: u64| -> Result<u64> {
+            match url.query(name) {
+                None => Ok(default),
+                Some(v) => v.parse::<u64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    Error::Config(format!("{url}: `{name}` must be a positive integer"))
+                }),
+            }
+        };
+        let ms = |name: &str, default: u64| number(name, default).map(Duration::from_millis);
+        Ok(Self {
+            url: url.as_str().to_owned(),
+            node,
+            retry,
+            queue_bound: number("queue_bound", DEFAULT_QUEUE_BOUND as u64)? as usize,
+            send_timeout: ms("send_timeout_ms", 30_000)?,
+            ack_timeout: ms("ack_timeout_ms", 1_000)?,
+            close_timeout: ms("close_timeout_ms", 30_000)?,
+            register_timeout: ms("register_timeout_ms", 5_000)?,
+            prefetch: number("prefetch", DEFAULT_PREFETCH as u64)? as usize,
+            max_message_size: number("max_message_size", super::MAX_MESSAGE_SIZE as u64)? as usize,
+            hop_limit: DEFAULT_HOP_LIMIT,
+        })
+    }
+}

@@ -1,0 +1,304 @@
+//! The receiver task: reads the client's incoming lines, applies acknowledgements to the
+//! outbox, orders at-least-once lines per sender stream ([`super::streams`]), hands deliveries
+//! to the inbox, and sends batched acknowledgements back.
+//!
+//! Queues (all bounded):
+//! - `ready`: deliveries waiting for inbox room, at most `READY_BOUND`; when full, arriving
+//!   at-least-once lines are dropped (the sender resends them) and at-most-once lines are
+//!   dropped with a warning: **the task never stops reading**, so acknowledgements keep
+//!   flowing even when the application is slow.
+//! - the inbox: `prefetch` deliveries.
+//! - settle events from ackers: an unbounded channel, but at most one event per outstanding
+//!   delivery (ready + inbox + in handlers), so bounded by the two bounds above.
+//! - pending acknowledgements: flushed every [`ACK_FLUSH`] or at [`ACK_BATCH`] positions,
+//!   at most [`MAX_PENDING_ACKS`] kept while they cannot be written.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use comms_core::transport::NoAck;
+use comms_core::{commands, Acker, Address, Delivery, Message, Result};
+
+use super::ack::{encode_ack, parse_ack};
+use super::mapping::{from_wire, ACK_COMMAND, P_ACK, P_CACHE};
+use super::outbox::Outbox;
+use super::stock::StockPeers;
+use super::streams::{StreamKey, Streams};
+use crate::client::{Client, Incoming, DAEMON_SERVICE};
+use crate::codec::WireMessage;
+
+/// Deliveries kept waiting for inbox room.
+pub const READY_BOUND: usize = 8192;
+/// Acknowledgements are flushed at least this often.
+pub const ACK_FLUSH: Duration = Duration::from_millis(5);
+/// ...or as soon as this many positions wait.
+pub const ACK_BATCH: usize = 512;
+/// Positions kept for acknowledgement while they cannot be written (not connected); beyond
+/// this they are dropped with a warning (the senders resend, and the duplicates are acked).
+pub const MAX_PENDING_ACKS: usize = 65_536;
+
+type Place = (StreamKey, u64);
+
+#[derive(Debug)]
+pub(crate) struct Pending {
+    msg: Message,
+    place: Option<Place>,
+    redelivered: bool,
+}
+
+#[derive(Debug)]
+pub(crate) enum Settle {
+    Ack(Place),
+    Requeue(Box<Pending>),
+}
+
+struct NativeAcker {
+    pending: Option<Pending>,
+    tx: mpsc::UnboundedSender<Settle>,
+}
+
+#[async_trait]
+impl Acker for NativeAcker {
+    async fn ack(mut self: Box<Self>) -> Result<()> {
+        if let Some(place) = self.pending.take().and_then(|p| p.place) {
+            let _ = self.tx.send(Settle::Ack(place));
+        }
+        Ok(())
+    }
+
+    async fn nack(mut self: Box<Self>, requeue: bool) -> Result<()> {
+        if let Some(p) = self.pending.take() {
+            let _ = self.tx.send(if requeue {
+                Settle::Requeue(Box::new(p))
+            } else {
+                match p.place {
+                    Some(place) => Settle::Ack(place),
+                    None => return Ok(()),
+                }
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Drop for NativeAcker {
+    fn drop(&mut self) {
+        if let Some(p) = self.pending.take() {
+            let _ = self.tx.send(Settle::Requeue(Box::new(p)));
+        }
+    }
+}
+
+/// What the receiver task shares with the transport.
+pub(crate) struct ReceiverParts {
+    pub(crate) local: Address,
+    pub(crate) client: Client,
+    pub(crate) outbox: Arc<Mutex<Outbox>>,
+    pub(crate) stock: Arc<Mutex<StockPeers>>,
+    pub(crate) incoming: Incoming,
+    pub(crate) inbox: oneshot::Receiver<mpsc::Sender<Delivery>>,
+    pub(crate) cancel: CancellationToken,
+}
+
+struct State {
+    parts: ReceiverParts,
+    epoch: String,
+    streams: Streams,
+    ready: VecDeque<Pending>,
+    acks: HashMap<StreamKey, Vec<u64>>,
+    ack_count: usize,
+    settle_tx: mpsc::UnboundedSender<Settle>,
+}
+
+async fn reserve(inbox: Option<mpsc::Sender<Delivery>>) -> Option<mpsc::OwnedPermit<Delivery>> {
+    match inbox {
+        Some(tx) => tx.reserve_owned().await.ok(),
+        None => std::future::pending().await,
+    }
+}
+
+pub(crate) async fn run(parts: ReceiverParts) {
+    let epoch = super::lock(&parts.outbox).epoch().to_owned();
+    let (settle_tx, mut settle_rx) = mpsc::unbounded_channel();
+    let cancel = parts.cancel.clone();
+    let mut st = State {
+        parts,
+        epoch,
+        streams: Streams::default(),
+        ready: VecDeque::new(),
+        acks: HashMap::new(),
+        ack_count: 0,
+        settle_tx,
+    };
+    let mut inbox: Option<mpsc::Sender<Delivery>> = None;
+    let mut inbox_gone = false;
+    let mut tick = tokio::time::interval(ACK_FLUSH);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break,
+            Some(ev) = settle_rx.recv() => st.settle(ev),
+            tx = &mut st.parts.inbox, if inbox.is_none() && !inbox_gone => match tx {
+                Ok(tx) => inbox = Some(tx),
+                Err(_) => inbox_gone = true,
+            },
+            permit = reserve(inbox.clone()), if !st.ready.is_empty() => match permit {
+                Some(permit) => {
+                    if let Some(p) = st.ready.pop_front() {
+                        permit.send(st.delivery(p));
+                    }
+                }
+                None => {
+                    // The endpoint stopped reading: what is ready will be resent by its senders.
+                    inbox = None;
+                    inbox_gone = true;
+                    st.ready.clear();
+                }
+            },
+            line = st.parts.incoming.recv() => match line {
+                Some(w) => {
+                    st.line(w);
+                    if st.ack_count >= ACK_BATCH {
+                        st.flush_acks();
+                    }
+                }
+                None => break,
+            },
+            _ = tick.tick(), if st.ack_count > 0 => st.flush_acks(),
+        }
+    }
+}
+
+impl State {
+    fn delivery(&self, p: Pending) -> Delivery {
+        let (msg, redelivered) = (p.msg.clone(), p.redelivered);
+        if p.place.is_some() {
+            Delivery::new(
+                msg,
+                redelivered,
+                Box::new(NativeAcker {
+                    pending: Some(p),
+                    tx: self.settle_tx.clone(),
+                }),
+            )
+        } else {
+            Delivery::new(msg, redelivered, Box::new(NoAck))
+        }
+    }
+
+    fn settle(&mut self, ev: Settle) {
+        match ev {
+            Settle::Ack((key, n)) => {
+                self.streams.settled(&key, n);
+                self.add_ack(key, n);
+            }
+            Settle::Requeue(p) => {
+                let mut p = *p;
+                p.redelivered = true;
+                self.ready.push_front(p);
+            }
+        }
+    }
+
+    fn add_ack(&mut self, key: StreamKey, n: u64) {
+        if self.ack_count >= MAX_PENDING_ACKS {
+            tracing::warn!(
+                dropped = self.ack_count,
+                "native: acknowledgements could not be written; dropped (senders will resend)"
+            );
+            self.acks.clear();
+            self.ack_count = 0;
+        }
+        self.acks.entry(key).or_default().push(n);
+        self.ack_count += 1;
+    }
+
+    fn flush_acks(&mut self) {
+        let client = &self.parts.client;
+        let mut kept = HashMap::new();
+        for (key, mut ns) in self.acks.drain() {
+            let Ok(to) = key.from.parse::<Address>() else {
+                continue;
+            };
+            let line = WireMessage::new(ACK_COMMAND)
+                .with_server(to.node())
+                .with_service(to.service())
+                .with_param(P_ACK, encode_ack(&key.epoch, key.stream, &mut ns))
+                .with_param(P_CACHE, "no");
+            if !client.try_send(line) {
+                kept.insert(key, ns);
+            }
+        }
+        self.ack_count = kept.values().map(Vec::len).sum();
+        self.acks = kept;
+    }
+
+    fn line(&mut self, w: WireMessage) {
+        if w.command == ACK_COMMAND {
+            if let Some((epoch, stream, ranges)) =
+                w.param(P_ACK).and_then(|v| parse_ack(v, 1 << 20))
+            {
+                if epoch == self.epoch {
+                    super::lock(&self.parts.outbox).ack(stream, &ranges);
+                }
+            }
+            return;
+        }
+        // The daemon's own lines: `<NODE:communicatord ...` notifications, and replies
+        // addressed to us without any sent-from prefix (e.g. SERVICE_UNAVAILABLE).
+        let from_daemon = w.sent_from_service == DAEMON_SERVICE || w.sent_from_service.is_empty();
+        let inbound = from_wire(w, &self.parts.local);
+        let msg = inbound.message;
+        if from_daemon {
+            if msg.command != commands::SERVICE_UNAVAILABLE {
+                tracing::debug!(command = %msg.command, params = ?msg.params, "daemon message ignored");
+                return;
+            }
+            if let Some(corr) = &msg.correlation {
+                super::lock(&self.parts.outbox).forget_id(corr);
+            }
+        } else if let Some(stamp) = &inbound.stamp {
+            let mut stock = super::lock(&self.parts.stock);
+            if inbound.stock {
+                stock.insert(stamp.service());
+            } else {
+                stock.remove(stamp.service());
+            }
+        }
+        let room = self.ready.len() < READY_BOUND;
+        match (inbound.seq, inbound.stamp) {
+            (Some(seq), Some(stamp)) => {
+                let key = StreamKey {
+                    from: stamp.to_string(),
+                    epoch: seq.epoch.clone(),
+                    stream: seq.stream,
+                };
+                let out = self.streams.arrive(key.clone(), &seq, msg, room);
+                if let Some(n) = out.reack {
+                    self.add_ack(key.clone(), n);
+                }
+                for (n, m) in out.deliver {
+                    self.ready.push_back(Pending {
+                        msg: m,
+                        place: Some((key.clone(), n)),
+                        redelivered: false,
+                    });
+                }
+            }
+            _ if room => self.ready.push_back(Pending {
+                msg,
+                place: None,
+                redelivered: false,
+            }),
+            _ => {
+                tracing::warn!(command = %msg.command, from = ?msg.from, "native: inbox full, at-most-once message dropped")
+            }
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! Helpers for the client tests: a real `commsd` process, a raw stock-service line client,
+//! and the example binaries. Included by the `client_*` tests with `mod client_util;`
+//! (Cargo also builds it alone as an empty test target).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::UnixStream;
+use tokio::process::{Child, Command};
+
+use comms_native::codec::WireMessage;
+
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A `commsd` child process (the binary of this package) on a Unix socket.
+#[derive(Debug)]
+pub struct Commsd {
+    pub socket: PathBuf,
+    pub node: String,
+    child: Child,
+}
+
+impl Commsd {
+    pub async fn start(socket: &Path, node: &str) -> Commsd {
+        let child = Command::new(env!("CARGO_BIN_EXE_commsd"))
+            .args(["--name", node, "--no-tcp", "--no-udp", "--unix"])
+            .arg(socket)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn commsd");
+        let d = Commsd {
+            socket: socket.to_path_buf(),
+            node: node.to_owned(),
+            child,
+        };
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while UnixStream::connect(&d.socket).await.is_err() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "commsd never accepted"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        d
+    }
+
+    /// `cd:` URL with fast reconnects.
+    pub fn url(&self) -> String {
+        format!(
+            "cd://{}?node={}&retry=0.05,0.1",
+            self.socket.display(),
+            self.node
+        )
+    }
+
+    pub async fn kill(&mut self) {
+        self.child.kill().await.expect("kill commsd");
+    }
+}
+
+/// A raw stock Communicator service: plain lines, no comms_ parameters.
+#[derive(Debug)]
+pub struct Raw {
+    r: BufReader<OwnedReadHalf>,
+    w: OwnedWriteHalf,
+}
+
+impl Raw {
+    pub async fn connect(socket: &Path) -> Raw {
+        let (r, w) = UnixStream::connect(socket)
+            .await
+            .expect("connect")
+            .into_split();
+        Raw {
+            r: BufReader::new(r),
+            w,
+        }
+    }
+
+    /// REGISTER, answer HELP with COMMANDS, wait for READY.
+    pub async fn register(socket: &Path, service: &str, commands: &str) -> Raw {
+        let mut raw = Raw::connect(socket).await;
+        raw.send(&format!("REGISTER service={service};version=1"))
+            .await;
+        loop {
+            let m = raw.recv().await;
+            match m.command.as_str() {
+                "HELP" => raw.send(&format!("COMMANDS list={commands}")).await,
+                "READY" => return raw,
+                _ => {}
+            }
+        }
+    }
+
+    pub async fn send(&mut self, line: &str) {
+        self.w
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .expect("write");
+    }
+
+    pub async fn recv(&mut self) -> WireMessage {
+        let mut line = String::new();
+        let n = tokio::time::timeout(WAIT, self.r.read_line(&mut line))
+            .await
+            .expect("a line within the wait")
+            .expect("read");
+        assert!(n > 0, "connection closed");
+        line.trim_end().parse().expect("a valid line")
+    }
+
+    /// The next line whose command is `command` (others skipped).
+    pub async fn recv_command(&mut self, command: &str) -> WireMessage {
+        loop {
+            let m = self.recv().await;
+            if m.command == command {
+                return m;
+            }
+        }
+    }
+}
+
+/// The path of an example binary of this package. Runs `cargo build -p comms-native
+/// --examples` once per test process (a no-op when up to date; a filtered
+/// `cargo test --test X` does not build examples), in this test binary's target dir/profile.
+pub fn example(name: &str) -> PathBuf {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    let exe = std::env::current_exe().expect("current exe");
+    let profile = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>")
+        .to_path_buf();
+    let bin = profile.join("examples").join(name);
+    BUILT.call_once(|| {
+        let target = profile.parent().expect("target dir");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut cmd = std::process::Command::new(cargo);
+        cmd.args(["build", "-q", "-p", "comms-native", "--examples"]);
+        if profile.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd
+            .env("CARGO_TARGET_DIR", target)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("cargo build --examples");
+        assert!(status.success(), "building the examples failed");
+    });
+    assert!(bin.exists(), "{} missing", bin.display());
+    bin
+}

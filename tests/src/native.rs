@@ -1,0 +1,216 @@
+//! The native backend for the conformance suite: real `commsd` **processes**.
+//!
+//! - **Which binary**: [`commsd_binary`] — `$COMMSD_BIN` when set; otherwise it runs
+//!   `cargo build -p comms-native --bin commsd` once (same `CARGO_TARGET_DIR` and profile as
+//!   this test binary, so it is a no-op when up to date) and takes `commsd` from the
+//!   directory above this test executable (`<target>/<profile>/deps/..`). `env!("CARGO_BIN_EXE_commsd")`
+//!   exists only inside comms-native's own tests, hence this helper.
+//! - **One daemon per namespace**, each on its own Unix socket in a temp directory (a socket
+//!   path is stable across restarts; no TCP or UDP port is used). commsd has no namespaces of
+//!   its own: a deployment is a daemon, so case 4 runs and proves that two daemons share
+//!   nothing. Daemons run with `--max-line` 4 MiB and transports with `max_message_size`
+//!   1.5 MiB, so case 7 round-trips a real 1 MiB payload. Every slot of a namespace is the same daemon (one node): commsd has no peering
+//!   yet, so two instances of one service cannot both be live (cases 2 and 20 fail, honestly).
+//! - **kill_and_restart**: SIGKILL every live daemon, start each again on the same socket,
+//!   return once each accepts connections.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use comms_core::conformance::Backend;
+use comms_core::{Capabilities, Error, Result, Transport};
+use tokio::process::{Child, Command};
+use tokio::sync::Mutex;
+
+/// The node name every test daemon gets (`--name`), given to transports as `?node=`.
+pub const NODE: &str = "cnative";
+
+/// Line limit the test daemons get (`--max-line`), so that 1 MiB payloads round-trip.
+pub const MAX_LINE: usize = 4 * 1024 * 1024;
+
+/// Query options of test transports: fast reconnects, payloads up to 1.5 MiB (escaped, that
+/// stays under [`MAX_LINE`]).
+pub const TEST_QUERY: &str = "retry=0.05,0.1,0.2,0.5&max_message_size=1572864";
+
+fn err(what: impl Into<String>) -> Error {
+    Error::transport_msg("native", what, false)
+}
+
+/// The `commsd` executable to run (see the module docs).
+pub fn commsd_binary() -> Result<PathBuf> {
+    static BIN: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
+    BIN.get_or_init(find_commsd).clone().map_err(err)
+}
+
+fn find_commsd() -> std::result::Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os("COMMSD_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    // <target>/<profile>/deps/<test-exe>
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .ok_or("cannot find the target directory from the test executable")?
+        .to_path_buf();
+    let release = profile_dir.file_name().is_some_and(|n| n == "release");
+    let target_dir = profile_dir
+        .parent()
+        .ok_or("cannot find the target directory")?;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = std::process::Command::new(cargo);
+    cmd.args(["build", "-q", "-p", "comms-native", "--bin", "commsd"])
+        .env("CARGO_TARGET_DIR", target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    if release {
+        cmd.arg("--release");
+    }
+    let status = cmd
+        .status()
+        .map_err(|e| format!("running cargo build: {e}"))?;
+    let bin = profile_dir.join("commsd");
+    if !status.success() && !bin.exists() {
+        return Err(format!(
+            "cargo build -p comms-native --bin commsd failed: {status}"
+        ));
+    }
+    if !bin.exists() {
+        return Err(format!("{} not found after building", bin.display()));
+    }
+    Ok(bin)
+}
+
+/// One `commsd` child process on a Unix socket.
+#[derive(Debug)]
+pub struct CommsdProcess {
+    socket: PathBuf,
+    child: Child,
+}
+
+impl CommsdProcess {
+    /// Start `commsd --name NODE --unix SOCKET --no-tcp --no-udp` and wait until it accepts.
+    pub async fn start(socket: &Path) -> Result<Self> {
+        let bin = commsd_binary()?;
+        let child = Command::new(bin)
+            .args(["--name", NODE, "--no-tcp", "--no-udp"])
+            .args(["--max-line", &MAX_LINE.to_string(), "--unix"])
+            .arg(socket)
+            .stdout(Stdio::null())
+            .stderr(if std::env::var_os("COMMSD_LOG").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| err(format!("spawn commsd: {e}")))?;
+        let mut p = Self {
+            socket: socket.to_path_buf(),
+            child,
+        };
+        p.wait_accepting().await?;
+        Ok(p)
+    }
+
+    async fn wait_accepting(&mut self) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if tokio::net::UnixStream::connect(&self.socket).await.is_ok() {
+                return Ok(());
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(err(format!("commsd exited: {status}")));
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(err("commsd did not accept connections within 20 s"));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// The `cd:` URL of this daemon, with test options.
+    pub fn url(&self) -> String {
+        format!("cd://{}?node={NODE}&{TEST_QUERY}", self.socket.display())
+    }
+
+    /// SIGKILL, then start again on the same socket.
+    pub async fn kill_and_restart(&mut self) -> Result<()> {
+        self.child
+            .kill()
+            .await
+            .map_err(|e| err(format!("kill commsd: {e}")))?;
+        *self = Self::start(&self.socket.clone()).await?;
+        Ok(())
+    }
+}
+
+/// The native backend: one real `commsd` process per namespace.
+#[derive(Debug)]
+pub struct NativeBackend {
+    dir: tempfile::TempDir,
+    daemons: Mutex<HashMap<String, CommsdProcess>>,
+}
+
+impl NativeBackend {
+    /// A backend with its own temp directory for sockets.
+    pub fn new() -> Result<Self> {
+        Ok(Self {
+            dir: tempfile::Builder::new()
+                .prefix("comms-native-")
+                .tempdir()
+                .map_err(|e| err(format!("temp dir: {e}")))?,
+            daemons: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The URL of the daemon serving `namespace` (started on first use).
+    pub async fn url(&self, namespace: &str) -> Result<String> {
+        let mut daemons = self.daemons.lock().await;
+        if let Some(d) = daemons.get(namespace) {
+            return Ok(d.url());
+        }
+        let socket = self.dir.path().join(format!("{}.sock", daemons.len()));
+        let d = CommsdProcess::start(&socket).await?;
+        let url = d.url();
+        daemons.insert(namespace.to_owned(), d);
+        Ok(url)
+    }
+}
+
+#[async_trait]
+impl Backend for NativeBackend {
+    fn name(&self) -> String {
+        "native".into()
+    }
+
+    async fn connect(&self, namespace: &str, _slot: usize) -> Result<Box<dyn Transport>> {
+        comms::connect_url(&self.url(namespace).await?).await
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        let mut caps =
+            comms_core::TransportUrl::parse(&format!("cd:///x.sock?node={NODE}&{TEST_QUERY}"))
+                .and_then(|u| comms_native::transport::NativeOptions::from_url(&u))
+                .map(|o| comms_native::transport::capabilities(&o))
+                .unwrap_or_else(|_| Capabilities::new("native"));
+        // Namespaces are separate daemons (see the module docs).
+        caps.namespaces = true;
+        caps
+    }
+
+    fn restart_unsupported(&self) -> Option<String> {
+        None
+    }
+
+    async fn kill_and_restart(&self) -> Result<()> {
+        let mut daemons = self.daemons.lock().await;
+        for d in daemons.values_mut() {
+            d.kill_and_restart().await?;
+        }
+        Ok(())
+    }
+}
