@@ -1,16 +1,14 @@
 //! The native backend for the conformance suite: real `commsd` **processes**.
 //!
-//! - **Which binary**: [`commsd_binary`] — `$COMMSD_BIN` when set; otherwise it runs
-//!   `cargo build -p comms-native --bin commsd` once (same `CARGO_TARGET_DIR` and profile as
-//!   this test binary, so it is a no-op when up to date) and takes `commsd` from the
-//!   directory above this test executable (`<target>/<profile>/deps/..`). `env!("CARGO_BIN_EXE_commsd")`
-//!   exists only inside comms-native's own tests, hence this helper.
+//! - **Which binary**: [`commsd_binary`] — `$COMMSD_BIN` when set; otherwise
+//!   [`crate::bins::try_binary`] (built up to date in the test's own target dir).
 //! - **One daemon per namespace**, each on its own Unix socket in a temp directory (a socket
 //!   path is stable across restarts; no TCP or UDP port is used). commsd has no namespaces of
 //!   its own: a deployment is a daemon, so case 4 runs and proves that two daemons share
 //!   nothing. Daemons run with `--max-line` 4 MiB and transports with `max_message_size`
 //!   1.5 MiB, so case 7 round-trips a real 1 MiB payload. Every slot of a namespace is the same daemon (one node): commsd has no peering
-//!   yet, so two instances of one service cannot both be live (cases 2 and 20 fail, honestly).
+//!   yet, so two instances of one service cannot both be live; `single_node` says so, and the
+//!   suite skips `service_anycast` with that reason (and `lookup` uses distinct services).
 //! - **kill_and_restart**: SIGKILL every live daemon, start each again on the same socket,
 //!   return once each accepts connections.
 
@@ -47,41 +45,10 @@ pub fn commsd_binary() -> Result<PathBuf> {
 }
 
 fn find_commsd() -> std::result::Result<PathBuf, String> {
-    if let Some(p) = std::env::var_os("COMMSD_BIN") {
-        return Ok(PathBuf::from(p));
+    match std::env::var_os("COMMSD_BIN") {
+        Some(p) => Ok(PathBuf::from(p)),
+        None => crate::bins::try_binary("comms-native", "commsd"),
     }
-    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
-    // <target>/<profile>/deps/<test-exe>
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .ok_or("cannot find the target directory from the test executable")?
-        .to_path_buf();
-    let release = profile_dir.file_name().is_some_and(|n| n == "release");
-    let target_dir = profile_dir
-        .parent()
-        .ok_or("cannot find the target directory")?;
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = std::process::Command::new(cargo);
-    cmd.args(["build", "-q", "-p", "comms-native", "--bin", "commsd"])
-        .env("CARGO_TARGET_DIR", target_dir)
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
-    if release {
-        cmd.arg("--release");
-    }
-    let status = cmd
-        .status()
-        .map_err(|e| format!("running cargo build: {e}"))?;
-    let bin = profile_dir.join("commsd");
-    if !status.success() && !bin.exists() {
-        return Err(format!(
-            "cargo build -p comms-native --bin commsd failed: {status}"
-        ));
-    }
-    if !bin.exists() {
-        return Err(format!("{} not found after building", bin.display()));
-    }
-    Ok(bin)
 }
 
 /// One `commsd` child process on a Unix socket.
@@ -204,6 +171,10 @@ impl Backend for NativeBackend {
 
     fn restart_unsupported(&self) -> Option<String> {
         None
+    }
+
+    fn single_node(&self) -> Option<String> {
+        Some(format!("every slot is the one commsd of the namespace (node `{NODE}`); two instances of one service need daemon peering (the cluster issue)"))
     }
 
     async fn kill_and_restart(&self) -> Result<()> {

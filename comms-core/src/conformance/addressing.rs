@@ -66,6 +66,11 @@ pub(crate) async fn instance_unicast(ctx: &Ctx<'_>) -> CaseResult {
 }
 
 pub(crate) async fn service_anycast(ctx: &Ctx<'_>) -> CaseResult {
+    if let Some(why) = ctx.backend.single_node() {
+        return Err(super::Stop::Skip(format!(
+            "needs two instances of one service on two nodes: {why}"
+        )));
+    }
     let (r1, r2) = (Recorder::new(), Recorder::new());
     let slow = |rec: Recorder| {
         move |req: crate::endpoint::Request| {

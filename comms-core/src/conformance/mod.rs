@@ -63,6 +63,13 @@ pub trait Backend: Send + Sync {
     /// Kill the daemon or broker with SIGKILL and start it again; return once it accepts
     /// connections.
     async fn kill_and_restart(&self) -> Result<()>;
+
+    /// `Some(why)` when every slot is the same node (e.g. one daemon without peering): two
+    /// instances of one service would then share one address, so `service_anycast` is skipped
+    /// with this reason and `lookup` uses one instance per service.
+    fn single_node(&self) -> Option<String> {
+        None
+    }
 }
 
 type CaseFn = for<'a> fn(&'a Ctx<'a>) -> Pin<Box<dyn Future<Output = CaseResult> + Send + 'a>>;

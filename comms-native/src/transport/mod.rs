@@ -95,6 +95,7 @@ struct Bound {
     client: Client,
     commands: BTreeSet<String>,
     inbox_tx: Option<oneshot::Sender<mpsc::Sender<Delivery>>>,
+    flush_tx: mpsc::Sender<receiver::FlushRequest>,
     cancel: CancellationToken,
 }
 
@@ -203,15 +204,19 @@ impl NativeTransport {
         let cancel = self.cancel.child_token();
         let (client, incoming) = Client::spawn(cfg, &self.tracker, cancel.clone());
         let (inbox_tx, inbox_rx) = oneshot::channel();
-        self.tracker.spawn(receiver::run(ReceiverParts {
-            local: ad.address.clone(),
-            client: client.clone(),
-            outbox: self.outbox.clone(),
-            stock: self.stock.clone(),
-            incoming,
-            inbox: inbox_rx,
-            cancel: cancel.clone(),
-        }));
+        let (flush_tx, flush_rx) = mpsc::channel(1);
+        self.tracker.spawn(receiver::run(
+            ReceiverParts {
+                local: ad.address.clone(),
+                client: client.clone(),
+                outbox: self.outbox.clone(),
+                stock: self.stock.clone(),
+                incoming,
+                inbox: inbox_rx,
+                cancel: cancel.clone(),
+            },
+            flush_rx,
+        ));
         self.tracker.spawn(resend(
             client.clone(),
             self.outbox.clone(),
@@ -223,6 +228,7 @@ impl NativeTransport {
             client: client.clone(),
             commands,
             inbox_tx: Some(inbox_tx),
+            flush_tx,
             cancel,
         });
         Ok(Some(client))
@@ -434,6 +440,15 @@ impl Transport for NativeTransport {
         while left > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
             left = self.unacknowledged();
+        }
+        // Acknowledge what our handlers finished before leaving, or the senders keep those
+        // messages (and their own close waits for acks that never come).
+        let flush = lock(&self.bound).as_ref().map(|b| b.flush_tx.clone());
+        if let Some(flush) = flush {
+            let (done, written) = oneshot::channel();
+            if flush.send(done).await.is_ok() {
+                let _ = tokio::time::timeout(Duration::from_secs(2), written).await;
+            }
         }
         let client = lock(&self.bound).as_ref().map(|b| b.client.clone());
         if let Some(client) = client {

@@ -122,7 +122,10 @@ async fn reserve(inbox: Option<mpsc::Sender<Delivery>>) -> Option<mpsc::OwnedPer
     }
 }
 
-pub(crate) async fn run(parts: ReceiverParts) {
+/// A request to write every pending acknowledgement now (answered once written).
+pub(crate) type FlushRequest = oneshot::Sender<()>;
+
+pub(crate) async fn run(parts: ReceiverParts, mut flush_rx: mpsc::Receiver<FlushRequest>) {
     let epoch = super::lock(&parts.outbox).epoch().to_owned();
     let (settle_tx, mut settle_rx) = mpsc::unbounded_channel();
     let cancel = parts.cancel.clone();
@@ -171,6 +174,15 @@ pub(crate) async fn run(parts: ReceiverParts) {
                 None => break,
             },
             _ = tick.tick(), if st.ack_count > 0 => st.flush_acks(),
+            Some(done) = flush_rx.recv() => {
+                // Closing: settle what the handlers finished, write the acks, then answer, so
+                // that the UNREGISTER that follows cannot overtake them.
+                while let Ok(ev) = settle_rx.try_recv() {
+                    st.settle(ev);
+                }
+                st.flush_acks();
+                let _ = done.send(());
+            }
         }
     }
 }
