@@ -46,9 +46,10 @@ fn spawn(program: &Path, args: &[&str], log: &Path) -> Child {
 
 impl Fleet {
     /// Write the config (`transport` is the `[transport]` section's body, plus any backend
-    /// sections after it) and start the server.
+    /// sections after it; `{dir}` stands for the fleet's temp dir) and start the server.
     pub fn start(transport: &str) -> Fleet {
         let dir = tempfile::tempdir().expect("tempdir");
+        let transport = transport.replace("{dir}", &dir.path().display().to_string());
         let config = dir.path().join("fleet.toml");
         let text = format!(
             "[transport]\n{transport}\n\n[server]\ndeadline_grace_secs = 5\nttl_secs = 1\n\n[agent]\nserver = \"server\"\nttl_secs = 1\nmax_tasks = 4\n"
