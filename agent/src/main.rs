@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 use comms::Config;
+
 use comms_agent::{Agent, AgentConfig};
+
+/// The server's embedded daemon, when nothing else is configured.
+const DEFAULT_URL: &str = "cd://127.0.0.1:4040";
 
 /// Run a comms agent.
 #[derive(Debug, Parser)]
@@ -48,15 +52,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
-    let mut config = match &args.config {
-        Some(path) => Config::load(path)?,
-        None => Config::from_url(
-            args.url
-                .clone()
-                .unwrap_or_else(|| "cd://127.0.0.1:4040".into()),
-        )?,
-    };
-    config.override_url(args.url.clone())?;
+    let config = Config::resolve(args.config.as_deref(), args.url.as_deref(), DEFAULT_URL)?;
     let mut agent_config: AgentConfig = config.section("agent")?;
     if args.name.is_some() {
         agent_config.name = args.name;

@@ -270,6 +270,17 @@ impl Config {
         Ok(config)
     }
 
+    /// What a binary starts from: the file at `path` when given (with the `COMMS_URL`
+    /// override), else `url`, else `default_url`; then `url` (a `--url` flag) wins over all.
+    pub fn resolve(path: Option<&Path>, url: Option<&str>, default_url: &str) -> Result<Self> {
+        let mut config = match path {
+            Some(path) => Self::load(path)?,
+            None => Self::from_url(url.unwrap_or(default_url))?,
+        };
+        config.override_url(url.map(str::to_owned))?;
+        Ok(config)
+    }
+
     /// Replace the URL when `url` is `Some` (what `COMMS_URL` does).
     pub fn override_url(&mut self, url: Option<String>) -> Result<()> {
         if let Some(url) = url.filter(|u| !u.trim().is_empty()) {

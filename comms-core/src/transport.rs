@@ -52,61 +52,40 @@ pub trait Transport: Send + Sync + 'static {
     fn local_address(&self) -> Option<Address>;
 }
 
-#[async_trait]
-impl<T: Transport + ?Sized> Transport for Box<T> {
-    async fn advertise(&self, ad: &Advertisement) -> Result<()> {
-        (**self).advertise(ad).await
-    }
-    async fn listen(&self) -> Result<Inbox> {
-        (**self).listen().await
-    }
-    async fn send(&self, msg: Message) -> Result<()> {
-        (**self).send(msg).await
-    }
-    async fn forward(&self, delivery: Delivery, to: Destination) -> Result<()> {
-        (**self).forward(delivery, to).await
-    }
-    async fn close(&self) -> Result<()> {
-        (**self).close().await
-    }
-    fn capabilities(&self) -> Capabilities {
-        (**self).capabilities()
-    }
-    fn node(&self) -> String {
-        (**self).node()
-    }
-    fn local_address(&self) -> Option<Address> {
-        (**self).local_address()
-    }
+/// `Box<dyn Transport>` and `Arc<dyn Transport>` are transports too.
+macro_rules! forward_transport {
+    ($($wrapper:ident),*) => {$(
+        #[async_trait]
+        impl<T: Transport + ?Sized> Transport for $wrapper<T> {
+            async fn advertise(&self, ad: &Advertisement) -> Result<()> {
+                (**self).advertise(ad).await
+            }
+            async fn listen(&self) -> Result<Inbox> {
+                (**self).listen().await
+            }
+            async fn send(&self, msg: Message) -> Result<()> {
+                (**self).send(msg).await
+            }
+            async fn forward(&self, delivery: Delivery, to: Destination) -> Result<()> {
+                (**self).forward(delivery, to).await
+            }
+            async fn close(&self) -> Result<()> {
+                (**self).close().await
+            }
+            fn capabilities(&self) -> Capabilities {
+                (**self).capabilities()
+            }
+            fn node(&self) -> String {
+                (**self).node()
+            }
+            fn local_address(&self) -> Option<Address> {
+                (**self).local_address()
+            }
+        }
+    )*};
 }
 
-#[async_trait]
-impl<T: Transport + ?Sized> Transport for Arc<T> {
-    async fn advertise(&self, ad: &Advertisement) -> Result<()> {
-        (**self).advertise(ad).await
-    }
-    async fn listen(&self) -> Result<Inbox> {
-        (**self).listen().await
-    }
-    async fn send(&self, msg: Message) -> Result<()> {
-        (**self).send(msg).await
-    }
-    async fn forward(&self, delivery: Delivery, to: Destination) -> Result<()> {
-        (**self).forward(delivery, to).await
-    }
-    async fn close(&self) -> Result<()> {
-        (**self).close().await
-    }
-    fn capabilities(&self) -> Capabilities {
-        (**self).capabilities()
-    }
-    fn node(&self) -> String {
-        (**self).node()
-    }
-    fn local_address(&self) -> Option<Address> {
-        (**self).local_address()
-    }
-}
+forward_transport!(Box, Arc);
 
 /// Prepare a message for [`Transport::forward`]: new destination, `hops + 1`, `from` and `id`
 /// kept. Fails with [`Error::HopLimit`] when the hop limit would be passed.

@@ -33,18 +33,20 @@ pub(crate) fn select(state: &State, request: &DispatchRequest) -> (Vec<AgentInfo
         .partition(|a| a.up)
 }
 
+/// Send `data` as `command` to the requester; a failure is logged (the requester may be gone).
+async fn tell<T: serde::Serialize>(ep: &Endpoint, requester: &Address, command: &str, data: &T) {
+    let sent = match Message::new(command, requester.clone()).and_then(|m| m.with_data(data)) {
+        Ok(m) => ep.send(m).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = sent {
+        tracing::warn!(to = %requester, command, error = %e, "not delivered to the requester");
+    }
+}
+
 async fn report(ep: &Endpoint, state: &State, requester: &Address, result: TargetResult) {
     state.update(&result.dispatch, |r| r.results.push(result.clone()));
-    let msg =
-        Message::new(cmd::TARGET_RESULT, requester.clone()).and_then(|m| m.with_data(&result));
-    match msg {
-        Ok(m) => {
-            if let Err(e) = ep.send(m).await {
-                tracing::warn!(to = %requester, error = %e, "target result not delivered to the requester");
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, "target result not encoded"),
-    }
+    tell(ep, requester, cmd::TARGET_RESULT, &result).await;
 }
 
 /// Start a dispatch: returns what to answer at once; the rest runs in the background.
@@ -171,15 +173,6 @@ async fn run(
     }
     state.drop_routes(&dispatch);
     if let Some(record) = state.update(&dispatch, |r| r.done = true) {
-        let done =
-            Message::new(cmd::DISPATCH_DONE, requester.clone()).and_then(|m| m.with_data(&record));
-        match done {
-            Ok(m) => {
-                if let Err(e) = ep.send(m).await {
-                    tracing::warn!(to = %requester, error = %e, "DISPATCH_DONE not delivered");
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "DISPATCH_DONE not encoded"),
-        }
+        tell(&ep, &requester, cmd::DISPATCH_DONE, &record).await;
     }
 }

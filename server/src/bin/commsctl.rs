@@ -11,6 +11,9 @@ use comms::{Config, Destination, Message};
 use comms_server::client::{Client, Event};
 use comms_server::protocol::{DispatchRequest, Outcome, Selector};
 
+/// The server's embedded daemon, when nothing else is configured.
+const DEFAULT_URL: &str = "cd://127.0.0.1:4040";
+
 /// Control a comms fleet.
 #[derive(Debug, Parser)]
 #[command(version, about)]
@@ -110,15 +113,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let mut config = match &args.config {
-        Some(path) => Config::load(path)?,
-        None => Config::from_url(
-            args.url
-                .clone()
-                .unwrap_or_else(|| "cd://127.0.0.1:4040".into()),
-        )?,
-    };
-    config.override_url(args.url.clone())?;
+    let config = Config::resolve(args.config.as_deref(), args.url.as_deref(), DEFAULT_URL)?;
     let transport = comms::connect(&config)
         .await
         .with_context(|| format!("connecting to {}", config.transport.url))?;
