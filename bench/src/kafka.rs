@@ -1,0 +1,54 @@
+//! Backend `kafka`: the comms-kafka plugin against `$COMMS_BENCH_KAFKA` (default
+//! `127.0.0.1:9092`). Built only with the `kafka` feature (comms-kafka is on branch `kafka`,
+//! not yet on main); without it the rows are printed as skipped.
+
+use crate::report::{Progress, Row};
+use crate::scale::Scale;
+
+/// The broker's bootstrap address.
+pub fn bootstrap() -> String {
+    std::env::var("COMMS_BENCH_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
+}
+
+/// The kafka rows: skipped, the plugin is not built.
+#[cfg(not(feature = "kafka"))]
+pub async fn run(_scale: &Scale, _progress: &Progress) -> Vec<Row> {
+    crate::native::skip_all("kafka", "kafka feature off")
+}
+
+/// The kafka rows, or skipped rows when the broker does not answer.
+#[cfg(feature = "kafka")]
+pub async fn run(scale: &Scale, progress: &Progress) -> Vec<Row> {
+    use std::sync::Arc;
+
+    use comms_core::{Config, Transport};
+    use futures_util::future::BoxFuture;
+
+    use crate::endpoint_driver::{self, Connector};
+
+    struct Kafka {
+        config: Config,
+    }
+
+    impl Connector for Kafka {
+        fn connect(&self) -> BoxFuture<'_, anyhow::Result<Arc<dyn Transport>>> {
+            Box::pin(async {
+                let t: Arc<dyn Transport> =
+                    Arc::new(comms_kafka::KafkaTransport::connect(&self.config)?);
+                Ok(t)
+            })
+        }
+    }
+
+    let broker = bootstrap();
+    if let Err(e) = crate::probe::tcp(&broker).await {
+        return crate::native::skip_all("kafka", &e);
+    }
+    let mut config = match Config::from_url(&format!("kafka://{broker}")) {
+        Ok(c) => c,
+        Err(e) => return crate::native::skip_all("kafka", &e.to_string()),
+    };
+    config.transport.node = Some("bench".into());
+    config.transport.namespace = Some("bench".into());
+    endpoint_driver::rows("kafka", &Kafka { config }, scale, progress).await
+}

@@ -1,0 +1,27 @@
+//! Backend `memory`: the in-process reference transport (no I/O; the floor of the contract).
+
+use std::sync::Arc;
+
+use comms_core::{MemoryTransport, Transport};
+use futures_util::future::BoxFuture;
+
+use crate::endpoint_driver::{self, Connector};
+use crate::report::{Progress, Row};
+use crate::scale::Scale;
+
+struct Memory;
+
+impl Connector for Memory {
+    fn connect(&self) -> BoxFuture<'_, anyhow::Result<Arc<dyn Transport>>> {
+        Box::pin(async {
+            let t: Arc<dyn Transport> =
+                Arc::new(MemoryTransport::connect("memory://bench?node=bench")?);
+            Ok(t)
+        })
+    }
+}
+
+/// The memory rows.
+pub async fn run(scale: &Scale, progress: &Progress) -> Vec<Row> {
+    endpoint_driver::rows("memory", &Memory, scale, progress).await
+}

@@ -1,0 +1,196 @@
+//! Reference `raw-lapin`: RabbitMQ through lapin directly, with the plugin's durability
+//! settings: durable queues, a publisher channel in confirm mode, consumers with
+//! `basic.qos(64)` acking every delivery. At-least-once: persistent messages
+//! (`delivery_mode = 2`), each publish waits for its confirm before the next (as the
+//! plugin's `send` does). At-most-once: transient, confirm not awaited. Publishes go through
+//! the default exchange straight to the queue (the plugin routes through a topic exchange).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, QueueDeclareOptions, QueuePurgeOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
+
+use crate::latency::Latencies;
+use crate::native::skip_all;
+use crate::report::{Mode, OneWay, Progress, Row};
+use crate::scale::{Scale, PAYLOADS};
+use crate::tally::Tally;
+
+/// The plugin's default prefetch.
+const PREFETCH: u16 = 64;
+
+/// The raw-lapin rows.
+pub async fn run(scale: &Scale, progress: &Progress) -> Vec<Row> {
+    let url = crate::rabbitmq::amqp_base();
+    if let Err(e) = crate::probe::tcp(&url).await {
+        return skip_all("raw-lapin", &e);
+    }
+    let mut rows = Vec::new();
+    for payload in PAYLOADS {
+        for mode in [Mode::AtMostOnce, Mode::AtLeastOnce] {
+            progress.step(&format!("raw-lapin {payload} B {}", mode.label()));
+            let mut row = Row::new("raw-lapin", payload, mode);
+            match oneway(&url, payload, mode, scale).await {
+                Ok(o) => {
+                    if o.received < o.sent {
+                        row.notes.push(format!("{} lost", o.sent - o.received));
+                    }
+                    row.oneway = Some(o);
+                }
+                Err(e) => row.notes.push(format!("one-way failed: {e:#}")),
+            }
+            match rtt(&url, payload, mode, scale).await {
+                Ok(l) => row.rtt = l.summary(),
+                Err(e) => row.notes.push(format!("request/reply failed: {e:#}")),
+            }
+            progress.done(&row);
+            rows.push(row);
+        }
+    }
+    rows
+}
+
+async fn channel(url: &str, confirm: bool) -> anyhow::Result<(Connection, Channel)> {
+    let conn = Connection::connect(url, ConnectionProperties::default())
+        .await
+        .context("connect to RabbitMQ")?;
+    let ch = conn.create_channel().await?;
+    if confirm {
+        ch.confirm_select(ConfirmSelectOptions::default()).await?;
+    }
+    Ok((conn, ch))
+}
+
+async fn queue(ch: &Channel, name: &str) -> anyhow::Result<()> {
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    ch.queue_declare(name.into(), durable, FieldTable::default())
+        .await?;
+    ch.queue_purge(name.into(), QueuePurgeOptions::default())
+        .await?;
+    Ok(())
+}
+
+async fn consume(ch: &Channel, name: &str) -> anyhow::Result<Consumer> {
+    ch.basic_qos(PREFETCH, BasicQosOptions::default()).await?;
+    Ok(ch
+        .basic_consume(
+            name.into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?)
+}
+
+async fn publish(ch: &Channel, queue: &str, body: &[u8], mode: Mode) -> anyhow::Result<()> {
+    let persistent = mode == Mode::AtLeastOnce;
+    let props = BasicProperties::default().with_delivery_mode(if persistent { 2 } else { 1 });
+    let confirm = ch
+        .basic_publish(
+            "".into(),
+            queue.into(),
+            BasicPublishOptions::default(),
+            body,
+            props,
+        )
+        .await?;
+    if persistent && !confirm.await?.is_ack() {
+        bail!("publish nacked");
+    }
+    Ok(())
+}
+
+async fn oneway(url: &str, payload: usize, mode: Mode, scale: &Scale) -> anyhow::Result<OneWay> {
+    const Q: &str = "bench.raw.oneway";
+    let (rx_conn, rx_ch) = channel(url, false).await?;
+    queue(&rx_ch, Q).await?;
+    let mut consumer = consume(&rx_ch, Q).await?;
+    let (tx_conn, tx_ch) = channel(url, true).await?;
+    let n = scale.oneway_count(payload);
+    let tally = Arc::new(Tally::new());
+    let t = tally.clone();
+    let counter = tokio::spawn(async move {
+        while let Some(Ok(d)) = consumer.next().await {
+            let _ = d.ack(BasicAckOptions::default()).await;
+            t.hit();
+        }
+    });
+    let body = vec![b'x'; payload];
+    let t0 = tally.now();
+    let deadline = Instant::now() + scale.oneway_cap;
+    let mut sent = 0u64;
+    while sent < n {
+        if sent % 64 == 0 && Instant::now() >= deadline {
+            break;
+        }
+        publish(&tx_ch, Q, &body, mode).await?;
+        sent += 1;
+    }
+    let figures = tally.finish(t0, sent, scale.drain, payload).await;
+    counter.abort();
+    let _ = tx_conn.close(200, "bench done".into()).await;
+    let _ = rx_conn.close(200, "bench done".into()).await;
+    Ok(figures)
+}
+
+async fn rtt(url: &str, payload: usize, mode: Mode, scale: &Scale) -> anyhow::Result<Latencies> {
+    const REQ: &str = "bench.raw.req";
+    const REP: &str = "bench.raw.rep";
+    let (srv_conn, srv_ch) = channel(url, true).await?;
+    queue(&srv_ch, REQ).await?;
+    queue(&srv_ch, REP).await?;
+    let mut requests = consume(&srv_ch, REQ).await?;
+    let srv_pub = srv_conn.create_channel().await?;
+    srv_pub
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    let server = tokio::spawn(async move {
+        while let Some(Ok(d)) = requests.next().await {
+            if publish(&srv_pub, REP, &d.data, mode).await.is_err() {
+                break;
+            }
+            let _ = d.ack(BasicAckOptions::default()).await;
+        }
+    });
+    let (cli_conn, cli_ch) = channel(url, true).await?;
+    let cli_rx = cli_conn.create_channel().await?;
+    let mut replies = consume(&cli_rx, REP).await?;
+    let body = vec![b'x'; payload];
+    let result = async {
+        let mut lat = Latencies::new();
+        let total = scale.warmup + scale.rtt_count;
+        let mut deadline = None;
+        for i in 0..total {
+            let t = Instant::now();
+            publish(&cli_ch, REQ, &body, mode).await?;
+            let d = tokio::time::timeout(Duration::from_secs(10), replies.next())
+                .await
+                .context("no reply in 10 s")?
+                .context("reply consumer ended")??;
+            d.ack(BasicAckOptions::default()).await?;
+            if i >= scale.warmup {
+                lat.record(t.elapsed());
+                let end = *deadline.get_or_insert_with(|| Instant::now() + scale.rtt_cap);
+                if Instant::now() >= end {
+                    break;
+                }
+            }
+        }
+        Ok(lat)
+    }
+    .await;
+    server.abort();
+    let _ = cli_conn.close(200, "bench done".into()).await;
+    let _ = srv_conn.close(200, "bench done".into()).await;
+    result
+}

@@ -1,0 +1,255 @@
+//! Reference `raw-rdkafka`: Kafka through rdkafka directly, with the plugin's settings:
+//! idempotent producer, `acks=all`, no linger; consumers with `enable.auto.commit=false`
+//! committing every 200 ms. At-least-once: each send waits for its delivery report (as the
+//! plugin's `send` does); at-most-once: queued without waiting. Built only with the
+//! `rdkafka-raw` feature (part of `kafka`), which builds librdkafka.
+
+use crate::report::{Progress, Row};
+use crate::scale::Scale;
+
+/// The raw-rdkafka rows: skipped, rdkafka is not built.
+#[cfg(not(feature = "rdkafka-raw"))]
+pub async fn run(_scale: &Scale, _progress: &Progress) -> Vec<Row> {
+    crate::native::skip_all("raw-rdkafka", "kafka feature off")
+}
+
+#[cfg(feature = "rdkafka-raw")]
+pub use imp::run;
+
+#[cfg(feature = "rdkafka-raw")]
+mod imp {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use anyhow::{bail, Context as _};
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+    use rdkafka::message::Message as _;
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use rdkafka::ClientConfig;
+
+    use crate::latency::Latencies;
+    use crate::native::skip_all;
+    use crate::report::{Mode, OneWay, Progress, Row};
+    use crate::scale::{Scale, PAYLOADS};
+    use crate::tally::Tally;
+
+    /// The raw-rdkafka rows.
+    pub async fn run(scale: &Scale, progress: &Progress) -> Vec<Row> {
+        let broker = crate::kafka::bootstrap();
+        if let Err(e) = crate::probe::tcp(&broker).await {
+            return skip_all("raw-rdkafka", &e);
+        }
+        let mut rows = Vec::new();
+        for payload in PAYLOADS {
+            for mode in [Mode::AtMostOnce, Mode::AtLeastOnce] {
+                progress.step(&format!("raw-rdkafka {payload} B {}", mode.label()));
+                let mut row = Row::new("raw-rdkafka", payload, mode);
+                match oneway(&broker, payload, mode, scale).await {
+                    Ok(o) => {
+                        if o.received < o.sent {
+                            row.notes.push(format!("{} lost", o.sent - o.received));
+                        }
+                        row.oneway = Some(o);
+                    }
+                    Err(e) => row.notes.push(format!("one-way failed: {e:#}")),
+                }
+                match rtt(&broker, payload, mode, scale).await {
+                    Ok(l) => row.rtt = l.summary(),
+                    Err(e) => row.notes.push(format!("request/reply failed: {e:#}")),
+                }
+                progress.done(&row);
+                rows.push(row);
+            }
+        }
+        rows
+    }
+
+    fn producer(broker: &str) -> anyhow::Result<FutureProducer> {
+        Ok(ClientConfig::new()
+            .set("bootstrap.servers", broker)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "0")
+            .create()?)
+    }
+
+    fn consumer(broker: &str, topic: &str) -> anyhow::Result<StreamConsumer> {
+        let c: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", broker)
+            .set("group.id", format!("bench-raw-{}", comms_core::MessageId::new()))
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "latest")
+            .create()?;
+        c.subscribe(&[topic])?;
+        Ok(c)
+    }
+
+    async fn topic(broker: &str, name: &str) -> anyhow::Result<()> {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", broker)
+            .create()?;
+        // An existing topic is fine: its old records are behind the new groups' start.
+        let _ = admin
+            .create_topics(
+                &[NewTopic::new(name, 1, TopicReplication::Fixed(1))],
+                &AdminOptions::new(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn send(p: &FutureProducer, topic: &str, body: &[u8], mode: Mode) -> anyhow::Result<()> {
+        let record = FutureRecord::<(), [u8]>::to(topic).payload(body);
+        if mode == Mode::AtLeastOnce {
+            p.send(record, Duration::from_secs(30))
+                .await
+                .map_err(|(e, _)| e)
+                .context("delivery report")?;
+        } else {
+            p.send_result(record).map_err(|(e, _)| e).context("enqueue")?;
+        }
+        Ok(())
+    }
+
+    /// Consume until aborted, committing every 200 ms; each message goes to `on`.
+    fn spawn_consumer(
+        c: StreamConsumer,
+        on: impl Fn(&[u8]) + Send + 'static,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut last_commit = Instant::now();
+            while let Ok(m) = c.recv().await {
+                on(m.payload().unwrap_or_default());
+                if last_commit.elapsed() >= Duration::from_millis(200) {
+                    let _ = c.commit_consumer_state(CommitMode::Async);
+                    last_commit = Instant::now();
+                }
+            }
+        })
+    }
+
+    /// Send probes until the consumer sees one (its group is assigned and positioned).
+    async fn wait_live(p: &FutureProducer, t: &str, tally: &Tally) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while tally.count() == 0 {
+            if Instant::now() > deadline {
+                bail!("consumer never received a probe within 30 s");
+            }
+            send(p, t, b"probe", Mode::AtLeastOnce).await?;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        Ok(())
+    }
+
+    async fn oneway(
+        broker: &str,
+        payload: usize,
+        mode: Mode,
+        scale: &Scale,
+    ) -> anyhow::Result<OneWay> {
+        let t = format!("bench.raw.oneway.{payload}");
+        topic(broker, &t).await?;
+        let probe = Arc::new(Tally::new());
+        let tally = Arc::new(Tally::new());
+        let (pr, ta) = (probe.clone(), tally.clone());
+        let task = spawn_consumer(consumer(broker, &t)?, move |body| {
+            if body == b"probe" {
+                pr.hit();
+            } else {
+                ta.hit();
+            }
+        });
+        let p = producer(broker)?;
+        wait_live(&p, &t, &probe).await?;
+        let body = vec![b'x'; payload];
+        let n = scale.oneway_count(payload);
+        let t0 = tally.now();
+        let deadline = Instant::now() + scale.oneway_cap;
+        let mut sent = 0u64;
+        while sent < n {
+            if sent % 64 == 0 && Instant::now() >= deadline {
+                break;
+            }
+            send(&p, &t, &body, mode).await?;
+            sent += 1;
+        }
+        let figures = tally.finish(t0, sent, scale.drain, payload).await;
+        task.abort();
+        Ok(figures)
+    }
+
+    async fn rtt(
+        broker: &str,
+        payload: usize,
+        mode: Mode,
+        scale: &Scale,
+    ) -> anyhow::Result<Latencies> {
+        let (req, rep) = ("bench.raw.req", "bench.raw.rep");
+        topic(broker, req).await?;
+        topic(broker, rep).await?;
+        // The echo: every request body is produced back on the reply topic.
+        let echo_p = producer(broker)?;
+        let (etx, mut erx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+        let server = spawn_consumer(consumer(broker, req)?, move |b| {
+            let _ = etx.send(b.to_vec());
+        });
+        let echo = tokio::spawn(async move {
+            while let Some(b) = erx.recv().await {
+                if send(&echo_p, rep, &b, mode).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let (rtx, mut rrx) = tokio::sync::mpsc::unbounded_channel::<()>();
+        let replies = spawn_consumer(consumer(broker, rep)?, move |_| {
+            let _ = rtx.send(());
+        });
+        let p = producer(broker)?;
+        let body = vec![b'x'; payload];
+        let result = async {
+            // Liveness: repeat the first request until a reply comes (both groups assigned).
+            let live_deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                send(&p, req, &body, Mode::AtLeastOnce).await?;
+                if tokio::time::timeout(Duration::from_millis(500), rrx.recv())
+                    .await
+                    .is_ok()
+                {
+                    break;
+                }
+                if Instant::now() > live_deadline {
+                    bail!("no reply within 30 s");
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            while rrx.try_recv().is_ok() {}
+            let mut lat = Latencies::new();
+            let total = scale.warmup + scale.rtt_count;
+            let mut deadline = None;
+            for i in 0..total {
+                let t = Instant::now();
+                send(&p, req, &body, mode).await?;
+                tokio::time::timeout(Duration::from_secs(10), rrx.recv())
+                    .await
+                    .context("no reply in 10 s")?
+                    .context("reply consumer ended")?;
+                if i >= scale.warmup {
+                    lat.record(t.elapsed());
+                    let end = *deadline.get_or_insert_with(|| Instant::now() + scale.rtt_cap);
+                    if Instant::now() >= end {
+                        break;
+                    }
+                }
+            }
+            Ok(lat)
+        }
+        .await;
+        for t in [server, echo, replies] {
+            t.abort();
+        }
+        result
+    }
+}

@@ -1,0 +1,59 @@
+//! How much each row measures: message counts and time caps (full run and `--quick`).
+
+use std::time::Duration;
+
+/// Payload sizes every backend is measured at.
+pub const PAYLOADS: [usize; 2] = [16, 1024];
+
+/// Bounds of one measurement: whichever of count or time cap comes first ends it.
+#[derive(Debug, Clone, Copy)]
+pub struct Scale {
+    /// One-way messages sent at 16 B (fewer at 1 KiB, see [`Scale::oneway_count`]).
+    pub oneway_small: u64,
+    /// Sending stops after this long even if fewer messages went out.
+    pub oneway_cap: Duration,
+    /// How long to wait after the last send for the receiver to catch up.
+    pub drain: Duration,
+    /// Requests timed for the latency histogram.
+    pub rtt_count: u64,
+    /// Request/reply timing stops after this long.
+    pub rtt_cap: Duration,
+    /// Untimed requests before timing (connection set-up, first-use declarations).
+    pub warmup: u64,
+}
+
+impl Scale {
+    /// The full run (all rows stay under ~5 minutes on 2 shared cores).
+    pub fn full() -> Self {
+        Self {
+            oneway_small: 300_000,
+            oneway_cap: Duration::from_secs(4),
+            drain: Duration::from_secs(5),
+            rtt_count: 5_000,
+            rtt_cap: Duration::from_secs(3),
+            warmup: 100,
+        }
+    }
+
+    /// `--quick`: proves the harness end to end in seconds; the figures mean little.
+    pub fn quick() -> Self {
+        Self {
+            oneway_small: 3_000,
+            oneway_cap: Duration::from_millis(400),
+            drain: Duration::from_secs(2),
+            rtt_count: 100,
+            rtt_cap: Duration::from_millis(300),
+            warmup: 5,
+        }
+    }
+
+    /// One-way messages for `payload` bytes: the 16 B count scaled to a similar byte volume
+    /// bound (at least a fifth of it).
+    pub fn oneway_count(&self, payload: usize) -> u64 {
+        if payload <= 64 {
+            self.oneway_small
+        } else {
+            (self.oneway_small / 5).max(1)
+        }
+    }
+}
