@@ -11,8 +11,8 @@ use futures_util::future::BoxFuture;
 
 use crate::latency::Latencies;
 use crate::report::{Mode, OneWay, Progress, Row};
-use crate::tally::Tally;
 use crate::scale::{Scale, PAYLOADS};
+use crate::tally::Tally;
 
 /// How a backend makes a fresh transport (one per endpoint, as separate processes would).
 pub trait Connector: Sync {
@@ -26,7 +26,12 @@ const CLOSE_WAIT: Duration = Duration::from_secs(10);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Every row of one backend: each payload, at-most-once then at-least-once.
-pub async fn rows(backend: &str, c: &dyn Connector, scale: &Scale, progress: &Progress) -> Vec<Row> {
+pub async fn rows(
+    backend: &str,
+    c: &dyn Connector,
+    scale: &Scale,
+    progress: &Progress,
+) -> Vec<Row> {
     let mut rows = Vec::new();
     for payload in PAYLOADS {
         for mode in [Mode::AtMostOnce, Mode::AtLeastOnce] {
@@ -171,7 +176,10 @@ async fn rtt(
         for _ in 0..scale.rtt_count {
             let m = ask()?;
             let t = Instant::now();
-            client.request(m, REQUEST_TIMEOUT).await.context("request")?;
+            client
+                .request(m, REQUEST_TIMEOUT)
+                .await
+                .context("request")?;
             lat.record(t.elapsed());
             if Instant::now() >= deadline {
                 break;

@@ -6,6 +6,7 @@ use crate::report::{Progress, Row};
 use crate::scale::Scale;
 
 /// The broker's bootstrap address.
+#[cfg(any(feature = "kafka", feature = "rdkafka-raw"))]
 pub fn bootstrap() -> String {
     std::env::var("COMMS_BENCH_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
 }

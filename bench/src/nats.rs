@@ -70,7 +70,8 @@ async fn oneway(payload: usize, scale: &Scale) -> anyhow::Result<OneWay> {
     // Probe until one comes back: the subscription is live on the server.
     let probe_deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        tx.publish(subject.clone(), Bytes::from_static(b"probe")).await?;
+        tx.publish(subject.clone(), Bytes::from_static(b"probe"))
+            .await?;
         tx.flush().await?;
         match tokio::time::timeout(Duration::from_millis(100), sub.next()).await {
             Ok(Some(_)) => break,

@@ -123,9 +123,10 @@ pub fn compute(rows: &[Row]) -> Vec<Ratio> {
 pub fn table(ratios: &[Ratio]) -> String {
     let mut out = String::from("| ratio | value | target | met |\n|---|---:|---|---|\n");
     for r in ratios {
-        let value = r
-            .value
-            .map_or_else(|| "n/a (row not measured)".to_owned(), |v| format!("{v:.2}"));
+        let value = r.value.map_or_else(
+            || "n/a (row not measured)".to_owned(),
+            |v| format!("{v:.2}"),
+        );
         let target = match r.target {
             Some(Target::AtLeast(x)) => format!("≥ {x}"),
             Some(Target::AtMost(x)) => format!("≤ {x}"),

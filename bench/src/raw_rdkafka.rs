@@ -78,7 +78,10 @@ mod imp {
     fn consumer(broker: &str, topic: &str) -> anyhow::Result<StreamConsumer> {
         let c: StreamConsumer = ClientConfig::new()
             .set("bootstrap.servers", broker)
-            .set("group.id", format!("bench-raw-{}", comms_core::MessageId::new()))
+            .set(
+                "group.id",
+                format!("bench-raw-{}", comms_core::MessageId::new()),
+            )
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "latest")
             .create()?;
@@ -108,7 +111,9 @@ mod imp {
                 .map_err(|(e, _)| e)
                 .context("delivery report")?;
         } else {
-            p.send_result(record).map_err(|(e, _)| e).context("enqueue")?;
+            p.send_result(record)
+                .map_err(|(e, _)| e)
+                .context("enqueue")?;
         }
         Ok(())
     }

@@ -180,7 +180,11 @@ fn cells(row: &Row) -> Vec<String> {
         }
         None => c.extend(["-".into(), "-".into(), "-".into()]),
     }
-    let mut note: Vec<String> = row.skipped.iter().map(|s| format!("skipped: {s}")).collect();
+    let mut note: Vec<String> = row
+        .skipped
+        .iter()
+        .map(|s| format!("skipped: {s}"))
+        .collect();
     note.extend(row.notes.iter().cloned());
     c.push(note.join("; "));
     c

@@ -1,0 +1,96 @@
+//! `--quick` proves the harness end to end: it runs, prints a table, writes JSON, and the
+//! memory, native and tcp rows carry non-zero figures (speed is not asserted). NATS and
+//! RabbitMQ rows are added only when those services answer; a row that cannot run must say
+//! why ("skipped: ...").
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// Build `commsd` in this test's target dir and profile (cargo builds only this package's
+/// binaries for its tests), as `tests/src/bins.rs` does.
+fn commsd() -> PathBuf {
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_comms-bench"));
+    let profile_dir = exe.parent().expect("profile dir").to_path_buf();
+    let target_dir = profile_dir.parent().expect("target dir");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--quiet", "-p", "comms-native", "--bin", "commsd"])
+        .env("CARGO_TARGET_DIR", target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        cmd.arg("--release");
+    }
+    assert!(cmd.status().expect("run cargo").success(), "build commsd");
+    profile_dir.join("commsd")
+}
+
+fn answers(addr: &str) -> bool {
+    let addr = addr.parse().expect("socket address");
+    TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok()
+}
+
+fn rows<'a>(doc: &'a serde_json::Value, backend: &str) -> Vec<&'a serde_json::Value> {
+    doc["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter(|r| r["backend"] == backend)
+        .collect()
+}
+
+#[test]
+fn quick_run_produces_figures() {
+    let mut only = vec!["memory", "native", "tcp", "native-relay"];
+    if answers("127.0.0.1:4222") {
+        only.push("nats");
+    }
+    if answers("127.0.0.1:5672") {
+        only.extend(["rabbitmq", "raw-lapin"]);
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let json = dir.path().join("quick.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_comms-bench"))
+        .args(["--quick", "--only", &only.join(","), "--json"])
+        .arg(&json)
+        .env("COMMSD_BIN", commsd())
+        .output()
+        .expect("run comms-bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "comms-bench failed\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("| backend |"), "no table:\n{stdout}");
+    assert!(stderr.contains("native 16 B"), "no progress:\n{stderr}");
+    assert!(
+        stdout.contains("not available: needs the cluster (issue 4)"),
+        "relay row must say why:\n{stdout}"
+    );
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(Path::new(&json)).expect("json"))
+            .expect("valid JSON");
+    for backend in ["memory", "native", "tcp"] {
+        let rows = rows(&doc, backend);
+        assert!(!rows.is_empty(), "no {backend} rows");
+        for r in rows {
+            let o = &r["oneway"];
+            assert!(o["msg_per_s"].as_f64().unwrap_or(0.0) > 0.0, "{r}");
+            assert!(o["received"].as_u64().unwrap_or(0) > 0, "{r}");
+            assert!(r["rtt"]["p50_us"].as_f64().unwrap_or(0.0) > 0.0, "{r}");
+            assert!(r["rtt"]["count"].as_u64().unwrap_or(0) > 0, "{r}");
+        }
+    }
+    for r in doc["rows"].as_array().expect("rows") {
+        // Every row is either measured or says why not.
+        assert!(
+            !r["oneway"].is_null()
+                || r["skipped"].is_string()
+                || !r["notes"].as_array().expect("notes").is_empty(),
+            "row neither measured nor explained: {r}"
+        );
+    }
+    assert!(doc["ratios"].as_array().is_some_and(|r| !r.is_empty()));
+}
