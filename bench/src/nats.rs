@@ -45,7 +45,10 @@ pub async fn run(scale: &Scale, progress: &Progress) -> Vec<Row> {
         match oneway(payload, scale).await {
             Ok(o) => {
                 if o.received < o.sent {
-                    row.notes.push(format!("{} lost", o.sent - o.received));
+                    row.notes.push(format!(
+                        "{} not received within the drain time",
+                        o.sent - o.received
+                    ));
                 }
                 row.oneway = Some(o);
             }

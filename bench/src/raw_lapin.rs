@@ -40,7 +40,10 @@ pub async fn run(scale: &Scale, progress: &Progress) -> Vec<Row> {
             match oneway(&url, payload, mode, scale).await {
                 Ok(o) => {
                     if o.received < o.sent {
-                        row.notes.push(format!("{} lost", o.sent - o.received));
+                        row.notes.push(format!(
+                            "{} not received within the drain time",
+                            o.sent - o.received
+                        ));
                     }
                     row.oneway = Some(o);
                 }

@@ -49,7 +49,10 @@ mod imp {
                 match oneway(&broker, payload, mode, scale).await {
                     Ok(o) => {
                         if o.received < o.sent {
-                            row.notes.push(format!("{} lost", o.sent - o.received));
+                            row.notes.push(format!(
+                                "{} not received within the drain time",
+                                o.sent - o.received
+                            ));
                         }
                         row.oneway = Some(o);
                     }
