@@ -78,6 +78,18 @@ pub enum Error {
         reason: String,
     },
 
+    /// The backend does not offer this operation (e.g. [`Transport::sniff`] on a backend
+    /// that has no way to observe all of its traffic).
+    ///
+    /// [`Transport::sniff`]: crate::Transport::sniff
+    #[error("{operation} is not supported by the `{backend}` backend")]
+    Unsupported {
+        /// Backend name ([`Capabilities::backend`](crate::Capabilities::backend)).
+        backend: &'static str,
+        /// The operation asked for (`sniff`...).
+        operation: &'static str,
+    },
+
     /// A request got no reply in time.
     #[error("timed out after {0:?}")]
     Timeout(Duration),

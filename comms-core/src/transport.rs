@@ -21,6 +21,20 @@ pub const DEFAULT_HOP_LIMIT: u8 = 8;
 /// The first [`Transport::advertise`] binds the transport's identity (its [`Address`]); later
 /// calls are heartbeats and may change the accepted commands but not the address.
 /// Object safe: binaries hold any backend as `Box<dyn Transport>` or `Arc<dyn Transport>`.
+///
+/// # Sniffing
+/// [`Transport::sniff`] (a provided method: backends opt in) observes the **whole transport**,
+/// not one endpoint: it yields a copy of every message the backend routes, whoever sends or
+/// receives it, decoded into a [`Message`]. Its contract, on every backend that offers it:
+/// - copies only: every delivery's acker is [`NoAck`]; a sniffer never consumes, acknowledges
+///   or delays anything meant for a real receiver, and needs no `advertise` first;
+/// - bounded: a sniffer that falls behind **loses copies** (counted and logged by the
+///   backend), it never slows real traffic;
+/// - what "every message" covers is the backend's routing point (the memory hub, the native
+///   daemon's router, the RabbitMQ topic exchange of the namespace); see each backend's docs;
+/// - the inbox ends when the transport closes or the backend connection is lost.
+///
+/// Backends without a way to observe all traffic return [`Error::Unsupported`].
 #[async_trait]
 pub trait Transport: Send + Sync + 'static {
     /// Declare who this endpoint is and the commands it accepts, and publish the advertisement
@@ -50,6 +64,16 @@ pub trait Transport: Send + Sync + 'static {
 
     /// The bound address, once advertised.
     fn local_address(&self) -> Option<Address>;
+
+    /// Copies of every message on the transport (see [Sniffing](Transport#sniffing)).
+    /// Deliveries carry [`NoAck`]; the inbox is bounded and a slow sniffer loses copies.
+    /// The default: [`Error::Unsupported`].
+    async fn sniff(&self) -> Result<Inbox> {
+        Err(Error::Unsupported {
+            backend: self.capabilities().backend,
+            operation: "sniff",
+        })
+    }
 }
 
 /// `Box<dyn Transport>` and `Arc<dyn Transport>` are transports too.
@@ -80,6 +104,9 @@ macro_rules! forward_transport {
             }
             fn local_address(&self) -> Option<Address> {
                 (**self).local_address()
+            }
+            async fn sniff(&self) -> Result<Inbox> {
+                (**self).sniff().await
             }
         }
     )*};

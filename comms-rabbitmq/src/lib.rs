@@ -83,6 +83,12 @@
 //! - `from` is stamped by the sending transport (the broker cannot verify it: restrict who may
 //!   publish to `comms.{ns}` with RabbitMQ permissions where that matters).
 //!
+//! # Sniffing
+//!
+//! [`comms_core::Transport::sniff`] (no `advertise` needed): an exclusive, auto-delete,
+//! bounded (`x-max-length` 10 000, drop-head) queue bound with `#` to `comms.{ns}`, consumed
+//! with no-ack; see [`sniff`] (and its caveat about `mandatory`).
+//!
 //! # Recovery
 //!
 //! Our own reconnect loop ([`link`]), not lapin's auto-recovery: a supervisor task replaces the
@@ -141,6 +147,7 @@ pub mod options;
 mod publisher;
 pub mod reports;
 mod session;
+pub mod sniff;
 pub mod tls;
 pub mod topology;
 pub mod transport;

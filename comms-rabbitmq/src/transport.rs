@@ -18,7 +18,7 @@ use tokio_util::task::TaskTracker;
 use crate::error::BACKEND;
 use crate::link::{Identity, Link};
 use crate::options::RabbitOptions;
-use crate::{consumer, publisher, topology};
+use crate::{consumer, publisher, sniff, topology};
 
 /// Largest payload accepted ([`Message::payload_size`]); RabbitMQ's own limit is far higher.
 pub const MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
@@ -238,6 +238,23 @@ impl Transport for RabbitTransport {
 
     fn local_address(&self) -> Option<Address> {
         self.address()
+    }
+
+    async fn sniff(&self) -> Result<Inbox> {
+        self.check_open()?;
+        let deadline = Instant::now() + self.link.opts().send_timeout;
+        let session = self.link.session_until(deadline).await?;
+        let consumer = sniff::subscribe(&self.link, &session).await?;
+        let (tx, rx) = mpsc::channel(usize::from(self.link.opts().prefetch));
+        self.tasks.spawn(sniff::run(
+            self.link.clone(),
+            consumer,
+            session.generation,
+            MAX_MESSAGE_SIZE * 2,
+            tx,
+            self.cancel.clone(),
+        ));
+        Ok(Inbox::new(rx))
     }
 }
 

@@ -52,6 +52,7 @@ pub fn daemon_config(config: &Config) -> Result<Option<DaemonConfig>, EmbedError
         admin: AdminRules {
             allow_stop_from_tcp: false,
             deny_stop_from_unix: true,
+            ..AdminRules::default()
         },
         ..DaemonConfig::default()
     };

@@ -14,6 +14,7 @@ mod dispatch;
 pub mod embed;
 pub mod protocol;
 mod service;
+pub mod sniff;
 mod state;
 
 pub use config::ServerConfig;

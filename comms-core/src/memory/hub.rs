@@ -4,12 +4,20 @@
 //! service. Queues outlive the transports that consume them, so an endpoint that goes away and
 //! comes back with the same address finds what was sent meanwhile. A hub lives while any
 //! transport holds it; it is not persistent.
+//!
+//! Sniffing: the hub has a **tap**, a `tokio::sync::broadcast` channel of message copies made
+//! on the first [`Hub::tap`]. Routing sends a copy only while a sniffer is subscribed (one
+//! atomic load otherwise); a sniffer that lags loses the oldest copies (`broadcast` overwrites
+//! them), which never blocks a sender.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
+use tokio::sync::broadcast;
+
 use crate::address::{Address, Destination, Scope};
 use crate::error::{Error, Result};
+use crate::message::Message;
 
 use super::queue::Queue;
 
@@ -24,7 +32,12 @@ struct State {
 pub(crate) struct Hub {
     state: Mutex<State>,
     queue_bound: usize,
+    /// Copies for sniffers, made on first use.
+    tap: OnceLock<broadcast::Sender<Message>>,
 }
+
+/// Copies a sniffer may fall behind by before it loses the oldest.
+pub(crate) const TAP_BOUND: usize = 4096;
 
 /// Where a routed message goes.
 pub(crate) enum Route {
@@ -47,6 +60,7 @@ impl Hub {
         let hub = Arc::new(Hub {
             state: Mutex::new(State::default()),
             queue_bound,
+            tap: OnceLock::new(),
         });
         hubs.insert(name.to_owned(), Arc::downgrade(&hub));
         hub
@@ -110,6 +124,22 @@ impl Hub {
                     .map(|(addr, _)| addr.clone())
                     .collect();
                 Route::Many(targets.iter().map(|a| self.instance_queue(a)).collect())
+            }
+        }
+    }
+
+    /// A new subscription to copies of every message routed from now on.
+    pub(crate) fn tap(&self) -> broadcast::Receiver<Message> {
+        self.tap
+            .get_or_init(|| broadcast::channel(TAP_BOUND).0)
+            .subscribe()
+    }
+
+    /// Hands sniffers a copy of `msg`; costs one atomic load when nobody sniffs.
+    pub(crate) fn copy_to_sniffers(&self, msg: &Message) {
+        if let Some(tap) = self.tap.get() {
+            if tap.receiver_count() > 0 {
+                let _ = tap.send(msg.clone());
             }
         }
     }

@@ -12,6 +12,10 @@
 //! - A message waiting in a queue nobody consumes expires after its TTL (default 60 s); with
 //!   `report` set, the sender gets `SERVICE_UNAVAILABLE` (correlated to the message).
 //! - Nothing survives the process: the hub is memory.
+//! - [`Transport::sniff`]: copies of every message the hub routes (sends, forwards,
+//!   advertisements, the hub's own `SERVICE_UNAVAILABLE` reports), from a bounded tap
+//!   (`broadcast`, 4096 copies): a sniffer that falls behind loses the oldest copies
+//!   (counted, logged), senders never wait for it. No `advertise` needed.
 
 mod hub;
 mod queue;
@@ -21,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{broadcast, mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::address::{Address, Destination};
@@ -143,6 +147,7 @@ impl MemoryTransport {
 
     async fn enqueue(&self, msg: Message) -> Result<()> {
         let from = msg.from.clone().ok_or(Error::NotAdvertised)?;
+        self.hub.copy_to_sniffers(&msg);
         match self.hub.route(&from, &msg.to, &msg.command) {
             Route::One(q) => self.push(&q, msg).await,
             Route::Many(queues) => {
@@ -282,6 +287,7 @@ fn send_unavailable(hub: &Hub, expired: &Message) {
     report
         .params
         .insert("unsent_command".into(), expired.command.clone());
+    hub.copy_to_sniffers(&report);
     if !hub.instance_queue(&origin).try_push(Item {
         msg: report,
         redelivered: false,
@@ -411,10 +417,129 @@ impl Transport for MemoryTransport {
     fn local_address(&self) -> Option<Address> {
         self.address()
     }
+
+    async fn sniff(&self) -> Result<Inbox> {
+        self.check_open()?;
+        let mut tap = self.hub.tap();
+        let (tx, rx) = mpsc::channel(self.opts.prefetch.max(1));
+        let stop = self.stop.clone();
+        tokio::spawn(async move {
+            let mut lost = 0u64;
+            loop {
+                let msg = tokio::select! {
+                    r = tap.recv() => r,
+                    _ = stop.cancelled() => break,
+                };
+                let msg = match msg {
+                    Ok(m) => m,
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        lost += n;
+                        tracing::warn!(
+                            lost = n,
+                            total_lost = lost,
+                            "memory: sniffer fell behind, copies lost"
+                        );
+                        continue;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                };
+                let copy = Delivery::new(msg, false, Box::new(crate::transport::NoAck));
+                tokio::select! {
+                    r = tx.send(copy) => if r.is_err() { break },
+                    _ = stop.cancelled() => break,
+                }
+            }
+        });
+        Ok(Inbox::new(rx))
+    }
 }
 
 impl Drop for MemoryTransport {
     fn drop(&mut self) {
         self.release();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transport(hub: &str, prefetch: usize) -> MemoryTransport {
+        let mut opts = MemoryOptions::from_url(
+            &TransportUrl::parse(&format!("memory://{hub}?node=n1")).unwrap(),
+        )
+        .unwrap();
+        opts.prefetch = prefetch;
+        MemoryTransport::with_options(opts)
+    }
+
+    async fn advertised(hub: &str, service: &str) -> MemoryTransport {
+        let t = transport(hub, 8);
+        let ad = Advertisement::new(Address::new("n1", service).unwrap(), ["PING"]);
+        t.advertise(&ad).await.unwrap();
+        t
+    }
+
+    #[tokio::test]
+    async fn sniff_sees_copies_and_takes_nothing_from_receivers() {
+        let sniffer = transport("sniff_copies", 8);
+        let mut copies = sniffer.sniff().await.unwrap();
+        let a = advertised("sniff_copies", "a").await;
+        let b = advertised("sniff_copies", "b").await;
+        let mut inbox = b.listen().await.unwrap();
+        let msg = Message::new("PING", Destination::Service("b".into()))
+            .unwrap()
+            .with_param("n", "1");
+        a.send(msg).await.unwrap();
+        // The receiver still gets it, and must acknowledge it itself.
+        let got = loop {
+            let d = inbox.recv().await.unwrap();
+            if d.message().command == "PING" {
+                break d;
+            }
+            d.ack().await.unwrap();
+        };
+        assert_eq!(got.message().param("n"), Some("1"));
+        got.ack().await.unwrap();
+        let mut seen = Vec::new();
+        while seen.len() < 3 {
+            let c = tokio::time::timeout(Duration::from_secs(5), copies.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            seen.push((c.message().command.clone(), c.message().from.clone()));
+        }
+        assert_eq!(seen[0].0, commands::ADVERTISE);
+        assert_eq!(seen[1].0, commands::ADVERTISE);
+        assert_eq!(
+            seen[2],
+            ("PING".to_owned(), Some(Address::new("n1", "a").unwrap()))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_slow_sniffer_loses_copies_and_never_blocks_senders() {
+        let sniffer = transport("sniff_slow", 1);
+        let mut copies = sniffer.sniff().await.unwrap();
+        let a = advertised("sniff_slow", "a").await;
+        let n = hub::TAP_BOUND * 2;
+        let sent = tokio::time::timeout(Duration::from_secs(10), async {
+            for i in 0..n {
+                let m = Message::new("PING", Destination::Service("nobody".into()))
+                    .unwrap()
+                    .with_param("i", i.to_string())
+                    .at_most_once();
+                a.send(m).await.unwrap();
+            }
+        })
+        .await;
+        assert!(sent.is_ok(), "senders never wait for a sniffer");
+        let mut got = 0usize;
+        while let Ok(Some(_)) =
+            tokio::time::timeout(Duration::from_millis(200), copies.recv()).await
+        {
+            got += 1;
+        }
+        assert!(got > 0 && got < n, "got {got} of {n} copies");
     }
 }

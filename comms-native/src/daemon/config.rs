@@ -35,7 +35,9 @@ impl Default for CacheLimits {
     }
 }
 
-/// Who may stop the daemon with `STOP` / `SHUTDOWN`.
+/// Who may stop the daemon with `STOP` / `SHUTDOWN`, and who may watch all traffic with
+/// `SNIFF` (a comms extension, docs/NATIVE.md). Build it with `..AdminRules::default()`: new
+/// rules may be added.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AdminRules {
     /// Accept `STOP`/`SHUTDOWN` from loopback TCP connections too (default: Unix socket only,
@@ -43,6 +45,11 @@ pub struct AdminRules {
     pub allow_stop_from_tcp: bool,
     /// Refuse `STOP`/`SHUTDOWN` from the Unix socket too (an embedded daemon may want this).
     pub deny_stop_from_unix: bool,
+    /// Refuse `SNIFF` from loopback TCP connections (default: allowed; the TCP listener is
+    /// loopback only, so only local processes can sniff).
+    pub deny_sniff_from_tcp: bool,
+    /// Refuse `SNIFF` from the Unix socket (default: allowed).
+    pub deny_sniff_from_unix: bool,
 }
 
 /// Configuration of one daemon. `Default` gives the stock Communicator endpoints.

@@ -59,6 +59,12 @@
 //! then every connection is closed; writers flush for at most `flush_timeout`; the Unix
 //! socket file is removed.
 //!
+//! Sniffing (comms extension, `router/sniff.rs`, docs/NATIVE.md): an unregistered connection
+//! that sends `SNIFF` gets a copy of every routed line after stamping, appended to its
+//! round output like any destination's. When nobody sniffs the hot path pays one branch
+//! (`sniffers.is_empty()`); a sniffer whose queue is full loses that batch (counted,
+//! reported in band as `SNIFF_LOST`), where a slow service would be disconnected.
+//!
 //! # Deliberate differences from the C++ communicatord
 //! - An unparseable, oversize (`max_line`, default 64 KiB) or unroutable line gets
 //!   `INVALID reason=...[;command=CMD]`; the connection stays usable (C++: silent drop;
@@ -84,6 +90,8 @@
 //!   are dropped (C++ truncates); `secret_code` is stripped (C++ forwards it).
 //! - `STOP`/`SHUTDOWN` are accepted from the Unix socket only by default
 //!   ([`AdminRules`]); C++: from any local client.
+//! - `SNIFF` (extension, not in `HELP`): see above; gated by
+//!   [`AdminRules::deny_sniff_from_tcp`] / [`AdminRules::deny_sniff_from_unix`].
 //! - `INVALID`, `UNKNOWN`, `QUITTING`, `READY`, `STATUS`... sent *to* the daemon are only
 //!   logged, never answered `UNKNOWN` (avoids ping-pong with a service's catch-all).
 //! - A service may send a unicast to its own name and receives it (C++ drops it).

@@ -19,6 +19,8 @@ pub struct Stats {
     pub(crate) cache_refused: AtomicU64,
     pub(crate) udp_received: AtomicU64,
     pub(crate) udp_dropped: AtomicU64,
+    pub(crate) sniff_copies: AtomicU64,
+    pub(crate) sniff_lost: AtomicU64,
 }
 
 /// A copy of the counters at one instant.
@@ -47,6 +49,10 @@ pub struct StatsSnapshot {
     pub udp_received: u64,
     /// UDP datagrams dropped (oversize, bad secret, unparseable, not routable).
     pub udp_dropped: u64,
+    /// Copies of routed lines handed to `SNIFF` connections.
+    pub sniff_copies: u64,
+    /// Copies dropped because a sniffer's queue was full (it never slows routing).
+    pub sniff_lost: u64,
 }
 
 impl Stats {
@@ -73,6 +79,8 @@ impl Stats {
             cache_refused: r(&self.cache_refused),
             udp_received: r(&self.udp_received),
             udp_dropped: r(&self.udp_dropped),
+            sniff_copies: r(&self.sniff_copies),
+            sniff_lost: r(&self.sniff_lost),
         }
     }
 }

@@ -37,6 +37,10 @@
 //! instance: a stream split between two instances would leave gaps; the reorder window then
 //! only releases after the sender gives those positions up.
 //!
+//! # Sniffing
+//! [`Transport::sniff`] needs no `advertise`: it opens one more, unregistered connection to
+//! the daemon and sends `SNIFF` (a commsd extension, docs/NATIVE.md); see [`sniff`].
+//!
 //! # Lifecycle
 //! The first `advertise` binds the address, starts the client (REGISTER as the service, with
 //! the advertised commands plus `COMMS_ACK`), the receiver and the resend tasks, and waits up
@@ -50,6 +54,7 @@ pub mod mapping;
 mod options;
 pub(crate) mod outbox;
 mod receiver;
+pub mod sniff;
 pub mod stock;
 pub mod streams;
 
@@ -482,6 +487,11 @@ impl Transport for NativeTransport {
 
     fn local_address(&self) -> Option<Address> {
         lock(&self.bound).as_ref().map(|b| b.address.clone())
+    }
+
+    async fn sniff(&self) -> Result<Inbox> {
+        self.check_open()?;
+        sniff::open(&self.opts, &self.tracker, self.cancel.child_token()).await
     }
 }
 

@@ -1,4 +1,5 @@
-//! `commsctl`: talk to the fleet server (agents, run, send, status, results).
+//! `commsctl`: talk to the fleet server (agents, run, send, status, results), or watch the
+//! whole transport (`sniff`, which needs no server).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -10,6 +11,7 @@ use clap::{Parser, Subcommand};
 use comms::{Config, Destination, Message};
 use comms_server::client::{Client, Event};
 use comms_server::protocol::{DispatchRequest, Outcome, Selector};
+use comms_server::sniff::{Filter, Output as SniffOutput};
 
 /// The server's embedded daemon, when nothing else is configured.
 const DEFAULT_URL: &str = "cd://127.0.0.1:4040";
@@ -87,6 +89,19 @@ enum Command {
     Status,
     /// Recent dispatches and their results.
     Results,
+    /// Print every message on the transport as it passes (`time from -> to COMMAND k=v...`,
+    /// or JSON lines with --json), until --count messages or Ctrl-C. Needs no server.
+    Sniff {
+        /// Only this command (repeatable).
+        #[arg(long = "command", value_name = "CMD")]
+        commands: Vec<String>,
+        /// Only messages from or to this service, `name` or `node:name` (repeatable).
+        #[arg(long = "service", value_name = "NAME")]
+        services: Vec<String>,
+        /// Stop after this many messages.
+        #[arg(long)]
+        count: Option<u64>,
+    },
 }
 
 fn kv(s: &str) -> anyhow::Result<(String, String)> {
@@ -117,6 +132,14 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let transport = comms::connect(&config)
         .await
         .with_context(|| format!("connecting to {}", config.transport.url))?;
+    if let Command::Sniff {
+        commands,
+        services,
+        count,
+    } = args.command
+    {
+        return sniff(transport, commands, services, count, args.json).await;
+    }
     let me = format!("commsctl_{}", std::process::id());
     let wait = Duration::from_secs(args.wait.max(1));
     let mut client = Client::connect(transport, &me, wait).await?;
@@ -229,6 +252,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
             ExitCode::SUCCESS
         }
+        Command::Sniff { .. } => unreachable!("handled above"),
         Command::Run {
             agent,
             group,
@@ -265,6 +289,33 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     client.close().await?;
     Ok(code)
+}
+
+async fn sniff(
+    transport: Box<dyn comms::Transport>,
+    commands: Vec<String>,
+    services: Vec<String>,
+    count: Option<u64>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let backend = transport.capabilities().backend;
+    let filter = Filter { commands, services };
+    let output = SniffOutput { json, count };
+    let stop = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let started = || eprintln!("commsctl: sniffing the {backend} transport (Ctrl-C to stop)");
+    let mut stdout = std::io::stdout().lock();
+    let result =
+        comms_server::sniff::run(&*transport, &filter, output, &mut stdout, stop, started).await;
+    let _ = transport.close().await;
+    match result {
+        Ok(_) => Ok(ExitCode::SUCCESS),
+        Err(e @ comms::Error::Unsupported { .. }) => {
+            bail!("{e}: this backend cannot sniff (memory, native commsd and RabbitMQ can)")
+        }
+        Err(e) => Err(e).context("sniff"),
+    }
 }
 
 async fn run_dispatch(

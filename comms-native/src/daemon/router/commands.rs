@@ -14,6 +14,11 @@ impl Router {
         let name = self.name_of(id);
         let to = name.as_deref();
         match msg.command.as_str() {
+            "REGISTER" | "COMMANDS" if self.is_sniffing(id) => {
+                let reason = "a sniffing connection cannot register or declare commands";
+                self.refuse(id, to, Some(&msg.command), reason);
+            }
+            "SNIFF" => self.sniff_request(id, to),
             "REGISTER" => self.register(id, &msg),
             "UNREGISTER" => {
                 if let (Some(n), Some(s)) = (to, msg.param("service")) {

@@ -8,10 +8,12 @@
 //! service does not read: it is disconnected (slow consumer), the router never waits.
 //!
 //! Files: `route.rs` (a line's way: head peek, stamping, unicast, broadcast, cache),
-//! `commands.rs` (commands addressed to the daemon), this file (loop, connections, output).
+//! `commands.rs` (commands addressed to the daemon), `sniff.rs` (copies for `SNIFF`
+//! connections), this file (loop, connections, output).
 
 mod commands;
 mod route;
+mod sniff;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -59,6 +61,8 @@ struct Conn {
     handles: ConnHandles,
     /// Output of the current round, flushed as one batch.
     pending: BytesMut,
+    /// Set once the connection sent `SNIFF`: it gets copies, and loses them when slow.
+    sniff: Option<sniff::Sniffer>,
 }
 
 /// See the module docs.
@@ -77,6 +81,8 @@ pub(crate) struct Router {
     shutdown: CancellationToken,
     stopping: bool,
     scratch: BytesMut,
+    /// Connections that sent `SNIFF` (empty: routing copies nothing).
+    sniffers: Vec<ConnId>,
 }
 
 impl Router {
@@ -93,6 +99,7 @@ impl Router {
             shutdown,
             stopping: false,
             scratch: BytesMut::with_capacity(4096),
+            sniffers: Vec::new(),
         }
     }
 
@@ -155,6 +162,7 @@ impl Router {
                         commands: HashSet::new(),
                         handles,
                         pending: BytesMut::new(),
+                        sniff: None,
                     },
                 );
                 if self.stopping {
@@ -247,6 +255,10 @@ impl Router {
                 if c.pending.is_empty() {
                     continue;
                 }
+                if c.sniff.is_some() {
+                    self.flush_sniffer(id);
+                    continue;
+                }
                 let n = c.pending.iter().filter(|&&b| b == b'\n').count();
                 match c.handles.out.try_send(c.pending.split().freeze()) {
                     Ok(()) => Stats::add(&self.stats.lines_routed, n as u64),
@@ -276,6 +288,10 @@ impl Router {
             let _ = c.handles.out.try_send(c.pending.split().freeze());
         }
         c.handles.stop_reader.cancel();
+        if c.sniff.is_some() {
+            self.sniffers.retain(|s| *s != id);
+            tracing::info!(conn = id, "sniffer detached");
+        }
         if let Some(name) = c.name.take() {
             self.names.remove(&name);
             let now = replies::unix_now();

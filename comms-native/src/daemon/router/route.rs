@@ -191,17 +191,28 @@ impl Router {
                 let Some(&dst) = self.names.get(service) else {
                     return self.undeliverable(from, from_name, head, line);
                 };
+                let sniffing = !self.sniffers.is_empty();
                 let result = match self.conns.get_mut(&dst) {
                     Some(c) => {
                         let was_empty = c.pending.is_empty();
+                        let start = c.pending.len();
                         let r = stamp_line(&self.node, from_name, head, line, &mut c.pending);
                         if r.is_ok() && was_empty {
                             self.dirty.push(dst);
+                        }
+                        if r.is_ok() && sniffing {
+                            self.scratch.clear();
+                            self.scratch.extend_from_slice(&c.pending[start..]);
                         }
                         r
                     }
                     None => Ok(()),
                 };
+                if sniffing && result.is_ok() {
+                    let copy = std::mem::take(&mut self.scratch);
+                    self.sniff_copy(&copy);
+                    self.scratch = copy;
+                }
                 if let (Err(e), Some(id)) = (result, from) {
                     self.refuse(id, Some(from_name), Some(head.command), &e);
                 }
@@ -224,6 +235,9 @@ impl Router {
                 self.refuse(id, Some(from_name), Some(head.command), &e);
             }
             return;
+        }
+        if !self.sniffers.is_empty() {
+            self.sniff_copy(&line);
         }
         for (id, c) in self.conns.iter_mut() {
             if c.commands.contains(head.command) {
@@ -308,6 +322,9 @@ impl Router {
                 self.refuse(id, Some(from_name), Some(head.command), &e);
             }
             return;
+        }
+        if !self.sniffers.is_empty() {
+            self.sniff_copy(&stamped);
         }
         let entry = CacheEntry {
             service: msg.service.clone(),
