@@ -6,7 +6,7 @@
 //! | `memory:` | in-process reference transport | `memory` (default) | built |
 //! | `cd:`, `cds:`, `cdu:` | native daemon `commsd` | `native` | not built yet: a clear error |
 //! | `amqp:`, `amqps:` | RabbitMQ | `rabbitmq` | not built yet: a clear error |
-//! | `kafka:` | Kafka | `kafka` | not built yet: a clear error |
+//! | `kafka:` | Kafka (`comms-kafka`, rdkafka) | `kafka` (default) | built |
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> comms::Result<()> {
@@ -24,6 +24,7 @@ pub async fn connect(config: &Config) -> Result<Box<dyn Transport>> {
     let url = config.url()?;
     match url.scheme() {
         Scheme::Memory => connect_memory(&url, config),
+        Scheme::Kafka => connect_kafka(config),
         other => Err(Error::BackendUnavailable {
             backend: other.backend(),
             reason: format!(
@@ -56,6 +57,19 @@ fn connect_memory(_url: &TransportUrl, _config: &Config) -> Result<Box<dyn Trans
     })
 }
 
+#[cfg(feature = "kafka")]
+fn connect_kafka(config: &Config) -> Result<Box<dyn Transport>> {
+    Ok(Box::new(comms_kafka::KafkaTransport::connect(config)?))
+}
+
+#[cfg(not(feature = "kafka"))]
+fn connect_kafka(_config: &Config) -> Result<Box<dyn Transport>> {
+    Err(Error::BackendUnavailable {
+        backend: "kafka",
+        reason: "this build has the `kafka` feature turned off".into(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,11 +82,7 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(e.contains("accepted schemes"), "{e}");
-        for url in [
-            "cd:///run/x.sock",
-            "amqp://localhost",
-            "kafka://localhost:9092",
-        ] {
+        for url in ["cd:///run/x.sock", "amqp://localhost"] {
             let e = connect_url(url)
                 .await
                 .err()
@@ -80,6 +90,16 @@ mod tests {
                 .unwrap_or_default();
             assert!(e.contains("not implemented"), "{url}: {e}");
         }
+    }
+
+    #[cfg(feature = "kafka")]
+    #[tokio::test]
+    async fn kafka_urls_build_the_kafka_transport() {
+        let mut c = Config::from_url("kafka://127.0.0.1:1,127.0.0.1:2").unwrap();
+        c.transport.node = Some("n3".into());
+        let t = connect(&c).await.unwrap();
+        assert_eq!(t.capabilities().backend, "kafka");
+        assert_eq!(t.node(), "n3");
     }
 
     #[tokio::test]

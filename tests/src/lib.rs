@@ -4,6 +4,7 @@
 //! run the one conformance body against each of them.
 
 pub mod faulty;
+pub mod kafka;
 
 use async_trait::async_trait;
 use comms_core::conformance::Backend;
