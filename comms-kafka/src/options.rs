@@ -121,7 +121,7 @@ impl KafkaOptions {
     }
 
     /// Settings shared by every client.
-    pub(crate) fn base(&self, role: &str) -> ClientConfig {
+    pub fn base(&self, role: &str) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.bootstrap)
             .set("client.id", format!("comms-{}-{role}", self.node))
@@ -137,7 +137,7 @@ impl KafkaOptions {
     }
 
     /// The producer: idempotent, `acks=all`, no linger (each `send` waits for its report).
-    pub(crate) fn producer(&self) -> ClientConfig {
+    pub fn producer(&self) -> ClientConfig {
         let mut c = self.base("producer");
         c.set("enable.idempotence", "true")
             .set("acks", "all")
@@ -156,7 +156,7 @@ impl KafkaOptions {
     }
 
     /// A group consumer: manual commits only, earliest offset for a new group.
-    pub(crate) fn group_consumer(&self, group: &str) -> ClientConfig {
+    pub fn group_consumer(&self, group: &str) -> ClientConfig {
         let mut c = self.base("consumer");
         c.set("group.id", group)
             .set("enable.auto.commit", "false")
@@ -165,6 +165,7 @@ impl KafkaOptions {
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
             .set("fetch.wait.max.ms", "100")
+            .set("fetch.max.bytes", (MAX_MESSAGE_SIZE * 4).to_string())
             .set("receive.message.max.bytes", (MAX_MESSAGE_SIZE * 8).to_string());
         for (k, v) in &self.section.librdkafka {
             c.set(k, v);
@@ -173,7 +174,7 @@ impl KafkaOptions {
     }
 
     /// A consumer without group membership (broadcast tail, offset watchers).
-    pub(crate) fn plain_consumer(&self, group: &str) -> ClientConfig {
+    pub fn plain_consumer(&self, group: &str) -> ClientConfig {
         let mut c = self.group_consumer(group);
         c.set("auto.offset.reset", "latest");
         c
