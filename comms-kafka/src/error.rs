@@ -21,7 +21,10 @@ pub fn is_retryable(e: &KafkaError) -> bool {
                 | RDKafkaErrorCode::InvalidArgument
                 | RDKafkaErrorCode::UnsupportedVersion
         )
-    ) && !matches!(e, KafkaError::ClientConfig(..) | KafkaError::ClientCreation(_))
+    ) && !matches!(
+        e,
+        KafkaError::ClientConfig(..) | KafkaError::ClientCreation(_)
+    )
 }
 
 /// `what` failed with `e`.

@@ -117,4 +117,3 @@ pub mod transport;
 pub use names::Names;
 pub use options::{KafkaOptions, KafkaSection, MAX_MESSAGE_SIZE};
 pub use transport::KafkaTransport;
-

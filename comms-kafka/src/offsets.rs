@@ -95,7 +95,9 @@ impl Offsets {
 
     /// Whether `key` still belongs to the current assignment of its partition.
     pub fn is_current(&self, key: &DeliveryKey) -> bool {
-        self.parts.get(&key.tp).is_some_and(|p| p.epoch == key.epoch)
+        self.parts
+            .get(&key.tp)
+            .is_some_and(|p| p.epoch == key.epoch)
     }
 
     /// Deliveries of `tp` still in flight.
@@ -150,7 +152,11 @@ mod tests {
         o.committed(&tp(), 15);
         assert!(o.to_commit(None).is_empty());
         o.received(&tp(), 15, false);
-        assert_eq!(o.to_commit(None), vec![(tp(), 16)], "not held: done at once");
+        assert_eq!(
+            o.to_commit(None),
+            vec![(tp(), 16)],
+            "not held: done at once"
+        );
     }
 
     #[test]

@@ -166,7 +166,10 @@ impl KafkaOptions {
             .set("heartbeat.interval.ms", "1000")
             .set("fetch.wait.max.ms", "100")
             .set("fetch.max.bytes", (MAX_MESSAGE_SIZE * 4).to_string())
-            .set("receive.message.max.bytes", (MAX_MESSAGE_SIZE * 8).to_string());
+            .set(
+                "receive.message.max.bytes",
+                (MAX_MESSAGE_SIZE * 8).to_string(),
+            );
         for (k, v) in &self.section.librdkafka {
             c.set(k, v);
         }
@@ -196,8 +199,8 @@ mod tests {
         assert_eq!((o.node.as_str(), o.namespace.as_str()), ("n1", "prod"));
         assert_eq!(o.section.partitions, 8);
         assert_eq!(o.section.prefetch, 64);
-        let bad = Config::from_toml("[transport]\nurl = \"kafka://a:1\"\n[kafka]\nbogus = 1\n")
-            .unwrap();
+        let bad =
+            Config::from_toml("[transport]\nurl = \"kafka://a:1\"\n[kafka]\nbogus = 1\n").unwrap();
         assert!(KafkaOptions::from_config(&bad).is_err());
         let zero = Config::from_toml("[transport]\nurl = \"kafka://a:1\"\n[kafka]\nprefetch = 0\n")
             .unwrap();

@@ -79,7 +79,10 @@ impl Outbound {
     /// Whether committed offsets are worth fetching again (something pending, and the last
     /// look is older than `every`).
     pub fn wants_refresh(&self, now: Instant, every: Duration) -> bool {
-        self.pending() > 0 && self.refreshed.is_none_or(|t| now.duration_since(t) >= every)
+        self.pending() > 0
+            && self
+                .refreshed
+                .is_none_or(|t| now.duration_since(t) >= every)
     }
 
     /// Committed offsets were just fetched.

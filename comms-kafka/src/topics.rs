@@ -131,7 +131,11 @@ pub fn partition_count_blocking(producer: &Producer, topic: &str) -> Result<i32>
                     .map_or(0, |t| t.partitions().len());
                 if n > 0 {
                     return i32::try_from(n).map_err(|_| {
-                        Error::transport_msg(BACKEND, format!("{topic}: too many partitions"), false)
+                        Error::transport_msg(
+                            BACKEND,
+                            format!("{topic}: too many partitions"),
+                            false,
+                        )
                     });
                 }
             }
@@ -141,6 +145,10 @@ pub fn partition_count_blocking(producer: &Producer, topic: &str) -> Result<i32>
     }
     Err(match last {
         Some(e) => map(format!("reading metadata of {topic}"), e),
-        None => Error::transport_msg(BACKEND, format!("topic {topic} has no partitions yet"), true),
+        None => Error::transport_msg(
+            BACKEND,
+            format!("topic {topic} has no partitions yet"),
+            true,
+        ),
     })
 }

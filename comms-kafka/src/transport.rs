@@ -136,9 +136,10 @@ impl Inner {
         }
         let producer = self.producer.clone();
         let t = topic.to_owned();
-        let partitions = tokio::task::spawn_blocking(move || partition_count_blocking(&producer, &t))
-            .await
-            .map_err(|e| Error::transport(BACKEND, "metadata task", true, e))??;
+        let partitions =
+            tokio::task::spawn_blocking(move || partition_count_blocking(&producer, &t))
+                .await
+                .map_err(|e| Error::transport(BACKEND, "metadata task", true, e))??;
         let mut h = DefaultHasher::new();
         key.hash(&mut h);
         let start = i32::try_from(h.finish() % partitions.max(1) as u64).unwrap_or(0);
@@ -224,7 +225,10 @@ impl Inner {
             }
         }
         let partition = out.choose();
-        let (partition, offset) = self.producer.deliver(record(Some(partition)), QUEUE_WAIT).await?;
+        let (partition, offset) = self
+            .producer
+            .deliver(record(Some(partition)), QUEUE_WAIT)
+            .await?;
         out.written(partition, offset);
         drop(out);
         if msg.report {

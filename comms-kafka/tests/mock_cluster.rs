@@ -45,12 +45,17 @@ async fn delivery_reports_and_committed_offsets() {
         assert_eq!(p, 1);
         offsets.push(o);
     }
-    assert_eq!(offsets, vec![0, 1, 2, 3, 4], "one report per record, in order");
+    assert_eq!(
+        offsets,
+        vec![0, 1, 2, 3, 4],
+        "one report per record, in order"
+    );
 
     // A group reads three records and commits past them; the watcher sees the commit.
     let consumer: BaseConsumer = opts.group_consumer("g1").create().unwrap();
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset("t1", 1, Offset::Beginning).unwrap();
+    tpl.add_partition_offset("t1", 1, Offset::Beginning)
+        .unwrap();
     consumer.assign(&tpl).unwrap();
     let mut read = 0;
     let deadline = std::time::Instant::now() + Duration::from_secs(20);

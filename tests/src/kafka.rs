@@ -85,7 +85,8 @@ impl Tansu {
     async fn spawn(&mut self) -> anyhow::Result<()> {
         self.starts += 1;
         let listener = format!("tcp://127.0.0.1:{}", self.port);
-        let log = std::fs::File::create(self.dir.path().join(format!("tansu-{}.log", self.starts)))?;
+        let log =
+            std::fs::File::create(self.dir.path().join(format!("tansu-{}.log", self.starts)))?;
         let child = Command::new(&self.binary)
             .current_dir(self.dir.path())
             .args(["broker", "--listener-url", &listener])
@@ -116,7 +117,10 @@ impl Tansu {
                 }
             }
             if tokio::time::Instant::now() > deadline {
-                bail!("tansu did not accept connections within 60 s; log:\n{}", self.log_tail());
+                bail!(
+                    "tansu did not accept connections within 60 s; log:\n{}",
+                    self.log_tail()
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
