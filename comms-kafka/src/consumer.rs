@@ -195,7 +195,12 @@ impl Worker {
         loop {
             match self.sink.inbox.try_send(d) {
                 Ok(()) => return true,
-                Err(mpsc::error::TrySendError::Closed(_)) => return false,
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    // Nobody reads the inbox any more: stop handing deliveries back, so the
+                    // unsettled ones simply stay uncommitted.
+                    self.shared.set_closing();
+                    return false;
+                }
                 Err(mpsc::error::TrySendError::Full(back)) => {
                     if self.sink.stop.is_cancelled() {
                         return false;
