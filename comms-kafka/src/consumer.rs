@@ -2,7 +2,7 @@
 //!
 //! - A **group** consumer subscribes to one topic in a consumer group (the service group, or
 //!   the instance's own group). Offsets are committed by hand, never before the handler: only
-//!   the acknowledged prefix of each partition ([`crate::offsets`]), every 200 ms, on revoke
+//!   the acknowledged prefix of each partition ([`crate::offsets`]), every 50 ms (when it moved), on revoke
 //!   ([`crate::rebalance`]) and on stop.
 //! - A **tail** consumer reads the broadcast topic without a group, from its end at `listen`
 //!   time (broadcasts reach the endpoints live when they are sent, as on every backend), and
@@ -32,7 +32,7 @@ use crate::rebalance::{commit, GroupContext};
 use crate::shared::{Requeued, Shared};
 
 const POLL: Duration = Duration::from_millis(100);
-const COMMIT_EVERY: Duration = Duration::from_millis(200);
+const COMMIT_EVERY: Duration = Duration::from_millis(50);
 
 /// What a consumer reads.
 #[derive(Debug, Clone)]

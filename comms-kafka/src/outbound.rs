@@ -3,11 +3,18 @@
 //!
 //! **Partition choice ("sticky until consumed").** A sender keeps writing to one partition of a
 //! destination topic while any record it wrote there is not yet committed by the destination's
-//! group; only when all of them are does it move on to the next partition. Records of one
-//! sender to one destination are therefore never in flight on two partitions at once, so
-//! per-pair order holds even across competing consumers, and a busy sender still spreads its
-//! work over the partitions (and so over the instances of a service) whenever the consumers
-//! keep up. Keying by sender alone would pin a sender to one instance for ever.
+//! group; it moves on to the next partition only when all of them are. Records of one sender
+//! to one destination are therefore never in flight on two partitions at once, so per-pair
+//! order holds even across competing consumers.
+//!
+//! A sender that never pauses would never see its records drained, and so would stay on one
+//! partition — one instance of the service — for ever. For **service** destinations the
+//! sender therefore *makes* a drain point: after [`STICKY`] on one partition it waits (at most
+//! [`DRAIN_WAIT`]) for its records there to be committed, then moves on. That costs a short
+//! pause (about one consumer commit interval) every [`STICKY`], and spreads a busy sender's
+//! work over the partitions, hence over the instances. **Instance** destinations have one
+//! consumer: their records stay on one partition (chosen from the sender's address) and
+//! never pause.
 //!
 //! **Bound.** The records not yet committed are this sender's share of the destination's lag;
 //! [`Outbound::pending`] is compared with the configured `queue_bound`.
@@ -15,22 +22,33 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
+/// How long a sender stays on one partition of a service topic before it makes a drain point.
+pub const STICKY: Duration = Duration::from_millis(500);
+/// Longest pause at a drain point; when the consumers are slower, the sender goes on where it
+/// is and tries again after another [`STICKY`].
+pub const DRAIN_WAIT: Duration = Duration::from_secs(1);
+
 /// One destination as seen by one sender.
 #[derive(Debug)]
 pub struct Outbound {
     current: i32,
     partitions: i32,
+    rotate: bool,
+    since: Instant,
     pending: HashMap<i32, VecDeque<i64>>,
     refreshed: Option<Instant>,
 }
 
 impl Outbound {
     /// A destination with `partitions` partitions; the first record goes to `start`.
-    pub fn new(partitions: i32, start: i32) -> Self {
+    /// `rotate`: move between partitions (service destinations); otherwise stay on `start`.
+    pub fn new(partitions: i32, start: i32, rotate: bool) -> Self {
         let partitions = partitions.max(1);
         Self {
             current: start.rem_euclid(partitions),
             partitions,
+            rotate,
+            since: Instant::now(),
             pending: HashMap::new(),
             refreshed: None,
         }
@@ -43,10 +61,24 @@ impl Outbound {
 
     /// The partition the next record goes to (moves on when the current one is drained).
     pub fn choose(&mut self) -> i32 {
-        if self.pending() == 0 {
+        if self.rotate && self.pending() == 0 {
             self.current = (self.current + 1) % self.partitions;
+            self.since = Instant::now();
         }
         self.current
+    }
+
+    /// Whether the sender should wait for a drain point before its next record.
+    pub fn wants_drain(&self, now: Instant) -> bool {
+        self.rotate
+            && self.partitions > 1
+            && self.pending() > 0
+            && now.duration_since(self.since) >= STICKY
+    }
+
+    /// The drain point did not come in time: stay, and try again after [`STICKY`].
+    pub fn stay(&mut self, now: Instant) {
+        self.since = now;
     }
 
     /// The partition records currently go to, without moving.
@@ -97,7 +129,7 @@ mod tests {
 
     #[test]
     fn sticks_while_pending_and_moves_when_drained() {
-        let mut o = Outbound::new(3, 0);
+        let mut o = Outbound::new(3, 0, true);
         let p = o.choose();
         assert_eq!(p, 1);
         o.written(p, 0);
@@ -114,8 +146,23 @@ mod tests {
     }
 
     #[test]
+    fn instance_destinations_never_move_and_drain_points_come_after_sticky() {
+        let mut o = Outbound::new(4, 2, false);
+        assert_eq!(o.choose(), 2);
+        assert_eq!(o.choose(), 2);
+        assert!(!o.wants_drain(Instant::now() + STICKY));
+        let mut s = Outbound::new(4, 0, true);
+        let p = s.choose();
+        s.written(p, 0);
+        assert!(!s.wants_drain(Instant::now()));
+        assert!(s.wants_drain(Instant::now() + STICKY));
+        s.stay(Instant::now() + STICKY);
+        assert!(!s.wants_drain(Instant::now() + STICKY));
+    }
+
+    #[test]
     fn refresh_only_when_pending() {
-        let mut o = Outbound::new(1, 0);
+        let mut o = Outbound::new(1, 0, true);
         let now = Instant::now();
         assert!(!o.wants_refresh(now, Duration::ZERO));
         o.written(0, 5);

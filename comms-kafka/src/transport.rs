@@ -24,7 +24,7 @@ use crate::error::BACKEND;
 use crate::lag::Lag;
 use crate::names::Names;
 use crate::options::{KafkaOptions, MAX_MESSAGE_SIZE};
-use crate::outbound::Outbound;
+use crate::outbound::{Outbound, DRAIN_WAIT};
 use crate::producer::{envelope_headers, Producer, Record};
 use crate::reports::{Reporter, Written};
 use crate::topics::{partition_count_blocking, Topics};
@@ -132,7 +132,7 @@ impl Inner {
         ]
     }
 
-    async fn destination(&self, topic: &str, key: &str) -> Result<Dest> {
+    async fn destination(&self, topic: &str, key: &str, rotate: bool) -> Result<Dest> {
         if let Some(d) = lock(&self.destinations).get(topic) {
             return Ok(d.clone());
         }
@@ -153,7 +153,11 @@ impl Inner {
         }
         Ok(map
             .entry(topic.to_owned())
-            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(Outbound::new(partitions, start))))
+            .or_insert_with(|| {
+                Arc::new(tokio::sync::Mutex::new(Outbound::new(
+                    partitions, start, rotate,
+                )))
+            })
             .clone())
     }
 
@@ -202,8 +206,26 @@ impl Inner {
             self.producer.deliver(record(Some(0)), QUEUE_WAIT).await?;
             return Ok(());
         }
-        let dest = self.destination(&topic, &key).await?;
+        let rotate = matches!(msg.to, Destination::Service(_));
+        let dest = self.destination(&topic, &key, rotate).await?;
         let mut out = dest.lock().await;
+        if out.wants_drain(std::time::Instant::now()) {
+            let until = Instant::now() + DRAIN_WAIT;
+            loop {
+                self.refresh(&topic, &mut out).await;
+                if out.pending() == 0 {
+                    break;
+                }
+                if Instant::now() >= until {
+                    out.stay(std::time::Instant::now());
+                    break;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                    _ = self.stop.cancelled() => return Err(Error::Closed),
+                }
+            }
+        }
         let bound = self.opts.section.queue_bound;
         let deadline = Instant::now() + self.opts.send_timeout();
         loop {

@@ -43,6 +43,14 @@ pub fn tansu_binary() -> anyhow::Result<PathBuf> {
         .with_context(|| format!("tansu not found; {TANSU_HINT}"))
 }
 
+/// Log to the test output as `RUST_LOG` says (nothing by default).
+pub fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
 fn free_port() -> anyhow::Result<u16> {
     let l = TcpListener::bind("127.0.0.1:0")?;
     Ok(l.local_addr()?.port())

@@ -5,6 +5,7 @@ use comms_tests::kafka::KafkaBackend;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka() {
+    comms_tests::kafka::init_logging();
     let backend = match KafkaBackend::start().await {
         Ok(b) => b,
         Err(e) => panic!("cannot start the Kafka broker: {e:#}"),
