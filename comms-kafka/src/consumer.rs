@@ -90,6 +90,7 @@ pub fn spawn(
     let consumer: BaseConsumer<GroupContext> = config
         .create_with_context(GroupContext {
             shared: shared.clone(),
+            assign_grace: Duration::from_millis(opts.section.assign_grace_ms),
         })
         .map_err(|e| map("creating a consumer", e))?;
     if let Source::Group { topic, .. } = &source {

@@ -24,6 +24,7 @@ pub const MAX_MESSAGE_SIZE: usize = 2 * 1024 * 1024;
 /// queue_bound = 1000      # messages one sender may have not yet consumed per destination
 /// send_timeout_ms = 30000 # how long send waits at the bound before Error::Backpressure
 /// delivery_timeout_ms = 60000 # librdkafka message.timeout.ms (retries across broker restarts)
+/// assign_grace_ms = 1000  # pause before taking up newly assigned partitions (rebalance safety)
 /// [kafka.librdkafka]      # extra librdkafka properties for every client (security.protocol...)
 /// "socket.keepalive.enable" = "true"
 /// ```
@@ -43,6 +44,9 @@ pub struct KafkaSection {
     pub send_timeout_ms: u64,
     /// librdkafka `message.timeout.ms`: how long the producer retries one record.
     pub delivery_timeout_ms: u64,
+    /// Pause before a consumer takes up newly assigned partitions, so that their previous
+    /// owner has revoked and committed (see `rebalance`).
+    pub assign_grace_ms: u64,
     /// Extra librdkafka properties applied to every client.
     pub librdkafka: BTreeMap<String, String>,
 }
@@ -56,6 +60,7 @@ impl Default for KafkaSection {
             queue_bound: 1000,
             send_timeout_ms: 30_000,
             delivery_timeout_ms: 60_000,
+            assign_grace_ms: 1000,
             librdkafka: BTreeMap::new(),
         }
     }

@@ -6,6 +6,15 @@
 //! takes a partition over, it starts after everything this instance has finished: handlers
 //! that completed are not run again elsewhere. Deliveries handed back (nacked) meanwhile are
 //! left to the new owner.
+//!
+//! On assign, the consumer pauses for `assign_grace` (`[kafka] assign_grace_ms`, default 1 s)
+//! before it takes the partitions up (the pause happens before librdkafka fetches the committed
+//! offsets). A broker that completes a rebalance before every previous owner has revoked —
+//! seen with tansu, where an old owner kept a partition for ~0.5 s after the new owner got it
+//! — would otherwise let the new owner read from an offset the old owner is about to commit
+//! past, and run those handlers a second time. The grace covers the old owner's next
+//! heartbeat, its revoke and its commit. With Apache Kafka's eager protocol it is not needed
+//! and can be set to 0.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,6 +33,8 @@ pub const REVOKE_WAIT: Duration = Duration::from_secs(10);
 pub struct GroupContext {
     /// State shared with the poll loop and ackers.
     pub shared: Arc<Shared>,
+    /// Pause before taking up newly assigned partitions (see the module docs).
+    pub assign_grace: Duration,
 }
 
 impl ClientContext for GroupContext {}
@@ -98,6 +109,11 @@ impl GroupContext {
 
 impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            if tpl.count() > 0 && !self.assign_grace.is_zero() && !self.shared.is_closing() {
+                std::thread::sleep(self.assign_grace);
+            }
+        }
         if let Rebalance::Revoke(tpl) = rebalance {
             let revoked = partitions(tpl);
             self.wait_for_inflight(&revoked);

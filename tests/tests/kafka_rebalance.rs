@@ -43,6 +43,7 @@ async fn worker(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consumers_join_and_leave_during_a_stream() {
+    comms_tests::kafka::init_logging();
     let backend = KafkaBackend::start()
         .await
         .unwrap_or_else(|e| panic!("cannot start the Kafka broker: {e:#}"));
