@@ -16,7 +16,7 @@ use crate::error::map;
 use crate::options::KafkaOptions;
 
 /// Most groups watched at once by one transport.
-const MAX_WATCHERS: usize = 32;
+const MAX_WATCHERS: usize = 16;
 /// How long one committed-offsets query may take.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 

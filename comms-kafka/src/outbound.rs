@@ -11,7 +11,8 @@
 //! partition — one instance of the service — for ever. For **service** destinations the
 //! sender therefore *makes* a drain point: after [`STICKY`] on one partition it waits (at most
 //! [`DRAIN_WAIT`]) for its records there to be committed, then moves on. That costs a short
-//! pause (about one consumer commit interval) every [`STICKY`], and spreads a busy sender's
+//! pause (about one consumer commit interval) every [`STICKY`] (backing off when the
+//! consumers are slow or absent), and spreads a busy sender's
 //! work over the partitions, hence over the instances. **Instance** destinations have one
 //! consumer: their records stay on one partition (chosen from the sender's address) and
 //! never pause.
@@ -35,6 +36,7 @@ pub struct Outbound {
     partitions: i32,
     rotate: bool,
     since: Instant,
+    misses: u32,
     pending: HashMap<i32, VecDeque<i64>>,
     refreshed: Option<Instant>,
 }
@@ -49,6 +51,7 @@ impl Outbound {
             partitions,
             rotate,
             since: Instant::now(),
+            misses: 0,
             pending: HashMap::new(),
             refreshed: None,
         }
@@ -64,6 +67,7 @@ impl Outbound {
         if self.rotate && self.pending() == 0 {
             self.current = (self.current + 1) % self.partitions;
             self.since = Instant::now();
+            self.misses = 0;
         }
         self.current
     }
@@ -73,12 +77,14 @@ impl Outbound {
         self.rotate
             && self.partitions > 1
             && self.pending() > 0
-            && now.duration_since(self.since) >= STICKY
+            && now.duration_since(self.since) >= STICKY * (1 << self.misses.min(5))
     }
 
-    /// The drain point did not come in time: stay, and try again after [`STICKY`].
+    /// The drain point did not come in time (slow or absent consumers): stay, and try again
+    /// after twice as long as last time (at most 32 × [`STICKY`]).
     pub fn stay(&mut self, now: Instant) {
         self.since = now;
+        self.misses = self.misses.saturating_add(1);
     }
 
     /// The partition records currently go to, without moving.
@@ -158,6 +164,11 @@ mod tests {
         assert!(s.wants_drain(Instant::now() + STICKY));
         s.stay(Instant::now() + STICKY);
         assert!(!s.wants_drain(Instant::now() + STICKY));
+        assert!(!s.wants_drain(Instant::now() + STICKY * 2));
+        assert!(
+            s.wants_drain(Instant::now() + STICKY * 4),
+            "backs off after a miss"
+        );
     }
 
     #[test]

@@ -110,6 +110,9 @@ impl GroupContext {
 impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
+            // The group has placed us: `listen` need not wait for the grace (a group reads
+            // from its committed offsets, so nothing sent meanwhile is missed).
+            self.shared.set_assigned();
             if tpl.count() > 0 && !self.assign_grace.is_zero() && !self.shared.is_closing() {
                 std::thread::sleep(self.assign_grace);
             }
