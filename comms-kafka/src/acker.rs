@@ -81,3 +81,80 @@ impl Drop for KafkaAcker {
         self.requeue();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use comms_core::Destination;
+    use tokio::sync::Semaphore;
+
+    fn setup() -> (Arc<Shared>, Arc<Semaphore>, DeliveryKey) {
+        let shared = Arc::new(Shared::new("t".into(), 4));
+        let tp = ("t".to_owned(), 0);
+        shared.offsets().assign(tp.clone());
+        let key = shared.offsets().received(&tp, 7, true);
+        (shared, Arc::new(Semaphore::new(4)), key)
+    }
+
+    fn msg() -> Message {
+        Message::new("X", Destination::Service("s".into())).unwrap()
+    }
+
+    #[tokio::test]
+    async fn ack_settles_and_frees_the_slot() {
+        let (shared, permits, key) = setup();
+        let a = KafkaAcker::new(
+            shared.clone(),
+            key,
+            msg(),
+            permits.clone().try_acquire_owned().unwrap(),
+        );
+        assert_eq!(permits.available_permits(), 3);
+        Box::new(a).ack().await.unwrap();
+        assert_eq!(permits.available_permits(), 4);
+        assert_eq!(
+            shared.offsets().to_commit(None),
+            vec![(("t".to_owned(), 0), 8)]
+        );
+        assert!(shared.take_requeued().is_empty());
+    }
+
+    #[tokio::test]
+    async fn nack_and_drop_hand_the_message_back_uncommitted() {
+        let (shared, permits, key) = setup();
+        let m = msg();
+        let a = KafkaAcker::new(
+            shared.clone(),
+            key.clone(),
+            m.clone(),
+            permits.clone().try_acquire_owned().unwrap(),
+        );
+        Box::new(a).nack(true).await.unwrap();
+        let back = shared.take_requeued();
+        assert_eq!(back.len(), 1);
+        assert_eq!(back[0].message.id, m.id);
+        assert_eq!(
+            permits.available_permits(),
+            3,
+            "the slot stays held while requeued"
+        );
+        drop(back);
+        let dropped = KafkaAcker::new(
+            shared.clone(),
+            key,
+            m,
+            permits.clone().try_acquire_owned().unwrap(),
+        );
+        drop(dropped);
+        assert_eq!(
+            shared.take_requeued().len(),
+            1,
+            "dropped unsettled = nack(requeue)"
+        );
+        assert_eq!(
+            shared.offsets().to_commit(None),
+            vec![(("t".to_owned(), 0), 7)],
+            "offset 7 not committed"
+        );
+    }
+}

@@ -55,7 +55,8 @@
 //! - **Nack** (or an acker dropped unsettled): the consumer hands the message to the inbox
 //!   again from memory, marked redelivered; its offset stays uncommitted meanwhile, so a crash
 //!   before the ack still redelivers it from Kafka. Seeking back was rejected: it would replay
-//!   every later record of the partition too.
+//!   every later record of the partition too. `nack(requeue = false)` drops the message (it
+//!   counts as done, with a warning).
 //! - **Rebalance**: on revoke, the consumer waits (up to 10 s) for the revoked partitions'
 //!   deliveries in flight, commits the acknowledged prefix synchronously, then lets go
 //!   ([`rebalance`]): the next owner does not run finished handlers again.
