@@ -7,7 +7,7 @@
 //! | `cd:` | native daemon `commsd` (`cd:///path.sock` or `cd://host:port`) | `native` (default) | built |
 //! | `cds:`, `cdu:` | native daemon over TLS / UDP | `native` | not built yet: a clear error |
 //! | `amqp:`, `amqps:` | RabbitMQ ([`comms_rabbitmq`]) | `rabbitmq` (default) | built |
-//! | `kafka:` | Kafka | `kafka` | not built yet: a clear error |
+//! | `kafka:` | Kafka (`comms-kafka`, rdkafka) | `kafka` (default) | built |
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> comms::Result<()> {
@@ -27,13 +27,7 @@ pub async fn connect(config: &Config) -> Result<Box<dyn Transport>> {
         Scheme::Memory => connect_memory(&url, config),
         Scheme::Cd | Scheme::Cds | Scheme::Cdu => connect_native(&url, config),
         Scheme::Amqp | Scheme::Amqps => connect_rabbitmq(config).await,
-        other => Err(Error::BackendUnavailable {
-            backend: other.backend(),
-            reason: format!(
-                "the {} backend is not implemented in this version; use memory: for now",
-                other.backend()
-            ),
-        }),
+        Scheme::Kafka => connect_kafka(config),
     }
 }
 
@@ -102,6 +96,19 @@ fn connect_native(_url: &TransportUrl, _config: &Config) -> Result<Box<dyn Trans
     })
 }
 
+#[cfg(feature = "kafka")]
+fn connect_kafka(config: &Config) -> Result<Box<dyn Transport>> {
+    Ok(Box::new(comms_kafka::KafkaTransport::connect(config)?))
+}
+
+#[cfg(not(feature = "kafka"))]
+fn connect_kafka(_config: &Config) -> Result<Box<dyn Transport>> {
+    Err(Error::BackendUnavailable {
+        backend: "kafka",
+        reason: "this build has the `kafka` feature turned off".into(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,11 +121,7 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(e.contains("accepted schemes"), "{e}");
-        for url in [
-            "cds://localhost:4043",
-            "cdu://localhost:4041",
-            "kafka://localhost:9092",
-        ] {
+        for url in ["cds://localhost:4043", "cdu://localhost:4041"] {
             let e = connect_url(url)
                 .await
                 .err()
@@ -137,6 +140,16 @@ mod tests {
         let mut c = Config::from_url("cd://127.0.0.1:4040").unwrap();
         c.transport.node = Some("n4".into());
         assert_eq!(connect(&c).await.unwrap().node(), "n4");
+    }
+
+    #[cfg(feature = "kafka")]
+    #[tokio::test]
+    async fn kafka_urls_build_the_kafka_transport() {
+        let mut c = Config::from_url("kafka://127.0.0.1:1,127.0.0.1:2").unwrap();
+        c.transport.node = Some("n3".into());
+        let t = connect(&c).await.unwrap();
+        assert_eq!(t.capabilities().backend, "kafka");
+        assert_eq!(t.node(), "n3");
     }
 
     #[tokio::test]

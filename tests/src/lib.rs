@@ -8,6 +8,7 @@
 pub mod bins;
 pub mod faulty;
 pub mod fleet;
+pub mod kafka;
 pub mod rabbitmq;
 
 use async_trait::async_trait;

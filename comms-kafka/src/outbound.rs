@@ -1,0 +1,185 @@
+//! Sender-side state per destination: which partition the next record goes to, and which of
+//! this sender's records the destination's consumer group has not committed yet.
+//!
+//! **Partition choice ("sticky until consumed").** A sender keeps writing to one partition of a
+//! destination topic while any record it wrote there is not yet committed by the destination's
+//! group; it moves on to the next partition only when all of them are. Records of one sender
+//! to one destination are therefore never in flight on two partitions at once, so per-pair
+//! order holds even across competing consumers.
+//!
+//! A sender that never pauses would never see its records drained, and so would stay on one
+//! partition — one instance of the service — for ever. For **service** destinations the
+//! sender therefore *makes* a drain point: after [`STICKY`] on one partition it waits (at most
+//! [`DRAIN_WAIT`]) for its records there to be committed, then moves on. That costs a short
+//! pause (about one consumer commit interval) every [`STICKY`] (backing off when the
+//! consumers are slow or absent), and spreads a busy sender's
+//! work over the partitions, hence over the instances. **Instance** destinations have one
+//! consumer: their records stay on one partition (chosen from the sender's address) and
+//! never pause.
+//!
+//! **Bound.** The records not yet committed are this sender's share of the destination's lag;
+//! [`Outbound::pending`] is compared with the configured `queue_bound`.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+/// How long a sender stays on one partition of a service topic before it makes a drain point.
+pub const STICKY: Duration = Duration::from_millis(500);
+/// Longest pause at a drain point; when the consumers are slower, the sender goes on where it
+/// is and tries again after another [`STICKY`].
+pub const DRAIN_WAIT: Duration = Duration::from_secs(1);
+
+/// One destination as seen by one sender.
+#[derive(Debug)]
+pub struct Outbound {
+    current: i32,
+    partitions: i32,
+    rotate: bool,
+    since: Instant,
+    misses: u32,
+    pending: HashMap<i32, VecDeque<i64>>,
+    refreshed: Option<Instant>,
+}
+
+impl Outbound {
+    /// A destination with `partitions` partitions; the first record goes to `start`.
+    /// `rotate`: move between partitions (service destinations); otherwise stay on `start`.
+    pub fn new(partitions: i32, start: i32, rotate: bool) -> Self {
+        let partitions = partitions.max(1);
+        Self {
+            current: start.rem_euclid(partitions),
+            partitions,
+            rotate,
+            since: Instant::now(),
+            misses: 0,
+            pending: HashMap::new(),
+            refreshed: None,
+        }
+    }
+
+    /// Records written and not yet known to be committed.
+    pub fn pending(&self) -> usize {
+        self.pending.values().map(VecDeque::len).sum()
+    }
+
+    /// The partition the next record goes to (moves on when the current one is drained).
+    pub fn choose(&mut self) -> i32 {
+        if self.rotate && self.pending() == 0 {
+            self.current = (self.current + 1) % self.partitions;
+            self.since = Instant::now();
+            self.misses = 0;
+        }
+        self.current
+    }
+
+    /// Whether the sender should wait for a drain point before its next record.
+    pub fn wants_drain(&self, now: Instant) -> bool {
+        self.rotate
+            && self.partitions > 1
+            && self.pending() > 0
+            && now.duration_since(self.since) >= STICKY * (1 << self.misses.min(5))
+    }
+
+    /// The drain point did not come in time (slow or absent consumers): stay, and try again
+    /// after twice as long as last time (at most 32 × [`STICKY`]).
+    pub fn stay(&mut self, now: Instant) {
+        self.since = now;
+        self.misses = self.misses.saturating_add(1);
+    }
+
+    /// The partition records currently go to, without moving.
+    pub fn current(&self) -> i32 {
+        self.current
+    }
+
+    /// A record was written at `partition`/`offset`.
+    pub fn written(&mut self, partition: i32, offset: i64) {
+        self.pending.entry(partition).or_default().push_back(offset);
+    }
+
+    /// The group committed `point` (the next offset it will read) on `partition`.
+    pub fn committed(&mut self, partition: i32, point: i64) {
+        if let Some(q) = self.pending.get_mut(&partition) {
+            while q.front().is_some_and(|o| *o < point) {
+                q.pop_front();
+            }
+            if q.is_empty() {
+                self.pending.remove(&partition);
+            }
+        }
+    }
+
+    /// Partitions with records not yet known committed.
+    pub fn pending_partitions(&self) -> Vec<i32> {
+        self.pending.keys().copied().collect()
+    }
+
+    /// Whether committed offsets are worth fetching again (something pending, and the last
+    /// look is older than `every`).
+    pub fn wants_refresh(&self, now: Instant, every: Duration) -> bool {
+        self.pending() > 0
+            && self
+                .refreshed
+                .is_none_or(|t| now.duration_since(t) >= every)
+    }
+
+    /// Committed offsets were just fetched.
+    pub fn refreshed_at(&mut self, now: Instant) {
+        self.refreshed = Some(now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sticks_while_pending_and_moves_when_drained() {
+        let mut o = Outbound::new(3, 0, true);
+        let p = o.choose();
+        assert_eq!(p, 1);
+        o.written(p, 0);
+        assert_eq!(o.choose(), 1, "stays while its records are pending");
+        o.written(1, 1);
+        assert_eq!(o.pending(), 2);
+        o.committed(1, 1);
+        assert_eq!(o.pending(), 1);
+        assert_eq!(o.choose(), 1);
+        o.committed(1, 2);
+        assert_eq!(o.pending(), 0);
+        assert_eq!(o.choose(), 2, "drained: moves on");
+        assert_eq!(o.choose(), 0);
+    }
+
+    #[test]
+    fn instance_destinations_never_move_and_drain_points_come_after_sticky() {
+        let mut o = Outbound::new(4, 2, false);
+        assert_eq!(o.choose(), 2);
+        assert_eq!(o.choose(), 2);
+        assert!(!o.wants_drain(Instant::now() + STICKY));
+        let mut s = Outbound::new(4, 0, true);
+        let p = s.choose();
+        s.written(p, 0);
+        assert!(!s.wants_drain(Instant::now()));
+        assert!(s.wants_drain(Instant::now() + STICKY));
+        s.stay(Instant::now() + STICKY);
+        assert!(!s.wants_drain(Instant::now() + STICKY));
+        assert!(!s.wants_drain(Instant::now() + STICKY * 2));
+        assert!(
+            s.wants_drain(Instant::now() + STICKY * 4),
+            "backs off after a miss"
+        );
+    }
+
+    #[test]
+    fn refresh_only_when_pending() {
+        let mut o = Outbound::new(1, 0, true);
+        let now = Instant::now();
+        assert!(!o.wants_refresh(now, Duration::ZERO));
+        o.written(0, 5);
+        assert!(o.wants_refresh(now, Duration::from_millis(100)));
+        o.refreshed_at(now);
+        assert!(!o.wants_refresh(now, Duration::from_millis(100)));
+        assert_eq!(o.pending_partitions(), vec![0]);
+    }
+}

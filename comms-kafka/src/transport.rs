@@ -1,0 +1,429 @@
+//! [`KafkaTransport`]: the [`Transport`] contract over rdkafka.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeSet, HashMap};
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use comms_core::transport::{prepare_forward, DEFAULT_HOP_LIMIT};
+use comms_core::{
+    envelope, Address, Advertisement, Capabilities, Config, Delivery, DeliveryMode, Destination,
+    Error, Inbox, Message, Result, Transport,
+};
+use tokio::sync::{mpsc, Semaphore};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::consumer::{self, Sink, Source};
+use crate::error::BACKEND;
+use crate::lag::Lag;
+use crate::names::Names;
+use crate::options::{KafkaOptions, MAX_MESSAGE_SIZE};
+use crate::outbound::{Outbound, DRAIN_WAIT};
+use crate::producer::{envelope_headers, Producer, Record};
+use crate::reports::{Reporter, Written};
+use crate::topics::{partition_count_blocking, Topics};
+
+/// How often a sender looks at its destinations' committed offsets while it has records there.
+const REFRESH: Duration = Duration::from_millis(100);
+/// How long `listen` waits for the consumer groups to assign partitions.
+const ASSIGN_WAIT: Duration = Duration::from_secs(30);
+/// How long the producer may wait for room in its local queue.
+const QUEUE_WAIT: Duration = Duration::from_secs(5);
+/// How long `close` waits for the consumers to leave their groups.
+const CLOSE_WAIT: Duration = Duration::from_secs(15);
+/// Destinations tracked per sender before idle ones are forgotten.
+const MAX_DESTINATIONS: usize = 1024;
+
+type Dest = Arc<tokio::sync::Mutex<Outbound>>;
+
+/// The Kafka transport. See the crate docs for the mapping.
+#[derive(Debug)]
+pub struct KafkaTransport {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    opts: KafkaOptions,
+    names: Names,
+    producer: Arc<Producer>,
+    topics: Topics,
+    lag: Arc<Lag>,
+    destinations: Mutex<HashMap<String, Dest>>,
+    bound: Mutex<Option<Address>>,
+    commands: Arc<RwLock<BTreeSet<String>>>,
+    listening: AtomicBool,
+    closed: AtomicBool,
+    stop: CancellationToken,
+    tasks: TaskTracker,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl KafkaTransport {
+    /// Connect with the settings of a configuration whose URL is `kafka://...`.
+    pub fn connect(config: &Config) -> Result<Self> {
+        Self::with_options(KafkaOptions::from_config(config)?)
+    }
+
+    /// Connect with explicit options. Clients connect lazily; nothing is sent yet.
+    pub fn with_options(opts: KafkaOptions) -> Result<Self> {
+        let producer = Arc::new(Producer::new(&opts)?);
+        let topics = Topics::new(&opts)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                names: Names::new(&opts.namespace),
+                lag: Arc::new(Lag::new(opts.clone())),
+                opts,
+                producer,
+                topics,
+                destinations: Mutex::new(HashMap::new()),
+                bound: Mutex::new(None),
+                commands: Arc::new(RwLock::new(BTreeSet::new())),
+                listening: AtomicBool::new(false),
+                closed: AtomicBool::new(false),
+                stop: CancellationToken::new(),
+                tasks: TaskTracker::new(),
+                threads: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// The topic and group names of this transport's namespace.
+    pub fn names(&self) -> &Names {
+        &self.inner.names
+    }
+}
+
+impl Inner {
+    fn address(&self) -> Option<Address> {
+        lock(&self.bound).clone()
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::SeqCst) {
+            Err(Error::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn own_topics(&self, address: &Address) -> Vec<(String, Option<i32>)> {
+        vec![
+            (self.names.instance(address), None),
+            (self.names.service(address.service()), None),
+            (self.names.broadcast(), Some(1)),
+            (self.names.dead_letter(), Some(1)),
+        ]
+    }
+
+    async fn destination(&self, topic: &str, key: &str, rotate: bool) -> Result<Dest> {
+        if let Some(d) = lock(&self.destinations).get(topic) {
+            return Ok(d.clone());
+        }
+        let producer = self.producer.clone();
+        let t = topic.to_owned();
+        let partitions =
+            tokio::task::spawn_blocking(move || partition_count_blocking(&producer, &t))
+                .await
+                .map_err(|e| Error::transport(BACKEND, "metadata task", true, e))??;
+        let mut h = DefaultHasher::new();
+        key.hash(&mut h);
+        let start = i32::try_from(h.finish() % partitions.max(1) as u64).unwrap_or(0);
+        let mut map = lock(&self.destinations);
+        if map.len() >= MAX_DESTINATIONS {
+            map.retain(|_, d| {
+                Arc::strong_count(d) > 1 || d.try_lock().map_or(true, |o| o.pending() > 0)
+            });
+        }
+        Ok(map
+            .entry(topic.to_owned())
+            .or_insert_with(|| {
+                Arc::new(tokio::sync::Mutex::new(Outbound::new(
+                    partitions, start, rotate,
+                )))
+            })
+            .clone())
+    }
+
+    async fn refresh(&self, topic: &str, out: &mut Outbound) {
+        let parts = out.pending_partitions();
+        out.refreshed_at(std::time::Instant::now());
+        if parts.is_empty() {
+            return;
+        }
+        match self
+            .lag
+            .committed(topic.to_owned(), topic.to_owned(), parts)
+            .await
+        {
+            Ok(committed) => {
+                for (p, point) in committed {
+                    out.committed(p, point);
+                }
+            }
+            Err(e) => tracing::debug!(%topic, error = %e, "kafka: committed offsets unavailable"),
+        }
+    }
+
+    /// Route a stamped, validated message.
+    async fn route(self: &Arc<Self>, msg: Message) -> Result<()> {
+        let from = msg.from.clone().ok_or(Error::NotAdvertised)?;
+        let key = from.to_string();
+        let topic = self.names.topic(&msg.to);
+        let broadcast = matches!(msg.to, Destination::Broadcast(_));
+        let payload = envelope::encode(&msg)?;
+        self.topics
+            .ensure(&[(topic.clone(), broadcast.then_some(1))])
+            .await?;
+        let record = |partition| Record {
+            topic: &topic,
+            partition,
+            key: &key,
+            payload: &payload,
+            headers: envelope_headers(msg.id.as_str()),
+        };
+        if msg.mode == DeliveryMode::AtMostOnce {
+            self.producer.enqueue(record(broadcast.then_some(0)));
+            return Ok(());
+        }
+        if broadcast {
+            self.producer.deliver(record(Some(0)), QUEUE_WAIT).await?;
+            return Ok(());
+        }
+        let rotate = matches!(msg.to, Destination::Service(_));
+        let dest = self.destination(&topic, &key, rotate).await?;
+        let mut out = dest.lock().await;
+        if out.wants_drain(std::time::Instant::now()) {
+            let until = Instant::now() + DRAIN_WAIT;
+            loop {
+                self.refresh(&topic, &mut out).await;
+                if out.pending() == 0 {
+                    break;
+                }
+                if Instant::now() >= until {
+                    out.stay(std::time::Instant::now());
+                    break;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                    _ = self.stop.cancelled() => return Err(Error::Closed),
+                }
+            }
+        }
+        let bound = self.opts.section.queue_bound;
+        let deadline = Instant::now() + self.opts.send_timeout();
+        loop {
+            let now = std::time::Instant::now();
+            if out.pending() >= bound || out.wants_refresh(now, REFRESH) {
+                self.refresh(&topic, &mut out).await;
+            }
+            if out.pending() < bound {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Backpressure(format!(
+                    "{bound} messages sent to {} are not yet consumed by its consumer group (queue_bound), and none was within {:?}",
+                    msg.to,
+                    self.opts.send_timeout()
+                )));
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                _ = self.stop.cancelled() => return Err(Error::Closed),
+            }
+        }
+        let partition = out.choose();
+        let (partition, offset) = self
+            .producer
+            .deliver(record(Some(partition)), QUEUE_WAIT)
+            .await?;
+        out.written(partition, offset);
+        drop(out);
+        if msg.report {
+            let reporter = Reporter {
+                lag: self.lag.clone(),
+                producer: self.producer.clone(),
+                names: self.names.clone(),
+                stop: self.stop.clone(),
+            };
+            let at = Written {
+                topic,
+                partition,
+                offset,
+            };
+            self.tasks.spawn(reporter.watch(msg, at));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Transport for KafkaTransport {
+    async fn advertise(&self, ad: &Advertisement) -> Result<()> {
+        let inner = &self.inner;
+        inner.check_open()?;
+        ad.validate()?;
+        if ad.address.node() != inner.opts.node {
+            return Err(Error::IdentityConflict {
+                bound: format!("node {}", inner.opts.node),
+                requested: ad.address.to_string(),
+            });
+        }
+        {
+            let mut bound = lock(&inner.bound);
+            match &*bound {
+                Some(b) if b != &ad.address => {
+                    return Err(Error::IdentityConflict {
+                        bound: b.to_string(),
+                        requested: ad.address.to_string(),
+                    })
+                }
+                Some(_) => {}
+                None => *bound = Some(ad.address.clone()),
+            }
+        }
+        inner.topics.ensure(&inner.own_topics(&ad.address)).await?;
+        *inner.commands.write().unwrap_or_else(|p| p.into_inner()) = ad.commands.clone();
+        let mut msg = ad.to_message()?;
+        msg.from = Some(ad.address.clone());
+        inner.route(msg).await
+    }
+
+    async fn listen(&self) -> Result<Inbox> {
+        let inner = &self.inner;
+        inner.check_open()?;
+        let address = inner.address().ok_or(Error::NotAdvertised)?;
+        if inner.listening.swap(true, Ordering::SeqCst) {
+            return Err(Error::AlreadyListening);
+        }
+        let prefetch = inner.opts.section.prefetch;
+        let (tx, rx) = mpsc::channel(prefetch);
+        let sink = Sink {
+            inbox: tx,
+            permits: Arc::new(Semaphore::new(prefetch)),
+            stop: inner.stop.clone(),
+            producer: inner.producer.clone(),
+            dead_letter: inner.names.dead_letter(),
+            runtime: tokio::runtime::Handle::current(),
+        };
+        let instance = inner.names.instance(&address);
+        let service = inner.names.service(address.service());
+        let sources = [
+            Source::Group {
+                group: instance.clone(),
+                topic: instance,
+            },
+            Source::Group {
+                group: service.clone(),
+                topic: service,
+            },
+            Source::Tail {
+                topic: inner.names.broadcast(),
+                node: address.node().to_owned(),
+                commands: inner.commands.clone(),
+            },
+        ];
+        let mut waits = Vec::new();
+        for source in sources {
+            let (shared, thread) = consumer::spawn(&inner.opts, source, sink.clone())?;
+            lock(&inner.threads).push(thread);
+            waits.push((shared.label.clone(), shared.assigned()));
+        }
+        for (label, mut assigned) in waits {
+            let ok = tokio::time::timeout(ASSIGN_WAIT, assigned.wait_for(|a| *a)).await;
+            if !matches!(ok, Ok(Ok(_))) {
+                tracing::warn!(consumer = %label, "kafka: no partition assignment yet; listening anyway");
+            }
+        }
+        Ok(Inbox::new(rx))
+    }
+
+    async fn send(&self, mut msg: Message) -> Result<()> {
+        let inner = &self.inner;
+        inner.check_open()?;
+        msg.validate()?;
+        msg.check_size(MAX_MESSAGE_SIZE)?;
+        msg.from = Some(inner.address().ok_or(Error::NotAdvertised)?);
+        inner.route(msg).await
+    }
+
+    async fn forward(&self, delivery: Delivery, to: Destination) -> Result<()> {
+        let inner = &self.inner;
+        inner.check_open()?;
+        let (msg, acker) = delivery.into_parts();
+        match prepare_forward(msg, to, DEFAULT_HOP_LIMIT) {
+            Ok(fwd) => {
+                inner.route(fwd).await?;
+                acker.ack().await
+            }
+            Err(e) => {
+                acker.ack().await?;
+                Err(e)
+            }
+        }
+    }
+
+    async fn close(&self) -> Result<()> {
+        let inner = &self.inner;
+        if inner.closed.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let producer = inner.producer.clone();
+        let flushed =
+            tokio::task::spawn_blocking(move || producer.flush_blocking(Duration::from_secs(30)))
+                .await
+                .map_err(|e| Error::transport(BACKEND, "flush task", false, e))?;
+        inner.stop.cancel();
+        inner.tasks.close();
+        inner.tasks.wait().await;
+        let threads: Vec<JoinHandle<()>> = lock(&inner.threads).drain(..).collect();
+        let joined = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                if t.join().is_err() {
+                    tracing::error!("kafka: a consumer thread panicked");
+                }
+            }
+        });
+        // Leaving a group needs the broker; when it is unreachable the threads finish later
+        // on their own (their last commit is already done or impossible anyway).
+        if tokio::time::timeout(CLOSE_WAIT, joined).await.is_err() {
+            tracing::warn!("kafka: consumers still closing after {CLOSE_WAIT:?}; not waiting");
+        }
+        flushed
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        let mut caps = Capabilities::new("kafka");
+        caps.max_message_size = MAX_MESSAGE_SIZE;
+        caps.queue_bound = self.inner.opts.section.queue_bound;
+        caps.at_most_once = true;
+        caps.namespaces = true;
+        caps.survives_restart = true;
+        caps.hop_limit = DEFAULT_HOP_LIMIT;
+        caps
+    }
+
+    fn node(&self) -> String {
+        self.inner.opts.node.clone()
+    }
+
+    fn local_address(&self) -> Option<Address> {
+        self.inner.address()
+    }
+}

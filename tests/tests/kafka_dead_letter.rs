@@ -1,0 +1,116 @@
+//! Bad input on Kafka: a record that is not a comms envelope goes to the dead-letter topic
+//! with the reason in a header, and the consumer keeps going.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use comms_core::conformance::Recorder;
+use comms_core::{Endpoint, Message};
+use comms_kafka::dead_letter::{OFFSET_HEADER, REASON_HEADER, TOPIC_HEADER};
+use comms_tests::kafka::KafkaBackend;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message as _};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_records_go_to_the_dead_letter_topic() {
+    let backend = KafkaBackend::start()
+        .await
+        .unwrap_or_else(|e| panic!("cannot start the Kafka broker: {e:#}"));
+    let ns = format!("dlq{}", std::process::id());
+    let rec = Recorder::new();
+    let b = Endpoint::builder(
+        comms::connect(&backend.config(&ns, "n1").unwrap())
+            .await
+            .unwrap(),
+        "b",
+    )
+    .handle("GOOD", rec.handler())
+    .start()
+    .await
+    .unwrap();
+    let a = Endpoint::builder(
+        comms::connect(&backend.config(&ns, "n0").unwrap())
+            .await
+            .unwrap(),
+        "a",
+    )
+    .start()
+    .await
+    .unwrap();
+    let names = comms_kafka::Names::new(&ns);
+    let topic = names.instance(b.address());
+    let bootstrap = backend.url().trim_start_matches("kafka://").to_owned();
+    let raw: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
+    for bad in [
+        &b"not json at all"[..],
+        br#"{"v":2,"id":"x","command":"GOOD","to":"b"}"#,
+    ] {
+        raw.send(
+            FutureRecord::<str, [u8]>::to(&topic)
+                .key("garbage")
+                .payload(bad),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    }
+    for i in 0..3 {
+        a.send(
+            Message::new("GOOD", b.address().clone())
+                .unwrap()
+                .with_param("seq", i.to_string()),
+        )
+        .await
+        .unwrap();
+    }
+    rec.wait_distinct(3, Duration::from_secs(60)).await.unwrap();
+
+    // Both bad records are on the dead-letter topic, unchanged, with the reason.
+    let dlq = names.dead_letter();
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", format!("{ns}-inspect"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(&dlq, 0, Offset::Beginning)
+        .unwrap();
+    consumer.assign(&tpl).unwrap();
+    let mut found = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while found.len() < 2 && std::time::Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            let headers = m.headers().unwrap().detach();
+            let get = |name: &str| {
+                headers
+                    .iter()
+                    .find(|h| h.key == name)
+                    .and_then(|h| h.value)
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+            };
+            found.push((
+                m.payload().map(|p| p.to_vec()),
+                get(REASON_HEADER),
+                get(TOPIC_HEADER),
+                get(OFFSET_HEADER),
+            ));
+        }
+    }
+    assert_eq!(found.len(), 2, "dead letters: {found:?}");
+    assert_eq!(found[0].0.as_deref(), Some(&b"not json at all"[..]));
+    let reason0 = found[0].1.clone().unwrap();
+    assert!(reason0.contains("not a comms envelope"), "{reason0}");
+    let reason1 = found[1].1.clone().unwrap();
+    assert!(reason1.contains("version 2"), "{reason1}");
+    assert_eq!(found[0].2.as_deref(), Some(topic.as_str()));
+    assert!(found[0].3.is_some());
+    assert_eq!(rec.count(), 3, "the good messages were handled once each");
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+}

@@ -1,0 +1,158 @@
+//! Interop: Python's `confluent-kafka` reads the records the plugin writes (the documented
+//! JSON envelope and headers), and envelopes it writes reach a comms endpoint.
+//! Installs the `confluent-kafka` wheel with pip when it is missing.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use comms_core::conformance::Recorder;
+use comms_core::{Destination, Endpoint, Message};
+use comms_tests::kafka::KafkaBackend;
+use tokio::process::Command;
+
+const PYTHON: &str = r#"
+import json, sys
+from confluent_kafka import Consumer, Producer, TopicPartition
+bootstrap, read_topic, write_topic, to = sys.argv[1:5]
+c = Consumer({"bootstrap.servers": bootstrap, "group.id": "py-" + read_topic,
+              "auto.offset.reset": "earliest", "enable.auto.commit": False})
+c.subscribe([read_topic])
+got = []
+while len(got) < 3:
+    m = c.poll(30)
+    if m is None:
+        sys.exit("no record within 30 s")
+    if m.error():
+        continue
+    env = json.loads(m.value())
+    headers = {k: v.decode() for k, v in (m.headers() or [])}
+    got.append({"env": env, "key": m.key().decode(), "content_type": headers.get("content-type")})
+c.close()
+p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all"})
+for i in range(3):
+    env = {"v": 1, "id": "py%d" % i, "command": "FROM_PY", "to": to, "from": "py:script",
+           "params": {"lang": "python", "seq": str(i)}}
+    p.produce(write_topic, key="py:script", value=json.dumps(env),
+              headers=[("content-type", "application/vnd.comms.envelope+json")])
+if p.flush(30) != 0:
+    sys.exit("python records not delivered")
+print(json.dumps(got))
+"#;
+
+async fn ensure_confluent_kafka() {
+    let ok = |out: std::process::Output| out.status.success();
+    let probe = Command::new("python3")
+        .args(["-c", "import confluent_kafka"])
+        .output()
+        .await
+        .expect("python3 is needed for the interop test");
+    if ok(probe) {
+        return;
+    }
+    let pip = Command::new("python3")
+        .args(["-m", "pip", "install", "--quiet", "confluent-kafka"])
+        .output()
+        .await
+        .unwrap();
+    if ok(pip) {
+        return;
+    }
+    let pip = Command::new("python3")
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--break-system-packages",
+            "confluent-kafka",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        pip.status.success(),
+        "pip install confluent-kafka failed: {}",
+        String::from_utf8_lossy(&pip.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_confluent_kafka_reads_and_writes_envelopes() {
+    ensure_confluent_kafka().await;
+    let backend = KafkaBackend::start()
+        .await
+        .unwrap_or_else(|e| panic!("cannot start the Kafka broker: {e:#}"));
+    let ns = format!("interop{}", std::process::id());
+    let rec = Recorder::new();
+    let b = Endpoint::builder(
+        comms::connect(&backend.config(&ns, "n1").unwrap())
+            .await
+            .unwrap(),
+        "b",
+    )
+    .handle("FROM_PY", rec.handler())
+    .start()
+    .await
+    .unwrap();
+    let a = Endpoint::builder(
+        comms::connect(&backend.config(&ns, "n0").unwrap())
+            .await
+            .unwrap(),
+        "a",
+    )
+    .start()
+    .await
+    .unwrap();
+    for i in 0..3 {
+        let msg = Message::new("TO_PY", Destination::service("pyreader").unwrap())
+            .unwrap()
+            .with_param("seq", i.to_string())
+            .with_param("text", "é \"quoted\"");
+        a.send(msg).await.unwrap();
+    }
+    let names = comms_kafka::Names::new(&ns);
+    let bootstrap = backend.url().trim_start_matches("kafka://").to_owned();
+    let out = tokio::time::timeout(
+        Duration::from_secs(120),
+        Command::new("python3")
+            .args([
+                "-c",
+                PYTHON,
+                &bootstrap,
+                &names.service("pyreader"),
+                &names.instance(b.address()),
+                &b.address().to_string(),
+            ])
+            .output(),
+    )
+    .await
+    .expect("python timed out")
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let got = got.as_array().unwrap();
+    for (i, r) in got.iter().enumerate() {
+        let env = &r["env"];
+        assert_eq!(env["v"], 1);
+        assert_eq!(env["command"], "TO_PY");
+        assert_eq!(env["to"], "pyreader");
+        assert_eq!(env["from"], a.address().to_string());
+        assert_eq!(env["params"]["seq"], i.to_string(), "order kept");
+        assert_eq!(env["params"]["text"], "é \"quoted\"");
+        assert_eq!(r["key"], a.address().to_string());
+        assert_eq!(r["content_type"], comms_core::envelope::CONTENT_TYPE);
+    }
+    rec.wait_distinct(3, Duration::from_secs(60)).await.unwrap();
+    let msgs = rec.messages();
+    assert!(msgs.iter().all(|m| m.from.as_ref().map(|f| f.to_string())
+        == Some("py:script".into())
+        && m.param("lang") == Some("python")));
+    let seqs = rec.seqs();
+    assert_eq!(seqs, vec![0, 1, 2]);
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+}
