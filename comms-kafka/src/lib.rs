@@ -113,6 +113,7 @@ pub mod producer;
 pub mod rebalance;
 pub mod reports;
 pub mod shared;
+pub mod sniff;
 pub mod topics;
 pub mod transport;
 

@@ -16,6 +16,11 @@ impl Names {
         }
     }
 
+    /// `comms.{ns}`: what every topic of the namespace starts with.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// `comms.{ns}.svc.{service}`: the service topic, and the group of its instances.
     pub fn service(&self, service: &str) -> String {
         format!("{}.svc.{service}", self.prefix)

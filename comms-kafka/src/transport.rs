@@ -379,6 +379,15 @@ impl Transport for KafkaTransport {
         }
     }
 
+    async fn sniff(&self) -> Result<Inbox> {
+        crate::sniff::start(
+            &self.inner.opts,
+            &self.inner.names,
+            self.inner.stop.child_token(),
+            &self.inner.tasks,
+        )
+    }
+
     async fn close(&self) -> Result<()> {
         let inner = &self.inner;
         if inner.closed.swap(true, Ordering::SeqCst) {
