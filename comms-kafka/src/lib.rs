@@ -4,6 +4,9 @@
 //! a [`KafkaTransport`]. It works with any Kafka-protocol broker (Apache Kafka, Redpanda,
 //! tansu); brokers need not auto-create topics.
 //!
+//! `Transport::sniff` (for `commsctl sniff`) is a never-committing consumer of every topic of
+//! the namespace from the end: see [`sniff`].
+//!
 //! # Mapping
 //!
 //! **Topics** (`{ns}` = `transport.namespace`, default `default`; see [`Names`]):
