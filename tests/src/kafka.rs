@@ -176,11 +176,30 @@ impl KafkaBackend {
 
     /// A configuration for `node` in `namespace`.
     pub fn config(&self, namespace: &str, node: &str) -> Result<Config> {
-        let mut c = Config::from_url(&self.url)?;
-        c.transport.node = Some(node.to_owned());
-        c.transport.namespace = Some(namespace.to_owned());
-        Ok(c)
+        config_for(&self.url, namespace, node)
     }
+
+    /// An endpoint `service` on `node` in `namespace`, built by `build`, started.
+    pub async fn endpoint(
+        &self,
+        namespace: &str,
+        node: &str,
+        service: &str,
+        build: impl FnOnce(comms_core::EndpointBuilder) -> comms_core::EndpointBuilder,
+    ) -> Result<comms_core::Endpoint> {
+        let transport = comms::connect(&self.config(namespace, node)?).await?;
+        build(comms_core::Endpoint::builder(transport, service))
+            .start()
+            .await
+    }
+}
+
+/// A configuration for the broker at `url`, as `node` in `namespace`.
+pub fn config_for(url: &str, namespace: &str, node: &str) -> Result<Config> {
+    let mut c = Config::from_url(url)?;
+    c.transport.node = Some(node.to_owned());
+    c.transport.namespace = Some(namespace.to_owned());
+    Ok(c)
 }
 
 #[async_trait]

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use comms_core::conformance::Recorder;
-use comms_core::{Endpoint, Message};
+use comms_core::Message;
 use comms_kafka::dead_letter::{OFFSET_HEADER, REASON_HEADER, TOPIC_HEADER};
 use comms_tests::kafka::KafkaBackend;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -20,25 +20,11 @@ async fn invalid_records_go_to_the_dead_letter_topic() {
         .unwrap_or_else(|e| panic!("cannot start the Kafka broker: {e:#}"));
     let ns = format!("dlq{}", std::process::id());
     let rec = Recorder::new();
-    let b = Endpoint::builder(
-        comms::connect(&backend.config(&ns, "n1").unwrap())
-            .await
-            .unwrap(),
-        "b",
-    )
-    .handle("GOOD", rec.handler())
-    .start()
-    .await
-    .unwrap();
-    let a = Endpoint::builder(
-        comms::connect(&backend.config(&ns, "n0").unwrap())
-            .await
-            .unwrap(),
-        "a",
-    )
-    .start()
-    .await
-    .unwrap();
+    let b = backend
+        .endpoint(&ns, "n1", "b", |e| e.handle("GOOD", rec.handler()))
+        .await
+        .unwrap();
+    let a = backend.endpoint(&ns, "n0", "a", |e| e).await.unwrap();
     let names = comms_kafka::Names::new(&ns);
     let topic = names.instance(b.address());
     let bootstrap = backend.url().trim_start_matches("kafka://").to_owned();

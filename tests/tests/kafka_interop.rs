@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use comms_core::conformance::Recorder;
-use comms_core::{Destination, Endpoint, Message};
+use comms_core::{Destination, Message};
 use comms_tests::kafka::KafkaBackend;
 use tokio::process::Command;
 
@@ -84,25 +84,11 @@ async fn python_confluent_kafka_reads_and_writes_envelopes() {
         .unwrap_or_else(|e| panic!("cannot start the Kafka broker: {e:#}"));
     let ns = format!("interop{}", std::process::id());
     let rec = Recorder::new();
-    let b = Endpoint::builder(
-        comms::connect(&backend.config(&ns, "n1").unwrap())
-            .await
-            .unwrap(),
-        "b",
-    )
-    .handle("FROM_PY", rec.handler())
-    .start()
-    .await
-    .unwrap();
-    let a = Endpoint::builder(
-        comms::connect(&backend.config(&ns, "n0").unwrap())
-            .await
-            .unwrap(),
-        "a",
-    )
-    .start()
-    .await
-    .unwrap();
+    let b = backend
+        .endpoint(&ns, "n1", "b", |e| e.handle("FROM_PY", rec.handler()))
+        .await
+        .unwrap();
+    let a = backend.endpoint(&ns, "n0", "a", |e| e).await.unwrap();
     for i in 0..3 {
         let msg = Message::new("TO_PY", Destination::service("pyreader").unwrap())
             .unwrap()

@@ -51,15 +51,7 @@ async fn consumers_join_and_leave_during_a_stream() {
     let rec = Recorder::new();
     let own = [Recorder::new(), Recorder::new(), Recorder::new()];
     let w1 = worker(&backend, &ns, "n1", &rec, &own[0]).await;
-    let a = Endpoint::builder(
-        comms::connect(&backend.config(&ns, "n0").unwrap())
-            .await
-            .unwrap(),
-        "a",
-    )
-    .start()
-    .await
-    .unwrap();
+    let a = backend.endpoint(&ns, "n0", "a", |e| e).await.unwrap();
     let sender = {
         let a = a.clone();
         tokio::spawn(async move {

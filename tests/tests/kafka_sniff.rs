@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use comms::{Endpoint, Message, Outcome};
-use comms_tests::kafka::Tansu;
+use comms_tests::kafka::{config_for, Tansu};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_sniff_copies_messages_and_consumes_nothing() {
@@ -17,12 +17,7 @@ async fn kafka_sniff_copies_messages_and_consumes_nothing() {
         "sniff_{}",
         ulid::Ulid::generate().to_string().to_ascii_lowercase()
     );
-    let config = |node: &str| {
-        let mut c = comms::Config::from_url(broker.url()).unwrap();
-        c.transport.namespace = Some(ns.clone());
-        c.transport.node = Some(node.into());
-        c
-    };
+    let config = |node: &str| config_for(&broker.url(), &ns, node).unwrap();
     let handled = Arc::new(AtomicUsize::new(0));
     let h = handled.clone();
     let b = Endpoint::builder(comms::connect(&config("n1")).await.unwrap(), "b")
