@@ -112,7 +112,13 @@ impl TransportUrl {
         // list by hand and give the url crate only the first one.
         let parse_text = if scheme == Scheme::Kafka {
             let servers = kafka_servers(raw).map_err(malformed)?;
-            format!("kafka://{}", servers[0])
+            // Keep the path and query (`?node=...`) after the server list.
+            let after_authority = raw
+                .split_once("://")
+                .map(|(_, rest)| rest)
+                .and_then(|rest| rest.find(['/', '?']).map(|i| &rest[i..]))
+                .unwrap_or("");
+            format!("kafka://{}{after_authority}", servers[0])
         } else {
             raw.to_owned()
         };
@@ -360,6 +366,9 @@ mod tests {
         }
         let k = TransportUrl::parse("kafka://a:1,b:2").unwrap();
         assert_eq!(k.kafka_bootstrap(), ["a:1", "b:2"]);
+        let k = TransportUrl::parse("kafka://a:1,b:2?node=n5").unwrap();
+        assert_eq!(k.kafka_bootstrap(), ["a:1", "b:2"]);
+        assert_eq!(k.query("node").as_deref(), Some("n5"));
         let m = TransportUrl::parse("memory://hub?node=n2").unwrap();
         assert_eq!(m.query("node").as_deref(), Some("n2"));
     }

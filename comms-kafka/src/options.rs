@@ -71,9 +71,9 @@ impl Default for KafkaSection {
 pub struct KafkaOptions {
     /// `host:port,host:port`.
     pub bootstrap: String,
-    /// Deployment prefix (`transport.namespace`, default `default`).
+    /// Deployment prefix (`?namespace=` in the URL, else `transport.namespace`, default `default`).
     pub namespace: String,
-    /// Node name (`transport.node`, default: the hostname).
+    /// Node name (`?node=` in the URL, else `transport.node`, default: the hostname).
     pub node: String,
     /// The `[kafka]` section.
     pub section: KafkaSection,
@@ -91,11 +91,14 @@ impl KafkaOptions {
             return Err(Error::Config(format!("{url}: no bootstrap server")));
         }
         let section: KafkaSection = config.section("kafka")?;
-        let node = config.transport.node.clone().unwrap_or_else(hostname_node);
-        let namespace = config
-            .transport
-            .namespace
-            .clone()
+        // As on every backend, `?node=` / `?namespace=` in the URL win over `[transport]`.
+        let node = url
+            .query("node")
+            .or_else(|| config.transport.node.clone())
+            .unwrap_or_else(hostname_node);
+        let namespace = url
+            .query("namespace")
+            .or_else(|| config.transport.namespace.clone())
             .unwrap_or_else(|| "default".to_owned());
         let opts = Self {
             bootstrap: servers.join(","),

@@ -150,6 +150,10 @@ mod tests {
         let t = connect(&c).await.unwrap();
         assert_eq!(t.capabilities().backend, "kafka");
         assert_eq!(t.node(), "n3");
+        let t = connect_url("kafka://127.0.0.1:1,127.0.0.1:2?node=n8")
+            .await
+            .unwrap();
+        assert_eq!(t.node(), "n8", "?node= in a kafka URL is read");
     }
 
     #[tokio::test]
