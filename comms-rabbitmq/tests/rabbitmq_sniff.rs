@@ -9,9 +9,13 @@ use comms_rabbitmq::RabbitTransport;
 
 const WAIT: Duration = Duration::from_secs(10);
 
+fn broker() -> String {
+    std::env::var("COMMS_RABBITMQ_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
+}
+
 fn url(namespace: &str, node: &str) -> String {
-    let base = std::env::var("COMMS_RABBITMQ_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned());
+    let base = broker();
     let sep = if base.contains('?') { '&' } else { '?' };
     format!("{base}{sep}namespace={namespace}&node={node}")
 }
@@ -21,6 +25,43 @@ fn namespace() -> String {
         "sniff_{}",
         ulid::Ulid::generate().to_string().to_lowercase()
     )
+}
+
+/// Delete the namespace's queues and exchanges (the broker is shared: leave nothing behind).
+async fn cleanup(namespace: &str) {
+    let prefix = format!("comms.{namespace}");
+    let list = |what: &str| -> Vec<String> {
+        let out = std::process::Command::new("rabbitmqctl")
+            .args([what, "-q", "--no-table-headers", "name"])
+            .output()
+            .expect("rabbitmqctl");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.trim().to_owned())
+            .filter(|n| *n == prefix || n.starts_with(&format!("{prefix}.")))
+            .collect()
+    };
+    let conn = lapin::Connection::connect(&broker(), lapin::ConnectionProperties::default())
+        .await
+        .expect("connect for cleanup");
+    let ch = conn.create_channel().await.expect("channel");
+    for q in list("list_queues") {
+        ch.queue_delete(
+            q.as_str().into(),
+            lapin::options::QueueDeleteOptions::default(),
+        )
+        .await
+        .expect("delete queue");
+    }
+    for x in list("list_exchanges") {
+        ch.exchange_delete(
+            x.as_str().into(),
+            lapin::options::ExchangeDeleteOptions::default(),
+        )
+        .await
+        .expect("delete exchange");
+    }
+    let _ = conn.close(0, "cleanup done".into()).await;
 }
 
 async fn bound(url: &str, service: &str, commands: &[&str]) -> RabbitTransport {
@@ -85,6 +126,7 @@ async fn rabbitmq_sniff_copies_every_message_and_consumes_nothing() {
     for t in [&a, &b, &sniffer] {
         t.close().await.unwrap();
     }
+    cleanup(&ns).await;
 }
 
 #[tokio::test]
@@ -122,4 +164,5 @@ async fn rabbitmq_a_slow_sniffer_never_slows_senders() {
     for t in [&a, &sniffer] {
         t.close().await.unwrap();
     }
+    cleanup(&ns).await;
 }
