@@ -1,0 +1,162 @@
+//! One server managing N agents, each agent on its own connection to one `commsd` process
+//! with heartbeats on; then one dispatch to all of them, every result collected.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use comms_agent::auth::FleetKey;
+use comms_agent::{Agent, AgentConfig};
+use comms_native::transport::NativeTransport;
+use comms_server::client::{Client, Event};
+use comms_server::protocol::{DispatchRequest, Outcome, Selector};
+use comms_server::{Server, ServerConfig};
+use futures_util::stream::{self, StreamExt, TryStreamExt};
+use serde_json::json;
+
+use crate::commsd::Commsd;
+use crate::rss::rss_kib;
+
+fn transport(url: &str) -> anyhow::Result<Box<dyn comms_core::Transport>> {
+    Ok(Box::new(NativeTransport::connect(url)?))
+}
+
+/// Runs the fleet load and returns the report.
+pub async fn run(
+    agents: usize,
+    ttl_secs: u64,
+    concurrency: usize,
+) -> anyhow::Result<serde_json::Value> {
+    anyhow::ensure!(agents >= 1, "--agents must be at least 1");
+    let daemon = Commsd::start(agents + 64).await?;
+    let url = daemon.url();
+    let dir = tempfile::Builder::new()
+        .prefix("comms-load-fleet-")
+        .tempdir()?;
+    let key_file = dir.path().join("fleet.key");
+    std::fs::write(&key_file, format!("{}\n", ulid_like()))?;
+
+    let server = Server::start(
+        transport(&url)?,
+        ServerConfig {
+            ttl_secs,
+            key_file: Some(key_file.clone()),
+            ..ServerConfig::default()
+        },
+    )
+    .await
+    .context("server")?;
+
+    eprintln!("comms-load: starting {agents} agents ({concurrency} at a time)...");
+    let started = Instant::now();
+    let fleet: Vec<Agent> = stream::iter(0..agents)
+        .map(|i| {
+            let (url, dir, key_file) = (url.clone(), dir.path().to_path_buf(), key_file.clone());
+            async move {
+                let config = AgentConfig {
+                    name: Some(format!("agent_{i}")),
+                    state_dir: dir.join(format!("agent_{i}")),
+                    key_file: Some(key_file),
+                    ttl_secs,
+                    groups: vec!["load".into()],
+                    ..AgentConfig::default()
+                };
+                Agent::start(transport(&url)?, config)
+                    .await
+                    .with_context(|| format!("agent {i}"))
+            }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .try_collect()
+        .await?;
+    let started_secs = started.elapsed().as_secs_f64();
+    let deadline = Instant::now() + Duration::from_secs(120 + agents as u64 / 10);
+    loop {
+        let up = server.agents().iter().filter(|a| a.up).count();
+        if up == agents {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("the server sees {up} of {agents} agents up");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let all_up_secs = started.elapsed().as_secs_f64();
+
+    let key = FleetKey::from_file(&key_file)?;
+    let mut client = Client::connect(transport(&url)?, "load_ctl", Duration::from_secs(60))
+        .await?
+        .with_key(key);
+    let request = DispatchRequest {
+        selector: Selector::Group("load".into()),
+        argv: vec!["true".into()],
+        env: BTreeMap::new(),
+        cwd: None,
+        timeout_ms: 120_000,
+        output_cap: 1024,
+    };
+    let sent = Instant::now();
+    let accepted = client.dispatch(&request).await.context("dispatch")?;
+    let record = loop {
+        match tokio::time::timeout(Duration::from_secs(300), client.next_event()).await {
+            Ok(Some(Event::Done(d))) if d.dispatch == accepted.dispatch => break d,
+            Ok(Some(_)) => {}
+            Ok(None) => bail!("the client stopped"),
+            Err(_) => bail!("no DISPATCH_DONE within 300 s"),
+        }
+    };
+    let dispatch_secs = sent.elapsed().as_secs_f64();
+    let ok = record
+        .results
+        .iter()
+        .filter(|r| r.outcome == Outcome::Ok)
+        .count();
+    let daemon_rss = rss_kib(Some(daemon.pid()?))?;
+    let process_rss = rss_kib(None)?;
+    // Heartbeats keep flowing while the fleet idles: every agent stays up.
+    tokio::time::sleep(Duration::from_secs(ttl_secs.max(1) * 2)).await;
+    let still_up = server.agents().iter().filter(|a| a.up).count();
+
+    client.close().await?;
+    for a in fleet {
+        a.shutdown().await?;
+    }
+    server.shutdown().await?;
+    anyhow::ensure!(
+        ok == agents,
+        "{ok} of {agents} results ok: {:?}",
+        record.results.iter().find(|r| r.outcome != Outcome::Ok)
+    );
+    anyhow::ensure!(
+        still_up == agents,
+        "only {still_up} of {agents} agents still up after 2 TTLs"
+    );
+    Ok(json!({
+        "agents": agents,
+        "agents_started_secs": round(started_secs),
+        "all_seen_up_by_server_secs": round(all_up_secs),
+        "heartbeats_per_sec": round(agents as f64 * 3.0 / ttl_secs.max(1) as f64),
+        "dispatch_targets": record.results.len(),
+        "results_ok": ok,
+        "dispatch_to_all_done_secs": round(dispatch_secs),
+        "still_up_after_2_ttl": still_up,
+        "daemon_rss_kib": daemon_rss,
+        "server_and_agents_process_rss_kib": process_rss,
+    }))
+}
+
+/// 32 hex characters from the clock and the pid (a per-run test key, not a secret).
+fn ulid_like() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "{:016x}{:016x}",
+        nanos as u64,
+        u64::from(std::process::id())
+    )
+}
+
+fn round(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
