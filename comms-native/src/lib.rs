@@ -25,4 +25,5 @@
 pub mod client;
 pub mod codec;
 pub mod daemon;
+pub mod tls;
 pub mod transport;

@@ -2,6 +2,7 @@
 //! reconnect schedule, bounds).
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::error::ClientError;
@@ -36,10 +37,14 @@ pub struct ClientConfig {
     pub incoming_capacity: usize,
     /// Largest line read from the daemon (longer lines are skipped with a warning).
     pub max_line_length: usize,
+    /// For a [`Target::Tls`]: the rustls configuration, built once from its files.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl ClientConfig {
-    /// A configuration from a `cd:` URL (`?retry=0.05,0.1` overrides the schedule) for `service`.
+    /// A configuration from a `cd:` or `cds:` URL (`?retry=0.05,0.1` overrides the schedule)
+    /// for `service`. For `cds:` the certificate files are read here: a missing or bad file is
+    /// an error now, not a retry loop later.
     pub fn from_url(url: &str, service: impl Into<String>) -> Result<Self, ClientError> {
         let service = service.into();
         if !crate::codec::is_valid_name(&service) {
@@ -48,8 +53,17 @@ impl ClientConfig {
                 reason: format!("service name `{service}` breaks the name rule"),
             });
         }
+        let target = Target::parse(url)?;
+        let tls = match &target {
+            Target::Tls { host, tls, .. } => {
+                tls.verify_name(host)?;
+                Some(tls.client_config()?)
+            }
+            _ => None,
+        };
         Ok(Self {
-            target: Target::parse(url)?,
+            target,
+            tls,
             service,
             commands: BTreeSet::new(),
             retry: retry_from_query(url)?,

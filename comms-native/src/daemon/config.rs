@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::codec::{DEFAULT_MAX_LINE_LENGTH, UDP_MAX_DATAGRAM};
+use crate::tls::ServerTls;
 
 /// Default Unix socket path of a stock Communicator daemon.
 pub const DEFAULT_UNIX_PATH: &str = "/run/communicator/communicatord.sock";
@@ -13,6 +14,45 @@ pub const DEFAULT_UNIX_PATH: &str = "/run/communicator/communicatord.sock";
 pub const DEFAULT_TCP: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 4040));
 /// Default UDP signal listener.
 pub const DEFAULT_UDP: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 4041));
+
+/// Default secure (TLS) service port (`secure_listen`, cd-wire §2.1).
+pub const DEFAULT_TLS_PORT: u16 = 4043;
+/// Default bound on one TLS handshake of the secure listener.
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The secure service listener (`cds:`): TLS over TCP on any address (not only loopback).
+/// Once the handshake is done a connection is a service connection exactly like a loopback
+/// TCP one (same commands, same [`AdminRules`] as TCP).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsListenerConfig {
+    /// Address to bind (any address; port 0 is allowed).
+    pub addr: SocketAddr,
+    /// Certificate, key, and the optional client CA (set: mutual TLS).
+    pub tls: ServerTls,
+    /// Bound on one handshake; a client that does not finish in time is dropped (counted).
+    pub handshake_timeout: Duration,
+}
+
+impl TlsListenerConfig {
+    /// A listener on `addr` with `cert` + `key`, no client certificate asked.
+    pub fn new(addr: SocketAddr, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        Self {
+            addr,
+            tls: ServerTls {
+                cert: cert.into(),
+                key: key.into(),
+                client_ca: None,
+            },
+            handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+        }
+    }
+
+    /// Requires client certificates signed by the CA in `ca` (mutual TLS).
+    pub fn with_client_ca(mut self, ca: impl Into<PathBuf>) -> Self {
+        self.tls.client_ca = Some(ca.into());
+        self
+    }
+}
 
 /// Limits of the cache of messages for services that are not registered (yet).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,13 +134,18 @@ pub struct DaemonConfig {
     pub tcp: Option<SocketAddr>,
     /// UDP signal listener (`None`: none). Port 0 is allowed.
     pub udp: Option<SocketAddr>,
+    /// Secure (TLS) service listener (`None`: none). See [`TlsListenerConfig`].
+    pub tls: Option<TlsListenerConfig>,
     /// Shared secret that UDP datagrams must carry as `secret_code` (stripped before routing).
     pub udp_secret: Option<String>,
-    /// Largest accepted UDP datagram. Default 1024 bytes.
+    /// Largest accepted UDP datagram. Default 1024 bytes. Larger ones are dropped (logged,
+    /// counted in [`StatsSnapshot::udp_oversize`](super::StatsSnapshot::udp_oversize)), never
+    /// truncated.
     pub udp_max_datagram: usize,
     /// `my_address` sent in `READY`. Default: the bound TCP address (else `127.0.0.1:4040`).
     pub my_address: Option<String>,
-    /// Maximum simultaneous stream connections (TCP + Unix). Default 1000.
+    /// Maximum simultaneous stream connections (TCP + TLS + Unix; a TLS connection counts from
+    /// its TCP accept, so pending handshakes are bounded too). Default 1000.
     pub max_connections: usize,
     /// Maximum line length in bytes (excluding `\n`). Default 64 KiB.
     pub max_line: usize,
@@ -125,6 +170,7 @@ impl Default for DaemonConfig {
             unix_path: Some(PathBuf::from(DEFAULT_UNIX_PATH)),
             tcp: Some(DEFAULT_TCP),
             udp: Some(DEFAULT_UDP),
+            tls: None,
             udp_secret: None,
             udp_max_datagram: UDP_MAX_DATAGRAM,
             my_address: None,

@@ -17,8 +17,12 @@
 //! [`CancellationToken`](tokio_util::sync::CancellationToken)):
 //! - **accept loops** (`listen.rs`): TCP (loopback only) and Unix; each accepted connection
 //!   takes a permit of a semaphore of `max_connections` (none left → closed, counted);
+//! - the **secure listener** (`secure.rs`, optional, any address): TLS with an optional
+//!   client CA (mutual TLS); each handshake runs in its own task with a timeout, then the
+//!   connection is a service connection like a loopback TCP one;
 //! - **UDP loop** (`listen.rs`): checks size (refused, never truncated) and `secret_code`
-//!   (stripped), then hands the parsed message to the router;
+//!   (stripped), then hands the parsed message to the router; bad datagrams are counted per
+//!   reason and logged at most once per 5 s per reason (`ratelog.rs`);
 //! - per connection a **reader** and a **writer** (`conn.rs`);
 //! - **one router** (`router/`), the single owner of all routing state: registrations,
 //!   declared commands, the cache (`cache.rs`), the "down since" memory, and every
@@ -108,12 +112,15 @@ mod error;
 mod event;
 mod handle;
 mod listen;
+mod ratelog;
 mod replies;
 mod router;
+mod secure;
 mod stats;
 
 pub use config::{
-    AdminRules, CacheLimits, DaemonConfig, DEFAULT_TCP, DEFAULT_UDP, DEFAULT_UNIX_PATH,
+    AdminRules, CacheLimits, DaemonConfig, TlsListenerConfig, DEFAULT_TCP,
+    DEFAULT_TLS_HANDSHAKE_TIMEOUT, DEFAULT_TLS_PORT, DEFAULT_UDP, DEFAULT_UNIX_PATH,
 };
 pub use error::DaemonError;
 pub use handle::{Daemon, DaemonHandle};

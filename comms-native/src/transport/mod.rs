@@ -244,6 +244,7 @@ impl NativeTransport {
         let mut rx = client.watch();
         let deadline = Instant::now() + self.opts.register_timeout;
         let mut refused: Option<String> = None;
+        let mut tls_failed: Option<String> = None;
         loop {
             let state = rx.borrow_and_update().clone();
             match state {
@@ -255,6 +256,10 @@ impl NativeTransport {
                     return Ok(());
                 }
                 ConnectionState::Refused { reason } => refused = Some(reason),
+                ConnectionState::TlsFailed { reason } => {
+                    tls_failed = Some(reason);
+                    break;
+                }
                 ConnectionState::Closed => return Err(Error::Closed),
                 ConnectionState::Disconnected => {}
             }
@@ -264,6 +269,21 @@ impl NativeTransport {
             {
                 break;
             }
+        }
+        if let Some(reason) = tls_failed {
+            // The client keeps retrying (a certificate may be fixed on either side), but a
+            // TLS failure is a configuration problem the caller must see now.
+            if let Some(b) = lock(&self.bound).take() {
+                b.cancel.cancel();
+            }
+            return Err(Error::transport_msg(
+                "native",
+                format!(
+                    "{}: TLS handshake with the daemon failed: {reason}",
+                    self.opts.url
+                ),
+                false,
+            ));
         }
         match refused {
             Some(reason) => {

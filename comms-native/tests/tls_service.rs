@@ -1,0 +1,331 @@
+//! The secure service listener (`cds:`) over real sockets: a comms endpoint over `cds:` talks
+//! to one over `cd:` through one `commsd` process; mutual TLS refuses a client without a
+//! certificate or with one from another CA while the daemon keeps serving; a client that
+//! does not trust the server's CA gets a clear error; plain text and silence on the TLS port
+//! do not hurt the daemon; unusable certificate files stop the start with a clear error.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code
+
+mod tls_util;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use comms_core::{Address, Advertisement, Message, Transport};
+use comms_native::daemon::{Daemon, DaemonConfig, DaemonError, DaemonHandle, TlsListenerConfig};
+use comms_native::tls::TlsError;
+use comms_native::transport::NativeTransport;
+use tls_util::{client_config, Leaf, Pki, TlsCommsd, TlsRaw, WAIT};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const NODE: &str = "vm";
+
+fn any() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+async fn recv(inbox: &mut comms_core::Inbox) -> comms_core::Delivery {
+    tokio::time::timeout(WAIT, inbox.recv())
+        .await
+        .expect("a delivery in time")
+        .expect("inbox open")
+}
+
+fn cds_url(addr: SocketAddr, ca: &std::path::Path, client: Option<&Leaf>) -> String {
+    let mut url = format!(
+        "cds://localhost:{}?node={NODE}&retry=0.05,0.1&register_timeout_ms=5000&ca={}",
+        addr.port(),
+        ca.display()
+    );
+    if let Some(c) = client {
+        url.push_str(&format!(
+            "&cert={}&key={}",
+            c.cert.display(),
+            c.key.display()
+        ));
+    }
+    url
+}
+
+async fn bound(url: &str, service: &str, commands: &[&str]) -> comms_core::Result<NativeTransport> {
+    let t = NativeTransport::connect(url)?;
+    let ad = Advertisement::new(Address::new(t.node(), service).unwrap(), commands.to_vec());
+    t.advertise(&ad).await?;
+    Ok(t)
+}
+
+/// An in-process daemon with only a Unix socket and a TLS listener.
+async fn daemon(
+    dir: &std::path::Path,
+    server: &Leaf,
+    client_ca: Option<&std::path::Path>,
+    timeout: Duration,
+) -> DaemonHandle {
+    let mut cfg = DaemonConfig::ephemeral(NODE, dir.join("d.sock"));
+    cfg.tcp = None;
+    cfg.udp = None;
+    let mut tls = TlsListenerConfig::new(any(), &server.cert, &server.key);
+    tls.tls.client_ca = client_ca.map(|p| p.to_path_buf());
+    tls.handshake_timeout = timeout;
+    cfg.tls = Some(tls);
+    Daemon::start(cfg).await.expect("daemon starts")
+}
+
+async fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !ok() {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn cds_endpoint_and_cd_endpoint_talk_through_one_commsd_with_mutual_tls() {
+    let pki = Pki::new();
+    let ca = pki.ca("main");
+    let server = pki.leaf(&ca, "server", &["localhost", "127.0.0.1"]);
+    let client = pki.leaf(&ca, "client", &["client.test"]);
+    let d = TlsCommsd::start(pki.dir.path(), NODE, &server, Some(&ca.pem)).await;
+
+    let plain_url = format!("cd://{}?node={NODE}&retry=0.05,0.1", d.socket.display());
+    let b = bound(&plain_url, "tls_b", &["PING", "PONG"]).await.unwrap();
+    let mut b_inbox = b.listen().await.unwrap();
+    let a = bound(&cds_url(d.tls, &ca.pem, Some(&client)), "tls_a", &["PONG"])
+        .await
+        .unwrap();
+    let mut a_inbox = a.listen().await.unwrap();
+
+    // cds: → cd:, at-least-once: delivered, stamped with the sender, acknowledged end to end.
+    let to_b = b.local_address().unwrap();
+    a.send(Message::new("PING", to_b).unwrap().with_param("n", "1"))
+        .await
+        .unwrap();
+    let ping = recv(&mut b_inbox).await;
+    assert_eq!(ping.message().param("n"), Some("1"));
+    assert_eq!(
+        ping.message()
+            .from
+            .as_ref()
+            .map(ToString::to_string)
+            .as_deref(),
+        Some("vm:tls_a")
+    );
+    ping.ack().await.unwrap();
+    wait_for("the cds: sender never got its ack", || {
+        a.unacknowledged() == 0
+    })
+    .await;
+
+    // cd: → cds:
+    let to_a = a.local_address().unwrap();
+    b.send(Message::new("PONG", to_a).unwrap().with_param("n", "2"))
+        .await
+        .unwrap();
+    let pong = recv(&mut a_inbox).await;
+    assert_eq!(pong.message().param("n"), Some("2"));
+    assert_eq!(
+        pong.message()
+            .from
+            .as_ref()
+            .map(ToString::to_string)
+            .as_deref(),
+        Some("vm:tls_b")
+    );
+    pong.ack().await.unwrap();
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn mutual_tls_refuses_missing_or_foreign_client_certificates_and_keeps_serving() {
+    let pki = Pki::new();
+    let ca = pki.ca("main");
+    let other = pki.ca("other");
+    let server = pki.leaf(&ca, "server", &["localhost", "127.0.0.1"]);
+    let good = pki.leaf(&ca, "good", &["good.test"]);
+    let foreign = pki.leaf(&other, "foreign", &["foreign.test"]);
+    let h = daemon(
+        pki.dir.path(),
+        &server,
+        Some(&ca.pem),
+        Duration::from_secs(10),
+    )
+    .await;
+    let addr = h.tls_addr().unwrap();
+
+    // No certificate, then a certificate from another CA: never registered.
+    for (what, cfg) in [
+        ("no certificate", client_config(&ca.pem, None)),
+        (
+            "foreign certificate",
+            client_config(&ca.pem, Some(&foreign)),
+        ),
+    ] {
+        let outcome = match TlsRaw::connect(addr, cfg).await {
+            Err(e) => Err(e),
+            Ok(mut raw) => raw.register("intruder").await,
+        };
+        assert!(
+            outcome.is_err(),
+            "{what}: expected a refusal, got {outcome:?}"
+        );
+    }
+    wait_for("both failed handshakes are counted", || {
+        h.stats().tls_handshake_failures >= 2
+    })
+    .await;
+    assert_eq!(h.stats().tls_handshakes, 0);
+
+    // The daemon keeps serving: a client with a good certificate registers.
+    let mut raw = TlsRaw::connect(addr, client_config(&ca.pem, Some(&good)))
+        .await
+        .unwrap();
+    let (help, ready) = raw.register("good_svc").await.unwrap();
+    assert_eq!(help, "<vm:communicatord HELP");
+    assert!(
+        ready.starts_with("<vm:communicatord READY my_address="),
+        "{ready}"
+    );
+    assert_eq!(h.stats().tls_handshakes, 1);
+
+    // The native transport reports a refused client certificate as a TLS error.
+    let e = bound(&cds_url(addr, &ca.pem, Some(&foreign)), "intruder2", &[])
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(e.contains("TLS handshake"), "{e}");
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_server_certificate_from_an_untrusted_ca_is_a_clear_error() {
+    let pki = Pki::new();
+    let ca = pki.ca("main");
+    let other = pki.ca("other");
+    let server = pki.leaf(&ca, "server", &["localhost", "127.0.0.1"]);
+    let h = daemon(pki.dir.path(), &server, None, Duration::from_secs(10)).await;
+    let addr = h.tls_addr().unwrap();
+
+    let started = tokio::time::Instant::now();
+    let e = bound(&cds_url(addr, &other.pem, None), "distrustful", &[])
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(e.contains("TLS handshake with the daemon failed"), "{e}");
+    assert!(
+        e.contains("UnknownIssuer") || e.contains("unknown issuer"),
+        "{e}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "reported at once, not after the register timeout"
+    );
+
+    // The server name is checked too: the certificate is for localhost, not for this name.
+    let url = format!("{}&tls_name=elsewhere.test", cds_url(addr, &ca.pem, None));
+    let e = bound(&url, "misnamed", &[])
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        e.contains("TLS handshake") && e.contains("not valid for name"),
+        "{e}"
+    );
+
+    // Trusting the right CA works (no client certificate needed without a client CA).
+    let t = bound(&cds_url(addr, &ca.pem, None), "trusting", &[])
+        .await
+        .unwrap();
+    assert!(t.connection_state().unwrap().borrow().is_connected());
+    t.close().await.unwrap();
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn plain_text_and_silent_clients_on_the_tls_port_do_not_hurt_the_daemon() {
+    let pki = Pki::new();
+    let ca = pki.ca("main");
+    let server = pki.leaf(&ca, "server", &["localhost", "127.0.0.1"]);
+    let h = daemon(pki.dir.path(), &server, None, Duration::from_millis(500)).await;
+    let addr = h.tls_addr().unwrap();
+
+    // Silent clients hold a pending handshake each; they must not block anyone.
+    let mut silent = Vec::new();
+    for _ in 0..3 {
+        silent.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    // Plain cd: text on the TLS port: the daemon closes the connection.
+    let mut plain = tokio::net::TcpStream::connect(addr).await.unwrap();
+    plain
+        .write_all(b"REGISTER service=plain;version=1\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let closed = tokio::time::timeout(WAIT, plain.read_to_end(&mut buf)).await;
+    assert!(closed.is_ok(), "the daemon closes a plain-text connection");
+    assert!(!String::from_utf8_lossy(&buf).contains("READY"));
+
+    // Meanwhile a real TLS client is served at once.
+    let mut raw = TlsRaw::connect(addr, client_config(&ca.pem, None))
+        .await
+        .unwrap();
+    let (help, _) = raw.register("real").await.unwrap();
+    assert_eq!(help, "<vm:communicatord HELP");
+
+    // The silent ones are dropped after the handshake timeout: 3 + 1 plain = 4 failures.
+    wait_for("failed handshakes counted", || {
+        h.stats().tls_handshake_failures >= 4
+    })
+    .await;
+    for mut s in silent {
+        let mut b = [0u8; 1];
+        let n = tokio::time::timeout(WAIT, s.read(&mut b)).await.unwrap();
+        assert!(matches!(n, Ok(0) | Err(_)), "a silent client is dropped");
+    }
+    // Still serving after all that.
+    raw.send("HELP").await.unwrap();
+    assert!(raw.line().await.unwrap().contains("COMMANDS list="));
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn unusable_certificate_files_stop_the_start_with_a_clear_error() {
+    let pki = Pki::new();
+    let ca = pki.ca("main");
+    let server = pki.leaf(&ca, "server", &["localhost"]);
+    let other = pki.leaf(&ca, "other", &["other.test"]);
+    let garbage = pki.path("garbage.pem");
+    std::fs::write(&garbage, "not a pem file\n").unwrap();
+    let start = |cert: std::path::PathBuf, key: std::path::PathBuf| {
+        let mut cfg = DaemonConfig::ephemeral(NODE, pki.path("x.sock"));
+        cfg.tcp = None;
+        cfg.udp = None;
+        cfg.unix_path = None;
+        cfg.tls = Some(TlsListenerConfig::new(any(), cert, key));
+        Daemon::start(cfg)
+    };
+    let missing = pki.path("missing.crt");
+    match start(missing.clone(), server.key.clone()).await {
+        Err(DaemonError::Tls(TlsError::Read { path, .. })) => assert_eq!(path, missing),
+        other => panic!("missing file: {other:?}"),
+    }
+    match start(garbage.clone(), server.key.clone()).await {
+        Err(DaemonError::Tls(e @ TlsError::BadPem { .. })) => {
+            assert!(e.to_string().contains("garbage.pem"), "{e}")
+        }
+        other => panic!("bad pem: {other:?}"),
+    }
+    match start(server.cert.clone(), garbage.clone()).await {
+        Err(DaemonError::Tls(TlsError::BadPem { .. })) => {}
+        other => panic!("no key: {other:?}"),
+    }
+    match start(server.cert.clone(), other.key.clone()).await {
+        Err(DaemonError::Tls(e @ TlsError::KeyMismatch { .. })) => {
+            assert!(e.to_string().contains("does not match"), "{e}")
+        }
+        other => panic!("key mismatch: {other:?}"),
+    }
+    assert!(start(server.cert.clone(), server.key.clone()).await.is_ok());
+}
