@@ -257,15 +257,7 @@ impl PeerTlsContext {
         let name_refused = e
             .get_ref()
             .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-            .is_some_and(|r| {
-                matches!(
-                    r,
-                    rustls::Error::InvalidCertificate(
-                        CertificateError::NotValidForName
-                            | CertificateError::NotValidForNameContext { .. }
-                    )
-                )
-            });
+            .is_some_and(not_valid_for_name);
         if name_refused {
             self.not_allowed()
         } else {
