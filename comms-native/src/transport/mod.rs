@@ -50,6 +50,7 @@
 //! (CancellationToken + TaskTracker); dropping the transport stops them abruptly.
 
 pub mod ack;
+pub mod datagram;
 pub mod mapping;
 mod options;
 pub(crate) mod outbox;
@@ -76,6 +77,7 @@ use comms_core::{
     Message, Result, Transport,
 };
 
+pub use datagram::{connect, DatagramOptions, DatagramTransport};
 pub use options::{NativeOptions, DEFAULT_PREFETCH, DEFAULT_QUEUE_BOUND};
 
 use crate::client::{Client, ClientConfig, ClientError, ConnectionState};
