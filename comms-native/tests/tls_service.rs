@@ -329,3 +329,82 @@ async fn unusable_certificate_files_stop_the_start_with_a_clear_error() {
     }
     assert!(start(server.cert.clone(), server.key.clone()).await.is_ok());
 }
+
+#[tokio::test]
+async fn commsd_reads_the_tls_listener_from_its_config_file_and_documents_the_flags() {
+    let pki = Pki::new();
+    let ca = pki.ca("main");
+    let server = pki.leaf(&ca, "server", &["localhost", "127.0.0.1"]);
+    let conf = pki.path("commsd.toml");
+    let ready = pki.path("ready");
+    std::fs::write(
+        &conf,
+        format!(
+            "[daemon]\nname = \"cf\"\nunix = \"\"\ntcp = \"\"\nudp = \"\"\ntls = \"127.0.0.1:0\"\n\
+             tls_cert = {:?}\ntls_key = {:?}\ntls_handshake_timeout_ms = 2000\n",
+            server.cert.display().to_string(),
+            server.key.display().to_string()
+        ),
+    )
+    .unwrap();
+    let _child = tokio::process::Command::new(env!("CARGO_BIN_EXE_commsd"))
+        .arg("--config")
+        .arg(&conf)
+        .arg("--ready-file")
+        .arg(&ready)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let text = loop {
+        if let Ok(t) = std::fs::read_to_string(&ready) {
+            break t;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "commsd never became ready"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let addr: SocketAddr = text
+        .lines()
+        .find_map(|l| l.strip_prefix("commsd: listening tls "))
+        .expect("a tls listener")
+        .parse()
+        .unwrap();
+    let mut raw = TlsRaw::connect(addr, client_config(&ca.pem, None))
+        .await
+        .unwrap();
+    let (help, _) = raw.register("from_conf").await.unwrap();
+    assert_eq!(help, "<cf:communicatord HELP");
+
+    // A TLS address without certificate files is refused at start, with the reason.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_commsd"))
+        .args(["--no-unix", "--no-tcp", "--no-udp", "--tls", "127.0.0.1:0"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("tls_cert"),
+        "{out:?}"
+    );
+
+    let help = tokio::process::Command::new(env!("CARGO_BIN_EXE_commsd"))
+        .arg("--help")
+        .output()
+        .await
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for flag in [
+        "--tls <ADDR>",
+        "--tls-cert",
+        "--tls-key",
+        "--tls-client-ca",
+        "mutual TLS",
+    ] {
+        assert!(help.contains(flag), "--help lacks {flag}: {help}");
+    }
+}

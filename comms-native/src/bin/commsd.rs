@@ -403,6 +403,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         _ = term.recv() => tracing::info!("SIGTERM: stopping"),
         _ = handle.stopped() => {}
     }
+    tracing::info!(stats = ?handle.stats(), "commsd stopping");
     handle.shutdown().await;
     Ok(())
 }

@@ -91,7 +91,12 @@
 //! - UDP: nothing is ever answered over UDP (C++ crashes trying to answer an unknown command);
 //!   daemon commands over UDP are logged and dropped; other datagrams are routed stamped
 //!   `<NODE: ` (C++: unstamped, so a datagram could spoof any sender); oversize datagrams
-//!   are dropped (C++ truncates); `secret_code` is stripped (C++ forwards it).
+//!   are dropped (C++ truncates); `secret_code` is stripped (C++ forwards it); every drop is
+//!   counted per reason ([`StatsSnapshot::udp_oversize`], `udp_unsigned`, `udp_unparseable`)
+//!   and logged at most once per 5 s per reason.
+//! - The secure listener (`secure_listen`) can require client certificates (mutual TLS,
+//!   [`TlsListenerConfig::with_client_ca`]); the C++ only checks `CONNECT` credentials.
+//!   A TLS service connection follows the TCP admin rules.
 //! - `STOP`/`SHUTDOWN` are accepted from the Unix socket only by default
 //!   ([`AdminRules`]); C++: from any local client.
 //! - `SNIFF` (extension, not in `HELP`): see above; gated by

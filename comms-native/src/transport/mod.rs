@@ -1,5 +1,6 @@
 //! [`NativeTransport`]: the comms [`Transport`] over a permanent Communicator connection
-//! ([`crate::client::Client`]) to `commsd`, with at-least-once delivery **end to end**.
+//! ([`crate::client::Client`]) to `commsd` (`cd:` Unix/TCP, or `cds:` TLS), with at-least-once
+//! delivery **end to end**. `cdu:` (UDP, send-only) is [`DatagramTransport`] ([`datagram`]).
 //!
 //! The daemon keeps nothing on disk and never interprets `comms_*` parameters
 //! (`docs/NATIVE.md`); reliability lives in the two transports at the ends.
