@@ -408,3 +408,78 @@ async fn commsd_reads_the_tls_listener_from_its_config_file_and_documents_the_fl
         assert!(help.contains(flag), "--help lacks {flag}: {help}");
     }
 }
+
+#[tokio::test]
+async fn a_cds_client_reconnects_after_a_daemon_restart_and_honours_tls_name() {
+    let pki = Pki::new();
+    let ca = pki.ca("main");
+    // The certificate names neither 127.0.0.1 nor localhost: only tls_name makes it match.
+    let server = pki.leaf(&ca, "server", &["daemon.test"]);
+    let dir1 = pki.path("d1");
+    std::fs::create_dir_all(&dir1).unwrap();
+    let h1 = daemon(&dir1, &server, None, Duration::from_secs(10)).await;
+    let addr = h1.tls_addr().unwrap();
+    let url = format!(
+        "cds://127.0.0.1:{}?node={NODE}&retry=0.05,0.1&ca={}&tls_name=daemon.test",
+        addr.port(),
+        ca.pem.display()
+    );
+    let a = bound(&url, "roamer", &["HELLO"]).await.unwrap();
+    let mut a_inbox = a.listen().await.unwrap();
+    let mut state = a.connection_state().unwrap();
+    assert!(matches!(
+        *state.borrow(),
+        comms_native::client::ConnectionState::Connected { session: 1, .. }
+    ));
+
+    h1.shutdown().await;
+    tokio::time::timeout(WAIT, state.wait_for(|s| !s.is_connected()))
+        .await
+        .expect("the client sees the daemon go")
+        .unwrap();
+
+    // Same TLS address, new daemon: the client comes back on its own (session 2).
+    let dir2 = pki.path("d2");
+    std::fs::create_dir_all(&dir2).unwrap();
+    let mut cfg = DaemonConfig::ephemeral(NODE, dir2.join("d.sock"));
+    cfg.tcp = None;
+    cfg.udp = None;
+    cfg.tls = Some(TlsListenerConfig::new(addr, &server.cert, &server.key));
+    let h2 = Daemon::start(cfg)
+        .await
+        .expect("restart on the same address");
+    tokio::time::timeout(
+        WAIT,
+        state.wait_for(|s| {
+            matches!(
+                s,
+                comms_native::client::ConnectionState::Connected { session: 2, .. }
+            )
+        }),
+    )
+    .await
+    .expect("reconnected over TLS")
+    .unwrap();
+
+    // And it is registered again: a cd: service on the new daemon reaches it.
+    let plain = bound(
+        &format!(
+            "cd://{}?node={NODE}&retry=0.05,0.1",
+            dir2.join("d.sock").display()
+        ),
+        "greeter",
+        &[],
+    )
+    .await
+    .unwrap();
+    plain
+        .send(Message::new("HELLO", a.local_address().unwrap()).unwrap())
+        .await
+        .unwrap();
+    let hello = recv(&mut a_inbox).await;
+    assert_eq!(hello.message().command, "HELLO");
+    hello.ack().await.unwrap();
+    plain.close().await.unwrap();
+    a.close().await.unwrap();
+    h2.shutdown().await;
+}

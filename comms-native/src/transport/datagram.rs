@@ -44,10 +44,10 @@ use crate::codec::{SECRET_CODE_PARAM, UDP_MAX_DATAGRAM};
 /// The daemon's default UDP port.
 pub const DEFAULT_UDP_PORT: u16 = 4041;
 
-/// Settings of a [`DatagramTransport`], from a `cdu:` URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Settings of a [`DatagramTransport`], from a `cdu:` URL. `Debug` hides the secret.
+#[derive(Clone, PartialEq, Eq)]
 pub struct DatagramOptions {
-    /// The URL as written.
+    /// The URL as written, with the secret's value replaced by `***` (for logs and errors).
     pub url: String,
     /// The node name endpoints get (`?node=`; default: the hostname as communicatord makes it).
     pub node: String,
@@ -63,12 +63,48 @@ pub struct DatagramOptions {
     pub hop_limit: u8,
 }
 
+impl std::fmt::Debug for DatagramOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatagramOptions")
+            .field("url", &self.url)
+            .field("node", &self.node)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("secret", &self.secret.as_ref().map(|_| "***"))
+            .field("max_datagram", &self.max_datagram)
+            .field("hop_limit", &self.hop_limit)
+            .finish()
+    }
+}
+
+/// The URL with the value of `secret` replaced by `***`.
+fn redacted(url: &TransportUrl) -> String {
+    if url.query("secret").is_none() {
+        return url.as_str().to_owned();
+    }
+    let mut u = url.url().clone();
+    let pairs: Vec<(String, String)> = u
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if k == "secret" {
+                "***".into()
+            } else {
+                v.into_owned()
+            };
+            (k.into_owned(), v)
+        })
+        .collect();
+    u.query_pairs_mut().clear().extend_pairs(pairs);
+    u.to_string()
+}
+
 impl DatagramOptions {
     /// Options from a `cdu:` URL.
     pub fn from_url(url: &TransportUrl) -> Result<Self> {
+        let shown = redacted(url);
         if url.scheme() != Scheme::Cdu {
             return Err(Error::Config(format!(
-                "{url}: expected a cdu://host:port URL"
+                "{shown}: expected a cdu://host:port URL"
             )));
         }
         let host = url
@@ -76,7 +112,7 @@ impl DatagramOptions {
             .host_str()
             .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_owned())
             .filter(|h| !h.is_empty())
-            .ok_or_else(|| Error::Config(format!("{url}: cdu: needs a host")))?;
+            .ok_or_else(|| Error::Config(format!("{shown}: cdu: needs a host")))?;
         let node = match url.query("node") {
             Some(n) => {
                 validate_name("node", &n)?;
@@ -92,12 +128,12 @@ impl DatagramOptions {
                 .filter(|n| (1..=65_507).contains(n))
                 .ok_or_else(|| {
                     Error::Config(format!(
-                        "{url}: `max_datagram` must be an integer between 1 and 65507"
+                        "{shown}: `max_datagram` must be an integer between 1 and 65507"
                     ))
                 })?,
         };
         Ok(Self {
-            url: url.as_str().to_owned(),
+            url: shown,
             node,
             host,
             port: url.url().port().unwrap_or(DEFAULT_UDP_PORT),
@@ -322,4 +358,27 @@ pub fn connect(url: &str) -> Result<Box<dyn Transport>> {
             super::NativeOptions::from_url(&parsed)?,
         )),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_and_a_hidden_secret() {
+        let url =
+            TransportUrl::parse("cdu://127.0.0.1?node=n1&secret=hush&max_datagram=512").unwrap();
+        let o = DatagramOptions::from_url(&url).unwrap();
+        assert_eq!((o.port, o.max_datagram), (DEFAULT_UDP_PORT, 512));
+        assert_eq!(o.secret.as_deref(), Some("hush"));
+        assert!(
+            !o.url.contains("hush") && o.url.contains("secret=***"),
+            "{}",
+            o.url
+        );
+        assert!(!format!("{o:?}").contains("hush"));
+        let bad = TransportUrl::parse("cdu://127.0.0.1?secret=hush&max_datagram=x").unwrap();
+        let e = DatagramOptions::from_url(&bad).unwrap_err().to_string();
+        assert!(e.contains("max_datagram") && !e.contains("hush"), "{e}");
+    }
 }
