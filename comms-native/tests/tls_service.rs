@@ -483,3 +483,73 @@ async fn a_cds_client_reconnects_after_a_daemon_restart_and_honours_tls_name() {
     a.close().await.unwrap();
     h2.shutdown().await;
 }
+
+#[tokio::test]
+async fn pending_handshakes_are_bounded_apart_from_service_connections() {
+    let pki = Pki::new();
+    let ca = pki.ca("main");
+    let server = pki.leaf(&ca, "server", &["localhost", "127.0.0.1"]);
+    let mut cfg = DaemonConfig::ephemeral(NODE, pki.path("d.sock"));
+    cfg.udp = None;
+    cfg.max_connections = 3;
+    let mut tls = TlsListenerConfig::new(any(), &server.cert, &server.key);
+    tls.handshake_timeout = Duration::from_secs(60);
+    tls.max_pending_handshakes = 2;
+    cfg.tls = Some(tls);
+    let h = Daemon::start(cfg).await.unwrap();
+    let addr = h.tls_addr().unwrap();
+
+    // Two silent clients take both handshake slots (and no connection permit)...
+    let silent: Vec<_> = [
+        tokio::net::TcpStream::connect(addr).await.unwrap(),
+        tokio::net::TcpStream::connect(addr).await.unwrap(),
+    ]
+    .into();
+    // ...so a third TLS connection is closed at once, not after the 60 s handshake timeout.
+    let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut b = [0u8; 1];
+    let n = tokio::time::timeout(Duration::from_secs(5), third.read(&mut b))
+        .await
+        .expect("closed at once");
+    assert!(matches!(n, Ok(0) | Err(_)));
+    assert_eq!(h.stats().connections_refused, 1);
+
+    // Local services are not locked out: all three connection permits are still free.
+    let mut locals = Vec::new();
+    for i in 0..3 {
+        let mut c = tokio::net::UnixStream::connect(h.unix_path().unwrap())
+            .await
+            .unwrap();
+        c.write_all(format!("REGISTER service=local{i};version=1\n").as_bytes())
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 64];
+        let n = tokio::time::timeout(WAIT, c.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).contains("HELP"));
+        locals.push(c);
+    }
+    drop(locals);
+
+    // Once the silent ones leave, a TLS client gets through.
+    drop(silent);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let attempt = match TlsRaw::connect(addr, client_config(&ca.pem, None)).await {
+            Ok(mut raw) => raw.register("late").await.ok(),
+            Err(_) => None,
+        };
+        if let Some((help, _)) = attempt {
+            assert_eq!(help, "<vm:communicatord HELP");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the slots were never freed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    h.shutdown().await;
+}

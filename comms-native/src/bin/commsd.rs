@@ -18,6 +18,7 @@
 //! tls_key = "/etc/communicator/keys/communicatord.key"    # PEM private key
 //! tls_client_ca = "/etc/communicator/keys/clients-ca.crt" # optional: mutual TLS
 //! tls_handshake_timeout_ms = 10000
+//! tls_max_pending_handshakes = 64
 //! udp_secret = "s3cret"
 //! udp_max_datagram = 1024
 //! max_connections = 1000
@@ -96,6 +97,9 @@ struct Cli {
     /// Bound on one TLS handshake, in milliseconds (default 10000).
     #[arg(long, value_name = "MS")]
     tls_handshake_timeout_ms: Option<u64>,
+    /// TLS handshakes in progress at once (default 64); more connections are closed at once.
+    #[arg(long, value_name = "N")]
+    tls_max_pending_handshakes: Option<usize>,
     /// Secret UDP datagrams must carry as secret_code.
     #[arg(long, env = "COMMSD_UDP_SECRET", hide_env_values = true)]
     udp_secret: Option<String>,
@@ -162,6 +166,7 @@ struct DaemonSection {
     tls_key: Option<PathBuf>,
     tls_client_ca: Option<PathBuf>,
     tls_handshake_timeout_ms: Option<u64>,
+    tls_max_pending_handshakes: Option<usize>,
     udp_secret: Option<String>,
     udp_max_datagram: Option<usize>,
     my_address: Option<String>,
@@ -197,6 +202,7 @@ struct TlsParts {
     key: Option<PathBuf>,
     client_ca: Option<PathBuf>,
     handshake_timeout_ms: Option<u64>,
+    max_pending_handshakes: Option<usize>,
 }
 
 impl TlsParts {
@@ -216,6 +222,9 @@ impl TlsParts {
         t.tls.client_ca = self.client_ca;
         if let Some(ms) = self.handshake_timeout_ms {
             t.handshake_timeout = Duration::from_millis(ms.max(1));
+        }
+        if let Some(n) = self.max_pending_handshakes {
+            t.max_pending_handshakes = n.max(1);
         }
         Ok(Some(t))
     }
@@ -246,6 +255,7 @@ fn apply_file(cfg: &mut DaemonConfig, tls: &mut TlsParts, path: &Path) -> anyhow
     tls.key = d.tls_key.or(tls.key.take());
     tls.client_ca = d.tls_client_ca.or(tls.client_ca.take());
     tls.handshake_timeout_ms = d.tls_handshake_timeout_ms.or(tls.handshake_timeout_ms);
+    tls.max_pending_handshakes = d.tls_max_pending_handshakes.or(tls.max_pending_handshakes);
     cfg.udp_secret = d.udp_secret.or(cfg.udp_secret.take());
     cfg.my_address = d.my_address.or(cfg.my_address.take());
     let set = |dst: &mut usize, v: Option<usize>| {
@@ -298,6 +308,9 @@ fn build_config(cli: &Cli) -> anyhow::Result<DaemonConfig> {
     tls.key = cli.tls_key.clone().or(tls.key);
     tls.client_ca = cli.tls_client_ca.clone().or(tls.client_ca);
     tls.handshake_timeout_ms = cli.tls_handshake_timeout_ms.or(tls.handshake_timeout_ms);
+    tls.max_pending_handshakes = cli
+        .tls_max_pending_handshakes
+        .or(tls.max_pending_handshakes);
     cfg.tls = tls.into_config()?;
     if let Some(v) = &cli.name {
         cfg.name.clone_from(v);

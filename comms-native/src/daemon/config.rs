@@ -19,6 +19,8 @@ pub const DEFAULT_UDP: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::L
 pub const DEFAULT_TLS_PORT: u16 = 4043;
 /// Default bound on one TLS handshake of the secure listener.
 pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default bound on TLS handshakes in progress at once.
+pub const DEFAULT_TLS_MAX_PENDING_HANDSHAKES: usize = 64;
 
 /// The secure service listener (`cds:`): TLS over TCP on any address (not only loopback).
 /// Once the handshake is done a connection is a service connection exactly like a loopback
@@ -31,6 +33,11 @@ pub struct TlsListenerConfig {
     pub tls: ServerTls,
     /// Bound on one handshake; a client that does not finish in time is dropped (counted).
     pub handshake_timeout: Duration,
+    /// Handshakes in progress at once (default 64); a TCP connection arriving when all are
+    /// taken is closed at once (counted in `connections_refused`). Handshakes do not take a
+    /// `max_connections` permit: a flood of silent clients on a public address cannot lock
+    /// local services out. A connection takes its permit once its handshake is done.
+    pub max_pending_handshakes: usize,
 }
 
 impl TlsListenerConfig {
@@ -44,6 +51,7 @@ impl TlsListenerConfig {
                 client_ca: None,
             },
             handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+            max_pending_handshakes: DEFAULT_TLS_MAX_PENDING_HANDSHAKES,
         }
     }
 
@@ -144,8 +152,8 @@ pub struct DaemonConfig {
     pub udp_max_datagram: usize,
     /// `my_address` sent in `READY`. Default: the bound TCP address (else `127.0.0.1:4040`).
     pub my_address: Option<String>,
-    /// Maximum simultaneous stream connections (TCP + TLS + Unix; a TLS connection counts from
-    /// its TCP accept, so pending handshakes are bounded too). Default 1000.
+    /// Maximum simultaneous stream connections (TCP + TLS + Unix; a TLS connection counts once
+    /// its handshake is done; pending handshakes have their own bound). Default 1000.
     pub max_connections: usize,
     /// Maximum line length in bytes (excluding `\n`). Default 64 KiB.
     pub max_line: usize,

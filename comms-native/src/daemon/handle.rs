@@ -122,11 +122,12 @@ impl Daemon {
             tracker.spawn(acceptor.clone().run_tcp(l));
         }
         if let (Some((l, acceptor_tls)), Some(t)) = (tls, &cfg.tls) {
-            tracker.spawn(
-                acceptor
-                    .clone()
-                    .run_tls(l, acceptor_tls, t.handshake_timeout),
-            );
+            tracker.spawn(acceptor.clone().run_tls(
+                l,
+                acceptor_tls,
+                t.handshake_timeout,
+                t.max_pending_handshakes,
+            ));
         }
         if let (Some(l), Some(p)) = (unix, cfg.unix_path.clone()) {
             tracker.spawn(acceptor.clone().run_unix(l, p));

@@ -18,8 +18,9 @@
 //! - **accept loops** (`listen.rs`): TCP (loopback only) and Unix; each accepted connection
 //!   takes a permit of a semaphore of `max_connections` (none left → closed, counted);
 //! - the **secure listener** (`secure.rs`, optional, any address): TLS with an optional
-//!   client CA (mutual TLS); each handshake runs in its own task with a timeout, then the
-//!   connection is a service connection like a loopback TCP one;
+//!   client CA (mutual TLS); each handshake runs in its own task with a timeout, at most
+//!   `max_pending_handshakes` at once, then the connection takes a `max_connections` permit
+//!   and is a service connection like a loopback TCP one;
 //! - **UDP loop** (`listen.rs`): checks size (refused, never truncated) and `secret_code`
 //!   (stripped), then hands the parsed message to the router; bad datagrams are counted per
 //!   reason and logged at most once per 5 s per reason (`ratelog.rs`);
@@ -125,7 +126,8 @@ mod stats;
 
 pub use config::{
     AdminRules, CacheLimits, DaemonConfig, TlsListenerConfig, DEFAULT_TCP,
-    DEFAULT_TLS_HANDSHAKE_TIMEOUT, DEFAULT_TLS_PORT, DEFAULT_UDP, DEFAULT_UNIX_PATH,
+    DEFAULT_TLS_HANDSHAKE_TIMEOUT, DEFAULT_TLS_MAX_PENDING_HANDSHAKES, DEFAULT_TLS_PORT,
+    DEFAULT_UDP, DEFAULT_UNIX_PATH,
 };
 pub use error::DaemonError;
 pub use handle::{Daemon, DaemonHandle};

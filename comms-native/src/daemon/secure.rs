@@ -1,8 +1,9 @@
 //! The secure service listener (`secure_listen`, cd-wire §2.1; `cds:` URLs): TLS over TCP on
-//! any address. Each accepted TCP stream takes a connection permit at once (so pending
-//! handshakes count against `max_connections`), then its handshake runs **in its own task**,
-//! bounded by the handshake timeout: a slow, silent or non-TLS client never stalls the accept
-//! loop. A failed handshake is counted (`tls_handshake_failures`) and logged at most once per
+//! any address. Each accepted TCP stream takes one of `max_pending_handshakes` permits (none
+//! left: closed at once, counted in `connections_refused`), then its handshake runs **in its
+//! own task**, bounded by the handshake timeout: a slow, silent or non-TLS client never stalls
+//! the accept loop, and a flood of them cannot take the `max_connections` permits local
+//! services need (a TLS connection takes one only once its handshake is done). A failed handshake is counted (`tls_handshake_failures`) and logged at most once per
 //! 5 s; a completed one hands the TLS stream to the same connection code as loopback TCP
 //! (`conn.rs` is generic over `AsyncRead + AsyncWrite`), as a [`ConnKind::Tcp`] connection:
 //! same commands, same admin rules.
@@ -11,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use super::config::TlsListenerConfig;
@@ -46,8 +48,10 @@ impl Acceptor {
         listener: TcpListener,
         tls: TlsAcceptor,
         handshake_timeout: Duration,
+        max_pending: usize,
     ) {
         let gate = Arc::new(LogGate::new(FAILURE_LOG_INTERVAL));
+        let pending = Arc::new(Semaphore::new(max_pending.max(1)));
         loop {
             let accepted = tokio::select! {
                 _ = self.ctx.shutdown.cancelled() => break,
@@ -55,23 +59,32 @@ impl Acceptor {
             };
             match accepted {
                 Ok((stream, peer)) => {
-                    let Some((id, permit)) = self.admit() else {
+                    let Ok(slot) = pending.clone().try_acquire_owned() else {
+                        Stats::bump(&self.stats.connections_refused);
+                        if let Some(suppressed) = gate.allow() {
+                            tracing::warn!(%peer, max_pending, suppressed, "tls connection refused: too many handshakes in progress");
+                        }
                         continue;
                     };
                     let _ = stream.set_nodelay(true);
-                    let ctx = self.ctx.clone();
-                    let stats = self.stats.clone();
+                    let acceptor = self.clone();
                     let tls = tls.clone();
                     let gate = gate.clone();
                     self.ctx.tracker.spawn(async move {
-                        let Some(stream) =
-                            handshake(stream, &tls, handshake_timeout, &ctx.shutdown).await
-                        else {
+                        let ctx = acceptor.ctx.clone();
+                        let stats = acceptor.stats.clone();
+                        let done =
+                            handshake(stream, &tls, handshake_timeout, &ctx.shutdown).await;
+                        drop(slot);
+                        let Some(stream) = done else {
                             return;
                         };
                         match stream {
                             Ok(s) => {
                                 Stats::bump(&stats.tls_handshakes);
+                                let Some((id, permit)) = acceptor.admit() else {
+                                    return;
+                                };
                                 let (r, w) = tokio::io::split(s);
                                 let origin = Origin {
                                     kind: ConnKind::Tcp,
