@@ -553,3 +553,45 @@ async fn pending_handshakes_are_bounded_apart_from_service_connections() {
     }
     h.shutdown().await;
 }
+
+#[tokio::test]
+async fn tls_connections_get_no_admin_trust_without_the_token() {
+    let pki = Pki::new();
+    let ca = pki.ca("main");
+    let server = pki.leaf(&ca, "server", &["localhost", "127.0.0.1"]);
+    let start = |allow_sniff: bool, sock: &str| {
+        let mut cfg = DaemonConfig::ephemeral(NODE, pki.path(sock));
+        cfg.udp = None;
+        // Loopback TCP may stop the daemon; that must not extend to TLS.
+        cfg.admin.allow_stop_from_tcp = true;
+        cfg.admin.admin_token = Some("letmein".into());
+        cfg.admin.allow_sniff_from_tls = allow_sniff;
+        cfg.tls = Some(TlsListenerConfig::new(any(), &server.cert, &server.key));
+        Daemon::start(cfg)
+    };
+    let h = start(false, "a.sock").await.unwrap();
+    let addr = h.tls_addr().unwrap();
+    let mut raw = TlsRaw::connect(addr, client_config(&ca.pem, None))
+        .await
+        .unwrap();
+    raw.send("STOP").await.unwrap();
+    let l = raw.line().await.unwrap();
+    assert!(l.contains("INVALID") && l.contains("TLS connection"), "{l}");
+    raw.send("SNIFF").await.unwrap();
+    let l = raw.line().await.unwrap();
+    assert!(l.contains("INVALID") && l.contains("SNIFF"), "{l}");
+    assert!(!h.is_stopping());
+    raw.send("STOP admin_token=letmein").await.unwrap();
+    tokio::time::timeout(WAIT, h.stopped())
+        .await
+        .expect("the token stops it");
+
+    let h = start(true, "b.sock").await.unwrap();
+    let mut raw = TlsRaw::connect(h.tls_addr().unwrap(), client_config(&ca.pem, None))
+        .await
+        .unwrap();
+    raw.send("SNIFF").await.unwrap();
+    let l = raw.line().await.unwrap();
+    assert!(l.contains("SNIFFING"), "{l}");
+    h.shutdown().await;
+}

@@ -28,6 +28,7 @@
 //! cache_max_bytes = 16777216
 //! cache_ttl_secs = 60
 //! allow_stop_from_tcp = false
+//! allow_sniff_from_tls = false                   # SNIFF over the TLS listener
 //! deny_stop_from_unix = false
 //! unix_admin_uids = [1000]      # default: root and the socket owner (the daemon's user)
 //! admin_token_file = "/etc/comms/admin.token"   # STOP/SHUTDOWN with admin_token=<its text>
@@ -130,6 +131,10 @@ struct Cli {
     /// Accept STOP/SHUTDOWN from TCP connections too (default: Unix socket only).
     #[arg(long)]
     allow_stop_from_tcp: bool,
+    /// Accept SNIFF (copies of all routed traffic) from TLS connections (default: refused,
+    /// the TLS listener may be reachable from other hosts).
+    #[arg(long)]
+    allow_sniff_from_tls: bool,
     /// File holding the admin token: STOP/SHUTDOWN carrying admin_token=<token> are accepted
     /// from any connection (the token never appears in `ps` or logs).
     #[arg(long, value_name = "FILE")]
@@ -177,6 +182,7 @@ struct DaemonSection {
     cache_max_bytes: Option<usize>,
     cache_ttl_secs: Option<u64>,
     allow_stop_from_tcp: Option<bool>,
+    allow_sniff_from_tls: Option<bool>,
     deny_stop_from_unix: Option<bool>,
     unix_admin_uids: Option<Vec<u32>>,
     admin_token_file: Option<PathBuf>,
@@ -272,6 +278,9 @@ fn apply_file(cfg: &mut DaemonConfig, tls: &mut TlsParts, path: &Path) -> anyhow
     if let Some(v) = d.cache_ttl_secs {
         cfg.cache.default_ttl = Duration::from_secs(v);
     }
+    if let Some(v) = d.allow_sniff_from_tls {
+        cfg.admin.allow_sniff_from_tls = v;
+    }
     if let Some(v) = d.allow_stop_from_tcp {
         cfg.admin.allow_stop_from_tcp = v;
     }
@@ -349,6 +358,9 @@ fn build_config(cli: &Cli) -> anyhow::Result<DaemonConfig> {
     set(&mut cfg.cache.max_bytes, cli.cache_max_bytes);
     if let Some(v) = cli.cache_ttl_secs {
         cfg.cache.default_ttl = Duration::from_secs(v);
+    }
+    if cli.allow_sniff_from_tls {
+        cfg.admin.allow_sniff_from_tls = true;
     }
     if cli.allow_stop_from_tcp {
         cfg.admin.allow_stop_from_tcp = true;

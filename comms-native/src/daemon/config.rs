@@ -23,8 +23,9 @@ pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_TLS_MAX_PENDING_HANDSHAKES: usize = 64;
 
 /// The secure service listener (`cds:`): TLS over TCP on any address (not only loopback).
-/// Once the handshake is done a connection is a service connection exactly like a loopback
-/// TCP one (same commands, same [`AdminRules`] as TCP).
+/// Once the handshake is done a connection is a service connection like a loopback TCP one
+/// (same commands and routing); being possibly remote, it may `STOP`/`SHUTDOWN` only with
+/// [`AdminRules::admin_token`] and `SNIFF` only with [`AdminRules::allow_sniff_from_tls`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsListenerConfig {
     /// Address to bind (any address; port 0 is allowed).
@@ -112,6 +113,9 @@ pub struct AdminRules {
     pub deny_sniff_from_tcp: bool,
     /// Refuse `SNIFF` from the Unix socket (default: allowed).
     pub deny_sniff_from_unix: bool,
+    /// Accept `SNIFF` from secure (TLS) connections (default: refused; the TLS listener may
+    /// be reachable from other hosts). `STOP`/`SHUTDOWN` over TLS always need `admin_token`.
+    pub allow_sniff_from_tls: bool,
 }
 
 impl std::fmt::Debug for AdminRules {
@@ -126,6 +130,7 @@ impl std::fmt::Debug for AdminRules {
             )
             .field("deny_sniff_from_tcp", &self.deny_sniff_from_tcp)
             .field("deny_sniff_from_unix", &self.deny_sniff_from_unix)
+            .field("allow_sniff_from_tls", &self.allow_sniff_from_tls)
             .finish()
     }
 }

@@ -97,7 +97,8 @@
 //!   and logged at most once per 5 s per reason.
 //! - The secure listener (`secure_listen`) can require client certificates (mutual TLS,
 //!   [`TlsListenerConfig::with_client_ca`]); the C++ only checks `CONNECT` credentials.
-//!   A TLS service connection follows the TCP admin rules.
+//!   A TLS service connection routes like a TCP one, but may `STOP`/`SHUTDOWN` only with the
+//!   admin token and `SNIFF` only when [`AdminRules::allow_sniff_from_tls`] is set.
 //! - `STOP`/`SHUTDOWN` are accepted from the Unix socket only by default
 //!   ([`AdminRules`]); C++: from any local client.
 //! - `SNIFF` (extension, not in `HELP`): see above; gated by

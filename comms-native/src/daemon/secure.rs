@@ -5,8 +5,9 @@
 //! the accept loop, and a flood of them cannot take the `max_connections` permits local
 //! services need (a TLS connection takes one only once its handshake is done). A failed handshake is counted (`tls_handshake_failures`) and logged at most once per
 //! 5 s; a completed one hands the TLS stream to the same connection code as loopback TCP
-//! (`conn.rs` is generic over `AsyncRead + AsyncWrite`), as a [`ConnKind::Tcp`] connection:
-//! same commands, same admin rules.
+//! (`conn.rs` is generic over `AsyncRead + AsyncWrite`), as a [`ConnKind::Tls`] connection:
+//! same commands and routing as TCP; `STOP`/`SHUTDOWN` only with the admin token, `SNIFF`
+//! only with [`AdminRules::allow_sniff_from_tls`](super::AdminRules::allow_sniff_from_tls).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,7 +88,7 @@ impl Acceptor {
                                 };
                                 let (r, w) = tokio::io::split(s);
                                 let origin = Origin {
-                                    kind: ConnKind::Tcp,
+                                    kind: ConnKind::Tls,
                                     peer: format!("tls {peer}"),
                                     uid: None,
                                 };
