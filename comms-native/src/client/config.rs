@@ -104,6 +104,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn cds_files_are_read_when_the_config_is_made() {
+        let e = ClientConfig::from_url("cds://daemon.example?ca=/nonexistent/ca.pem", "svc")
+            .unwrap_err();
+        assert!(matches!(e, ClientError::Tls(_)), "{e}");
+        assert!(e.to_string().contains("/nonexistent/ca.pem"), "{e}");
+        let e =
+            ClientConfig::from_url("cds://daemon.example?tls_name=bad%20name", "svc").unwrap_err();
+        assert!(e.to_string().contains("bad name"), "{e}");
+        // Plain URLs carry no TLS configuration.
+        assert!(ClientConfig::from_url("cd:///x.sock", "svc")
+            .unwrap()
+            .tls
+            .is_none());
+    }
+
+    #[test]
     fn list_is_sorted_and_complete() {
         let declared: BTreeSet<String> = ["ZED", "COMMS_ACK", "HELP"].map(String::from).into();
         assert_eq!(
