@@ -20,6 +20,11 @@ fn peer(leaf: &Leaf, ca: &Ca, allowed: &[&str]) -> PeerTlsContext {
         .unwrap()
 }
 
+/// node1's side, allowing node2.
+fn p1_for(n1: &Leaf, ca: &Ca) -> PeerTlsContext {
+    peer(n1, ca, &["node2.cluster"])
+}
+
 /// One accepted link on a fresh loopback listener, and one dial to it.
 async fn link(
     acceptor: &PeerTlsContext,
@@ -39,7 +44,10 @@ async fn link(
                 // Carry one cd: line each way to prove the stream works.
                 let mut line = String::new();
                 let mut r = BufReader::new(&mut tls);
-                r.read_line(&mut line).await.unwrap();
+                if let Err(e) = r.read_line(&mut line).await {
+                    // The dialler refused us after the handshake and hung up.
+                    return Err(TlsError::Handshake(e));
+                }
                 assert_eq!(line, "CONNECT version=1\n");
                 tls.write_all(b"ACCEPT version=1\n").await.unwrap();
                 tls.flush().await.unwrap();
@@ -121,6 +129,14 @@ async fn a_peer_not_on_the_allow_list_is_refused_on_both_sides() {
         "{client:?}"
     );
     assert!(server.is_err(), "{server:?}");
+
+    // Expecting an allowed name the certificate does not carry: refused after the handshake.
+    let p2_both = peer(&n2, &ca, &["node1.cluster", "stranger.cluster"]);
+    let (_, client) = link(&p1_for(&n1, &ca), &p2_both, Some("stranger.cluster")).await;
+    assert!(
+        matches!(client, Err(TlsError::PeerNotAllowed { .. })),
+        "{client:?}"
+    );
 
     // Expecting a name that is not allowed fails before any byte is sent.
     let tcp = TcpStream::connect(

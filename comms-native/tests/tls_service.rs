@@ -595,3 +595,56 @@ async fn tls_connections_get_no_admin_trust_without_the_token() {
     assert!(l.contains("SNIFFING"), "{l}");
     h.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_transport_sniffs_over_cds_when_the_daemon_allows_it() {
+    let pki = Pki::new();
+    let ca = pki.ca("main");
+    let server = pki.leaf(&ca, "server", &["localhost", "127.0.0.1"]);
+    let client = pki.leaf(&ca, "client", &["client.test"]);
+    let mut cfg = DaemonConfig::ephemeral(NODE, pki.path("d.sock"));
+    cfg.tcp = None;
+    cfg.udp = None;
+    cfg.admin.allow_sniff_from_tls = true;
+    cfg.tls =
+        Some(TlsListenerConfig::new(any(), &server.cert, &server.key).with_client_ca(&ca.pem));
+    let h = Daemon::start(cfg).await.unwrap();
+    let watcher =
+        NativeTransport::connect(&cds_url(h.tls_addr().unwrap(), &ca.pem, Some(&client))).unwrap();
+    let mut copies = watcher.sniff().await.unwrap();
+
+    let plain_url = format!(
+        "cd://{}?node={NODE}&retry=0.05,0.1",
+        pki.path("d.sock").display()
+    );
+    let b = bound(&plain_url, "sniffed_b", &["NOTE"]).await.unwrap();
+    let _b_inbox = b.listen().await.unwrap();
+    let a = bound(&plain_url, "sniffed_a", &[]).await.unwrap();
+    a.send(
+        Message::new("NOTE", b.local_address().unwrap())
+            .unwrap()
+            .with_param("k", "v")
+            .at_most_once(),
+    )
+    .await
+    .unwrap();
+    let copy = loop {
+        let d = recv(&mut copies).await;
+        if d.message().command == "NOTE" {
+            break d;
+        }
+    };
+    assert_eq!(copy.message().param("k"), Some("v"));
+    assert_eq!(
+        copy.message()
+            .from
+            .as_ref()
+            .map(ToString::to_string)
+            .as_deref(),
+        Some("vm:sniffed_a")
+    );
+    watcher.close().await.unwrap();
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+    h.shutdown().await;
+}
