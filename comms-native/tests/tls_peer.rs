@@ -208,3 +208,22 @@ async fn bad_peer_settings_are_refused_at_load() {
         .load();
     assert!(matches!(no_ca, Err(TlsError::Read { .. })), "{no_ca:?}");
 }
+
+#[tokio::test]
+async fn a_silent_peer_times_out_instead_of_holding_the_link() {
+    let pki = Pki::new();
+    let ca = pki.ca("cluster");
+    let n1 = pki.leaf(&ca, "node1", &["node1.cluster"]);
+    let mut settings = PeerTls::new(&n1.cert, &n1.key, &ca.pem).allow(["node2.cluster"]);
+    settings.handshake_timeout = Duration::from_millis(300);
+    let p1 = settings.load().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let _silent = TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (tcp, _) = listener.accept().await.unwrap();
+    let started = tokio::time::Instant::now();
+    let r = p1.accept(tcp).await.map(|(_, who)| who);
+    assert!(matches!(r, Err(TlsError::HandshakeTimeout(_))), "{r:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
