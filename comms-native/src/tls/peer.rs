@@ -191,7 +191,12 @@ impl PeerTlsContext {
                 }
                 n
             }
-            None => self.allowed[0].clone(),
+            // `load` refuses an empty allow-list, so there is a first name.
+            None => self
+                .allowed
+                .first()
+                .cloned()
+                .ok_or_else(|| self.not_allowed())?,
         };
         let handshake = self.connector.connect(sni.clone(), stream);
         let tls = tokio::time::timeout(self.timeout, handshake)
