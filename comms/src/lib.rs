@@ -5,7 +5,8 @@
 //! |---|---|---|---|
 //! | `memory:` | in-process reference transport | `memory` (default) | built |
 //! | `cd:` | native daemon `commsd` (`cd:///path.sock` or `cd://host:port`) | `native` (default) | built |
-//! | `cds:`, `cdu:` | native daemon over TLS / UDP | `native` | not built yet: a clear error |
+//! | `cds:` | native daemon over TLS (`cds://host:port?ca=&cert=&key=&tls_name=`) | `native` (default) | built |
+//! | `cdu:` | native daemon over UDP, send-only, at-most-once (`cdu://ip:port?secret=&max_datagram=`) | `native` (default) | built |
 //! | `amqp:`, `amqps:` | RabbitMQ ([`comms_rabbitmq`]) | `rabbitmq` (default) | built |
 //! | `kafka:` | Kafka (`comms-kafka`, rdkafka) | `kafka` (default) | built |
 //!
@@ -70,14 +71,14 @@ async fn connect_rabbitmq(_config: &Config) -> Result<Box<dyn Transport>> {
 
 #[cfg(feature = "native")]
 fn connect_native(url: &TransportUrl, config: &Config) -> Result<Box<dyn Transport>> {
-    if url.scheme() != Scheme::Cd {
-        return Err(Error::BackendUnavailable {
-            backend: "native",
-            reason: format!(
-                "`{}:` (TLS/UDP) is not implemented in this version; use cd:///path.sock or cd://host:port",
-                url.scheme().as_str()
-            ),
-        });
+    if url.scheme() == Scheme::Cdu {
+        let mut opts = comms_native::transport::DatagramOptions::from_url(url)?;
+        if let (Some(node), None) = (&config.transport.node, url.query("node")) {
+            opts.node = node.clone();
+        }
+        return Ok(Box::new(
+            comms_native::transport::DatagramTransport::with_options(opts),
+        ));
     }
     let mut opts = comms_native::transport::NativeOptions::from_url(url)?;
     if let (Some(node), None) = (&config.transport.node, url.query("node")) {
@@ -121,14 +122,25 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(e.contains("accepted schemes"), "{e}");
-        for url in ["cds://localhost:4043", "cdu://localhost:4041"] {
-            let e = connect_url(url)
-                .await
-                .err()
-                .map(|e| e.to_string())
-                .unwrap_or_default();
-            assert!(e.contains("not implemented"), "{url}: {e}");
-        }
+    }
+
+    #[cfg(feature = "native")]
+    #[tokio::test]
+    async fn cds_and_cdu_urls_build_native_transports() {
+        let t = connect_url("cds://localhost:4043?node=n5").await.unwrap();
+        assert_eq!(t.capabilities().backend, "native");
+        assert_eq!(t.node(), "n5");
+        let t = connect_url("cdu://127.0.0.1:4041?node=n6&max_datagram=512")
+            .await
+            .unwrap();
+        assert_eq!(t.capabilities().max_message_size, 512);
+        let e = t
+            .listen()
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("send-only"), "{e}");
     }
 
     #[cfg(feature = "native")]

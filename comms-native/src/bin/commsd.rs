@@ -13,6 +13,12 @@
 //! unix = "/run/communicator/communicatord.sock"   # "" disables
 //! tcp = "127.0.0.1:4040"                          # "" disables; loopback only
 //! udp = "127.0.0.1:4041"                          # "" disables
+//! tls = "0.0.0.0:4043"                          # secure listener (cds:); any address; "" disables
+//! tls_cert = "/etc/communicator/keys/communicatord.crt"   # PEM chain, leaf first
+//! tls_key = "/etc/communicator/keys/communicatord.key"    # PEM private key
+//! tls_client_ca = "/etc/communicator/keys/clients-ca.crt" # optional: mutual TLS
+//! tls_handshake_timeout_ms = 10000
+//! tls_max_pending_handshakes = 64
 //! udp_secret = "s3cret"
 //! udp_max_datagram = 1024
 //! max_connections = 1000
@@ -22,6 +28,7 @@
 //! cache_max_bytes = 16777216
 //! cache_ttl_secs = 60
 //! allow_stop_from_tcp = false
+//! allow_sniff_from_tls = false                   # SNIFF over the TLS listener
 //! deny_stop_from_unix = false
 //! unix_admin_uids = [1000]      # default: root and the socket owner (the daemon's user)
 //! admin_token_file = "/etc/comms/admin.token"   # STOP/SHUTDOWN with admin_token=<its text>
@@ -36,7 +43,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use comms_native::daemon::{Daemon, DaemonConfig, DaemonHandle};
+use comms_native::daemon::{Daemon, DaemonConfig, DaemonHandle, TlsListenerConfig};
 use serde::Deserialize;
 
 /// The comms routing daemon, speaking the Communicator cd: line protocol.
@@ -71,6 +78,29 @@ struct Cli {
     /// Do not listen on UDP.
     #[arg(long, conflicts_with = "udp")]
     no_udp: bool,
+    /// Secure (TLS) service listener for cds: clients, on any address (e.g. 0.0.0.0:4043);
+    /// needs --tls-cert and --tls-key.
+    #[arg(long, value_name = "ADDR")]
+    tls: Option<SocketAddr>,
+    /// Do not listen on TLS (overrides the config file).
+    #[arg(long, conflicts_with = "tls")]
+    no_tls: bool,
+    /// PEM certificate chain (leaf first) of the TLS listener.
+    #[arg(long, value_name = "PATH")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of the TLS listener (PKCS#8, RSA or EC).
+    #[arg(long, value_name = "PATH")]
+    tls_key: Option<PathBuf>,
+    /// PEM CA certificates: when set, TLS clients must present a certificate signed by
+    /// one of them (mutual TLS).
+    #[arg(long, value_name = "PATH")]
+    tls_client_ca: Option<PathBuf>,
+    /// Bound on one TLS handshake, in milliseconds (default 10000).
+    #[arg(long, value_name = "MS")]
+    tls_handshake_timeout_ms: Option<u64>,
+    /// TLS handshakes in progress at once (default 64); more connections are closed at once.
+    #[arg(long, value_name = "N")]
+    tls_max_pending_handshakes: Option<usize>,
     /// Secret UDP datagrams must carry as secret_code.
     #[arg(long, env = "COMMSD_UDP_SECRET", hide_env_values = true)]
     udp_secret: Option<String>,
@@ -101,6 +131,10 @@ struct Cli {
     /// Accept STOP/SHUTDOWN from TCP connections too (default: Unix socket only).
     #[arg(long)]
     allow_stop_from_tcp: bool,
+    /// Accept SNIFF (copies of all routed traffic) from TLS connections (default: refused,
+    /// the TLS listener may be reachable from other hosts).
+    #[arg(long)]
+    allow_sniff_from_tls: bool,
     /// File holding the admin token: STOP/SHUTDOWN carrying admin_token=<token> are accepted
     /// from any connection (the token never appears in `ps` or logs).
     #[arg(long, value_name = "FILE")]
@@ -132,6 +166,12 @@ struct DaemonSection {
     unix: Option<String>,
     tcp: Option<String>,
     udp: Option<String>,
+    tls: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
+    tls_handshake_timeout_ms: Option<u64>,
+    tls_max_pending_handshakes: Option<usize>,
     udp_secret: Option<String>,
     udp_max_datagram: Option<usize>,
     my_address: Option<String>,
@@ -142,6 +182,7 @@ struct DaemonSection {
     cache_max_bytes: Option<usize>,
     cache_ttl_secs: Option<u64>,
     allow_stop_from_tcp: Option<bool>,
+    allow_sniff_from_tls: Option<bool>,
     deny_stop_from_unix: Option<bool>,
     unix_admin_uids: Option<Vec<u32>>,
     admin_token_file: Option<PathBuf>,
@@ -158,7 +199,44 @@ fn addr(s: &str, what: &str) -> anyhow::Result<Option<SocketAddr>> {
         .with_context(|| format!("[daemon] {what} = {s:?} is not an ip:port"))
 }
 
-fn apply_file(cfg: &mut DaemonConfig, path: &Path) -> anyhow::Result<()> {
+/// The TLS listener settings gathered from the file and the flags (flags win), turned into
+/// `DaemonConfig::tls` once both are read.
+#[derive(Debug, Default)]
+struct TlsParts {
+    addr: Option<SocketAddr>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    client_ca: Option<PathBuf>,
+    handshake_timeout_ms: Option<u64>,
+    max_pending_handshakes: Option<usize>,
+}
+
+impl TlsParts {
+    fn into_config(self) -> anyhow::Result<Option<TlsListenerConfig>> {
+        let Some(addr) = self.addr else {
+            if self.cert.is_some() || self.key.is_some() || self.client_ca.is_some() {
+                tracing::warn!("tls_cert / tls_key / tls_client_ca given without a tls listener address: ignored");
+            }
+            return Ok(None);
+        };
+        let (Some(cert), Some(key)) = (self.cert, self.key) else {
+            anyhow::bail!(
+                "the TLS listener {addr} needs tls_cert and tls_key (--tls-cert, --tls-key)"
+            );
+        };
+        let mut t = TlsListenerConfig::new(addr, cert, key);
+        t.tls.client_ca = self.client_ca;
+        if let Some(ms) = self.handshake_timeout_ms {
+            t.handshake_timeout = Duration::from_millis(ms.max(1));
+        }
+        if let Some(n) = self.max_pending_handshakes {
+            t.max_pending_handshakes = n.max(1);
+        }
+        Ok(Some(t))
+    }
+}
+
+fn apply_file(cfg: &mut DaemonConfig, tls: &mut TlsParts, path: &Path) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config {}", path.display()))?;
     let file: FileConfig =
@@ -176,6 +254,14 @@ fn apply_file(cfg: &mut DaemonConfig, path: &Path) -> anyhow::Result<()> {
     if let Some(v) = d.udp {
         cfg.udp = addr(&v, "udp")?;
     }
+    if let Some(v) = d.tls {
+        tls.addr = addr(&v, "tls")?;
+    }
+    tls.cert = d.tls_cert.or(tls.cert.take());
+    tls.key = d.tls_key.or(tls.key.take());
+    tls.client_ca = d.tls_client_ca.or(tls.client_ca.take());
+    tls.handshake_timeout_ms = d.tls_handshake_timeout_ms.or(tls.handshake_timeout_ms);
+    tls.max_pending_handshakes = d.tls_max_pending_handshakes.or(tls.max_pending_handshakes);
     cfg.udp_secret = d.udp_secret.or(cfg.udp_secret.take());
     cfg.my_address = d.my_address.or(cfg.my_address.take());
     let set = |dst: &mut usize, v: Option<usize>| {
@@ -191,6 +277,9 @@ fn apply_file(cfg: &mut DaemonConfig, path: &Path) -> anyhow::Result<()> {
     set(&mut cfg.cache.max_bytes, d.cache_max_bytes);
     if let Some(v) = d.cache_ttl_secs {
         cfg.cache.default_ttl = Duration::from_secs(v);
+    }
+    if let Some(v) = d.allow_sniff_from_tls {
+        cfg.admin.allow_sniff_from_tls = v;
     }
     if let Some(v) = d.allow_stop_from_tcp {
         cfg.admin.allow_stop_from_tcp = v;
@@ -215,9 +304,23 @@ fn apply_file(cfg: &mut DaemonConfig, path: &Path) -> anyhow::Result<()> {
 
 fn build_config(cli: &Cli) -> anyhow::Result<DaemonConfig> {
     let mut cfg = DaemonConfig::default();
+    let mut tls = TlsParts::default();
     if let Some(path) = &cli.config {
-        apply_file(&mut cfg, path)?;
+        apply_file(&mut cfg, &mut tls, path)?;
     }
+    if cli.no_tls {
+        tls.addr = None;
+    } else if cli.tls.is_some() {
+        tls.addr = cli.tls;
+    }
+    tls.cert = cli.tls_cert.clone().or(tls.cert);
+    tls.key = cli.tls_key.clone().or(tls.key);
+    tls.client_ca = cli.tls_client_ca.clone().or(tls.client_ca);
+    tls.handshake_timeout_ms = cli.tls_handshake_timeout_ms.or(tls.handshake_timeout_ms);
+    tls.max_pending_handshakes = cli
+        .tls_max_pending_handshakes
+        .or(tls.max_pending_handshakes);
+    cfg.tls = tls.into_config()?;
     if let Some(v) = &cli.name {
         cfg.name.clone_from(v);
     }
@@ -255,6 +358,9 @@ fn build_config(cli: &Cli) -> anyhow::Result<DaemonConfig> {
     set(&mut cfg.cache.max_bytes, cli.cache_max_bytes);
     if let Some(v) = cli.cache_ttl_secs {
         cfg.cache.default_ttl = Duration::from_secs(v);
+    }
+    if cli.allow_sniff_from_tls {
+        cfg.admin.allow_sniff_from_tls = true;
     }
     if cli.allow_stop_from_tcp {
         cfg.admin.allow_stop_from_tcp = true;
@@ -297,6 +403,9 @@ fn announce(handle: &DaemonHandle, ready_file: Option<&Path>) -> anyhow::Result<
     if let Some(a) = handle.udp_addr() {
         text.push_str(&format!("commsd: listening udp {a}\n"));
     }
+    if let Some(a) = handle.tls_addr() {
+        text.push_str(&format!("commsd: listening tls {a}\n"));
+    }
     if let Some(path) = ready_file {
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, &text).with_context(|| format!("cannot write {}", tmp.display()))?;
@@ -319,6 +428,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         _ = term.recv() => tracing::info!("SIGTERM: stopping"),
         _ = handle.stopped() => {}
     }
+    tracing::info!(stats = ?handle.stats(), "commsd stopping");
     handle.shutdown().await;
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! reconnect schedule, bounds).
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::error::ClientError;
@@ -36,10 +37,14 @@ pub struct ClientConfig {
     pub incoming_capacity: usize,
     /// Largest line read from the daemon (longer lines are skipped with a warning).
     pub max_line_length: usize,
+    /// For a [`Target::Tls`]: the rustls configuration, built once from its files.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl ClientConfig {
-    /// A configuration from a `cd:` URL (`?retry=0.05,0.1` overrides the schedule) for `service`.
+    /// A configuration from a `cd:` or `cds:` URL (`?retry=0.05,0.1` overrides the schedule)
+    /// for `service`. For `cds:` the certificate files are read here: a missing or bad file is
+    /// an error now, not a retry loop later.
     pub fn from_url(url: &str, service: impl Into<String>) -> Result<Self, ClientError> {
         let service = service.into();
         if !crate::codec::is_valid_name(&service) {
@@ -48,8 +53,17 @@ impl ClientConfig {
                 reason: format!("service name `{service}` breaks the name rule"),
             });
         }
+        let target = Target::parse(url)?;
+        let tls = match &target {
+            Target::Tls { host, tls, .. } => {
+                tls.verify_name(host)?;
+                Some(tls.client_config()?)
+            }
+            _ => None,
+        };
         Ok(Self {
-            target: Target::parse(url)?,
+            target,
+            tls,
             service,
             commands: BTreeSet::new(),
             retry: retry_from_query(url)?,
@@ -88,6 +102,22 @@ pub fn commands_list(declared: &BTreeSet<String>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cds_files_are_read_when_the_config_is_made() {
+        let e = ClientConfig::from_url("cds://daemon.example?ca=/nonexistent/ca.pem", "svc")
+            .unwrap_err();
+        assert!(matches!(e, ClientError::Tls(_)), "{e}");
+        assert!(e.to_string().contains("/nonexistent/ca.pem"), "{e}");
+        let e =
+            ClientConfig::from_url("cds://daemon.example?tls_name=bad%20name", "svc").unwrap_err();
+        assert!(e.to_string().contains("bad name"), "{e}");
+        // Plain URLs carry no TLS configuration.
+        assert!(ClientConfig::from_url("cd:///x.sock", "svc")
+            .unwrap()
+            .tls
+            .is_none());
+    }
 
     #[test]
     fn list_is_sorted_and_complete() {

@@ -20,6 +20,9 @@ pub enum ClientError {
     /// The client was closed (or its task stopped).
     #[error("the client connection is closed")]
     Closed,
+    /// The TLS settings of a `cds:` URL cannot be used (file missing, bad PEM...).
+    #[error("cds: TLS settings: {0}")]
+    Tls(#[from] crate::tls::TlsError),
     /// A message cannot be written on the wire.
     #[error("message cannot be serialized: {0}")]
     Serialize(#[from] crate::codec::SerializeError),
@@ -35,7 +38,7 @@ impl ClientError {
 impl From<ClientError> for Error {
     fn from(e: ClientError) -> Self {
         match e {
-            ClientError::BadUrl { .. } => Error::Config(e.to_string()),
+            ClientError::BadUrl { .. } | ClientError::Tls(_) => Error::Config(e.to_string()),
             ClientError::Closed => Error::Closed,
             other => {
                 let retryable = other.is_retryable();

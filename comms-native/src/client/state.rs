@@ -19,6 +19,12 @@ pub enum ConnectionState {
         /// 1 for the first registration, then +1 per reconnect.
         session: u64,
     },
+    /// The TLS handshake of a `cds:` connection failed (server certificate not trusted or not
+    /// for that name, our client certificate refused...); the client retries on its schedule.
+    TlsFailed {
+        /// What rustls reported.
+        reason: String,
+    },
     /// [`crate::client::Client::close`] ran or every handle was dropped; final.
     Closed,
 }

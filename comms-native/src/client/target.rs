@@ -1,13 +1,21 @@
-//! [`Target`]: where a `cd:` URL points (Unix socket or TCP), and the client options a URL may
-//! carry in its query.
+//! [`Target`]: where a `cd:` / `cds:` URL points (Unix socket, TCP, or TLS over TCP), and the
+//! client options a URL may carry in its query.
+//!
+//! `cds://host[:port]?ca=PATH&cert=PATH&key=PATH&tls_name=NAME` (port default 4043): the
+//! server certificate is verified against `ca` (PEM) or, without it, the system roots, for
+//! the name `tls_name` or else the URL host; `cert` + `key` present a client certificate
+//! (mutual TLS). The option names are those of `[rabbitmq.tls]` for `amqps:`.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use super::error::ClientError;
+use crate::tls::ClientTls;
 
 /// The daemon's default local TCP port.
 pub const DEFAULT_PORT: u16 = 4040;
+/// The daemon's default secure (TLS) port.
+pub const DEFAULT_TLS_PORT: u16 = 4043;
 
 /// The Communicator's default reconnect schedule (seconds); the last value repeats.
 pub const DEFAULT_RETRY: [f64; 9] = [1.0, 1.0, 1.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0];
@@ -24,6 +32,15 @@ pub enum Target {
         /// Port.
         port: u16,
     },
+    /// `cds://host:port` (port default 4043): TLS over TCP.
+    Tls {
+        /// Host name or IP (also the name verified, unless `tls.server_name` is set).
+        host: String,
+        /// Port.
+        port: u16,
+        /// Trust, client certificate and verified name.
+        tls: ClientTls,
+    },
 }
 
 impl std::fmt::Display for Target {
@@ -31,33 +48,60 @@ impl std::fmt::Display for Target {
         match self {
             Target::Unix(p) => write!(f, "cd://{}", p.display()),
             Target::Tcp { host, port } => write!(f, "cd://{host}:{port}"),
+            Target::Tls { host, port, .. } => write!(f, "cds://{host}:{port}"),
         }
     }
 }
 
 impl Target {
-    /// Parse a `cd:` URL (the query is ignored here; see [`retry_from_query`]).
+    /// Parse a `cd:` or `cds:` URL (besides the TLS options of `cds:`, the query is ignored
+    /// here; see [`retry_from_query`]).
     pub fn parse(raw: &str) -> Result<Self, ClientError> {
         let bad = |reason: &str| ClientError::BadUrl {
             url: raw.to_owned(),
             reason: reason.to_owned(),
         };
         let url = url::Url::parse(raw).map_err(|e| bad(&e.to_string()))?;
+        let host = url
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_owned());
         match url.scheme() {
             "cd" => {}
-            "cds" | "cdu" => {
+            "cds" => {
+                let host = host.ok_or_else(|| bad("cds: needs a host: cds://host:port"))?;
+                let query = |name: &str| {
+                    url.query_pairs()
+                        .find(|(k, _)| k == name)
+                        .map(|(_, v)| v.into_owned())
+                        .filter(|v| !v.is_empty())
+                };
+                let tls = ClientTls {
+                    ca: query("ca").map(PathBuf::from),
+                    cert: query("cert").map(PathBuf::from),
+                    key: query("key").map(PathBuf::from),
+                    server_name: query("tls_name"),
+                };
+                if tls.cert.is_some() != tls.key.is_some() {
+                    return Err(bad("cert= and key= must be given together"));
+                }
+                return Ok(Target::Tls {
+                    host,
+                    port: url.port().unwrap_or(DEFAULT_TLS_PORT),
+                    tls,
+                });
+            }
+            "cdu" => {
                 return Err(bad(
-                    "cds: (TLS) and cdu: (UDP) are not supported by this client yet; use cd:",
+                    "cdu: (UDP) is send-only: one datagram per message, no connection; \
+                     use transport::DatagramTransport (comms::connect does), or cd:/cds: to receive",
                 ))
             }
-            _ => return Err(bad("expected a cd: URL")),
+            _ => return Err(bad("expected a cd: or cds: URL")),
         }
-        match url.host_str().filter(|h| !h.is_empty()) {
+        match host {
             Some(host) => Ok(Target::Tcp {
-                host: host
-                    .trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .to_owned(),
+                host,
                 port: url.port().unwrap_or(DEFAULT_PORT),
             }),
             None => {
@@ -139,7 +183,23 @@ mod tests {
                 port: 5000
             }
         );
-        assert!(Target::parse("cds://h:1").is_err());
+        assert_eq!(
+            Target::parse("cds://node1.example?ca=/etc/ca.pem&cert=/c.pem&key=/k.pem&tls_name=n1")
+                .unwrap(),
+            Target::Tls {
+                host: "node1.example".into(),
+                port: 4043,
+                tls: ClientTls {
+                    ca: Some("/etc/ca.pem".into()),
+                    cert: Some("/c.pem".into()),
+                    key: Some("/k.pem".into()),
+                    server_name: Some("n1".into()),
+                },
+            }
+        );
+        assert!(Target::parse("cds://h:1?cert=/c.pem").is_err());
+        assert!(Target::parse("cds:///no/host").is_err());
+        assert!(Target::parse("cdu://127.0.0.1:4041").is_err());
         assert!(Target::parse("cd:").is_err());
     }
 

@@ -33,6 +33,8 @@ enum End {
     Lost { registered: bool },
     /// REGISTER refused by the daemon.
     Refused(String),
+    /// The TLS handshake failed (our certificate refused by the daemon, seen on first read).
+    TlsFailed(String),
     /// Close asked (or every handle dropped): stop.
     Closed(Option<oneshot::Sender<()>>),
 }
@@ -78,16 +80,19 @@ async fn lifecycle(ctx: &mut Ctx) -> Option<oneshot::Sender<()>> {
     let mut session = 0u64;
     loop {
         let target = ctx.cfg.target.clone();
-        let end = match idle(ctx, connect(&target)).await {
+        let tls = ctx.cfg.tls.clone();
+        let end = match idle(ctx, connect(&target, tls)).await {
             Idle::Close(done) => return done,
-            Idle::Done(Err(e)) => {
+            Idle::Done(Err(ConnectFail::Io(e))) => {
                 tracing::debug!(target = %target, error = %e, "cannot connect to the daemon");
                 End::Lost { registered: false }
             }
+            Idle::Done(Err(ConnectFail::Tls(reason))) => End::TlsFailed(reason),
             Idle::Done(Ok(Stream::Tcp(s))) => {
                 let _ = s.set_nodelay(true);
                 self::session(ctx, s, session + 1).await
             }
+            Idle::Done(Ok(Stream::Tls(s))) => self::session(ctx, s, session + 1).await,
             Idle::Done(Ok(Stream::Unix(s))) => self::session(ctx, s, session + 1).await,
         };
         match end {
@@ -108,6 +113,17 @@ async fn lifecycle(ctx: &mut Ctx) -> Option<oneshot::Sender<()>> {
                 tracing::warn!(service = %ctx.cfg.service, %reason, "the daemon refused REGISTER; retrying");
                 ctx.state.send_replace(ConnectionState::Refused { reason });
             }
+            End::TlsFailed(reason) => {
+                // Logged once per distinct reason, not once per retry.
+                ctx.state.send_if_modified(|s| {
+                    let same = matches!(s, ConnectionState::TlsFailed { reason: r } if *r == reason);
+                    if !same {
+                        tracing::warn!(target = %target, %reason, "TLS handshake with the daemon failed; retrying");
+                        *s = ConnectionState::TlsFailed { reason };
+                    }
+                    !same
+                });
+            }
         }
         let delay = ctx.cfg.retry[attempt.min(ctx.cfg.retry.len() - 1)];
         attempt += 1;
@@ -119,23 +135,65 @@ async fn lifecycle(ctx: &mut Ctx) -> Option<oneshot::Sender<()>> {
 
 enum Stream {
     Tcp(tokio::net::TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>),
     Unix(tokio::net::UnixStream),
 }
 
-async fn connect(target: &Target) -> std::io::Result<Stream> {
+/// Why a connection attempt failed.
+enum ConnectFail {
+    /// Unreachable, refused, timed out: retried quietly.
+    Io(std::io::Error),
+    /// The TLS handshake failed (e.g. the server certificate is not trusted): retried too,
+    /// but reported in the state ([`ConnectionState::TlsFailed`]) and logged.
+    Tls(String),
+}
+
+async fn connect(
+    target: &Target,
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+) -> Result<Stream, ConnectFail> {
     let attempt = async {
         match target {
             Target::Unix(path) => tokio::net::UnixStream::connect(path)
                 .await
-                .map(Stream::Unix),
+                .map(Stream::Unix)
+                .map_err(ConnectFail::Io),
             Target::Tcp { host, port } => tokio::net::TcpStream::connect((host.as_str(), *port))
                 .await
-                .map(Stream::Tcp),
+                .map(Stream::Tcp)
+                .map_err(ConnectFail::Io),
+            Target::Tls {
+                host,
+                port,
+                tls: files,
+            } => {
+                let name = files
+                    .verify_name(host)
+                    .map_err(|e| ConnectFail::Tls(e.to_string()))?;
+                let config = match tls {
+                    Some(c) => c,
+                    None => files
+                        .client_config()
+                        .map_err(|e| ConnectFail::Tls(e.to_string()))?,
+                };
+                let tcp = tokio::net::TcpStream::connect((host.as_str(), *port))
+                    .await
+                    .map_err(ConnectFail::Io)?;
+                let _ = tcp.set_nodelay(true);
+                tokio_rustls::TlsConnector::from(config)
+                    .connect(name, tcp)
+                    .await
+                    .map(|s| Stream::Tls(Box::new(s)))
+                    .map_err(|e| match crate::tls::tls_reason(&e) {
+                        Some(reason) => ConnectFail::Tls(reason),
+                        None => ConnectFail::Io(e),
+                    })
+            }
         }
     };
     tokio::time::timeout(CONNECT_TIMEOUT, attempt)
         .await
-        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
+        .unwrap_or_else(|_| Err(ConnectFail::Io(std::io::ErrorKind::TimedOut.into())))
 }
 
 enum Idle<T> {
@@ -193,6 +251,12 @@ where
         tokio::select! {
             item = reader.next() => {
                 let msg = match item {
+                    Some(Err(e)) if !registered => {
+                        return match crate::tls::tls_reason(&e) {
+                            Some(reason) => End::TlsFailed(reason),
+                            None => End::Lost { registered },
+                        };
+                    }
                     None | Some(Err(_)) => return End::Lost { registered },
                     Some(Ok(Err(e))) => {
                         tracing::warn!(error = %e, "unreadable line from the daemon skipped");

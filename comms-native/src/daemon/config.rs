@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::codec::{DEFAULT_MAX_LINE_LENGTH, UDP_MAX_DATAGRAM};
+use crate::tls::ServerTls;
 
 /// Default Unix socket path of a stock Communicator daemon.
 pub const DEFAULT_UNIX_PATH: &str = "/run/communicator/communicatord.sock";
@@ -13,6 +14,54 @@ pub const DEFAULT_UNIX_PATH: &str = "/run/communicator/communicatord.sock";
 pub const DEFAULT_TCP: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 4040));
 /// Default UDP signal listener.
 pub const DEFAULT_UDP: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 4041));
+
+/// Default secure (TLS) service port (`secure_listen`, cd-wire §2.1).
+pub const DEFAULT_TLS_PORT: u16 = 4043;
+/// Default bound on one TLS handshake of the secure listener.
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default bound on TLS handshakes in progress at once.
+pub const DEFAULT_TLS_MAX_PENDING_HANDSHAKES: usize = 64;
+
+/// The secure service listener (`cds:`): TLS over TCP on any address (not only loopback).
+/// Once the handshake is done a connection is a service connection like a loopback TCP one
+/// (same commands and routing); being possibly remote, it may `STOP`/`SHUTDOWN` only with
+/// [`AdminRules::admin_token`] and `SNIFF` only with [`AdminRules::allow_sniff_from_tls`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsListenerConfig {
+    /// Address to bind (any address; port 0 is allowed).
+    pub addr: SocketAddr,
+    /// Certificate, key, and the optional client CA (set: mutual TLS).
+    pub tls: ServerTls,
+    /// Bound on one handshake; a client that does not finish in time is dropped (counted).
+    pub handshake_timeout: Duration,
+    /// Handshakes in progress at once (default 64); a TCP connection arriving when all are
+    /// taken is closed at once (counted in `connections_refused`). Handshakes do not take a
+    /// `max_connections` permit: a flood of silent clients on a public address cannot lock
+    /// local services out. A connection takes its permit once its handshake is done.
+    pub max_pending_handshakes: usize,
+}
+
+impl TlsListenerConfig {
+    /// A listener on `addr` with `cert` + `key`, no client certificate asked.
+    pub fn new(addr: SocketAddr, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        Self {
+            addr,
+            tls: ServerTls {
+                cert: cert.into(),
+                key: key.into(),
+                client_ca: None,
+            },
+            handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+            max_pending_handshakes: DEFAULT_TLS_MAX_PENDING_HANDSHAKES,
+        }
+    }
+
+    /// Requires client certificates signed by the CA in `ca` (mutual TLS).
+    pub fn with_client_ca(mut self, ca: impl Into<PathBuf>) -> Self {
+        self.tls.client_ca = Some(ca.into());
+        self
+    }
+}
 
 /// Limits of the cache of messages for services that are not registered (yet).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +113,9 @@ pub struct AdminRules {
     pub deny_sniff_from_tcp: bool,
     /// Refuse `SNIFF` from the Unix socket (default: allowed).
     pub deny_sniff_from_unix: bool,
+    /// Accept `SNIFF` from secure (TLS) connections (default: refused; the TLS listener may
+    /// be reachable from other hosts). `STOP`/`SHUTDOWN` over TLS always need `admin_token`.
+    pub allow_sniff_from_tls: bool,
 }
 
 impl std::fmt::Debug for AdminRules {
@@ -78,6 +130,7 @@ impl std::fmt::Debug for AdminRules {
             )
             .field("deny_sniff_from_tcp", &self.deny_sniff_from_tcp)
             .field("deny_sniff_from_unix", &self.deny_sniff_from_unix)
+            .field("allow_sniff_from_tls", &self.allow_sniff_from_tls)
             .finish()
     }
 }
@@ -94,13 +147,18 @@ pub struct DaemonConfig {
     pub tcp: Option<SocketAddr>,
     /// UDP signal listener (`None`: none). Port 0 is allowed.
     pub udp: Option<SocketAddr>,
+    /// Secure (TLS) service listener (`None`: none). See [`TlsListenerConfig`].
+    pub tls: Option<TlsListenerConfig>,
     /// Shared secret that UDP datagrams must carry as `secret_code` (stripped before routing).
     pub udp_secret: Option<String>,
-    /// Largest accepted UDP datagram. Default 1024 bytes.
+    /// Largest accepted UDP datagram. Default 1024 bytes. Larger ones are dropped (logged,
+    /// counted in [`StatsSnapshot::udp_oversize`](super::StatsSnapshot::udp_oversize)), never
+    /// truncated.
     pub udp_max_datagram: usize,
     /// `my_address` sent in `READY`. Default: the bound TCP address (else `127.0.0.1:4040`).
     pub my_address: Option<String>,
-    /// Maximum simultaneous stream connections (TCP + Unix). Default 1000.
+    /// Maximum simultaneous stream connections (TCP + TLS + Unix; a TLS connection counts once
+    /// its handshake is done; pending handshakes have their own bound). Default 1000.
     pub max_connections: usize,
     /// Maximum line length in bytes (excluding `\n`). Default 64 KiB.
     pub max_line: usize,
@@ -125,6 +183,7 @@ impl Default for DaemonConfig {
             unix_path: Some(PathBuf::from(DEFAULT_UNIX_PATH)),
             tcp: Some(DEFAULT_TCP),
             udp: Some(DEFAULT_UDP),
+            tls: None,
             udp_secret: None,
             udp_max_datagram: UDP_MAX_DATAGRAM,
             my_address: None,

@@ -29,6 +29,9 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
+    /// The secure listener's certificate, key or client CA cannot be used.
+    #[error("secure listener: {0}")]
+    Tls(#[from] crate::tls::TlsError),
     /// Binding the Unix socket failed (or another live daemon owns it).
     #[error("cannot bind unix socket {path}: {source}")]
     BindUnix {

@@ -18,6 +18,9 @@ pub(crate) enum ConnKind {
     Unix,
     /// The loopback TCP service listener.
     Tcp,
+    /// The secure (TLS) service listener, any address: a service connection like `Tcp`,
+    /// but never trusted for admin commands without the admin token.
+    Tls,
 }
 
 /// Who is at the other end of a stream connection, as the listener saw it.

@@ -14,6 +14,7 @@ use super::conn::ConnCtx;
 use super::error::DaemonError;
 use super::listen::{self, Acceptor};
 use super::router::{Router, RouterConfig};
+use super::secure;
 use super::stats::{Stats, StatsSnapshot};
 use crate::codec::is_valid_name;
 
@@ -32,6 +33,7 @@ pub struct DaemonHandle {
     my_address: String,
     tcp_addr: Option<SocketAddr>,
     udp_addr: Option<SocketAddr>,
+    tls_addr: Option<SocketAddr>,
     unix_path: Option<PathBuf>,
     stats: Arc<Stats>,
     shutdown: CancellationToken,
@@ -58,6 +60,10 @@ impl Daemon {
             Some(a) => Some(listen::bind_udp(a).await?),
             None => None,
         };
+        let tls = match &cfg.tls {
+            Some(t) => Some(secure::bind_tls(t).await?),
+            None => None,
+        };
         let unix = match &cfg.unix_path {
             Some(p) => Some(listen::bind_unix(p)?),
             None => None,
@@ -75,6 +81,7 @@ impl Daemon {
         }
         let tcp_addr = tcp.as_ref().and_then(|l| l.local_addr().ok());
         let udp_addr = udp.as_ref().and_then(|s| s.local_addr().ok());
+        let tls_addr = tls.as_ref().and_then(|(l, _)| l.local_addr().ok());
         let my_address = cfg
             .my_address
             .clone()
@@ -114,6 +121,14 @@ impl Daemon {
         if let Some(l) = tcp {
             tracker.spawn(acceptor.clone().run_tcp(l));
         }
+        if let (Some((l, acceptor_tls)), Some(t)) = (tls, &cfg.tls) {
+            tracker.spawn(acceptor.clone().run_tls(
+                l,
+                acceptor_tls,
+                t.handshake_timeout,
+                t.max_pending_handshakes,
+            ));
+        }
         if let (Some(l), Some(p)) = (unix, cfg.unix_path.clone()) {
             tracker.spawn(acceptor.clone().run_unix(l, p));
         }
@@ -126,12 +141,13 @@ impl Daemon {
             ));
         }
         tracker.close();
-        tracing::info!(node = %cfg.name, ?tcp_addr, ?udp_addr, unix = ?cfg.unix_path, "commsd started");
+        tracing::info!(node = %cfg.name, ?tcp_addr, ?udp_addr, ?tls_addr, unix = ?cfg.unix_path, "commsd started");
         Ok(DaemonHandle {
             name: cfg.name,
             my_address,
             tcp_addr,
             udp_addr,
+            tls_addr,
             unix_path: cfg.unix_path,
             stats,
             shutdown,
@@ -159,6 +175,11 @@ impl DaemonHandle {
     /// The bound UDP address, if listening on UDP.
     pub fn udp_addr(&self) -> Option<SocketAddr> {
         self.udp_addr
+    }
+
+    /// The bound secure (TLS) listener address, if listening on one.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
     }
 
     /// The Unix socket path, if listening on one.

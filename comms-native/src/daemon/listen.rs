@@ -1,5 +1,6 @@
 //! Listeners: binding (with the loopback rule and stale-socket handling), the TCP and Unix
-//! accept loops (connection cap), and the UDP receive loop (size, secret, counters).
+//! accept loops (connection cap), and the UDP receive loop (size, secret, counters). The TLS
+//! listener is in `secure.rs`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -12,8 +13,12 @@ use tokio::sync::Semaphore;
 use super::conn::{self, ConnCtx};
 use super::error::DaemonError;
 use super::event::{ConnKind, Event, Origin};
+use super::ratelog::LogGate;
 use super::stats::Stats;
-use crate::codec::parse_datagram;
+use crate::codec::{parse_datagram, DatagramError};
+
+/// At most one warning per this interval for each kind of bad datagram.
+const UDP_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What the accept loops share.
 #[derive(Debug, Clone)]
@@ -82,7 +87,7 @@ pub(crate) fn bind_unix(path: &Path) -> Result<UnixListener, DaemonError> {
 }
 
 impl Acceptor {
-    fn admit(&self) -> Option<(u64, tokio::sync::OwnedSemaphorePermit)> {
+    pub(crate) fn admit(&self) -> Option<(u64, tokio::sync::OwnedSemaphorePermit)> {
         match self.permits.clone().try_acquire_owned() {
             Ok(p) => {
                 Stats::bump(&self.stats.connections_accepted);
@@ -175,7 +180,9 @@ impl Acceptor {
 }
 
 /// Receives UDP datagrams until the daemon stops: one message each, at most `max_len`
-/// bytes, `secret_code` checked and stripped. Bad datagrams are dropped, logged and counted.
+/// bytes, `secret_code` checked and stripped. Bad datagrams are dropped and counted
+/// (`udp_dropped` and one of `udp_oversize` / `udp_unsigned` / `udp_unparseable`), and logged
+/// with their reason at most once per 5 s per kind (a flood cannot flood the log).
 pub(crate) async fn run_udp(
     socket: UdpSocket,
     acceptor: Acceptor,
@@ -184,6 +191,11 @@ pub(crate) async fn run_udp(
 ) {
     // One byte more than allowed, so an oversize datagram is detected, not truncated.
     let mut buf = vec![0u8; max_len.saturating_add(1)];
+    let gates = [
+        LogGate::new(UDP_LOG_INTERVAL),
+        LogGate::new(UDP_LOG_INTERVAL),
+        LogGate::new(UDP_LOG_INTERVAL),
+    ];
     loop {
         let received = tokio::select! {
             _ = acceptor.ctx.shutdown.cancelled() => break,
@@ -210,8 +222,19 @@ pub(crate) async fn run_udp(
                 }
             }
             Err(e) => {
-                Stats::bump(&acceptor.stats.udp_dropped);
-                tracing::warn!(%peer, reason = %e, "udp datagram dropped");
+                let stats = &acceptor.stats;
+                Stats::bump(&stats.udp_dropped);
+                let (kind, counter, gate) = match &e {
+                    DatagramError::TooLong { .. } => ("oversize", &stats.udp_oversize, &gates[0]),
+                    DatagramError::MissingSecret | DatagramError::WrongSecret => {
+                        ("unsigned", &stats.udp_unsigned, &gates[1])
+                    }
+                    _ => ("unparseable", &stats.udp_unparseable, &gates[2]),
+                };
+                Stats::bump(counter);
+                if let Some(suppressed) = gate.allow() {
+                    tracing::warn!(%peer, kind, reason = %e, suppressed, "udp datagram dropped");
+                }
             }
         }
     }

@@ -17,8 +17,13 @@
 //! [`CancellationToken`](tokio_util::sync::CancellationToken)):
 //! - **accept loops** (`listen.rs`): TCP (loopback only) and Unix; each accepted connection
 //!   takes a permit of a semaphore of `max_connections` (none left → closed, counted);
+//! - the **secure listener** (`secure.rs`, optional, any address): TLS with an optional
+//!   client CA (mutual TLS); each handshake runs in its own task with a timeout, at most
+//!   `max_pending_handshakes` at once, then the connection takes a `max_connections` permit
+//!   and is a service connection like a loopback TCP one;
 //! - **UDP loop** (`listen.rs`): checks size (refused, never truncated) and `secret_code`
-//!   (stripped), then hands the parsed message to the router;
+//!   (stripped), then hands the parsed message to the router; bad datagrams are counted per
+//!   reason and logged at most once per 5 s per reason (`ratelog.rs`);
 //! - per connection a **reader** and a **writer** (`conn.rs`);
 //! - **one router** (`router/`), the single owner of all routing state: registrations,
 //!   declared commands, the cache (`cache.rs`), the "down since" memory, and every
@@ -87,7 +92,13 @@
 //! - UDP: nothing is ever answered over UDP (C++ crashes trying to answer an unknown command);
 //!   daemon commands over UDP are logged and dropped; other datagrams are routed stamped
 //!   `<NODE: ` (C++: unstamped, so a datagram could spoof any sender); oversize datagrams
-//!   are dropped (C++ truncates); `secret_code` is stripped (C++ forwards it).
+//!   are dropped (C++ truncates); `secret_code` is stripped (C++ forwards it); every drop is
+//!   counted per reason ([`StatsSnapshot::udp_oversize`], `udp_unsigned`, `udp_unparseable`)
+//!   and logged at most once per 5 s per reason.
+//! - The secure listener (`secure_listen`) can require client certificates (mutual TLS,
+//!   [`TlsListenerConfig::with_client_ca`]); the C++ only checks `CONNECT` credentials.
+//!   A TLS service connection routes like a TCP one, but may `STOP`/`SHUTDOWN` only with the
+//!   admin token and `SNIFF` only when [`AdminRules::allow_sniff_from_tls`] is set.
 //! - `STOP`/`SHUTDOWN` are accepted from the Unix socket only by default
 //!   ([`AdminRules`]); C++: from any local client.
 //! - `SNIFF` (extension, not in `HELP`): see above; gated by
@@ -108,12 +119,16 @@ mod error;
 mod event;
 mod handle;
 mod listen;
+mod ratelog;
 mod replies;
 mod router;
+mod secure;
 mod stats;
 
 pub use config::{
-    AdminRules, CacheLimits, DaemonConfig, DEFAULT_TCP, DEFAULT_UDP, DEFAULT_UNIX_PATH,
+    AdminRules, CacheLimits, DaemonConfig, TlsListenerConfig, DEFAULT_TCP,
+    DEFAULT_TLS_HANDSHAKE_TIMEOUT, DEFAULT_TLS_MAX_PENDING_HANDSHAKES, DEFAULT_TLS_PORT,
+    DEFAULT_UDP, DEFAULT_UNIX_PATH,
 };
 pub use error::DaemonError;
 pub use handle::{Daemon, DaemonHandle};

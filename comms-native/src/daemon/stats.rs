@@ -19,6 +19,11 @@ pub struct Stats {
     pub(crate) cache_refused: AtomicU64,
     pub(crate) udp_received: AtomicU64,
     pub(crate) udp_dropped: AtomicU64,
+    pub(crate) udp_oversize: AtomicU64,
+    pub(crate) udp_unsigned: AtomicU64,
+    pub(crate) udp_unparseable: AtomicU64,
+    pub(crate) tls_handshakes: AtomicU64,
+    pub(crate) tls_handshake_failures: AtomicU64,
     pub(crate) sniff_copies: AtomicU64,
     pub(crate) sniff_lost: AtomicU64,
 }
@@ -27,7 +32,7 @@ pub struct Stats {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct StatsSnapshot {
-    /// Stream connections accepted.
+    /// Stream connections accepted (TLS ones counted at their TCP accept).
     pub connections_accepted: u64,
     /// Stream connections refused (over `max_connections`).
     pub connections_refused: u64,
@@ -47,8 +52,20 @@ pub struct StatsSnapshot {
     pub cache_refused: u64,
     /// UDP datagrams received.
     pub udp_received: u64,
-    /// UDP datagrams dropped (oversize, bad secret, unparseable, not routable).
+    /// UDP datagrams dropped, all reasons (oversize, unsigned, unparseable, not routable).
     pub udp_dropped: u64,
+    /// UDP datagrams dropped because they exceed `udp_max_datagram` (part of `udp_dropped`).
+    pub udp_oversize: u64,
+    /// UDP datagrams dropped because a secret is configured and their `secret_code` is
+    /// missing or wrong (part of `udp_dropped`).
+    pub udp_unsigned: u64,
+    /// UDP datagrams dropped because they are not a cd: message (part of `udp_dropped`).
+    pub udp_unparseable: u64,
+    /// TLS handshakes completed on the secure listener.
+    pub tls_handshakes: u64,
+    /// TLS handshakes that failed or timed out (not TLS, refused or missing client
+    /// certificate, client gave up...).
+    pub tls_handshake_failures: u64,
     /// Copies of routed lines handed to `SNIFF` connections.
     pub sniff_copies: u64,
     /// Copies dropped because a sniffer's queue was full (it never slows routing).
@@ -79,6 +96,11 @@ impl Stats {
             cache_refused: r(&self.cache_refused),
             udp_received: r(&self.udp_received),
             udp_dropped: r(&self.udp_dropped),
+            udp_oversize: r(&self.udp_oversize),
+            udp_unsigned: r(&self.udp_unsigned),
+            udp_unparseable: r(&self.udp_unparseable),
+            tls_handshakes: r(&self.tls_handshakes),
+            tls_handshake_failures: r(&self.tls_handshake_failures),
             sniff_copies: r(&self.sniff_copies),
             sniff_lost: r(&self.sniff_lost),
         }

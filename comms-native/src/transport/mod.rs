@@ -1,5 +1,6 @@
 //! [`NativeTransport`]: the comms [`Transport`] over a permanent Communicator connection
-//! ([`crate::client::Client`]) to `commsd`, with at-least-once delivery **end to end**.
+//! ([`crate::client::Client`]) to `commsd` (`cd:` Unix/TCP, or `cds:` TLS), with at-least-once
+//! delivery **end to end**. `cdu:` (UDP, send-only) is [`DatagramTransport`] ([`datagram`]).
 //!
 //! The daemon keeps nothing on disk and never interprets `comms_*` parameters
 //! (`docs/NATIVE.md`); reliability lives in the two transports at the ends.
@@ -50,6 +51,7 @@
 //! (CancellationToken + TaskTracker); dropping the transport stops them abruptly.
 
 pub mod ack;
+pub mod datagram;
 pub mod mapping;
 mod options;
 pub(crate) mod outbox;
@@ -76,6 +78,7 @@ use comms_core::{
     Message, Result, Transport,
 };
 
+pub use datagram::{connect, DatagramOptions, DatagramTransport};
 pub use options::{NativeOptions, DEFAULT_PREFETCH, DEFAULT_QUEUE_BOUND};
 
 use crate::client::{Client, ClientConfig, ClientError, ConnectionState};
@@ -244,6 +247,7 @@ impl NativeTransport {
         let mut rx = client.watch();
         let deadline = Instant::now() + self.opts.register_timeout;
         let mut refused: Option<String> = None;
+        let mut tls_failed: Option<String> = None;
         loop {
             let state = rx.borrow_and_update().clone();
             match state {
@@ -255,6 +259,10 @@ impl NativeTransport {
                     return Ok(());
                 }
                 ConnectionState::Refused { reason } => refused = Some(reason),
+                ConnectionState::TlsFailed { reason } => {
+                    tls_failed = Some(reason);
+                    break;
+                }
                 ConnectionState::Closed => return Err(Error::Closed),
                 ConnectionState::Disconnected => {}
             }
@@ -264,6 +272,21 @@ impl NativeTransport {
             {
                 break;
             }
+        }
+        if let Some(reason) = tls_failed {
+            // The client keeps retrying (a certificate may be fixed on either side), but a
+            // TLS failure is a configuration problem the caller must see now.
+            if let Some(b) = lock(&self.bound).take() {
+                b.cancel.cancel();
+            }
+            return Err(Error::transport_msg(
+                "native",
+                format!(
+                    "{}: TLS handshake with the daemon failed: {reason}",
+                    self.opts.url
+                ),
+                false,
+            ));
         }
         match refused {
             Some(reason) => {

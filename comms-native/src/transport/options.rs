@@ -16,6 +16,8 @@ pub const DEFAULT_PREFETCH: usize = 256;
 
 /// Settings of a [`super::NativeTransport`]. Every one can be set in the URL query:
 /// `cd:///run/x.sock?node=vm&retry=0.05,0.1&queue_bound=4096&send_timeout_ms=30000&ack_timeout_ms=1000&close_timeout_ms=30000&register_timeout_ms=5000&max_message_size=30720`.
+/// A `cds://host:port` URL also takes the TLS options `ca=`, `cert=`, `key=`, `tls_name=`
+/// (read by [`crate::client::Target`]).
 #[derive(Debug, Clone)]
 pub struct NativeOptions {
     /// The URL (scheme, target) as written.
@@ -44,16 +46,21 @@ pub struct NativeOptions {
 }
 
 impl NativeOptions {
-    /// Options from a `cd:` URL.
+    /// Options from a `cd:` or `cds:` URL.
     pub fn from_url(url: &TransportUrl) -> Result<Self> {
-        if url.scheme() != Scheme::Cd {
-            return Err(Error::BackendUnavailable {
-                backend: "native",
-                reason: format!(
-                    "`{}:` is not supported yet (TLS `cds:` and UDP `cdu:` are planned); use cd:",
-                    url.scheme().as_str()
-                ),
-            });
+        match url.scheme() {
+            Scheme::Cd | Scheme::Cds => {}
+            Scheme::Cdu => {
+                return Err(Error::Config(format!(
+                    "{url}: cdu: is send-only UDP, served by DatagramTransport (comms::connect picks it), not NativeTransport"
+                )))
+            }
+            other => {
+                return Err(Error::Config(format!(
+                    "{url}: `{}:` is not a native URL (cd:, cds:, cdu:)",
+                    other.as_str()
+                )))
+            }
         }
         let node = match url.query("node") {
             Some(n) => {

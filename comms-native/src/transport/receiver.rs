@@ -263,8 +263,10 @@ impl State {
             return;
         }
         // The daemon's own lines: `<NODE:communicatord ...` notifications, and replies
-        // addressed to us without any sent-from prefix (e.g. SERVICE_UNAVAILABLE).
-        let from_daemon = w.sent_from_service == DAEMON_SERVICE || w.sent_from_service.is_empty();
+        // addressed to us without any sent-from prefix (e.g. SERVICE_UNAVAILABLE). A UDP
+        // datagram is stamped `<NODE: ` (node, no service): a message, not the daemon's.
+        let from_daemon = w.sent_from_service == DAEMON_SERVICE
+            || (w.sent_from_service.is_empty() && w.sent_from_server.is_empty());
         let inbound = from_wire(w, &self.parts.local);
         let msg = inbound.message;
         if from_daemon {

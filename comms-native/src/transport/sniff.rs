@@ -70,6 +70,22 @@ pub(crate) async fn open(
                         Box::new(w) as Box<dyn AsyncWrite + Unpin + Send>,
                     )
                 }),
+            Target::Tls { host, port, tls } => {
+                let invalid = |e: crate::tls::TlsError| {
+                    std::io::Error::new(std::io::ErrorKind::InvalidInput, e)
+                };
+                let name = tls.verify_name(host).map_err(invalid)?;
+                let config = tls.client_config().map_err(invalid)?;
+                let tcp = tokio::net::TcpStream::connect((host.as_str(), *port)).await?;
+                let s = tokio_rustls::TlsConnector::from(config)
+                    .connect(name, tcp)
+                    .await?;
+                let (r, w) = tokio::io::split(s);
+                Ok((
+                    Box::new(r) as Box<dyn AsyncRead + Unpin + Send>,
+                    Box::new(w) as Box<dyn AsyncWrite + Unpin + Send>,
+                ))
+            }
         }
     };
     let (r, mut w) = tokio::time::timeout(CONNECT_TIMEOUT, connect)

@@ -181,6 +181,9 @@ impl Router {
                 ConnKind::Tcp => {
                     Err("not allowed on a TCP connection without admin_token".to_owned())
                 }
+                ConnKind::Tls => {
+                    Err("not allowed on a TLS connection without admin_token".to_owned())
+                }
             },
         };
         match verdict {

@@ -83,6 +83,7 @@ impl Router {
         } else if match c.kind {
             ConnKind::Unix => self.cfg.admin.deny_sniff_from_unix,
             ConnKind::Tcp => self.cfg.admin.deny_sniff_from_tcp,
+            ConnKind::Tls => !self.cfg.admin.allow_sniff_from_tls,
         } {
             Some(format!(
                 "SNIFF is not allowed on a {:?} connection (see admin rules)",
