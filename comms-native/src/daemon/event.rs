@@ -18,6 +18,17 @@ pub(crate) enum ConnKind {
     Unix,
     /// The loopback TCP service listener.
     Tcp,
+    /// A link from another daemon (accepted on the peer listener).
+    PeerIn,
+    /// A link to another daemon (dialed by this one).
+    PeerOut,
+}
+
+impl ConnKind {
+    /// A daemon-to-daemon link.
+    pub(crate) fn is_peer(self) -> bool {
+        matches!(self, Self::PeerIn | Self::PeerOut)
+    }
 }
 
 /// The router's handles on one connection's tasks.

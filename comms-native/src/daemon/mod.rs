@@ -108,12 +108,15 @@ mod error;
 mod event;
 mod handle;
 mod listen;
+mod peer;
 mod replies;
 mod router;
+mod routes;
 mod stats;
 
 pub use config::{
-    AdminRules, CacheLimits, DaemonConfig, DEFAULT_TCP, DEFAULT_UDP, DEFAULT_UNIX_PATH,
+    AdminRules, CacheLimits, DaemonConfig, PeerConfig, DEFAULT_PEER_PORT, DEFAULT_PEER_RETRY,
+    DEFAULT_TCP, DEFAULT_UDP, DEFAULT_UNIX_PATH,
 };
 pub use error::DaemonError;
 pub use handle::{Daemon, DaemonHandle};

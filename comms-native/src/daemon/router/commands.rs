@@ -69,6 +69,8 @@ impl Router {
                 self.send(id, &m);
             }
             "STOP" | "SHUTDOWN" => self.stop_request(id, to, &msg.command),
+            "CLUSTER_STATUS" => self.cluster_status_request(id),
+            "CLUSTER_MAP" => self.cluster_map_request(id, to),
             c if LOG_ONLY.contains(&c) => {
                 tracing::debug!(conn = id, command = c, params = ?msg.params, "received");
             }
@@ -135,6 +137,7 @@ impl Router {
         for e in self.cache.take_for(svc) {
             self.push(id, &e.line);
         }
+        self.services_changed();
     }
 
     /// `SERVICE_STATUS service=NAME` → STATUS up / down / unknown (cd-wire.md §7 shapes).
@@ -164,6 +167,7 @@ impl Router {
         let allowed = match kind {
             ConnKind::Unix => !self.cfg.admin.deny_stop_from_unix,
             ConnKind::Tcp => self.cfg.admin.allow_stop_from_tcp,
+            ConnKind::PeerIn | ConnKind::PeerOut => false,
         };
         if allowed {
             tracing::info!(conn = id, ?kind, command, "stop requested");

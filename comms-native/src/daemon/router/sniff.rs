@@ -83,6 +83,7 @@ impl Router {
         } else if match c.kind {
             ConnKind::Unix => self.cfg.admin.deny_sniff_from_unix,
             ConnKind::Tcp => self.cfg.admin.deny_sniff_from_tcp,
+            ConnKind::PeerIn | ConnKind::PeerOut => true,
         } {
             Some(format!(
                 "SNIFF is not allowed on a {:?} connection (see admin rules)",
