@@ -182,7 +182,10 @@ pub struct Raw {
 
 impl Raw {
     pub async fn connect(addr: SocketAddr) -> Self {
-        let s = TcpStream::connect(addr).await.expect("connect");
+        Self::from_stream(TcpStream::connect(addr).await.expect("connect"))
+    }
+
+    pub fn from_stream(s: TcpStream) -> Self {
         let (r, w) = s.into_split();
         Self {
             r: BufReader::new(r),
