@@ -1,4 +1,4 @@
-//! `commsd`, the single-node Communicator routing daemon, as a library (the `commsd` binary
+//! `commsd`, the Communicator routing daemon (one node, or a cluster of peers), as a library (the `commsd` binary
 //! and the `server` embed it).
 //!
 //! ```no_run
@@ -46,8 +46,15 @@
 //! Addressing (cd-wire.md §2.3/§2.5): server ∈ {"", `.`, `*`, NODE} and service ∈ {"",
 //! `communicatord`} → daemon command; service `.`/`*`/`?` → local broadcast to connections
 //! that declared the command in `COMMANDS`; `[server:]service/CMD` → the connection
-//! registered as `service`, or the cache; a named other server → dropped (no cluster yet;
-//! `TRANSMISSION_REPORT status=failed` / `SERVICE_UNAVAILABLE` when the sender asked).
+//! registered as `service`, or (cluster) the next hop toward the nearest node hosting it,
+//! or the cache; a named other server → the next hop toward it, else the cache (single node:
+//! dropped, `TRANSMISSION_REPORT status=failed` / `SERVICE_UNAVAILABLE` when the sender asked).
+//!
+//! Cluster (docs/NATIVE.md "Cluster"): peer links are connections of kind `PeerIn`/`PeerOut`
+//! with the same reader and writer tasks; `peer/` opens them (listener, dialers, gossip),
+//! the router owns their state like everything else (`router/peers.rs` handshake,
+//! `router/cluster.rs` link state and quorum, `router/forward.rs` lines across links) and
+//! the pure routing table is `routes.rs`.
 //!
 //! Reply shapes follow cd-wire.md §7 byte for byte: HELP, READY, STATUS (and QUITTING,
 //! DISCONNECTING, REGISTER refusals) carry `<NODE:communicatord `; replies to a request are
