@@ -109,3 +109,36 @@ async fn a_stock_peer_gossips_is_dialed_routed_to_and_redialed_after_hangup() {
     p.expect_prefix("CONNECT ").await;
     p.send("REFUSE shutdown=true").await;
 }
+
+#[tokio::test]
+async fn commsd_gossips_to_a_larger_neighbour_until_received() {
+    let base = unique("sg");
+    // The neighbour (127.0.0.2) is larger than commsd (127.0.0.1): commsd gossips, it dials.
+    let fake = TcpListener::bind("127.0.0.2:0").await.unwrap();
+    let fake_addr = fake.local_addr().unwrap();
+    let y = Node::start(&format!("{base}y"), util::loopback0(), &[fake_addr], &[]).await;
+    let mut g = accept(&fake).await;
+    g.expect(&format!("GOSSIP my_address={}", y.peer)).await;
+    // Not answered: the gossip comes again on the retry schedule (1 s in tests).
+    drop(g);
+    let mut g = accept(&fake).await;
+    g.expect(&format!("GOSSIP my_address={}", y.peer)).await;
+    g.send("RECEIVED").await;
+    // The stock side then dials commsd; commsd accepts with the stock parameter set.
+    let mut p = Raw::connect(y.peer).await;
+    p.send(&format!(
+        "CONNECT my_address={fake_addr};server_name={base}stock;version=1"
+    ))
+    .await;
+    let accept_line = p.expect_prefix("ACCEPT ").await;
+    assert_eq!(param(&accept_line, "server_name"), y.name);
+    assert_eq!(param(&accept_line, "comms_link_state"), "1");
+    p.expect("HELP").await;
+    let map = y
+        .wait_map("the stock link", |l| param(l, "links").contains("stock"))
+        .await;
+    assert_eq!(
+        util::list(&map, "nodes"),
+        vec![format!("{base}stock"), y.name.clone()]
+    );
+}
