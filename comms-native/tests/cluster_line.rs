@@ -36,6 +36,8 @@ async fn unicast_crosses_the_intermediate_once_and_status_map_and_refusals_are_s
     sa.register(&an, "ln_sa", "PONG").await;
     let mut sc = c.client().await;
     sc.register(&cn, "ln_sc", "PING").await;
+    let mut wb = b.client().await;
+    wb.register(&bn, "ln_wb", "DISCONNECTED").await;
 
     // A service on A reaches a service on C through B; the origin stamp survives.
     sa.send("ln_sc/PING n=1").await;
@@ -52,7 +54,12 @@ async fn unicast_crosses_the_intermediate_once_and_status_map_and_refusals_are_s
     // The map is the same from every daemon; it names services per node.
     let map = c
         .wait_map("both services", |l| {
-            list(l, "services") == vec![format!("{an}:ln_sa"), format!("{cn}:ln_sc")]
+            list(l, "services")
+                == vec![
+                    format!("{an}:ln_sa"),
+                    format!("{bn}:ln_wb"),
+                    format!("{cn}:ln_sc"),
+                ]
         })
         .await;
     assert_eq!(
@@ -107,6 +114,14 @@ async fn unicast_crosses_the_intermediate_once_and_status_map_and_refusals_are_s
     p.expect(&format!("<{an}:ln_sa {an}z:stock_svc/PING n=3"))
         .await;
     p.send("DISCONNECT").await;
+
+    // A graceful stop says DISCONNECT to its peers: B's services hear DISCONNECTED.
+    let mut admin = a.client().await;
+    admin.send("STOP").await;
+    wb.skip_to(&format!(
+        "<{bn}:communicatord DISCONNECTED server_name={an}"
+    ))
+    .await;
 }
 
 #[tokio::test]

@@ -49,3 +49,4 @@ impl Backend for MemoryBackend {
     }
 }
 pub mod native;
+pub mod native_cluster;

@@ -113,6 +113,29 @@ impl Routes {
             .map(|(n, _)| n.as_str())
     }
 
+    /// Every other node hosting `service` at the smallest distance, by name (empty: none).
+    pub(crate) fn nearest_all(&self, service: &str) -> Vec<&str> {
+        let mut best: Vec<(&str, u32)> = Vec::new();
+        for (n, (_, d)) in &self.hops {
+            if !self
+                .db
+                .get(n.as_str())
+                .is_some_and(|s| s.services.contains(service))
+            {
+                continue;
+            }
+            match best.first() {
+                Some(&(_, bd)) if *d > bd => continue,
+                Some(&(_, bd)) if *d < bd => best.clear(),
+                _ => {}
+            }
+            best.push((n.as_str(), *d));
+        }
+        let mut v: Vec<&str> = best.into_iter().map(|(n, _)| n).collect();
+        v.sort_unstable();
+        v
+    }
+
     /// Reachable nodes, this one included.
     pub(crate) fn reachable(&self) -> usize {
         self.hops.len() + 1
@@ -230,6 +253,9 @@ mod tests {
         r.update("c", st(1, &["b", "d"], &["s"]));
         assert_eq!(r.next_hop("c"), Some("b"));
         assert_eq!(r.nearest_with("s"), Some("d"), "d is one hop, c two");
+        assert_eq!(r.nearest_all("s"), vec!["d"]);
+        r.update("b", st(2, &["a", "c"], &["s"]));
+        assert_eq!(r.nearest_all("s"), vec!["b", "d"], "equally near");
         // b dies: a drops the link; b's stale state still lists a and c.
         let mut own = r.own().clone();
         own.peers.remove("b");

@@ -2,7 +2,10 @@
 //! broadcasts with the stock loop-prevention fields (cd-wire.md §2.5).
 //!
 //! **Unicast.** `node:svc/CMD` goes to the next hop toward `node`; `svc/CMD` (server empty,
-//! `*` or `?`) to a local instance if any, else toward the nearest node that hosts `svc`.
+//! `*` or `?`) to a local instance if any, else toward the nearest node that hosts `svc`
+//! (several equally near: a stable hash of the origin `node:svc` picks one, so each sender's
+//! stream stays on one instance — the native transport orders per (sender, destination)
+//! stream, which a per-message split would break — while senders spread over instances).
 //! Exactly one copy leaves, to exactly one peer: never flooded. Intermediate daemons decide
 //! again from the same database, so the path stays shortest. The origin stamp
 //! `<nodeA:svc ` written by the first daemon is kept verbatim: remote links never stamp. No
@@ -42,6 +45,17 @@ const LOOP_FIELDS: &[&str] = &[
     "secure_remote",
 ];
 
+/// FNV-1a of `node:svc`: stable across daemons and runs (unlike `std`'s random hasher), so
+/// every daemon on the path picks the same instance for one sender.
+fn fnv1a(node: &str, svc: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in node.bytes().chain(std::iter::once(b':')).chain(svc.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
 fn has_msgid(line: &[u8]) -> bool {
     const NEEDLE: &[u8] = b"broadcast_msgid=";
     line.windows(NEEDLE.len()).any(|w| w == NEEDLE)
@@ -49,11 +63,21 @@ fn has_msgid(line: &[u8]) -> bool {
 
 impl Router {
     /// The up link (conn) to send a line for `server`/`service` through, if any. `any`:
-    /// the server is empty / `*` / `?` (nearest host of `service`).
-    pub(super) fn next_link(&self, server: &str, service: &str, any: bool) -> Option<ConnId> {
+    /// the server is empty / `*` / `?` (nearest host of `service`; among equally near ones,
+    /// chosen by a stable hash of the origin `node:svc`, so one sender's stream stays on one
+    /// instance while different senders spread over them).
+    pub(super) fn next_link(
+        &self,
+        server: &str,
+        service: &str,
+        any: bool,
+        origin: (&str, &str),
+    ) -> Option<ConnId> {
         let routes = &self.cluster.routes;
         let target = if any {
-            routes.nearest_with(service)?
+            let near = routes.nearest_all(service);
+            let k = fnv1a(origin.0, origin.1) as usize;
+            *near.get(k % near.len().max(1))?
         } else {
             server
         };
@@ -142,7 +166,8 @@ impl Router {
             }
         }
         if !own {
-            if let Some(to) = self.next_link(server, service, any) {
+            let origin = (head.sent_from_server, head.sent_from_service);
+            if let Some(to) = self.next_link(server, service, any, origin) {
                 if Some(to) != from {
                     let mut out = BytesMut::with_capacity(line.len() + 1);
                     if restamp_head(
@@ -244,7 +269,7 @@ impl Router {
         m.server = node.to_owned();
         m.sent_from_server = self.node.to_string();
         m.sent_from_service = replies::DAEMON_SERVICE.to_owned();
-        let Some(to) = self.next_link(node, svc, false) else {
+        let Some(to) = self.next_link(node, svc, false, ("", "")) else {
             tracing::debug!(node, svc, "no route back to the origin; report dropped");
             return;
         };
@@ -270,7 +295,8 @@ impl Router {
             return;
         }
         if !own {
-            if let Some(to) = self.next_link(head.server, head.service, any) {
+            let origin = (head.sent_from_server, head.sent_from_service);
+            if let Some(to) = self.next_link(head.server, head.service, any, origin) {
                 self.forward_bytes(to, &line);
                 return;
             }

@@ -204,7 +204,8 @@ impl Router {
                     let any = matches!(server, "" | "*" | "?");
                     let named_here = server == "." || server == &*self.node;
                     if !named_here {
-                        if let Some(to) = self.next_link(server, service, any) {
+                        let origin = (&*self.node, from_name);
+                        if let Some(to) = self.next_link(server, service, any, origin) {
                             return self.forward_local(to, from, from_name, head, line);
                         }
                         if !any && self.cluster.net.is_none() {
