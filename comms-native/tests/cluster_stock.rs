@@ -142,3 +142,40 @@ async fn commsd_gossips_to_a_larger_neighbour_until_received() {
         vec![format!("{base}stock"), y.name.clone()]
     );
 }
+
+/// In process (to hold the stop grace open): a CONNECT that arrives while the daemon stops
+/// is refused `shutdown=true`, and the peer listener rejects non-private addresses.
+#[tokio::test]
+async fn connect_during_stop_is_refused_shutdown_and_public_peer_addresses_are_rejected() {
+    use comms_native::daemon::{Daemon, DaemonConfig, PeerConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let base = unique("sd");
+    let mut cfg = DaemonConfig::ephemeral(format!("{base}d"), dir.path().join("d.sock"));
+    cfg.shutdown_grace = std::time::Duration::from_secs(5);
+    cfg.peers = PeerConfig {
+        listen: Some(util::loopback0()),
+        allow_loopback: true,
+        ..PeerConfig::default()
+    };
+    let h = Daemon::start(cfg.clone()).await.unwrap();
+    let mut p = Raw::connect(h.peer_addr().unwrap()).await;
+    // The daemon knows the connection (a HELP round trip) before it is told to stop.
+    p.send("HELP").await;
+    p.expect_prefix("COMMANDS list=").await;
+    h.stop();
+    p.send(&format!(
+        "CONNECT my_address=127.0.0.1:9;server_name={base}e;version=1"
+    ))
+    .await;
+    p.expect("REFUSE shutdown=true").await;
+    h.shutdown().await;
+
+    cfg.unix_path = Some(dir.path().join("e.sock"));
+    cfg.peers.listen = Some("8.8.8.8:0".parse().unwrap());
+    let e = Daemon::start(cfg.clone()).await.unwrap_err();
+    assert!(e.to_string().contains("private IPv4"), "{e}");
+    cfg.peers.listen = Some(util::loopback0());
+    cfg.peers.allow_loopback = false;
+    let e = Daemon::start(cfg).await.unwrap_err();
+    assert!(e.to_string().contains("allow_loopback_peers"), "{e}");
+}
