@@ -418,3 +418,34 @@ impl Router {
         self.send(id, &m);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broadcast_ids_are_seen_once_until_they_expire() {
+        let mut c = Cluster::single("a");
+        assert!(c.first_sight("b-1", 110, 100));
+        assert!(!c.first_sight("b-1", 110, 105), "seen, not expired");
+        assert!(c.first_sight("b-2", 120, 105));
+        // At 115, b-1 has expired: purged, and a late copy counts as new (the sender's
+        // `broadcast_timeout` check drops such copies before they get here).
+        assert!(c.first_sight("b-1", 125, 115));
+        assert_eq!(c.seen.len(), 2);
+    }
+
+    #[test]
+    fn node_state_line_shape() {
+        let s = NodeState {
+            seq: 7,
+            address: "127.0.0.1:4042".into(),
+            peers: ["b".to_owned(), "c".to_owned()].into_iter().collect(),
+            services: ["x".to_owned()].into_iter().collect(),
+        };
+        assert_eq!(
+            node_state_msg("a", &s).to_line().unwrap_or_default(),
+            "NODE_STATE address=127.0.0.1:4042;node=a;peers=b,c;seq=7;services=x"
+        );
+    }
+}
