@@ -235,6 +235,14 @@ impl Router {
         let msg = node_state_msg(&self.node, &state);
         self.cluster.routes.set_own(state);
         if let Some(line) = line_of(&msg) {
+            if line.len() > self.cfg.max_line {
+                tracing::error!(
+                    len = line.len(),
+                    max_line = self.cfg.max_line,
+                    "NODE_STATE longer than max_line: peers will drop it (too many services \
+                     on this node for the line limit; raise max_line on every daemon)"
+                );
+            }
             for id in self.comms_links() {
                 self.push(id, &line);
             }

@@ -288,8 +288,10 @@ impl Router {
                     continue;
                 }
                 let n = c.pending.iter().filter(|&&b| b == b'\n').count();
+                let to_service = c.link.is_none();
                 match c.handles.out.try_send(c.pending.split().freeze()) {
-                    Ok(()) => Stats::add(&self.stats.lines_routed, n as u64),
+                    Ok(()) if to_service => Stats::add(&self.stats.lines_routed, n as u64),
+                    Ok(()) => {}
                     Err(TrySendError::Full(_)) => slow.push(id),
                     Err(TrySendError::Closed(_)) => {}
                 }
