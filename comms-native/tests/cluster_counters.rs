@@ -140,3 +140,58 @@ async fn counters_prove_one_path_per_unicast_and_one_copy_per_node_per_broadcast
         h.shutdown().await;
     }
 }
+
+/// Throughput through an intermediate (A → B → C) against one daemon (A → A), raw lines,
+/// printed; `cargo nextest run -p comms-native --test cluster_counters --run-ignored only`.
+#[tokio::test]
+#[ignore = "a measurement, not a check"]
+async fn measure_forwarding_throughput() {
+    const N: usize = 20_000;
+    let dir = tempfile::tempdir().unwrap();
+    let base = unique("tp");
+    let a = start(&dir, &format!("{base}a"), vec![]).await;
+    let b = start(&dir, &format!("{base}b"), vec![a.peer_addr().unwrap()]).await;
+    let c = start(&dir, &format!("{base}c"), vec![b.peer_addr().unwrap()]).await;
+    until("the line", async || {
+        list(&map(&a).await, "links").len() == 2
+    })
+    .await;
+    let mut rx_local = Raw::connect(a.tcp_addr().unwrap()).await;
+    rx_local
+        .register(&format!("{base}a"), "tp_local", "X")
+        .await;
+    let mut rx_far = Raw::connect(c.tcp_addr().unwrap()).await;
+    rx_far.register(&format!("{base}c"), "tp_far", "X").await;
+    until("tp_far announced", async || {
+        list(&map(&a).await, "services").len() == 2
+    })
+    .await;
+    for (label, to, rx) in [
+        ("one daemon", "tp_local", &mut rx_local),
+        ("through an intermediate", "tp_far", &mut rx_far),
+    ] {
+        let mut tx = Raw::connect(a.tcp_addr().unwrap()).await;
+        tx.register(&format!("{base}a"), &format!("tp_tx_{to}"), "Y")
+            .await;
+        let started = std::time::Instant::now();
+        let sender = tokio::spawn(async move {
+            for i in 0..N {
+                tx.send(&format!("{to}/X comms_id=abcdefghij{i};n={i}"))
+                    .await;
+            }
+            tx
+        });
+        for _ in 0..N {
+            rx.line().await;
+        }
+        let secs = started.elapsed().as_secs_f64();
+        let _tx = sender.await.unwrap();
+        println!(
+            "{label}: {N} lines in {secs:.2} s = {:.0} lines/s",
+            N as f64 / secs
+        );
+    }
+    for h in [a, b, c] {
+        h.shutdown().await;
+    }
+}
