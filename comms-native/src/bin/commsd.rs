@@ -124,8 +124,8 @@ struct Cli {
     /// Most peer links at once (a CONNECT beyond gets a bare REFUSE).
     #[arg(long)]
     max_peer_links: Option<usize>,
-    /// Pauses between reconnection attempts to a neighbour, comma-separated seconds (the
-    /// last repeats); default 1,1,1,3,5,10,20,30,60.
+    /// Pauses between reconnection attempts to a neighbour, comma-separated seconds
+    /// (decimals allowed; the last repeats); default 1,1,1,3,5,10,20,30,60.
     #[arg(long, value_name = "LIST")]
     peer_retry_secs: Option<String>,
     /// File written with one line per listener once all are bound.
@@ -184,15 +184,16 @@ fn neighbor_list(s: &str) -> anyhow::Result<Vec<SocketAddr>> {
         .collect()
 }
 
-/// Comma-separated seconds.
+/// Comma-separated seconds (decimals allowed, e.g. `0.2`).
 fn retry_list(s: &str) -> anyhow::Result<Vec<Duration>> {
     let v: Vec<Duration> = s
         .split(',')
         .map(str::trim)
         .filter(|n| !n.is_empty())
         .map(|n| {
-            n.parse::<u64>()
-                .map(Duration::from_secs)
+            n.parse::<f64>()
+                .ok()
+                .and_then(|f| Duration::try_from_secs_f64(f).ok())
                 .with_context(|| format!("retry pause {n:?} is not a number of seconds"))
         })
         .collect::<anyhow::Result<_>>()?;
