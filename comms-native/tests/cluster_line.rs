@@ -68,6 +68,14 @@ async fn unicast_crosses_the_intermediate_once_and_status_map_and_refusals_are_s
     );
     assert_eq!(param(&map, "server_name"), cn);
 
+    // SERVICE_STATUS knows services hosted elsewhere in the cluster.
+    let mut q = a.client().await;
+    q.send("SERVICE_STATUS service=ln_sc").await;
+    q.expect(&format!(
+        "<{an}:communicatord STATUS cache=no;server_name={cn};service=ln_sc;status=up"
+    ))
+    .await;
+
     // Quorum: 3 of 3 reachable.
     let mut q = a.client().await;
     q.send("CLUSTER_STATUS").await;

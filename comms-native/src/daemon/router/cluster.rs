@@ -379,6 +379,20 @@ impl Router {
         self.send(id, &b);
     }
 
+    /// `STATUS` for a service not live here but hosted on a reachable node (the nearest):
+    /// `STATUS cache=no;server_name=<node>;service=<svc>;status=up` (no `up_since`: only the
+    /// hosting daemon knows it).
+    pub(super) fn remote_status(&self, svc: &str) -> Option<WireMessage> {
+        let node = self.cluster.routes.nearest_with(svc)?;
+        Some(
+            replies::notification(&self.node, "STATUS")
+                .with_param("cache", "no")
+                .with_param("server_name", node)
+                .with_param("service", svc)
+                .with_param("status", "up"),
+        )
+    }
+
     /// `CLUSTER_MAP` (comms extension): the reachable nodes, their links and services.
     pub(super) fn cluster_map_request(&mut self, id: ConnId, to: Option<&str>) {
         let routes = &self.cluster.routes;

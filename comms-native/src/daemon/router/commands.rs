@@ -153,8 +153,11 @@ impl Router {
             .map(|c| c.up_since);
         let m = match (live, self.down.get(svc)) {
             (Some(up), _) => replies::status_up(&self.node, svc, up),
-            (None, Some(&(up, down))) => replies::status_down(&self.node, svc, up, down),
-            (None, None) => replies::status_unknown(&self.node, svc),
+            (None, down) => match (self.remote_status(svc), down) {
+                (Some(remote), _) => remote,
+                (None, Some(&(up, down))) => replies::status_down(&self.node, svc, up, down),
+                (None, None) => replies::status_unknown(&self.node, svc),
+            },
         };
         self.send(id, &m);
     }
