@@ -12,6 +12,8 @@ use serde::Deserialize;
 /// name = "web01"              # service name; default agent_<first 10 characters of the id>
 /// state_dir = "/var/lib/comms-agent"
 /// server = "server"           # only this service (or node:service) may run tasks here
+/// key_file = "/etc/comms/fleet.key"  # tasks must be signed with this fleet key (see `auth`)
+/// allow_unsigned_tasks = false # without key_file, trust the transport-stamped origin alone
 /// groups = ["web"]
 /// labels = { zone = "eu1" }
 /// max_tasks = 4
@@ -28,6 +30,12 @@ pub struct AgentConfig {
     pub state_dir: PathBuf,
     /// The server identity allowed to run tasks: `service` or `node:service`.
     pub server: String,
+    /// The fleet key: `RUN`/`CANCEL` must be signed with it ([`crate::auth`]).
+    pub key_file: Option<PathBuf>,
+    /// Without `key_file`, accept tasks on the transport-stamped origin alone. The `agent`
+    /// binary requires a key (or this) on broker transports, where any client can forge the
+    /// origin; on `cd:` the daemon stamps it.
+    pub allow_unsigned_tasks: bool,
     /// Groups.
     pub groups: Vec<String>,
     /// Labels.
@@ -48,6 +56,8 @@ impl Default for AgentConfig {
             name: None,
             state_dir: PathBuf::from("agent-state"),
             server: "server".into(),
+            key_file: None,
+            allow_unsigned_tasks: false,
             groups: Vec::new(),
             labels: BTreeMap::new(),
             max_tasks: 4,

@@ -8,8 +8,10 @@
 //! - [`Agent`]: advertises `role=agent` with facts (hostname, OS, CPUs, memory, version, id),
 //!   groups and labels, heartbeats every TTL/3, keeps a stable id on disk
 //!   ([`identity`]), runs at most `max_tasks` tasks (more are `rejected`), and accepts tasks only
-//!   from the configured server identity (checked against the transport-stamped origin).
+//!   from the configured server identity (checked against the transport-stamped origin) and,
+//!   with a fleet key, only when signed with it ([`auth`]).
 
+pub mod auth;
 pub mod config;
 pub mod facts;
 pub mod identity;
@@ -27,6 +29,9 @@ pub enum AgentError {
     /// The state directory or id file.
     #[error("agent state: {0}")]
     State(String),
+    /// The fleet key.
+    #[error(transparent)]
+    Auth(#[from] auth::AuthError),
     /// The transport or endpoint.
     #[error(transparent)]
     Comms(#[from] comms::Error),

@@ -30,6 +30,13 @@ struct Args {
     /// Server identity allowed to run tasks (`service` or `node:service`).
     #[arg(long)]
     server: Option<String>,
+    /// Fleet key file: tasks must be signed with it (also COMMS_FLEET_KEY_FILE).
+    #[arg(long, env = "COMMS_FLEET_KEY_FILE", value_name = "FILE")]
+    key_file: Option<PathBuf>,
+    /// Without a key, trust the transport-stamped origin alone, even on a broker transport
+    /// where any client can forge it.
+    #[arg(long)]
+    allow_unsigned_tasks: bool,
     /// Join a group (repeatable).
     #[arg(long = "group")]
     groups: Vec<String>,
@@ -62,6 +69,27 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(server) = args.server {
         agent_config.server = server;
+    }
+    if args.key_file.is_some() {
+        agent_config.key_file = args.key_file;
+    }
+    agent_config.allow_unsigned_tasks |= args.allow_unsigned_tasks;
+    let scheme = config.url()?.scheme();
+    let stamped_by_daemon = matches!(
+        scheme,
+        comms::config::Scheme::Cd | comms::config::Scheme::Cds | comms::config::Scheme::Memory
+    );
+    if agent_config.key_file.is_none() {
+        anyhow::ensure!(
+            stamped_by_daemon || agent_config.allow_unsigned_tasks,
+            "on a {} transport any client can forge a message's origin: give the agent the \
+             fleet key (--key-file, COMMS_FLEET_KEY_FILE or [agent] key_file; the server and \
+             commsctl need the same key) or accept that risk with --allow-unsigned-tasks",
+            scheme.as_str()
+        );
+        tracing::warn!(
+            "no fleet key: tasks are authorised by the transport-stamped origin only (set key_file)"
+        );
     }
     agent_config.groups.extend(args.groups);
     agent_config.labels.extend(args.labels);

@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::{FleetKey, ReplayGuard};
 use crate::config::AgentConfig;
 use crate::protocol::{cmd, CancelTask, RunTask, TaskOutput, TaskResult, TaskStatus};
 use crate::runner::{self, TaskSpec};
@@ -17,12 +18,34 @@ use crate::{facts, identity, AgentError};
 #[derive(Debug)]
 struct Tasks {
     running: Mutex<HashMap<String, CancellationToken>>,
+    /// With a fleet key: requests must be signed, and each is accepted once.
+    auth: Option<(FleetKey, Mutex<ReplayGuard>)>,
+    /// This agent's service name (what signatures must name).
+    name: String,
     slots: Arc<Semaphore>,
     tracker: TaskTracker,
     config: AgentConfig,
 }
 
 impl Tasks {
+    /// Whether `msg` may act on this agent: from the configured server and, with a fleet
+    /// key, signed with it, fresh, and not seen before. `Err` says why not.
+    fn admit(&self, msg: &comms::Message) -> Result<(), String> {
+        if !authorized(&self.config.server, msg.from.as_ref()) {
+            return Err(format!(
+                "not authorized: this agent takes commands only from `{}`",
+                self.config.server
+            ));
+        }
+        if let Some((key, guard)) = &self.auth {
+            let mut guard = guard.lock().unwrap_or_else(|p| p.into_inner());
+            guard
+                .check(key, msg, &self.name)
+                .map_err(|e| format!("not authorized: {e}"))?;
+        }
+        Ok(())
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, CancellationToken>> {
         self.running.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -59,8 +82,14 @@ impl Agent {
                 &id[..10.min(id.len())]
             )
         });
+        let auth = match &config.key_file {
+            Some(path) => Some((FleetKey::from_file(path)?, Mutex::default())),
+            None => None,
+        };
         let tasks = Arc::new(Tasks {
             running: Mutex::default(),
+            auth,
+            name: name.clone(),
             slots: Arc::new(Semaphore::new(config.max_tasks.max(1))),
             tracker: TaskTracker::new(),
             config: config.clone(),
@@ -139,12 +168,8 @@ async fn on_run(tasks: Arc<Tasks>, req: Request, run: RunTask) -> Result<Outcome
         return Err(HandlerError::Failed("a task without an origin".into()));
     };
     let config = &tasks.config;
-    if !authorized(&config.server, Some(&from)) {
-        tracing::warn!(%from, task = %run.task, "task refused: not from the configured server");
-        let why = format!(
-            "not authorized: this agent runs tasks only for `{}`",
-            config.server
-        );
+    if let Err(why) = tasks.admit(&req.message) {
+        tracing::warn!(%from, task = %run.task, reason = %why, "task refused");
         send_result(
             &req.endpoint,
             &from,
@@ -209,11 +234,9 @@ async fn on_cancel(
     req: Request,
     cancel: CancelTask,
 ) -> Result<Outcome, HandlerError> {
-    if !authorized(&tasks.config.server, req.message.from.as_ref()) {
-        return Err(HandlerError::Failed(format!(
-            "not authorized: only `{}` may cancel tasks",
-            tasks.config.server
-        )));
+    if let Err(why) = tasks.admit(&req.message) {
+        tracing::warn!(from = ?req.message.from, task = %cancel.task, reason = %why, "cancel refused");
+        return Err(HandlerError::Failed(why));
     }
     match tasks.lock().get(&cancel.task) {
         Some(token) => token.cancel(),

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use comms::{Destination, Endpoint, Message, Outcome, Request, Transport};
+use comms_agent::auth::FleetKey;
 use tokio::sync::mpsc;
 
 use crate::protocol::{
@@ -27,6 +28,7 @@ pub struct Client {
     endpoint: Endpoint,
     events: mpsc::Receiver<Event>,
     timeout: Duration,
+    key: Option<FleetKey>,
 }
 
 fn server() -> Destination {
@@ -69,7 +71,21 @@ impl Client {
             endpoint,
             events,
             timeout,
+            key: None,
         })
+    }
+
+    /// Sign every request with the fleet key (a server with a key answers only signed ones).
+    pub fn with_key(mut self, key: FleetKey) -> Self {
+        self.key = Some(key);
+        self
+    }
+
+    async fn request(&self, mut msg: Message) -> comms::Result<Message> {
+        if let Some(key) = &self.key {
+            key.sign(&mut msg);
+        }
+        self.endpoint.request(msg, self.timeout).await
     }
 
     /// The endpoint (for `send`).
@@ -78,9 +94,7 @@ impl Client {
     }
 
     async fn ask(&self, command: &str) -> comms::Result<Message> {
-        self.endpoint
-            .request(Message::new(command, server())?, self.timeout)
-            .await
+        self.request(Message::new(command, server())?).await
     }
 
     /// Every agent the server knows.
@@ -101,13 +115,13 @@ impl Client {
     /// Start a dispatch; then read [`Client::next_event`] until `Done`.
     pub async fn dispatch(&self, request: &DispatchRequest) -> comms::Result<Accepted> {
         let msg = Message::new(cmd::DISPATCH, server())?.with_data(request)?;
-        self.endpoint.request(msg, self.timeout).await?.data()
+        self.request(msg).await?.data()
     }
 
     /// Cancel a dispatch's running tasks.
     pub async fn cancel(&self, dispatch: &str) -> comms::Result<()> {
         let msg = Message::new(cmd::CANCEL_DISPATCH, server())?.with_param("dispatch", dispatch);
-        self.endpoint.request(msg, self.timeout).await.map(|_| ())
+        self.request(msg).await.map(|_| ())
     }
 
     /// The next event of any dispatch this client started (`None` if the endpoint stopped).

@@ -10,6 +10,7 @@ use serde::Deserialize;
 /// deadline_grace_secs = 5    # time past a task's timeout before a target counts as timed out
 /// max_running = 64           # dispatches at once; more are refused
 /// ttl_secs = 10              # the server's own advertisement TTL
+/// key_file = "/etc/comms/fleet.key"  # sign tasks with it; answer only signed requests
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -22,6 +23,9 @@ pub struct ServerConfig {
     pub max_running: usize,
     /// Advertisement TTL of the server.
     pub ttl_secs: u64,
+    /// The fleet key ([`comms_agent::auth`]): the server signs every `RUN`/`CANCEL` with it
+    /// and answers only requests (from `commsctl` or any tool) signed with it.
+    pub key_file: Option<std::path::PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -31,6 +35,7 @@ impl Default for ServerConfig {
             deadline_grace_secs: 5,
             max_running: 64,
             ttl_secs: 10,
+            key_file: None,
         }
     }
 }

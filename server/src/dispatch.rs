@@ -119,7 +119,10 @@ async fn run(
             output_cap: request.output_cap,
         };
         let sent = match run.to_message(address.clone()) {
-            Ok(msg) => ep.send(msg).await,
+            Ok(mut msg) => {
+                state.sign(&mut msg);
+                ep.send(msg).await
+            }
             Err(e) => Err(e),
         };
         match sent {

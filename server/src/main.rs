@@ -23,6 +23,9 @@ struct Args {
     /// Transport URL (overrides the config; also COMMS_URL).
     #[arg(long, env = "COMMS_URL")]
     url: Option<String>,
+    /// Fleet key file: sign tasks, answer only signed requests (also COMMS_FLEET_KEY_FILE).
+    #[arg(long, env = "COMMS_FLEET_KEY_FILE", value_name = "FILE")]
+    key_file: Option<PathBuf>,
     /// With a cd: URL, do not start the embedded daemon (use a separate commsd).
     #[arg(long)]
     no_embed: bool,
@@ -37,7 +40,10 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
     let config = Config::resolve(args.config.as_deref(), args.url.as_deref(), DEFAULT_URL)?;
-    let server_config: ServerConfig = config.section("server")?;
+    let mut server_config: ServerConfig = config.section("server")?;
+    if args.key_file.is_some() {
+        server_config.key_file = args.key_file;
+    }
     let daemon = if args.no_embed {
         None
     } else {

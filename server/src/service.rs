@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use comms::{Directory, Endpoint, HandlerError, Outcome, Request, Transport};
+use comms::{Directory, Endpoint, HandlerError, Outcome, Request, Transport, TypedMessage};
 use comms_agent::protocol::{CancelTask, TaskOutput, TaskResult};
 
 use crate::config::ServerConfig;
@@ -31,7 +31,14 @@ impl Server {
     ) -> comms::Result<Server> {
         let directory = Directory::new();
         let backend = transport.capabilities().backend.to_owned();
-        let state = Arc::new(State::new(directory.clone(), config.clone(), backend));
+        let key = match &config.key_file {
+            Some(path) => Some(
+                comms_agent::auth::FleetKey::from_file(path)
+                    .map_err(|e| comms::Error::Config(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let state = Arc::new(State::new(directory.clone(), config.clone(), backend, key));
         let endpoint = Endpoint::builder(transport, SERVER_SERVICE)
             .ttl(Duration::from_secs(config.ttl_secs.max(1)))
             .fact("role", "server")
@@ -73,12 +80,28 @@ impl Server {
 
 type Handled = Result<Outcome, HandlerError>;
 
-fn with_state<F, Fut>(state: &Arc<State>, f: F) -> impl Fn(Request) -> Fut + Send + Sync + 'static
+/// Wraps a request handler: with a fleet key, only signed requests reach it (the others get
+/// an `ERROR` reply saying why, and a log line).
+fn with_state<F, Fut>(
+    state: &Arc<State>,
+    f: F,
+) -> impl Fn(Request) -> std::pin::Pin<Box<dyn std::future::Future<Output = Handled> + Send>>
+       + Send
+       + Sync
+       + 'static
 where
     F: Fn(Arc<State>, Request) -> Fut + Copy + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Handled> + Send + 'static,
 {
     let state = state.clone();
-    move |req| f(state.clone(), req)
+    move |req| {
+        if let Err(e) = state.admit(&req.message) {
+            tracing::warn!(from = ?req.message.from, command = %req.message.command, reason = %e, "request refused");
+            let why = format!("not authorized: {e}");
+            return Box::pin(async move { Err(HandlerError::Failed(why)) });
+        }
+        Box::pin(f(state.clone(), req))
+    }
 }
 
 async fn on_agents(state: Arc<State>, req: Request) -> Handled {
@@ -135,7 +158,11 @@ async fn on_cancel(state: Arc<State>, req: Request) -> Handled {
     for (task, route) in &routes {
         if let Err(e) = req
             .endpoint
-            .send_typed(route.agent.clone(), &CancelTask { task: task.clone() })
+            .send({
+                let mut m = CancelTask { task: task.clone() }.to_message(route.agent.clone())?;
+                state.sign(&mut m);
+                m
+            })
             .await
         {
             tracing::warn!(agent = %route.agent, error = %e, "cancel not sent");

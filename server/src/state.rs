@@ -1,5 +1,6 @@
 //! What the server keeps: the agent directory view, task routes, recent dispatches.
 
+use comms_agent::auth::{FleetKey, ReplayGuard};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Instant, UNIX_EPOCH};
@@ -21,6 +22,8 @@ pub(crate) struct Route {
 
 #[derive(Debug)]
 pub(crate) struct State {
+    /// The fleet key and the ids of requests it already accepted.
+    pub(crate) auth: Option<(FleetKey, Mutex<ReplayGuard>)>,
     pub(crate) directory: Directory,
     pub(crate) config: ServerConfig,
     pub(crate) started: Instant,
@@ -34,14 +37,39 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl State {
-    pub(crate) fn new(directory: Directory, config: ServerConfig, backend: String) -> Self {
+    pub(crate) fn new(
+        directory: Directory,
+        config: ServerConfig,
+        backend: String,
+        key: Option<FleetKey>,
+    ) -> Self {
         Self {
+            auth: key.map(|k| (k, Mutex::default())),
             directory,
             config,
             started: Instant::now(),
             backend,
             routes: Mutex::default(),
             recent: Mutex::default(),
+        }
+    }
+
+    /// Signs `msg` with the fleet key, if the server has one.
+    pub(crate) fn sign(&self, msg: &mut comms::Message) {
+        if let Some((key, _)) = &self.auth {
+            key.sign(msg);
+        }
+    }
+
+    /// With a fleet key: whether `msg` is signed with it for the server, fresh and new.
+    pub(crate) fn admit(&self, msg: &comms::Message) -> Result<(), comms_agent::auth::AuthError> {
+        match &self.auth {
+            Some((key, guard)) => guard.lock().unwrap_or_else(|p| p.into_inner()).check(
+                key,
+                msg,
+                crate::protocol::SERVER_SERVICE,
+            ),
+            None => Ok(()),
         }
     }
 

@@ -273,3 +273,94 @@ async fn agents_refuse_tasks_from_anyone_but_the_server() {
     rogue.close().await.unwrap();
     a.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_fleet_key_the_server_name_alone_runs_nothing() {
+    // mallory takes the name `server` (no real server on this hub), so the origin check
+    // passes: only the fleet key stands between it and the agent.
+    let hub = format!("keyed{}", std::process::id());
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("fleet.key");
+    std::fs::write(&key_file, "0123456789abcdef0123456789abcdef\n").unwrap();
+    let config = AgentConfig {
+        name: Some("agent_keyed".into()),
+        state_dir: dir.path().join("agent_keyed"),
+        key_file: Some(key_file.clone()),
+        ttl_secs: 1,
+        ..AgentConfig::default()
+    };
+    let a = Agent::start(comms::connect_url(&url(&hub)).await.unwrap(), config)
+        .await
+        .unwrap();
+    let results: std::sync::Arc<std::sync::Mutex<Vec<TaskResult>>> = std::sync::Arc::default();
+    let mallory = Endpoint::builder(comms::connect_url(&url(&hub)).await.unwrap(), "server")
+        .on::<TaskResult, _, _>({
+            let results = results.clone();
+            move |_req, r| {
+                let results = results.clone();
+                async move {
+                    results.lock().unwrap().push(r);
+                    Ok(comms::Outcome::Done)
+                }
+            }
+        })
+        .start()
+        .await
+        .unwrap();
+    let run = |task: &str| {
+        let marker = dir.path().join(task);
+        RunTask {
+            task: task.into(),
+            argv: vec!["touch".into(), marker.display().to_string()],
+            env: BTreeMap::new(),
+            cwd: None,
+            timeout_ms: 5000,
+            output_cap: 10,
+        }
+        .to_message(a.endpoint().address().clone())
+        .unwrap()
+    };
+    let right = comms_agent::auth::FleetKey::from_file(&key_file).unwrap();
+    let wrong = comms_agent::auth::FleetKey::new(vec![7u8; 32]).unwrap();
+    let unsigned = run("unsigned");
+    let mut forged = run("forged");
+    wrong.sign(&mut forged);
+    let mut altered = run("altered");
+    right.sign(&mut altered);
+    altered
+        .params
+        .insert("argv".into(), r#"["touch","/tmp/x"]"#.into());
+    let mut signed = run("signed");
+    right.sign(&mut signed);
+    for m in [unsigned, forged, altered, signed] {
+        mallory.send(m).await.unwrap();
+    }
+    for _ in 0..200 {
+        if results.lock().unwrap().len() >= 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut got = results.lock().unwrap().clone();
+    got.sort_by(|x, y| x.task.cmp(&y.task));
+    let summary: Vec<(&str, TaskStatus)> =
+        got.iter().map(|r| (r.task.as_str(), r.status)).collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("altered", TaskStatus::Rejected),
+            ("forged", TaskStatus::Rejected),
+            ("signed", TaskStatus::Ok),
+            ("unsigned", TaskStatus::Rejected),
+        ]
+    );
+    for r in got.iter().filter(|r| r.status == TaskStatus::Rejected) {
+        let e = r.error.as_deref().unwrap_or("");
+        assert!(e.starts_with("not authorized: "), "{e}");
+    }
+    assert!(!dir.path().join("unsigned").exists());
+    assert!(!dir.path().join("forged").exists());
+    assert!(dir.path().join("signed").exists());
+    mallory.close().await.unwrap();
+    a.shutdown().await.unwrap();
+}

@@ -51,8 +51,12 @@ impl Fleet {
         let dir = tempfile::tempdir().expect("tempdir");
         let transport = transport.replace("{dir}", &dir.path().display().to_string());
         let config = dir.path().join("fleet.toml");
+        // Every fleet is keyed: tasks and commsctl requests are signed on every backend.
+        let key_file = dir.path().join("fleet.key");
+        std::fs::write(&key_file, format!("{:032x}\n", std::process::id())).expect("write key");
         let text = format!(
-            "[transport]\n{transport}\n\n[server]\ndeadline_grace_secs = 5\nttl_secs = 1\n\n[agent]\nserver = \"server\"\nttl_secs = 1\nmax_tasks = 4\n"
+            "[transport]\n{transport}\n\n[server]\ndeadline_grace_secs = 5\nttl_secs = 1\nkey_file = \"{key}\"\n\n[agent]\nserver = \"server\"\nttl_secs = 1\nmax_tasks = 4\nkey_file = \"{key}\"\n",
+            key = key_file.display()
         );
         std::fs::write(&config, text).expect("write config");
         let mut fleet = Fleet {
@@ -63,6 +67,11 @@ impl Fleet {
         };
         fleet.start_server();
         fleet
+    }
+
+    /// The fleet key file (in the config, and given to commsctl through the environment).
+    pub fn key_file(&self) -> PathBuf {
+        self.dir.path().join("fleet.key")
     }
 
     fn log(&self, name: &str) -> PathBuf {
@@ -117,19 +126,28 @@ impl Fleet {
 
     /// Run `commsctl --json ARGS`; its exit code and stdout lines parsed as JSON.
     pub async fn ctl(&self, args: &[&str]) -> (i32, Vec<Value>) {
+        let (code, lines, _) = self.ctl_keyed(args, true).await;
+        (code, lines)
+    }
+
+    /// Run `commsctl --json ARGS`, with or without the fleet key; exit code, stdout lines
+    /// parsed as JSON, stderr.
+    pub async fn ctl_keyed(&self, args: &[&str], key: bool) -> (i32, Vec<Value>, String) {
         let cfg = self.config.display().to_string();
         let mut full = vec!["--config", cfg.as_str(), "--json"];
         full.extend_from_slice(args);
-        let out = Command::new(binary("server", "commsctl"))
-            .args(&full)
-            .output()
-            .await
-            .expect("run commsctl");
+        let mut cmd = Command::new(binary("server", "commsctl"));
+        cmd.args(&full).env_remove("COMMS_FLEET_KEY_FILE");
+        if key {
+            cmd.env("COMMS_FLEET_KEY_FILE", self.key_file());
+        }
+        let out = cmd.output().await.expect("run commsctl");
         let lines = String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect();
-        (out.status.code().unwrap_or(-1), lines)
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code().unwrap_or(-1), lines, stderr)
     }
 
     /// Start `commsctl --json ARGS` and return the child with its stdout lines.
@@ -145,6 +163,7 @@ impl Fleet {
         full.extend_from_slice(args);
         let mut child = Command::new(binary("server", "commsctl"))
             .args(&full)
+            .env("COMMS_FLEET_KEY_FILE", self.key_file())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true)
@@ -246,6 +265,13 @@ pub async fn scenario(transport: &str) {
     fleet
         .wait_agents("three agents up", Duration::from_secs(60), |a| up(a) == 3)
         .await;
+
+    // Without the fleet key, the server runs nothing for anyone.
+    let (code, _, stderr) = fleet
+        .ctl_keyed(&["run", "--all", "--", "sh", "-c", "echo unsigned"], false)
+        .await;
+    assert_ne!(code, 0, "an unsigned dispatch must fail: {stderr}");
+    assert!(stderr.contains("not authorized"), "{stderr}");
 
     let (code, lines) = fleet
         .ctl(&["run", "--all", "--", "sh", "-c", "echo hello-$0"])

@@ -23,6 +23,8 @@
 //! cache_ttl_secs = 60
 //! allow_stop_from_tcp = false
 //! deny_stop_from_unix = false
+//! unix_admin_uids = [1000]      # default: root and the socket owner (the daemon's user)
+//! admin_token_file = "/etc/comms/admin.token"   # STOP/SHUTDOWN with admin_token=<its text>
 //! shutdown_grace_ms = 200
 //! flush_timeout_ms = 2000
 //! # cluster (docs/NATIVE.md "Cluster"); no remote_listen: a single node
@@ -128,6 +130,18 @@ struct Cli {
     /// (decimals allowed; the last repeats); default 1,1,1,3,5,10,20,30,60.
     #[arg(long, value_name = "LIST")]
     peer_retry_secs: Option<String>,
+    /// File holding the admin token: STOP/SHUTDOWN carrying admin_token=<token> are accepted
+    /// from any connection (the token never appears in `ps` or logs).
+    #[arg(long, value_name = "FILE")]
+    admin_token_file: Option<PathBuf>,
+    /// The admin token itself (prefer --admin-token-file or the environment).
+    #[arg(
+        long,
+        env = "COMMSD_ADMIN_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "admin_token_file"
+    )]
+    admin_token: Option<String>,
     /// File written with one line per listener once all are bound.
     #[arg(long, value_name = "PATH")]
     ready_file: Option<PathBuf>,
@@ -158,6 +172,8 @@ struct DaemonSection {
     cache_ttl_secs: Option<u64>,
     allow_stop_from_tcp: Option<bool>,
     deny_stop_from_unix: Option<bool>,
+    unix_admin_uids: Option<Vec<u32>>,
+    admin_token_file: Option<PathBuf>,
     shutdown_grace_ms: Option<u64>,
     flush_timeout_ms: Option<u64>,
     remote_listen: Option<String>,
@@ -250,6 +266,12 @@ fn apply_file(cfg: &mut DaemonConfig, path: &Path) -> anyhow::Result<()> {
     if let Some(v) = d.deny_stop_from_unix {
         cfg.admin.deny_stop_from_unix = v;
     }
+    if let Some(v) = d.unix_admin_uids {
+        cfg.admin.unix_admin_uids = v;
+    }
+    if let Some(p) = d.admin_token_file {
+        cfg.admin.admin_token = Some(read_token(&p)?);
+    }
     if let Some(v) = d.shutdown_grace_ms {
         cfg.shutdown_grace = Duration::from_millis(v);
     }
@@ -341,7 +363,31 @@ fn build_config(cli: &Cli) -> anyhow::Result<DaemonConfig> {
     if let Some(v) = &cli.peer_retry_secs {
         cfg.peers.retry = retry_list(v)?;
     }
+    if let Some(p) = &cli.admin_token_file {
+        cfg.admin.admin_token = Some(read_token(p)?);
+    } else if let Some(t) = &cli.admin_token {
+        anyhow::ensure!(!t.trim().is_empty(), "--admin-token is empty");
+        cfg.admin.admin_token = Some(t.trim().to_owned());
+    }
     Ok(cfg)
+}
+
+/// Reads an admin token file: its text without surrounding whitespace, which must not be empty.
+fn read_token(path: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read admin token file {}", path.display()))?;
+    let token = text.trim();
+    anyhow::ensure!(
+        !token.is_empty(),
+        "admin token file {} is empty",
+        path.display()
+    );
+    anyhow::ensure!(
+        !token.contains(['\n', ';', '\0']),
+        "admin token file {} must hold one line without ';'",
+        path.display()
+    );
+    Ok(token.to_owned())
 }
 
 fn announce(handle: &DaemonHandle, ready_file: Option<&Path>) -> anyhow::Result<()> {

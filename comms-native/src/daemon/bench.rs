@@ -49,6 +49,7 @@ impl RouteBench {
                 id,
                 kind: ConnKind::Tcp,
                 peer: "bench".into(),
+                uid: None,
                 handles: ConnHandles {
                     out,
                     stop_reader: CancellationToken::new(),

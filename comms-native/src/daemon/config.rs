@@ -38,18 +38,48 @@ impl Default for CacheLimits {
 /// Who may stop the daemon with `STOP` / `SHUTDOWN`, and who may watch all traffic with
 /// `SNIFF` (a comms extension, docs/NATIVE.md). Build it with `..AdminRules::default()`: new
 /// rules may be added.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// `STOP`/`SHUTDOWN` is accepted when **either** the message carries `admin_token=<token>`
+/// equal to [`AdminRules::admin_token`] (from any stream connection), **or** the connection's
+/// transport credentials allow it: a Unix connection whose peer uid (`SO_PEERCRED`) is in
+/// [`AdminRules::unix_admin_uids`] (default: root and the uid that owns the daemon's socket,
+/// i.e. the daemon's own user), or any loopback TCP connection with `allow_stop_from_tcp`.
+/// Everything else gets `INVALID command=STOP;reason=...` and the daemon keeps running.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct AdminRules {
-    /// Accept `STOP`/`SHUTDOWN` from loopback TCP connections too (default: Unix socket only,
-    /// whose file mode already restricts who can connect).
+    /// Accept `STOP`/`SHUTDOWN` from any loopback TCP connection, without a token (default:
+    /// no; any local process can reach the TCP listener).
     pub allow_stop_from_tcp: bool,
-    /// Refuse `STOP`/`SHUTDOWN` from the Unix socket too (an embedded daemon may want this).
+    /// Refuse `STOP`/`SHUTDOWN` from the Unix socket unless it carries the admin token (an
+    /// embedded daemon may want this).
     pub deny_stop_from_unix: bool,
+    /// Uids allowed to stop the daemon over the Unix socket (checked with `SO_PEERCRED`).
+    /// Empty (the default): root and the owner of the socket file (the daemon's user).
+    pub unix_admin_uids: Vec<u32>,
+    /// A shared secret: a `STOP`/`SHUTDOWN` carrying `admin_token=<this>` is accepted from
+    /// any stream connection. Compared in constant time; never logged.
+    pub admin_token: Option<String>,
     /// Refuse `SNIFF` from loopback TCP connections (default: allowed; the TCP listener is
     /// loopback only, so only local processes can sniff).
     pub deny_sniff_from_tcp: bool,
     /// Refuse `SNIFF` from the Unix socket (default: allowed).
     pub deny_sniff_from_unix: bool,
+}
+
+impl std::fmt::Debug for AdminRules {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminRules")
+            .field("allow_stop_from_tcp", &self.allow_stop_from_tcp)
+            .field("deny_stop_from_unix", &self.deny_stop_from_unix)
+            .field("unix_admin_uids", &self.unix_admin_uids)
+            .field(
+                "admin_token",
+                &self.admin_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("deny_sniff_from_tcp", &self.deny_sniff_from_tcp)
+            .field("deny_sniff_from_unix", &self.deny_sniff_from_unix)
+            .finish()
+    }
 }
 
 /// The stock retry schedule of permanent connections, in seconds (cd-wire.md §3).

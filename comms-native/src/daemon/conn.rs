@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::event::{ConnHandles, ConnId, ConnKind, Event};
+use super::event::{ConnHandles, ConnId, Event, Origin};
 
 /// Bytes requested per read.
 const READ_CHUNK: usize = 64 * 1024;
@@ -39,8 +39,7 @@ pub(crate) struct ConnCtx {
 /// Runs one connection until both halves are done. `permit` counts it against `max_connections`.
 pub(crate) async fn run<R, W>(
     id: ConnId,
-    kind: ConnKind,
-    peer: String,
+    origin: Origin,
     read: R,
     write: W,
     ctx: ConnCtx,
@@ -61,8 +60,9 @@ pub(crate) async fn run<R, W>(
         .router
         .send(Event::Opened {
             id,
-            kind,
-            peer,
+            kind: origin.kind,
+            peer: origin.peer,
+            uid: origin.uid,
             handles,
         })
         .await

@@ -31,6 +31,16 @@ impl ConnKind {
     }
 }
 
+/// Who is at the other end of a stream connection, as the listener saw it.
+#[derive(Debug, Clone)]
+pub(crate) struct Origin {
+    pub kind: ConnKind,
+    /// For logs: the peer address, or `unix uid=N`.
+    pub peer: String,
+    /// The peer's uid (`SO_PEERCRED`), for Unix connections.
+    pub uid: Option<u32>,
+}
+
 /// The router's handles on one connection's tasks.
 #[derive(Debug)]
 pub(crate) struct ConnHandles {
@@ -50,6 +60,8 @@ pub(crate) enum Event {
         id: ConnId,
         kind: ConnKind,
         peer: String,
+        /// The peer's uid (`SO_PEERCRED`), for Unix connections.
+        uid: Option<u32>,
         handles: ConnHandles,
     },
     /// One read chunk: one or more whole lines, each ending in `\n`.

@@ -74,6 +74,17 @@ impl Daemon {
             }
         }
         let peer_addr = peer_listener.as_ref().and_then(|l| l.local_addr().ok());
+        let mut admin = cfg.admin.clone();
+        if admin.unix_admin_uids.is_empty() {
+            // Root and whoever owns the socket we just bound: the daemon's own user.
+            admin.unix_admin_uids.push(0);
+            if let Some(p) = &cfg.unix_path {
+                use std::os::unix::fs::MetadataExt;
+                if let Ok(m) = std::fs::metadata(p) {
+                    admin.unix_admin_uids.push(m.uid());
+                }
+            }
+        }
         let tcp_addr = tcp.as_ref().and_then(|l| l.local_addr().ok());
         let udp_addr = udp.as_ref().and_then(|s| s.local_addr().ok());
         let my_address = cfg
@@ -91,7 +102,7 @@ impl Daemon {
                 node: cfg.name.clone(),
                 my_address: my_address.clone(),
                 max_line: cfg.max_line,
-                admin: cfg.admin.clone(),
+                admin,
                 cache: cfg.cache.clone(),
                 shutdown_grace: cfg.shutdown_grace,
                 allow_loopback_peers: cfg.peers.allow_loopback,

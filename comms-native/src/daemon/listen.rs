@@ -11,7 +11,7 @@ use tokio::sync::Semaphore;
 
 use super::conn::{self, ConnCtx};
 use super::error::DaemonError;
-use super::event::{ConnKind, Event};
+use super::event::{ConnKind, Event, Origin};
 use super::stats::Stats;
 use crate::codec::parse_datagram;
 
@@ -113,8 +113,11 @@ impl Acceptor {
                     let ctx = self.ctx.clone();
                     self.ctx.tracker.spawn(conn::run(
                         id,
-                        ConnKind::Tcp,
-                        peer.to_string(),
+                        Origin {
+                            kind: ConnKind::Tcp,
+                            peer: peer.to_string(),
+                            uid: None,
+                        },
                         r,
                         w,
                         ctx,
@@ -141,12 +144,17 @@ impl Acceptor {
                     let Some((id, permit)) = self.admit() else {
                         continue;
                     };
+                    let uid = stream.peer_cred().ok().map(|c| c.uid());
+                    let peer = uid.map_or_else(|| "unix".to_owned(), |u| format!("unix uid={u}"));
                     let (r, w) = stream.into_split();
                     let ctx = self.ctx.clone();
                     self.ctx.tracker.spawn(conn::run(
                         id,
-                        ConnKind::Unix,
-                        "unix".to_owned(),
+                        Origin {
+                            kind: ConnKind::Unix,
+                            peer,
+                            uid,
+                        },
                         r,
                         w,
                         ctx,

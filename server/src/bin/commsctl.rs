@@ -29,6 +29,9 @@ struct Args {
     /// Machine-readable output (one JSON document per line).
     #[arg(long, global = true)]
     json: bool,
+    /// Fleet key file: sign requests with it (also COMMS_FLEET_KEY_FILE).
+    #[arg(long, env = "COMMS_FLEET_KEY_FILE", global = true, value_name = "FILE")]
+    key_file: Option<PathBuf>,
     /// Seconds to wait for the server's answers.
     #[arg(long, global = true, default_value_t = 10)]
     wait: u64,
@@ -142,7 +145,14 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let me = format!("commsctl_{}", std::process::id());
     let wait = Duration::from_secs(args.wait.max(1));
+    let key = match &args.key_file {
+        Some(p) => Some(comms_agent::auth::FleetKey::from_file(p)?),
+        None => None,
+    };
     let mut client = Client::connect(transport, &me, wait).await?;
+    if let Some(key) = key {
+        client = client.with_key(key);
+    }
     let code = match args.command {
         Command::Agents => {
             let agents = client.agents().await?;

@@ -28,7 +28,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::conn::{self, ConnCtx};
-use super::event::ConnKind;
+use super::event::{ConnKind, Origin};
 
 /// Sockets accepted beyond `max_links` (handshakes in progress, gossip links).
 pub(crate) const PENDING_EXTRA: usize = 16;
@@ -79,15 +79,14 @@ impl PeerNet {
                     let _ = stream.set_nodelay(true);
                     let (r, w) = stream.into_split();
                     let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-                    self.ctx.tracker.spawn(conn::run(
-                        id,
-                        ConnKind::PeerIn,
-                        peer.to_string(),
-                        r,
-                        w,
-                        self.ctx.clone(),
-                        permit,
-                    ));
+                    let origin = Origin {
+                        kind: ConnKind::PeerIn,
+                        peer: peer.to_string(),
+                        uid: None,
+                    };
+                    self.ctx
+                        .tracker
+                        .spawn(conn::run(id, origin, r, w, self.ctx.clone(), permit));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "peer accept failed");
@@ -129,16 +128,12 @@ impl PeerNet {
                     let (r, w) = stream.into_split();
                     let id = self.next_id.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(%addr, conn = id, "peer link connected");
-                    conn::run(
-                        id,
-                        ConnKind::PeerOut,
-                        addr.to_string(),
-                        r,
-                        w,
-                        self.ctx.clone(),
-                        permit,
-                    )
-                    .await;
+                    let origin = Origin {
+                        kind: ConnKind::PeerOut,
+                        peer: addr.to_string(),
+                        uid: None,
+                    };
+                    conn::run(id, origin, r, w, self.ctx.clone(), permit).await;
                     if state.accepted.swap(false, Ordering::Relaxed) {
                         attempt = 0;
                     }

@@ -68,7 +68,7 @@ impl Router {
                     .with_param("server_name", &*self.node);
                 self.send(id, &m);
             }
-            "STOP" | "SHUTDOWN" => self.stop_request(id, to, &msg.command),
+            "STOP" | "SHUTDOWN" => self.stop_request(id, to, &msg),
             "CLUSTER_STATUS" => self.cluster_status_request(id),
             "CLUSTER_MAP" => self.cluster_map_request(id, to),
             c if LOG_ONLY.contains(&c) => {
@@ -163,22 +163,52 @@ impl Router {
     }
 
     /// `STOP` / `SHUTDOWN`: stops this daemon when the connection kind is allowed to.
-    fn stop_request(&mut self, id: ConnId, to: Option<&str>, command: &str) {
-        let Some(kind) = self.conns.get(&id).map(|c| c.kind) else {
+    fn stop_request(&mut self, id: ConnId, to: Option<&str>, msg: &WireMessage) {
+        let command = msg.command.as_str();
+        let Some(conn) = self.conns.get(&id) else {
             return;
         };
-        let allowed = match kind {
-            ConnKind::Unix => !self.cfg.admin.deny_stop_from_unix,
-            ConnKind::Tcp => self.cfg.admin.allow_stop_from_tcp,
-            ConnKind::PeerIn | ConnKind::PeerOut => false,
+        let (kind, uid) = (conn.kind, conn.uid);
+        let rules = &self.cfg.admin;
+        let token = msg.param("admin_token");
+        let verdict = match (&rules.admin_token, token) {
+            (Some(expected), Some(given)) if constant_time_eq(expected, given) => Ok("admin token"),
+            (_, Some(_)) => Err("wrong admin_token".to_owned()),
+            (_, None) => match kind {
+                ConnKind::Unix if rules.deny_stop_from_unix => {
+                    Err("not allowed on the Unix socket without admin_token".to_owned())
+                }
+                ConnKind::Unix => match uid {
+                    Some(u) if rules.unix_admin_uids.contains(&u) => Ok("unix peer uid"),
+                    Some(u) => Err(format!("uid {u} is not an admin uid of this daemon")),
+                    None => Err("the peer's uid is unknown".to_owned()),
+                },
+                ConnKind::Tcp if rules.allow_stop_from_tcp => Ok("allow_stop_from_tcp"),
+                ConnKind::Tcp => {
+                    Err("not allowed on a TCP connection without admin_token".to_owned())
+                }
+                // Unreachable in practice: peer lines never reach daemon_command.
+                ConnKind::PeerIn | ConnKind::PeerOut => {
+                    Err("not allowed on a peer link".to_owned())
+                }
+            },
         };
-        if allowed {
-            tracing::info!(conn = id, ?kind, command, "stop requested");
-            self.shutdown.cancel();
-        } else {
-            let reason =
-                format!("{command} is not allowed on a {kind:?} connection (see admin rules)");
-            self.refuse(id, to, Some(command), &reason);
+        match verdict {
+            Ok(by) => {
+                tracing::info!(conn = id, ?kind, command, by, "stop requested");
+                self.shutdown.cancel();
+            }
+            Err(why) => {
+                tracing::warn!(conn = id, ?kind, ?uid, command, reason = %why, "admin command refused");
+                let reason = format!("{command} refused: {why} (see the daemon's admin rules)");
+                self.refuse(id, to, Some(command), &reason);
+            }
         }
     }
+}
+
+/// Compares two secrets without an early exit on the first differing byte.
+fn constant_time_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

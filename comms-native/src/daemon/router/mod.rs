@@ -64,6 +64,8 @@ pub(crate) struct RouterConfig {
 struct Conn {
     kind: ConnKind,
     peer: String,
+    /// The peer's uid (`SO_PEERCRED`) on the Unix socket.
+    uid: Option<u32>,
     /// The registered service name.
     name: Option<Arc<str>>,
     up_since: u64,
@@ -173,6 +175,7 @@ impl Router {
                 id,
                 kind,
                 peer,
+                uid,
                 handles,
             } => {
                 tracing::debug!(conn = id, ?kind, %peer, "connection opened");
@@ -181,6 +184,7 @@ impl Router {
                     Conn {
                         kind,
                         peer,
+                        uid,
                         name: None,
                         up_since: 0,
                         commands: HashSet::new(),
