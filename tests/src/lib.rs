@@ -49,4 +49,5 @@ impl Backend for MemoryBackend {
     }
 }
 pub mod native;
+pub mod native_cluster;
 pub mod native_tls;

@@ -6,9 +6,10 @@
 //!   path is stable across restarts; no TCP or UDP port is used). commsd has no namespaces of
 //!   its own: a deployment is a daemon, so case 4 runs and proves that two daemons share
 //!   nothing. Daemons run with `--max-line` 4 MiB and transports with `max_message_size`
-//!   1.5 MiB, so case 7 round-trips a real 1 MiB payload. Every slot of a namespace is the same daemon (one node): commsd has no peering
-//!   yet, so two instances of one service cannot both be live; `single_node` says so, and the
-//!   suite skips `service_anycast` with that reason (and `lookup` uses distinct services).
+//!   1.5 MiB, so case 7 round-trips a real 1 MiB payload. Every slot of a namespace is the same daemon (one node), so two
+//!   instances of one service cannot both be live; `single_node` says so, and the suite skips
+//!   `service_anycast` with that reason (and `lookup` uses distinct services). The same suite
+//!   on peering daemons is [`crate::native_cluster`].
 //! - **kill_and_restart**: SIGKILL every live daemon, start each again on the same socket,
 //!   return once each accepts connections.
 
@@ -174,7 +175,7 @@ impl Backend for NativeBackend {
     }
 
     fn single_node(&self) -> Option<String> {
-        Some(format!("every slot is the one commsd of the namespace (node `{NODE}`); two instances of one service need daemon peering (the cluster issue)"))
+        Some(format!("every slot is the one commsd of the namespace (node `{NODE}`); two instances of one service need two nodes (see the native-cluster backend)"))
     }
 
     async fn kill_and_restart(&self) -> Result<()> {

@@ -34,7 +34,16 @@
 //! admin_token_file = "/etc/comms/admin.token"   # STOP/SHUTDOWN with admin_token=<its text>
 //! shutdown_grace_ms = 200
 //! flush_timeout_ms = 2000
+//! # cluster (docs/NATIVE.md "Cluster"); no remote_listen: a single node
+//! remote_listen = "10.0.0.5:4042"                 # private IPv4 (loopback: allow_loopback_peers)
+//! peer_my_address = "10.0.0.5:4042"               # default: the bound remote_listen address
+//! neighbors = "10.0.0.6,10.0.0.7:4042"           # port 4042 when omitted
+//! allow_loopback_peers = false
+//! max_peer_links = 100
+//! peer_retry_secs = "1,1,1,3,5,10,20,30,60"
 //! ```
+//!
+//! With `remote_listen`, the bound address is printed as `commsd: listening peer ADDR`.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -43,7 +52,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use comms_native::daemon::{Daemon, DaemonConfig, DaemonHandle, TlsListenerConfig};
+use comms_native::daemon::{
+    Daemon, DaemonConfig, DaemonHandle, TlsListenerConfig, DEFAULT_PEER_PORT,
+};
 use serde::Deserialize;
 
 /// The comms routing daemon, speaking the Communicator cd: line protocol.
@@ -135,6 +146,26 @@ struct Cli {
     /// the TLS listener may be reachable from other hosts).
     #[arg(long)]
     allow_sniff_from_tls: bool,
+    /// Listener for other daemons (remote_listen), e.g. 10.0.0.5:4042; port 0: any free port.
+    /// Without it the daemon is a single node.
+    #[arg(long, value_name = "ADDR")]
+    remote_listen: Option<SocketAddr>,
+    /// Address announced to peer daemons (default: the bound remote_listen address).
+    #[arg(long, value_name = "ADDR")]
+    peer_my_address: Option<SocketAddr>,
+    /// Neighbour daemons, comma-separated ip[:port] (port 4042 when omitted).
+    #[arg(long, value_name = "LIST")]
+    neighbors: Option<String>,
+    /// Allow loopback (127.0.0.x) peer addresses, to run a cluster on one machine.
+    #[arg(long)]
+    allow_loopback_peers: bool,
+    /// Most peer links at once (a CONNECT beyond gets a bare REFUSE).
+    #[arg(long)]
+    max_peer_links: Option<usize>,
+    /// Pauses between reconnection attempts to a neighbour, comma-separated seconds
+    /// (decimals allowed; the last repeats); default 1,1,1,3,5,10,20,30,60.
+    #[arg(long, value_name = "LIST")]
+    peer_retry_secs: Option<String>,
     /// File holding the admin token: STOP/SHUTDOWN carrying admin_token=<token> are accepted
     /// from any connection (the token never appears in `ps` or logs).
     #[arg(long, value_name = "FILE")]
@@ -188,6 +219,45 @@ struct DaemonSection {
     admin_token_file: Option<PathBuf>,
     shutdown_grace_ms: Option<u64>,
     flush_timeout_ms: Option<u64>,
+    remote_listen: Option<String>,
+    peer_my_address: Option<String>,
+    neighbors: Option<String>,
+    allow_loopback_peers: Option<bool>,
+    max_peer_links: Option<usize>,
+    peer_retry_secs: Option<String>,
+}
+
+/// `ip[:port]` list (port 4042 when omitted).
+fn neighbor_list(s: &str) -> anyhow::Result<Vec<SocketAddr>> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(|n| {
+            n.parse::<SocketAddr>()
+                .or_else(|_| {
+                    n.parse::<std::net::IpAddr>()
+                        .map(|ip| SocketAddr::new(ip, DEFAULT_PEER_PORT))
+                })
+                .with_context(|| format!("neighbour {n:?} is not an ip[:port]"))
+        })
+        .collect()
+}
+
+/// Comma-separated seconds (decimals allowed, e.g. `0.2`).
+fn retry_list(s: &str) -> anyhow::Result<Vec<Duration>> {
+    let v: Vec<Duration> = s
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(|n| {
+            n.parse::<f64>()
+                .ok()
+                .and_then(|f| Duration::try_from_secs_f64(f).ok())
+                .with_context(|| format!("retry pause {n:?} is not a number of seconds"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    anyhow::ensure!(!v.is_empty(), "the retry schedule is empty");
+    Ok(v)
 }
 
 fn addr(s: &str, what: &str) -> anyhow::Result<Option<SocketAddr>> {
@@ -299,6 +369,24 @@ fn apply_file(cfg: &mut DaemonConfig, tls: &mut TlsParts, path: &Path) -> anyhow
     if let Some(v) = d.flush_timeout_ms {
         cfg.flush_timeout = Duration::from_millis(v);
     }
+    if let Some(v) = d.remote_listen {
+        cfg.peers.listen = addr(&v, "remote_listen")?;
+    }
+    if let Some(v) = d.peer_my_address {
+        cfg.peers.my_address = addr(&v, "peer_my_address")?;
+    }
+    if let Some(v) = d.neighbors {
+        cfg.peers.neighbors = neighbor_list(&v)?;
+    }
+    if let Some(v) = d.allow_loopback_peers {
+        cfg.peers.allow_loopback = v;
+    }
+    if let Some(v) = d.max_peer_links {
+        cfg.peers.max_links = v;
+    }
+    if let Some(v) = d.peer_retry_secs {
+        cfg.peers.retry = retry_list(&v)?;
+    }
     Ok(())
 }
 
@@ -365,6 +453,24 @@ fn build_config(cli: &Cli) -> anyhow::Result<DaemonConfig> {
     if cli.allow_stop_from_tcp {
         cfg.admin.allow_stop_from_tcp = true;
     }
+    if cli.remote_listen.is_some() {
+        cfg.peers.listen = cli.remote_listen;
+    }
+    if cli.peer_my_address.is_some() {
+        cfg.peers.my_address = cli.peer_my_address;
+    }
+    if let Some(v) = &cli.neighbors {
+        cfg.peers.neighbors = neighbor_list(v)?;
+    }
+    if cli.allow_loopback_peers {
+        cfg.peers.allow_loopback = true;
+    }
+    if let Some(v) = cli.max_peer_links {
+        cfg.peers.max_links = v;
+    }
+    if let Some(v) = &cli.peer_retry_secs {
+        cfg.peers.retry = retry_list(v)?;
+    }
     if let Some(p) = &cli.admin_token_file {
         cfg.admin.admin_token = Some(read_token(p)?);
     } else if let Some(t) = &cli.admin_token {
@@ -405,6 +511,9 @@ fn announce(handle: &DaemonHandle, ready_file: Option<&Path>) -> anyhow::Result<
     }
     if let Some(a) = handle.tls_addr() {
         text.push_str(&format!("commsd: listening tls {a}\n"));
+    }
+    if let Some(a) = handle.peer_addr() {
+        text.push_str(&format!("commsd: listening peer {a}\n"));
     }
     if let Some(path) = ready_file {
         let tmp = path.with_extension("tmp");

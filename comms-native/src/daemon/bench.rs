@@ -38,6 +38,8 @@ impl RouteBench {
             admin: AdminRules::default(),
             cache: CacheLimits::default(),
             shutdown_grace: Duration::from_millis(1),
+            allow_loopback_peers: false,
+            peer_retry_max: Duration::from_secs(60),
         };
         let mut router = Router::new(cfg, Arc::new(Stats::default()), CancellationToken::new());
         let mut queues = Vec::new();

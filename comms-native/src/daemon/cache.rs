@@ -129,6 +129,27 @@ impl Cache {
         out
     }
 
+    /// Services with cached messages.
+    pub(crate) fn services(&self) -> Vec<String> {
+        self.by_service.keys().cloned().collect()
+    }
+
+    /// The distinct destination servers named by the messages cached for `service` (from
+    /// each stamped line's head; empty names are skipped).
+    pub(crate) fn servers_for(&self, service: &str) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for seq in self.by_service.get(service).into_iter().flatten() {
+            if let Some(e) = self.entries.get(seq) {
+                if let Ok(h) = crate::codec::peek_route(&e.line) {
+                    if !h.server.is_empty() && !out.iter().any(|s| s == h.server) {
+                        out.push(h.server.to_owned());
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// When the next entry expires.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.by_deadline.first().map(|(d, _)| *d)

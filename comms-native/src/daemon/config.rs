@@ -135,6 +135,50 @@ impl std::fmt::Debug for AdminRules {
     }
 }
 
+/// The stock retry schedule of permanent connections, in seconds (cd-wire.md §3).
+pub const DEFAULT_PEER_RETRY: &[u64] = &[1, 1, 1, 3, 5, 10, 20, 30, 60];
+/// Default port of a neighbour given without one (the stock `remote_listen` port).
+pub const DEFAULT_PEER_PORT: u16 = 4042;
+
+/// Daemon-to-daemon links (cd-wire.md §2.6, docs/NATIVE.md "Cluster"). Build it with
+/// `..PeerConfig::default()`: new settings may be added.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerConfig {
+    /// Plain TCP listener for other daemons (`remote_listen`; `None`: no cluster). Must be a
+    /// private IPv4 address, or loopback when `allow_loopback` is set. Port 0 is allowed.
+    pub listen: Option<SocketAddr>,
+    /// The address announced to peers (`my_address` of CONNECT/ACCEPT/GOSSIP). Default: the
+    /// bound peer listener address.
+    pub my_address: Option<SocketAddr>,
+    /// Neighbours to link with (the `neighbors` option). Of each pair, the daemon with the
+    /// larger address connects; the other one sends it `GOSSIP` so that it learns about it.
+    pub neighbors: Vec<SocketAddr>,
+    /// Allow loopback peer addresses (127.0.0.x), e.g. to test a cluster on one machine. The
+    /// stock daemon ignores loopback neighbours.
+    pub allow_loopback: bool,
+    /// Most peer links at once; a `CONNECT` beyond is answered a bare `REFUSE`. Default 100.
+    pub max_links: usize,
+    /// Pauses between attempts to (re)connect to a neighbour; the last one repeats.
+    /// Default: the stock 1,1,1,3,5,10,20,30,60 s.
+    pub retry: Vec<std::time::Duration>,
+}
+
+impl Default for PeerConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            my_address: None,
+            neighbors: Vec::new(),
+            allow_loopback: false,
+            max_links: 100,
+            retry: DEFAULT_PEER_RETRY
+                .iter()
+                .map(|s| std::time::Duration::from_secs(*s))
+                .collect(),
+        }
+    }
+}
+
 /// Configuration of one daemon. `Default` gives the stock Communicator endpoints.
 #[derive(Debug, Clone)]
 pub struct DaemonConfig {
@@ -174,6 +218,8 @@ pub struct DaemonConfig {
     pub shutdown_grace: Duration,
     /// Bound on flushing outbound queues once the daemon stops. Default 2 s.
     pub flush_timeout: Duration,
+    /// Links with other daemons (default: none, a single node).
+    pub peers: PeerConfig,
 }
 
 impl Default for DaemonConfig {
@@ -194,6 +240,7 @@ impl Default for DaemonConfig {
             admin: AdminRules::default(),
             shutdown_grace: Duration::from_millis(200),
             flush_timeout: Duration::from_secs(2),
+            peers: PeerConfig::default(),
         }
     }
 }

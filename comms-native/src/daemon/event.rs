@@ -21,6 +21,17 @@ pub(crate) enum ConnKind {
     /// The secure (TLS) service listener, any address: a service connection like `Tcp`,
     /// but never trusted for admin commands without the admin token.
     Tls,
+    /// A link from another daemon (accepted on the peer listener).
+    PeerIn,
+    /// A link to another daemon (dialed by this one).
+    PeerOut,
+}
+
+impl ConnKind {
+    /// A daemon-to-daemon link.
+    pub(crate) fn is_peer(self) -> bool {
+        matches!(self, Self::PeerIn | Self::PeerOut)
+    }
 }
 
 /// Who is at the other end of a stream connection, as the listener saw it.

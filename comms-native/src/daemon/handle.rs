@@ -13,7 +13,8 @@ use super::config::DaemonConfig;
 use super::conn::ConnCtx;
 use super::error::DaemonError;
 use super::listen::{self, Acceptor};
-use super::router::{Router, RouterConfig};
+use super::peer::{self, PeerNet};
+use super::router::{Cluster, Router, RouterConfig};
 use super::secure;
 use super::stats::{Stats, StatsSnapshot};
 use crate::codec::is_valid_name;
@@ -34,6 +35,7 @@ pub struct DaemonHandle {
     tcp_addr: Option<SocketAddr>,
     udp_addr: Option<SocketAddr>,
     tls_addr: Option<SocketAddr>,
+    peer_addr: Option<SocketAddr>,
     unix_path: Option<PathBuf>,
     stats: Arc<Stats>,
     shutdown: CancellationToken,
@@ -68,6 +70,16 @@ impl Daemon {
             Some(p) => Some(listen::bind_unix(p)?),
             None => None,
         };
+        let peer_listener = match cfg.peers.listen {
+            Some(a) => Some(peer::address::bind(a, cfg.peers.allow_loopback).await?),
+            None => None,
+        };
+        for n in &cfg.peers.neighbors {
+            if let Some(why) = peer::address::refusal(*n, cfg.peers.allow_loopback) {
+                return Err(DaemonError::Config(format!("neighbour {n}: {why}")));
+            }
+        }
+        let peer_addr = peer_listener.as_ref().and_then(|l| l.local_addr().ok());
         let mut admin = cfg.admin.clone();
         if admin.unix_admin_uids.is_empty() {
             // Root and whoever owns the socket we just bound: the daemon's own user.
@@ -100,23 +112,52 @@ impl Daemon {
                 admin,
                 cache: cfg.cache.clone(),
                 shutdown_grace: cfg.shutdown_grace,
+                allow_loopback_peers: cfg.peers.allow_loopback,
+                peer_retry_max: cfg.peers.retry.last().copied().unwrap_or_default(),
             },
             stats.clone(),
             shutdown.clone(),
         );
+        let ctx = ConnCtx {
+            router: router_tx,
+            tracker: tracker.clone(),
+            shutdown: shutdown.clone(),
+            max_line: cfg.max_line,
+            outbound_queue: cfg.outbound_queue,
+            flush_timeout: cfg.flush_timeout,
+        };
+        let next_id = Arc::new(AtomicU64::new(1));
+        let router = match peer_addr {
+            Some(bound) => {
+                let mine = cfg.peers.my_address.unwrap_or(bound);
+                let net = PeerNet {
+                    ctx: ctx.clone(),
+                    next_id: next_id.clone(),
+                    permits: Arc::new(Semaphore::new(
+                        cfg.peers.max_links.max(1) + peer::PENDING_EXTRA,
+                    )),
+                    retry: cfg.peers.retry.clone().into(),
+                    my_address: mine,
+                };
+                if let Some(l) = peer_listener {
+                    tracker.spawn(net.clone().run_accept(l));
+                }
+                router.with_cluster(Cluster::new(
+                    &cfg.name,
+                    Some(net),
+                    mine.to_string(),
+                    cfg.peers.max_links,
+                    cfg.peers.neighbors.clone(),
+                ))
+            }
+            None => router,
+        };
         tracker.spawn(router.run(inbox));
         let acceptor = Acceptor {
-            ctx: ConnCtx {
-                router: router_tx,
-                tracker: tracker.clone(),
-                shutdown: shutdown.clone(),
-                max_line: cfg.max_line,
-                outbound_queue: cfg.outbound_queue,
-                flush_timeout: cfg.flush_timeout,
-            },
+            ctx,
             stats: stats.clone(),
             permits: Arc::new(Semaphore::new(cfg.max_connections)),
-            next_id: Arc::new(AtomicU64::new(1)),
+            next_id,
         };
         if let Some(l) = tcp {
             tracker.spawn(acceptor.clone().run_tcp(l));
@@ -141,13 +182,14 @@ impl Daemon {
             ));
         }
         tracker.close();
-        tracing::info!(node = %cfg.name, ?tcp_addr, ?udp_addr, ?tls_addr, unix = ?cfg.unix_path, "commsd started");
+        tracing::info!(node = %cfg.name, ?tcp_addr, ?udp_addr, ?tls_addr, ?peer_addr, unix = ?cfg.unix_path, "commsd started");
         Ok(DaemonHandle {
             name: cfg.name,
             my_address,
             tcp_addr,
             udp_addr,
             tls_addr,
+            peer_addr,
             unix_path: cfg.unix_path,
             stats,
             shutdown,
@@ -180,6 +222,11 @@ impl DaemonHandle {
     /// The bound secure (TLS) listener address, if listening on one.
     pub fn tls_addr(&self) -> Option<SocketAddr> {
         self.tls_addr
+    }
+
+    /// The bound peer (daemon-to-daemon) listener address, if clustering.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.peer_addr
     }
 
     /// The Unix socket path, if listening on one.

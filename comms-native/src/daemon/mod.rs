@@ -1,4 +1,4 @@
-//! `commsd`, the single-node Communicator routing daemon, as a library (the `commsd` binary
+//! `commsd`, the Communicator routing daemon (one node, or a cluster of peers), as a library (the `commsd` binary
 //! and the `server` embed it).
 //!
 //! ```no_run
@@ -51,8 +51,15 @@
 //! Addressing (cd-wire.md §2.3/§2.5): server ∈ {"", `.`, `*`, NODE} and service ∈ {"",
 //! `communicatord`} → daemon command; service `.`/`*`/`?` → local broadcast to connections
 //! that declared the command in `COMMANDS`; `[server:]service/CMD` → the connection
-//! registered as `service`, or the cache; a named other server → dropped (no cluster yet;
-//! `TRANSMISSION_REPORT status=failed` / `SERVICE_UNAVAILABLE` when the sender asked).
+//! registered as `service`, or (cluster) the next hop toward the nearest node hosting it,
+//! or the cache; a named other server → the next hop toward it, else the cache (single node:
+//! dropped, `TRANSMISSION_REPORT status=failed` / `SERVICE_UNAVAILABLE` when the sender asked).
+//!
+//! Cluster (docs/NATIVE.md "Cluster"): peer links are connections of kind `PeerIn`/`PeerOut`
+//! with the same reader and writer tasks; `peer/` opens them (listener, dialers, gossip),
+//! the router owns their state like everything else (`router/peers.rs` handshake,
+//! `router/cluster.rs` link state and quorum, `router/forward.rs` lines across links) and
+//! the pure routing table is `routes.rs`.
 //!
 //! Reply shapes follow cd-wire.md §7 byte for byte: HELP, READY, STATUS (and QUITTING,
 //! DISCONNECTING, REGISTER refusals) carry `<NODE:communicatord `; replies to a request are
@@ -119,16 +126,18 @@ mod error;
 mod event;
 mod handle;
 mod listen;
+mod peer;
 mod ratelog;
 mod replies;
 mod router;
+mod routes;
 mod secure;
 mod stats;
 
 pub use config::{
-    AdminRules, CacheLimits, DaemonConfig, TlsListenerConfig, DEFAULT_TCP,
-    DEFAULT_TLS_HANDSHAKE_TIMEOUT, DEFAULT_TLS_MAX_PENDING_HANDSHAKES, DEFAULT_TLS_PORT,
-    DEFAULT_UDP, DEFAULT_UNIX_PATH,
+    AdminRules, CacheLimits, DaemonConfig, PeerConfig, TlsListenerConfig, DEFAULT_PEER_PORT,
+    DEFAULT_PEER_RETRY, DEFAULT_TCP, DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+    DEFAULT_TLS_MAX_PENDING_HANDSHAKES, DEFAULT_TLS_PORT, DEFAULT_UDP, DEFAULT_UNIX_PATH,
 };
 pub use error::DaemonError;
 pub use handle::{Daemon, DaemonHandle};

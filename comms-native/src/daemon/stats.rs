@@ -26,6 +26,8 @@ pub struct Stats {
     pub(crate) tls_handshake_failures: AtomicU64,
     pub(crate) sniff_copies: AtomicU64,
     pub(crate) sniff_lost: AtomicU64,
+    pub(crate) lines_forwarded: AtomicU64,
+    pub(crate) broadcast_duplicates: AtomicU64,
 }
 
 /// A copy of the counters at one instant.
@@ -70,6 +72,10 @@ pub struct StatsSnapshot {
     pub sniff_copies: u64,
     /// Copies dropped because a sniffer's queue was full (it never slows routing).
     pub sniff_lost: u64,
+    /// Lines sent to a peer daemon (unicast hops and broadcast copies).
+    pub lines_forwarded: u64,
+    /// Cluster broadcasts dropped as already seen or expired.
+    pub broadcast_duplicates: u64,
 }
 
 impl Stats {
@@ -103,6 +109,8 @@ impl Stats {
             tls_handshake_failures: r(&self.tls_handshake_failures),
             sniff_copies: r(&self.sniff_copies),
             sniff_lost: r(&self.sniff_lost),
+            lines_forwarded: r(&self.lines_forwarded),
+            broadcast_duplicates: r(&self.broadcast_duplicates),
         }
     }
 }

@@ -69,6 +69,8 @@ impl Router {
                 self.send(id, &m);
             }
             "STOP" | "SHUTDOWN" => self.stop_request(id, to, &msg),
+            "CLUSTER_STATUS" => self.cluster_status_request(id),
+            "CLUSTER_MAP" => self.cluster_map_request(id, to),
             c if LOG_ONLY.contains(&c) => {
                 tracing::debug!(conn = id, command = c, params = ?msg.params, "received");
             }
@@ -135,6 +137,7 @@ impl Router {
         for e in self.cache.take_for(svc) {
             self.push(id, &e.line);
         }
+        self.services_changed();
     }
 
     /// `SERVICE_STATUS service=NAME` → STATUS up / down / unknown (cd-wire.md §7 shapes).
@@ -150,8 +153,11 @@ impl Router {
             .map(|c| c.up_since);
         let m = match (live, self.down.get(svc)) {
             (Some(up), _) => replies::status_up(&self.node, svc, up),
-            (None, Some(&(up, down))) => replies::status_down(&self.node, svc, up, down),
-            (None, None) => replies::status_unknown(&self.node, svc),
+            (None, down) => match (self.remote_status(svc), down) {
+                (Some(remote), _) => remote,
+                (None, Some(&(up, down))) => replies::status_down(&self.node, svc, up, down),
+                (None, None) => replies::status_unknown(&self.node, svc),
+            },
         };
         self.send(id, &m);
     }
@@ -183,6 +189,10 @@ impl Router {
                 }
                 ConnKind::Tls => {
                     Err("not allowed on a TLS connection without admin_token".to_owned())
+                }
+                // Unreachable in practice: peer lines never reach daemon_command.
+                ConnKind::PeerIn | ConnKind::PeerOut => {
+                    Err("not allowed on a peer link".to_owned())
                 }
             },
         };

@@ -9,11 +9,18 @@
 //!
 //! Files: `route.rs` (a line's way: head peek, stamping, unicast, broadcast, cache),
 //! `commands.rs` (commands addressed to the daemon), `sniff.rs` (copies for `SNIFF`
-//! connections), this file (loop, connections, output).
+//! connections), `peers.rs` (peer handshake, peer lines), `cluster.rs` (link state, quorum,
+//! cluster map), `forward.rs` (lines across peer links), this file (loop, connections,
+//! output).
 
+mod cluster;
 mod commands;
+mod forward;
+mod peers;
 mod route;
 mod sniff;
+
+pub(crate) use cluster::Cluster;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -46,6 +53,10 @@ pub(crate) struct RouterConfig {
     pub admin: AdminRules,
     pub cache: CacheLimits,
     pub shutdown_grace: Duration,
+    /// Loopback addresses may be gossiped as neighbours.
+    pub allow_loopback_peers: bool,
+    /// Pause before redialing a peer that refused with `shutdown=true`.
+    pub peer_retry_max: Duration,
 }
 
 /// One stream connection as the router sees it.
@@ -65,6 +76,8 @@ struct Conn {
     pending: BytesMut,
     /// Set once the connection sent `SNIFF`: it gets copies, and loses them when slow.
     sniff: Option<sniff::Sniffer>,
+    /// Set for a peer link (another daemon).
+    link: Option<cluster::PeerLink>,
 }
 
 /// See the module docs.
@@ -85,10 +98,13 @@ pub(crate) struct Router {
     scratch: BytesMut,
     /// Connections that sent `SNIFF` (empty: routing copies nothing).
     sniffers: Vec<ConnId>,
+    /// Peer links and the cluster routing table.
+    cluster: Cluster,
 }
 
 impl Router {
     pub(crate) fn new(cfg: RouterConfig, stats: Arc<Stats>, shutdown: CancellationToken) -> Self {
+        let node_name = cfg.node.clone();
         Self {
             node: Arc::from(cfg.node.as_str()),
             cache: Cache::new(cfg.cache.clone()),
@@ -102,7 +118,14 @@ impl Router {
             stopping: false,
             scratch: BytesMut::with_capacity(4096),
             sniffers: Vec::new(),
+            cluster: Cluster::single(&node_name),
         }
+    }
+
+    /// Adds the cluster side (peer tasks, neighbours) to a new router.
+    pub(crate) fn with_cluster(mut self, cluster: Cluster) -> Self {
+        self.cluster = cluster;
+        self
     }
 
     /// Runs until the daemon stops and every connection is closed (or the grace ends).
@@ -111,6 +134,7 @@ impl Router {
         let mut events = Vec::with_capacity(INBOX_BATCH);
         let mut grace_end: Option<Instant> = None;
         let far = || Instant::now() + Duration::from_secs(86_400 * 365);
+        self.cluster_start();
         loop {
             let expiry = self.cache.next_deadline();
             tokio::select! {
@@ -167,9 +191,12 @@ impl Router {
                         handles,
                         pending: BytesMut::new(),
                         sniff: None,
+                        link: None,
                     },
                 );
-                if self.stopping {
+                if kind.is_peer() {
+                    self.peer_opened(id);
+                } else if self.stopping {
                     self.quitting(id);
                 }
             }
@@ -194,6 +221,7 @@ impl Router {
         self.stopping = true;
         let m = replies::notification(&self.node, "DISCONNECTING");
         self.broadcast_msg(&m, "DISCONNECTING");
+        self.peers_stop();
     }
 
     /// Answers `QUITTING` and closes (input during the stop).
@@ -240,7 +268,7 @@ impl Router {
         let ids: Vec<ConnId> = self
             .conns
             .iter()
-            .filter(|(_, c)| c.commands.contains(command))
+            .filter(|(_, c)| c.link.is_none() && c.commands.contains(command))
             .map(|(id, _)| *id)
             .collect();
         for id in ids {
@@ -264,8 +292,10 @@ impl Router {
                     continue;
                 }
                 let n = c.pending.iter().filter(|&&b| b == b'\n').count();
+                let to_service = c.link.is_none();
                 match c.handles.out.try_send(c.pending.split().freeze()) {
-                    Ok(()) => Stats::add(&self.stats.lines_routed, n as u64),
+                    Ok(()) if to_service => Stats::add(&self.stats.lines_routed, n as u64),
+                    Ok(()) => {}
                     Err(TrySendError::Full(_)) => slow.push(id),
                     Err(TrySendError::Closed(_)) => {}
                 }
@@ -306,6 +336,10 @@ impl Router {
             tracing::info!(service = %name, why, "service down");
             let m = replies::status_down(&self.node, &name, c.up_since, now);
             self.broadcast_msg(&m, "STATUS");
+            self.services_changed();
+        }
+        if let Some(link) = c.link.take() {
+            self.link_closed(id, link);
         }
     }
 
@@ -322,7 +356,13 @@ impl Router {
                     &e.command,
                     e.comms_id.as_deref(),
                 );
-                self.send_to_name(sender, &m);
+                match sender.split_once(':') {
+                    Some((node, svc)) => {
+                        let (node, svc) = (node.to_owned(), svc.to_owned());
+                        self.send_to_origin(&node, &svc, m);
+                    }
+                    None => self.send_to_name(sender, &m),
+                }
             }
         }
     }

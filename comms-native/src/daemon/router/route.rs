@@ -31,7 +31,7 @@ enum Flow {
 /// Appends the stamped line (with `\n`) to `out`: [`restamp_head`] when the parameter text
 /// is canonical (the hot path), else parse + stamp + serialize, so the receiver always gets
 /// the bytes the C++ daemon would send. On error nothing is written.
-fn stamp_line(
+pub(super) fn stamp_line(
     node: &str,
     from: &str,
     head: &RouteHead<'_>,
@@ -57,6 +57,9 @@ fn is_blank(b: &u8) -> bool {
 impl Router {
     /// One read chunk of connection `id` (whole lines).
     pub(crate) fn on_input(&mut self, id: ConnId, data: &[u8]) {
+        if self.conns.get(&id).is_some_and(|c| c.kind.is_peer()) {
+            return self.on_peer_input(id, data);
+        }
         if self.stopping {
             self.quitting(id);
             return;
@@ -138,7 +141,7 @@ impl Router {
     }
 
     /// cd-wire.md §2.3: server ∈ {"", ".", "*", own name} and service ∈ {"", communicatord}.
-    fn is_for_daemon(&self, head: &RouteHead<'_>) -> bool {
+    pub(super) fn is_for_daemon(&self, head: &RouteHead<'_>) -> bool {
         (matches!(head.server, "" | "." | "*") || head.server == &*self.node)
             && (head.service.is_empty() || head.service == DAEMON_SERVICE)
     }
@@ -182,13 +185,33 @@ impl Router {
                 if server == "?" || !own_server {
                     return self.other_server(from, from_name, head, line);
                 }
-                self.broadcast_line(from, from_name, head, line);
+                if let Some(stamped) = self.broadcast_line(from, from_name, head, line) {
+                    if head.service != "." {
+                        self.broadcast_to_peers(&stamped);
+                    }
+                }
             }
             service => {
-                if !own_server || service.is_empty() {
+                if service.is_empty() {
                     return self.other_server(from, from_name, head, line);
                 }
-                let Some(&dst) = self.names.get(service) else {
+                let local = if own_server {
+                    self.names.get(service).copied()
+                } else {
+                    None
+                };
+                let Some(dst) = local else {
+                    let any = matches!(server, "" | "*" | "?");
+                    let named_here = server == "." || server == &*self.node;
+                    if !named_here {
+                        let origin = (&*self.node, from_name);
+                        if let Some(to) = self.next_link(server, service, any, origin) {
+                            return self.forward_local(to, from, from_name, head, line);
+                        }
+                        if !any && self.cluster.net.is_none() {
+                            return self.other_server(from, from_name, head, line);
+                        }
+                    }
                     return self.undeliverable(from, from_name, head, line);
                 };
                 let sniffing = !self.sniffers.is_empty();
@@ -228,25 +251,26 @@ impl Router {
         from_name: &str,
         head: &RouteHead<'_>,
         raw: &[u8],
-    ) {
+    ) -> Option<BytesMut> {
         let mut line = BytesMut::with_capacity(head.params.len() + 64);
         if let Err(e) = stamp_line(&self.node, from_name, head, raw, &mut line) {
             if let Some(id) = from {
                 self.refuse(id, Some(from_name), Some(head.command), &e);
             }
-            return;
+            return None;
         }
         if !self.sniffers.is_empty() {
             self.sniff_copy(&line);
         }
         for (id, c) in self.conns.iter_mut() {
-            if c.commands.contains(head.command) {
+            if c.link.is_none() && c.commands.contains(head.command) {
                 if c.pending.is_empty() {
                     self.dirty.push(*id);
                 }
                 c.pending.extend_from_slice(&line);
             }
         }
+        Some(line)
     }
 
     /// No cluster yet: a line for another server is dropped (reported when asked).

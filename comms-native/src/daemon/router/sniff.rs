@@ -84,6 +84,7 @@ impl Router {
             ConnKind::Unix => self.cfg.admin.deny_sniff_from_unix,
             ConnKind::Tcp => self.cfg.admin.deny_sniff_from_tcp,
             ConnKind::Tls => !self.cfg.admin.allow_sniff_from_tls,
+            ConnKind::PeerIn | ConnKind::PeerOut => true,
         } {
             Some(format!(
                 "SNIFF is not allowed on a {:?} connection (see admin rules)",

@@ -1,0 +1,279 @@
+//! The native backend on a **cluster**: per namespace, a ring of four real `commsd`
+//! processes peering over 127.0.0.1, and endpoints spread over three of them.
+//!
+//! Ring (names sorted `m < n < x < y`): `n – x – m – y – n`. Slots: 0 → `n`, 1 → `x`,
+//! 2 → `y` (slot k > 2 → slot k mod 3); `m` holds no endpoint. So:
+//! - senders (slot 0) reach receivers at slots 1 and 2 over one direct link;
+//! - slot 1 → slot 2 crosses an **intermediate** daemon: `x` and `y` are two hops apart
+//!   through `n` or `m`, and ties go to the smaller name, `m`;
+//! - two instances of one service (slots 1 and 2) are equally near to slot 0; commsd keeps
+//!   one sender on one of them (the native transport orders per sender stream), so
+//!   `service_anycast` (one sender, both instances must work) is skipped with that reason,
+//!   while `lookup` runs with two live instances of one service on two daemons;
+//! - **kill_and_restart** SIGKILLs `m`, the intermediate, in every ring and starts it again
+//!   on the same socket and peer port; it returns once every ring is whole again (every
+//!   daemon's `CLUSTER_MAP` shows four links). Meanwhile slot 1 → 2 traffic re-routes
+//!   through `n`.
+//! - Cost: the suite uses one namespace per case, so a full run starts about 25 rings (100
+//!   idle-most-of-the-time daemons); peers redial after 0 s then every 0.2 s.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use comms_core::conformance::Backend;
+use comms_core::{Capabilities, Error, Result, Transport};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::Mutex;
+
+use crate::native::{commsd_binary, MAX_LINE, TEST_QUERY};
+
+/// Node suffixes in ring order: n – x – m – y – n.
+const RING: [&str; 4] = ["n", "x", "m", "y"];
+/// Ring positions of slots 0, 1, 2.
+const SLOTS: [usize; 3] = [0, 1, 3];
+/// The intermediate daemon killed by `kill_and_restart`.
+const VICTIM: usize = 2;
+/// Bound on starting a daemon or the ring converging.
+const START: Duration = Duration::from_secs(30);
+
+fn err(what: impl Into<String>) -> Error {
+    Error::transport_msg("native-cluster", what, false)
+}
+
+/// One ring member.
+#[derive(Debug)]
+struct Member {
+    name: String,
+    socket: PathBuf,
+    peer: SocketAddr,
+    neighbors: Vec<SocketAddr>,
+    child: Child,
+}
+
+impl Member {
+    async fn start(
+        name: &str,
+        socket: &Path,
+        peer: SocketAddr,
+        neighbors: &[SocketAddr],
+    ) -> Result<Self> {
+        let list: Vec<String> = neighbors.iter().map(|a| a.to_string()).collect();
+        let mut cmd = Command::new(commsd_binary()?);
+        cmd.args(["--name", name, "--no-tcp", "--no-udp"])
+            .args(["--max-line", &MAX_LINE.to_string()])
+            .args(["--allow-loopback-peers", "--peer-retry-secs", "0,0.2"])
+            .args(["--remote-listen", &peer.to_string()])
+            .arg("--unix")
+            .arg(socket);
+        if !list.is_empty() {
+            cmd.args(["--neighbors", &list.join(",")]);
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(if std::env::var_os("COMMSD_LOG").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| err(format!("spawn commsd: {e}")))?;
+        let stdout = child.stdout.take().ok_or_else(|| err("commsd stdout"))?;
+        let mut lines = BufReader::new(stdout).lines();
+        let bound = loop {
+            let line = tokio::time::timeout(START, lines.next_line())
+                .await
+                .map_err(|_| err("commsd did not print its listeners"))?
+                .map_err(|e| err(format!("commsd stdout: {e}")))?
+                .ok_or_else(|| err("commsd exited before listening"))?;
+            if let Some(a) = line.strip_prefix("commsd: listening peer ") {
+                break a
+                    .parse::<SocketAddr>()
+                    .map_err(|e| err(format!("peer address {a}: {e}")))?;
+            }
+        };
+        Ok(Self {
+            name: name.to_owned(),
+            socket: socket.to_path_buf(),
+            peer: bound,
+            neighbors: neighbors.to_vec(),
+            child,
+        })
+    }
+
+    fn url(&self) -> String {
+        format!(
+            "cd://{}?node={}&{TEST_QUERY}",
+            self.socket.display(),
+            self.name
+        )
+    }
+
+    /// `CLUSTER_MAP`'s `links` count, asked over the Unix socket.
+    async fn links(&self) -> Result<usize> {
+        let s = tokio::net::UnixStream::connect(&self.socket)
+            .await
+            .map_err(|e| err(format!("connect {}: {e}", self.socket.display())))?;
+        let (r, mut w) = s.into_split();
+        w.write_all(b"CLUSTER_MAP\n")
+            .await
+            .map_err(|e| err(format!("write: {e}")))?;
+        let mut line = String::new();
+        tokio::time::timeout(START, BufReader::new(r).read_line(&mut line))
+            .await
+            .map_err(|_| err("no CLUSTER_MAP answer"))?
+            .map_err(|e| err(format!("read: {e}")))?;
+        let links = line
+            .trim_end()
+            .split_once(' ')
+            .map(|(_, p)| p)
+            .unwrap_or_default()
+            .split(';')
+            .find_map(|p| p.strip_prefix("links="))
+            .unwrap_or_default();
+        Ok(links.split(',').filter(|l| !l.is_empty()).count())
+    }
+}
+
+/// One ring per namespace.
+#[derive(Debug)]
+struct Ring {
+    members: Vec<Member>,
+}
+
+impl Ring {
+    async fn start(dir: &Path, tag: &str, index: usize) -> Result<Self> {
+        let any: SocketAddr = "127.0.0.1:0".parse().map_err(|_| err("addr"))?;
+        let mut members: Vec<Member> = Vec::new();
+        for (i, suffix) in RING.iter().enumerate() {
+            let mut neighbors = Vec::new();
+            if let Some(prev) = members.last() {
+                neighbors.push(prev.peer);
+            }
+            if i == RING.len() - 1 {
+                neighbors.push(members[0].peer);
+            }
+            let name = format!("{tag}{suffix}");
+            let socket = dir.join(format!("{index}-{name}.sock"));
+            members.push(Member::start(&name, &socket, any, &neighbors).await?);
+        }
+        let ring = Self { members };
+        ring.converged().await?;
+        Ok(ring)
+    }
+
+    /// Waits until every member sees the four links.
+    async fn converged(&self) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + START;
+        for m in &self.members {
+            while m.links().await? != RING.len() {
+                if tokio::time::Instant::now() > deadline {
+                    return Err(err(format!(
+                        "{}: the ring did not form within {START:?}",
+                        m.name
+                    )));
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn kill_victim(&mut self) -> Result<()> {
+        self.members[VICTIM]
+            .child
+            .kill()
+            .await
+            .map_err(|e| err(format!("kill commsd: {e}")))
+    }
+
+    async fn restart_victim(&mut self) -> Result<()> {
+        let m = &mut self.members[VICTIM];
+        let fresh = Member::start(&m.name, &m.socket.clone(), m.peer, &m.neighbors.clone()).await?;
+        *m = fresh;
+        Ok(())
+    }
+}
+
+/// The native backend on a ring of four daemons per namespace (see the module docs).
+#[derive(Debug)]
+pub struct NativeClusterBackend {
+    dir: tempfile::TempDir,
+    rings: Mutex<HashMap<String, Ring>>,
+}
+
+impl NativeClusterBackend {
+    /// A backend with its own temp directory for sockets.
+    pub fn new() -> Result<Self> {
+        Ok(Self {
+            dir: tempfile::Builder::new()
+                .prefix("comms-cluster-")
+                .tempdir()
+                .map_err(|e| err(format!("temp dir: {e}")))?,
+            rings: Mutex::new(HashMap::new()),
+        })
+    }
+}
+
+#[async_trait]
+impl Backend for NativeClusterBackend {
+    fn name(&self) -> String {
+        "native-cluster".into()
+    }
+
+    async fn connect(&self, namespace: &str, slot: usize) -> Result<Box<dyn Transport>> {
+        let url = {
+            let mut rings = self.rings.lock().await;
+            if !rings.contains_key(namespace) {
+                // The same node names in every ring (rings never peer with each other), so
+                // an address means the same slot in every namespace, as on one daemon.
+                let tag = format!("k{}", std::process::id());
+                let ring = Ring::start(self.dir.path(), &tag, rings.len()).await?;
+                rings.insert(namespace.to_owned(), ring);
+            }
+            let ring = rings.get(namespace).ok_or_else(|| err("ring vanished"))?;
+            ring.members[SLOTS[slot % SLOTS.len()]].url()
+        };
+        comms::connect_url(&url).await
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        let mut caps =
+            comms_core::TransportUrl::parse(&format!("cd:///x.sock?node=n&{TEST_QUERY}"))
+                .and_then(|u| comms_native::transport::NativeOptions::from_url(&u))
+                .map(|o| comms_native::transport::capabilities(&o))
+                .unwrap_or_else(|_| Capabilities::new("native"));
+        // Namespaces are separate rings.
+        caps.namespaces = true;
+        caps
+    }
+
+    fn restart_unsupported(&self) -> Option<String> {
+        None
+    }
+
+    fn anycast_per_sender(&self) -> Option<String> {
+        Some("commsd sends each sender's svc/CMD stream to one of the equally near instances (stable hash of the sender), because the native transport orders per (sender, destination) stream".into())
+    }
+
+    async fn kill_and_restart(&self) -> Result<()> {
+        // Every ring at once (one per namespace): kill all victims, start them all, then
+        // wait for each ring to be whole (they heal concurrently).
+        let mut rings = self.rings.lock().await;
+        for r in rings.values_mut() {
+            r.kill_victim().await?;
+        }
+        for r in rings.values_mut() {
+            r.restart_victim().await?;
+        }
+        for r in rings.values() {
+            r.converged().await?;
+        }
+        Ok(())
+    }
+}
