@@ -27,6 +27,9 @@ pub enum AgentError {
     /// The state directory or id file.
     #[error("agent state: {0}")]
     State(String),
+    /// A value of the `[agent]` configuration is out of range.
+    #[error("invalid [agent] configuration: {0}")]
+    Config(String),
     /// The transport or endpoint.
     #[error(transparent)]
     Comms(#[from] comms::Error),

@@ -51,6 +51,7 @@ impl Agent {
         transport: Box<dyn Transport>,
         config: AgentConfig,
     ) -> Result<Agent, AgentError> {
+        config.validate().map_err(AgentError::Config)?;
         let id = identity::load_or_create(&config.state_dir)?;
         let name = config.name.clone().unwrap_or_else(|| {
             format!(

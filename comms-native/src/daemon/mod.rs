@@ -113,7 +113,8 @@ mod router;
 mod stats;
 
 pub use config::{
-    AdminRules, CacheLimits, DaemonConfig, DEFAULT_TCP, DEFAULT_UDP, DEFAULT_UNIX_PATH,
+    AdminRules, CacheLimits, DaemonConfig, DEFAULT_TCP, DEFAULT_UDP, DEFAULT_UNIX_PATH, MAX_COUNT,
+    MAX_DURATION, MAX_UDP_DATAGRAM,
 };
 pub use error::DaemonError;
 pub use handle::{Daemon, DaemonHandle};
