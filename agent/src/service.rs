@@ -154,6 +154,16 @@ async fn on_run(tasks: Arc<Tasks>, req: Request, run: RunTask) -> Result<Outcome
         .await;
         return Ok(Outcome::Done);
     }
+    if run.timeout_ms == 0 {
+        let why = "timeout_ms must be at least 1";
+        send_result(
+            &req.endpoint,
+            &from,
+            &TaskResult::not_run(&run.task, TaskStatus::Rejected, why),
+        )
+        .await;
+        return Ok(Outcome::Done);
+    }
     if tasks.lock().contains_key(&run.task) {
         return Ok(Outcome::Done); // already running: a resend
     }
