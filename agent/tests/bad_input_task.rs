@@ -355,7 +355,9 @@ async fn zero_and_absurd_timeouts() {
     assert_eq!(r.error.as_deref(), Some("timeout_ms must be at least 1"));
     f.all_well().await;
     // Beyond an integer: refused by the schema.
-    let r = f.invalid(sleep("overflow", "18446744073709551615"), "timeout_ms").await;
+    let r = f
+        .invalid(sleep("overflow", "18446744073709551615"), "timeout_ms")
+        .await;
     assert!(r.contains("integer"), "{r}");
     // An absurd timeout is capped at the agent's max_timeout_secs (here 1 s): killed then.
     let r = f.result_of(sleep("absurd", "9223372036854775807")).await;
