@@ -1,8 +1,9 @@
 //! Fuzz target `envelope`: the broker envelope decoder (`comms_core::envelope::decode`), the
 //! JSON object every RabbitMQ and Kafka message body is decoded through.
 //!
-//! Properties: never panics (deep nesting included); every accepted envelope is a valid
-//! message, and re-encoding it decodes back to the same message (round trip).
+//! Properties: never panics (deep nesting included); only a JSON object is accepted; every
+//! accepted envelope is a valid message, and re-encoding it decodes back to the same message
+//! (round trip).
 #![no_main]
 
 use comms_core::envelope::{decode, encode};
@@ -15,6 +16,12 @@ fuzz_target!(|data: &[u8]| {
     let Ok(msg) = decode(data, MAX) else {
         return;
     };
+    let first = data.iter().find(|b| !b.is_ascii_whitespace());
+    assert_eq!(
+        first,
+        Some(&b'{'),
+        "accepted a body that is not a JSON object"
+    );
     if let Err(e) = msg.validate() {
         panic!("decode accepted an invalid message {msg:?}: {e}");
     }
