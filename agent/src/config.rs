@@ -67,3 +67,43 @@ impl Default for AgentConfig {
         }
     }
 }
+
+/// Upper bounds of the `[agent]` values: beyond them a value is a mistake (and some would
+/// overflow a timer or a semaphore), so [`AgentConfig::validate`] refuses it.
+pub mod limits {
+    /// `max_tasks`.
+    pub const MAX_TASKS: usize = 65_536;
+    /// `ttl_secs` (one day).
+    pub const MAX_TTL_SECS: u64 = 86_400;
+    /// `max_timeout_secs` (30 days).
+    pub const MAX_TIMEOUT_SECS: u64 = 30 * 86_400;
+    /// `max_output_bytes` (1 GiB per stream).
+    pub const MAX_OUTPUT_BYTES: u64 = 1 << 30;
+}
+
+impl AgentConfig {
+    /// Checks every value is in range; the error names the key and its bound.
+    pub fn validate(&self) -> Result<(), String> {
+        let over = |key: &str, v: u64, max: u64| {
+            (v > max).then(|| format!("{key} = {v} is over the maximum {max}"))
+        };
+        let problems = [
+            over("max_tasks", self.max_tasks as u64, limits::MAX_TASKS as u64),
+            over("ttl_secs", self.ttl_secs, limits::MAX_TTL_SECS),
+            over(
+                "max_timeout_secs",
+                self.max_timeout_secs,
+                limits::MAX_TIMEOUT_SECS,
+            ),
+            over(
+                "max_output_bytes",
+                self.max_output_bytes,
+                limits::MAX_OUTPUT_BYTES,
+            ),
+        ];
+        match problems.into_iter().flatten().next() {
+            Some(p) => Err(p),
+            None => Ok(()),
+        }
+    }
+}

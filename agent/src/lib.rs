@@ -32,6 +32,9 @@ pub enum AgentError {
     /// The fleet key.
     #[error(transparent)]
     Auth(#[from] auth::AuthError),
+    /// A value of the `[agent]` configuration is out of range.
+    #[error("invalid [agent] configuration: {0}")]
+    Config(String),
     /// The transport or endpoint.
     #[error(transparent)]
     Comms(#[from] comms::Error),

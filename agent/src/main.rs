@@ -52,13 +52,24 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     let args = Args::parse();
+    // One line naming the problem, exit code 1; no backtrace (even with RUST_BACKTRACE set).
+    match run(args).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("agent: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     let config = Config::resolve(args.config.as_deref(), args.url.as_deref(), DEFAULT_URL)?;
     let mut agent_config: AgentConfig = config.section("agent")?;
     if args.name.is_some() {

@@ -73,7 +73,7 @@ pub struct TaskOutput {
     pub stream: String,
     /// 0, 1, 2... per task (both streams share the counter).
     pub seq: u64,
-    /// The text (invalid UTF-8 replaced).
+    /// The text (invalid UTF-8 and NUL bytes replaced by U+FFFD).
     pub data: String,
 }
 

@@ -140,8 +140,8 @@ pub async fn run(
         stdout_bytes: stdout.bytes,
         stderr_bytes: stderr.bytes,
         truncated: stdout.truncated || stderr.truncated,
-        stdout_tail: String::from_utf8_lossy(&stdout.tail).into_owned(),
-        stderr_tail: String::from_utf8_lossy(&stderr.tail).into_owned(),
+        stdout_tail: text(&stdout.tail),
+        stderr_tail: text(&stderr.tail),
         error: None,
     };
     match exit {
@@ -215,7 +215,7 @@ async fn pump(
             Err(e) if e.error_len().is_none() => e.valid_up_to(),
             Err(_) => carry.len(),
         };
-        let data = String::from_utf8_lossy(&carry[..valid]).into_owned();
+        let data = text(&carry[..valid]);
         carry.drain(..valid);
         if !data.is_empty() && chunks.send(Chunk { stream: name, data }).await.is_err() {
             // Nobody listens any more; keep draining so the process does not block.
@@ -223,10 +223,21 @@ async fn pump(
         }
     }
     if !carry.is_empty() {
-        let data = String::from_utf8_lossy(&carry).into_owned();
+        let data = text(&carry);
         let _ = chunks.send(Chunk { stream: name, data }).await;
     }
     stats
+}
+
+/// Output bytes as text every transport can carry: invalid UTF-8 and NUL bytes become U+FFFD
+/// (a cd: line cannot hold a NUL, so a chunk or result containing one could not be sent).
+fn text(bytes: &[u8]) -> String {
+    let s = String::from_utf8_lossy(bytes);
+    if s.contains('\0') {
+        s.replace('\0', "\u{fffd}")
+    } else {
+        s.into_owned()
+    }
 }
 
 #[cfg(test)]

@@ -74,6 +74,7 @@ impl Agent {
         transport: Box<dyn Transport>,
         config: AgentConfig,
     ) -> Result<Agent, AgentError> {
+        config.validate().map_err(AgentError::Config)?;
         let id = identity::load_or_create(&config.state_dir)?;
         let name = config.name.clone().unwrap_or_else(|| {
             format!(
@@ -170,6 +171,16 @@ async fn on_run(tasks: Arc<Tasks>, req: Request, run: RunTask) -> Result<Outcome
     let config = &tasks.config;
     if let Err(why) = tasks.admit(&req.message) {
         tracing::warn!(%from, task = %run.task, reason = %why, "task refused");
+        send_result(
+            &req.endpoint,
+            &from,
+            &TaskResult::not_run(&run.task, TaskStatus::Rejected, why),
+        )
+        .await;
+        return Ok(Outcome::Done);
+    }
+    if run.timeout_ms == 0 {
+        let why = "timeout_ms must be at least 1";
         send_result(
             &req.endpoint,
             &from,

@@ -12,6 +12,11 @@
 //!
 //! The environment variable `COMMS_URL`, when set, replaces `transport.url`. Sections other than
 //! `transport` are kept as TOML tables for the backends and binaries that own them.
+//!
+//! Bad files are refused with an error naming the problem, never half-read: a file over
+//! [`MAX_CONFIG_BYTES`], not UTF-8 or not TOML, a key of the wrong type, an unknown key in a
+//! section, or an unknown section (one not in [`KNOWN_SECTIONS`]: a typo like `[agnet]` would
+//! otherwise be silently ignored) are all errors.
 
 use std::fmt;
 use std::path::Path;
@@ -24,6 +29,37 @@ use crate::name::validate_name;
 
 /// Environment variable that overrides `transport.url`.
 pub const URL_ENV: &str = "COMMS_URL";
+
+/// Largest configuration file read (1 MiB): `--config /dev/zero` or a log file given by mistake
+/// is refused, not read into memory.
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+/// The sections a configuration file may hold. A binary or backend that reads a new section
+/// adds it here.
+pub const KNOWN_SECTIONS: &[&str] = &["transport", "rabbitmq", "kafka", "server", "agent"];
+
+/// Reads a whole configuration file of at most [`MAX_CONFIG_BYTES`] as UTF-8. The error names
+/// the file and the problem; for the `commsd` config file too.
+pub fn read_config_file(path: &Path) -> Result<String> {
+    use std::io::Read;
+    let cannot = |e: String| Error::Config(format!("cannot read {}: {e}", path.display()));
+    let file = std::fs::File::open(path).map_err(|e| cannot(e.to_string()))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| cannot(e.to_string()))?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(cannot(format!(
+            "larger than {MAX_CONFIG_BYTES} bytes (not a configuration file?)"
+        )));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        cannot(format!(
+            "not UTF-8 (invalid byte at offset {})",
+            e.utf8_error().valid_up_to()
+        ))
+    })
+}
 
 /// Every scheme a transport URL may use.
 pub const ACCEPTED_SCHEMES: &str = "memory:, cd:, cds:, cdu:, amqp:, amqps:, kafka:";
@@ -259,8 +295,19 @@ impl Config {
 
     /// Parse TOML text (no environment override).
     pub fn from_toml(text: &str) -> Result<Self> {
-        let config: Config =
+        // Syntax first (its errors point at the line), then the shape (its errors name the key:
+        // deserializing the text straight into `Config` loses both through the flattened table).
+        let table: toml::Table =
             toml::from_str(text).map_err(|e| Error::Config(format!("invalid TOML: {e}")))?;
+        if let Some(unknown) = table.keys().find(|k| !KNOWN_SECTIONS.contains(&k.as_str())) {
+            return Err(Error::Config(format!(
+                "unknown section or key `{unknown}` (known sections: {})",
+                KNOWN_SECTIONS.join(", ")
+            )));
+        }
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e| Error::Config(format!("invalid configuration: {e}")))?;
         config.check()?;
         Ok(config)
     }
@@ -268,10 +315,14 @@ impl Config {
     /// Read a file, then apply the `COMMS_URL` override.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
-        let mut config = Self::from_toml(&text)
-            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        let text = read_config_file(path)?;
+        let mut config = Self::from_toml(&text).map_err(|e| {
+            let why = match e {
+                Error::Config(why) => why,
+                other => other.to_string(),
+            };
+            Error::Config(format!("{}: {why}", path.display()))
+        })?;
         config.override_url(std::env::var(URL_ENV).ok())?;
         Ok(config)
     }

@@ -10,9 +10,11 @@
 //! ```
 //!
 //! `v` must be 1; `to` is `node:service`, `service`, `.` or `*`; `params` values are strings.
-//! Only `v`, `id`, `command`, `to` are required on input; the rest default. Decoding checks every
-//! field with the same rules as [`Message::validate`] and refuses envelopes over the size limit
-//! or nested deeper than serde_json's recursion limit, with an error naming what was wrong.
+//! Only `v`, `id`, `command`, `to` are required on input; the rest default. The body must be a
+//! JSON object (not an array holding the fields in order, which serde alone would accept).
+//! Decoding checks every field with the same rules as [`Message::validate`] and refuses
+//! envelopes over the size limit or nested deeper than serde_json's recursion limit, with an
+//! error naming what was wrong.
 
 use std::time::Duration;
 
@@ -82,6 +84,18 @@ pub fn decode(bytes: &[u8], max_len: usize) -> Result<Message> {
             size: bytes.len(),
             max: max_len,
         });
+    }
+    // An object, nothing else: serde would also read a struct from a JSON array
+    // (`[1,"id","CMD","svc"]`), a second, undocumented wire form.
+    if bytes
+        .iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        != Some(&b'{')
+    {
+        return Err(Error::invalid(
+            "envelope",
+            "not a comms envelope: expected a JSON object",
+        ));
     }
     let wire: Wire = serde_json::from_slice(bytes)
         .map_err(|e| Invalid::new("envelope", format!("not a comms envelope: {e}")))?;

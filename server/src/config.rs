@@ -39,3 +39,43 @@ impl Default for ServerConfig {
         }
     }
 }
+
+/// Upper bounds of the `[server]` values: beyond them a value is a mistake (and some would
+/// overflow a timer), so [`ServerConfig::validate`] refuses it.
+pub mod limits {
+    /// `recent`.
+    pub const MAX_RECENT: usize = 1_000_000;
+    /// `deadline_grace_secs` (one day).
+    pub const MAX_DEADLINE_GRACE_SECS: u64 = 86_400;
+    /// `max_running`.
+    pub const MAX_RUNNING: usize = 1_000_000;
+    /// `ttl_secs` (one day).
+    pub const MAX_TTL_SECS: u64 = 86_400;
+}
+
+impl ServerConfig {
+    /// Checks every value is in range; the error names the key and its bound.
+    pub fn validate(&self) -> Result<(), String> {
+        let over = |key: &str, v: u64, max: u64| {
+            (v > max).then(|| format!("{key} = {v} is over the maximum {max}"))
+        };
+        let problems = [
+            over("recent", self.recent as u64, limits::MAX_RECENT as u64),
+            over(
+                "deadline_grace_secs",
+                self.deadline_grace_secs,
+                limits::MAX_DEADLINE_GRACE_SECS,
+            ),
+            over(
+                "max_running",
+                self.max_running as u64,
+                limits::MAX_RUNNING as u64,
+            ),
+            over("ttl_secs", self.ttl_secs, limits::MAX_TTL_SECS),
+        ];
+        match problems.into_iter().flatten().next() {
+            Some(p) => Err(format!("invalid [server] configuration: {p}")),
+            None => Ok(()),
+        }
+    }
+}

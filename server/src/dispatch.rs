@@ -142,9 +142,13 @@ async fn run(
         }
     }
     drop(tx);
-    let deadline = tokio::time::Instant::now()
-        + Duration::from_millis(request.timeout_ms)
-        + Duration::from_secs(state.config.deadline_grace_secs);
+    // Saturating: a requester's absurd timeout_ms must not overflow the clock.
+    let wait = Duration::from_millis(request.timeout_ms)
+        .saturating_add(Duration::from_secs(state.config.deadline_grace_secs));
+    let now = tokio::time::Instant::now();
+    let deadline = now
+        .checked_add(wait)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400));
     while !pending.is_empty() {
         tokio::select! {
             r = rx.recv() => match r {

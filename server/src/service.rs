@@ -29,6 +29,7 @@ impl Server {
         transport: Box<dyn Transport>,
         config: ServerConfig,
     ) -> comms::Result<Server> {
+        config.validate().map_err(comms::Error::Config)?;
         let directory = Directory::new();
         let backend = transport.capabilities().backend.to_owned();
         let key = match &config.key_file {

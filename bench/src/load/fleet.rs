@@ -82,7 +82,9 @@ pub async fn run(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let all_up_secs = started.elapsed().as_secs_f64();
-    eprintln!("comms-load: the server sees all {agents} agents up after {all_up_secs:.2} s; dispatching");
+    eprintln!(
+        "comms-load: the server sees all {agents} agents up after {all_up_secs:.2} s; dispatching"
+    );
 
     let key = FleetKey::from_file(&key_file)?;
     let mut client = Client::connect(transport(&url)?, "load_ctl", Duration::from_secs(60))
@@ -98,7 +100,10 @@ pub async fn run(
     };
     let sent = Instant::now();
     let accepted = client.dispatch(&request).await.context("dispatch")?;
-    eprintln!("comms-load: dispatch accepted ({} targets)", accepted.targets.len());
+    eprintln!(
+        "comms-load: dispatch accepted ({} targets)",
+        accepted.targets.len()
+    );
     let mut results = 0;
     let record = loop {
         match tokio::time::timeout(Duration::from_secs(300), client.next_event()).await {

@@ -307,8 +307,7 @@ impl TlsParts {
 }
 
 fn apply_file(cfg: &mut DaemonConfig, tls: &mut TlsParts, path: &Path) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read config {}", path.display()))?;
+    let text = comms_core::config::read_config_file(path)?;
     let file: FileConfig =
         toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))?;
     let d = file.daemon;
@@ -542,7 +541,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -551,9 +550,17 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     // Single-threaded: one router owns all state; DESIGN.md §7 measured it faster here.
-    let rt = tokio::runtime::Builder::new_current_thread()
+    let result = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .context("cannot build the tokio runtime")?;
-    rt.block_on(run(cli))
+        .context("cannot build the tokio runtime")
+        .and_then(|rt| rt.block_on(run(cli)));
+    // One line naming the problem, exit code 1; no backtrace (even with RUST_BACKTRACE set).
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("commsd: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

@@ -9,7 +9,10 @@
 //!
 //! Canonical means: names valid (`[A-Za-z_][A-Za-z0-9_]*`) and strictly byte-ascending, no
 //! trailing `;`, each value quoted iff it contains `;` or starts with `"`, backslashes only
-//! in the escapes the serializer writes (`\\`, `\n`, `\r`, and `\"` inside quotes).
+//! in the escapes the serializer writes (`\\`, `\n`, `\r`, and `\"` inside quotes), valid
+//! UTF-8 without NUL (the serializer never writes either). So a line with an invalid UTF-8 or
+//! NUL byte in its parameters is never copied verbatim: it goes the full parse path, which
+//! refuses it with the reason (and a receiver never sees it).
 
 /// True when `params` (the text after the command's space) is canonical.
 pub(crate) fn is_canonical(params: &[u8]) -> bool {
@@ -18,6 +21,9 @@ pub(crate) fn is_canonical(params: &[u8]) -> bool {
     let n = params.len();
     if n == 0 {
         return true;
+    }
+    if params.contains(&0) || std::str::from_utf8(params).is_err() {
+        return false;
     }
     loop {
         // Name.
@@ -115,8 +121,13 @@ mod tests {
             "=v",
             "p=\"a;b",
             "p=\"a;b\"x",
+            "p=a\0b",
+            "p=\"a;\0\"",
         ] {
             assert!(!is_canonical(bad.as_bytes()), "{bad}");
+        }
+        for bad in [&b"p=\xff"[..], b"p=\"a;\xc3\"", b"a=1;b=\xe2\x82"] {
+            assert!(!is_canonical(bad), "{bad:?}");
         }
     }
 

@@ -5,6 +5,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::error::DaemonError;
 use crate::codec::{DEFAULT_MAX_LINE_LENGTH, UDP_MAX_DATAGRAM};
 use crate::tls::ServerTls;
 
@@ -257,5 +258,59 @@ impl DaemonConfig {
             udp: Some(any),
             ..Self::default()
         }
+    }
+}
+
+/// Largest `max_connections` and `outbound_queue` (a tokio semaphore's limit; far beyond use).
+pub const MAX_COUNT: usize = tokio::sync::Semaphore::MAX_PERMITS;
+/// Largest `udp_max_datagram`: the largest UDP payload.
+pub const MAX_UDP_DATAGRAM: usize = 65_507;
+/// Largest cache TTL, shutdown grace and flush timeout: one day.
+pub const MAX_DURATION: Duration = Duration::from_secs(86_400);
+
+impl DaemonConfig {
+    /// Checks every value is in range ([`Daemon::start`](super::Daemon::start) does); the error
+    /// names the setting and its bounds. Out-of-range values would otherwise refuse every line
+    /// or connection, or panic later (a semaphore, a timer).
+    pub fn validate(&self) -> Result<(), DaemonError> {
+        let bad = |what: String| Err(DaemonError::Config(what));
+        for (key, v) in [
+            ("max_line", self.max_line),
+            ("outbound_queue", self.outbound_queue),
+            ("max_connections", self.max_connections),
+            ("udp_max_datagram", self.udp_max_datagram),
+        ] {
+            if v == 0 {
+                return bad(format!("{key} must be > 0"));
+            }
+        }
+        for (key, v) in [
+            ("max_connections", self.max_connections),
+            ("outbound_queue", self.outbound_queue),
+        ] {
+            if v > MAX_COUNT {
+                return bad(format!("{key} = {v} is over the maximum {MAX_COUNT}"));
+            }
+        }
+        if self.udp_max_datagram > MAX_UDP_DATAGRAM {
+            return bad(format!(
+                "udp_max_datagram = {} is over the largest UDP payload {MAX_UDP_DATAGRAM}",
+                self.udp_max_datagram
+            ));
+        }
+        for (key, v) in [
+            ("cache ttl", self.cache.default_ttl),
+            ("shutdown_grace", self.shutdown_grace),
+            ("flush_timeout", self.flush_timeout),
+        ] {
+            if v > MAX_DURATION {
+                return bad(format!(
+                    "{key} = {} s is over the maximum {} s",
+                    v.as_secs(),
+                    MAX_DURATION.as_secs()
+                ));
+            }
+        }
+        Ok(())
     }
 }

@@ -49,11 +49,7 @@ impl Daemon {
         if !is_valid_name(&cfg.name) {
             return Err(DaemonError::InvalidName(cfg.name));
         }
-        if cfg.max_line == 0 || cfg.outbound_queue == 0 || cfg.max_connections == 0 {
-            return Err(DaemonError::Config(
-                "max_line, outbound_queue and max_connections must be > 0".into(),
-            ));
-        }
+        cfg.validate()?;
         let tcp = match cfg.tcp {
             Some(a) => Some(listen::bind_tcp(a).await?),
             None => None,

@@ -209,6 +209,12 @@ pub(crate) async fn run_udp(
             }
         };
         Stats::bump(&acceptor.stats.udp_received);
+        if n > max_len {
+            // The OS truncated it to our buffer: its real length is unknown, only "more".
+            Stats::bump(&acceptor.stats.udp_dropped);
+            tracing::warn!(%peer, reason = %format!("datagram too long: over {max_len} bytes"), "udp datagram dropped");
+            continue;
+        }
         match parse_datagram(&buf[..n], max_len, secret.as_deref()) {
             Ok(msg) => {
                 if acceptor

@@ -138,6 +138,7 @@ pub use config::{
     AdminRules, CacheLimits, DaemonConfig, PeerConfig, TlsListenerConfig, DEFAULT_PEER_PORT,
     DEFAULT_PEER_RETRY, DEFAULT_TCP, DEFAULT_TLS_HANDSHAKE_TIMEOUT,
     DEFAULT_TLS_MAX_PENDING_HANDSHAKES, DEFAULT_TLS_PORT, DEFAULT_UDP, DEFAULT_UNIX_PATH,
+    MAX_COUNT, MAX_DURATION, MAX_UDP_DATAGRAM,
 };
 pub use error::DaemonError;
 pub use handle::{Daemon, DaemonHandle};

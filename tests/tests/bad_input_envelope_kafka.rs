@@ -1,0 +1,156 @@
+//! Hostile records on Kafka (a real tansu broker), produced by another tool straight onto a
+//! comms instance topic, interleaved with good messages.
+//!
+//! Each hostile record goes to the dead-letter topic, unchanged, with a reason naming the
+//! problem in a header; the consumer keeps consuming (every good message sent between them is
+//! handled exactly once: nothing accepted is lost); and another pair of services in the same
+//! namespace keeps exchanging messages throughout.
+//! (`kafka_dead_letter.rs` covers the first cases: not JSON, version 2.)
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use comms_core::conformance::Recorder;
+use comms_core::Message;
+use comms_kafka::dead_letter::REASON_HEADER;
+use comms_tests::kafka::KafkaBackend;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message as _};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+/// (record key, payload (`None`: a null payload), what the reason must contain).
+fn hostile_records() -> Vec<(&'static str, Option<Vec<u8>>, &'static str)> {
+    let envelope = |rest: &str| format!(r#"{{"v":1,"id":"x1","command":"GOOD","to":"b"{rest}}}"#);
+    let mut deep = envelope(r#","params":{"p":"#).into_bytes();
+    deep.extend(std::iter::repeat_n(b'[', 100_000));
+    let deep_top = "{".repeat(100_000).into_bytes();
+    vec![
+        ("null", None, "not a comms envelope"),
+        ("empty", Some(Vec::new()), "not a comms envelope"),
+        ("nul", Some(b"\0\0".to_vec()), "not a comms envelope"),
+        (
+            "utf8",
+            Some(b"{\"v\":1,\"id\":\"x1\",\"command\":\"GOOD\",\"to\":\"b\",\"params\":{\"p\":\"\xc3\"}}".to_vec()),
+            "not a comms envelope",
+        ),
+        ("deep", Some(deep), "not a comms envelope"),
+        ("deep_top", Some(deep_top), "not a comms envelope"),
+        ("array", Some(b"[1,\"x1\",\"GOOD\",\"b\"]".to_vec()), "expected a JSON object"),
+        ("v_string", Some(br#"{"v":"1","id":"x1","command":"GOOD","to":"b"}"#.to_vec()), "invalid type"),
+        ("param_number", Some(envelope(r#","params":{"p":1}"#).into_bytes()), "invalid type"),
+        ("hops_300", Some(envelope(r#","hops":300"#).into_bytes()), "invalid value"),
+        ("mode", Some(envelope(r#","mode":"bogus""#).into_bytes()), "unknown variant"),
+        ("lower", Some(br#"{"v":1,"id":"x1","command":"good","to":"b"}"#.to_vec()), "command"),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_hostile_records_are_dead_lettered_and_nothing_else_is_disturbed() {
+    let backend = KafkaBackend::start()
+        .await
+        .unwrap_or_else(|e| panic!("cannot start the Kafka broker: {e:#}"));
+    let ns = format!("hostile{}", std::process::id());
+    let rec_b = Recorder::new();
+    let rec_d = Recorder::new();
+    let b = backend
+        .endpoint(&ns, "n1", "b", |e| e.handle("GOOD", rec_b.handler()))
+        .await
+        .unwrap();
+    let d = backend
+        .endpoint(&ns, "n3", "d", |e| e.handle("CHAT", rec_d.handler()))
+        .await
+        .unwrap();
+    let a = backend.endpoint(&ns, "n0", "a", |e| e).await.unwrap();
+    let c = backend.endpoint(&ns, "n2", "c", |e| e).await.unwrap();
+    let names = comms_kafka::Names::new(&ns);
+    let topic = names.instance(b.address());
+    let bootstrap = backend.url().trim_start_matches("kafka://").to_owned();
+    let raw: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
+    let records = hostile_records();
+    for (i, (key, payload, _)) in records.iter().enumerate() {
+        let mut record = FutureRecord::<str, [u8]>::to(&topic).key(*key);
+        if let Some(p) = payload {
+            record = record.payload(p.as_slice());
+        }
+        raw.send(record, Duration::from_secs(10)).await.unwrap();
+        // A good message right behind each hostile one, and the bystanders talking.
+        a.send(
+            Message::new("GOOD", b.address().clone())
+                .unwrap()
+                .with_param("seq", i.to_string()),
+        )
+        .await
+        .unwrap();
+        c.send(
+            Message::new("CHAT", d.address().clone())
+                .unwrap()
+                .with_param("seq", i.to_string()),
+        )
+        .await
+        .unwrap();
+    }
+    let n = records.len();
+    rec_b
+        .wait_distinct(n, Duration::from_secs(90))
+        .await
+        .unwrap();
+    rec_d
+        .wait_distinct(n, Duration::from_secs(90))
+        .await
+        .unwrap();
+
+    // Every hostile record is on the dead-letter topic, unchanged, with the reason.
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", format!("{ns}-inspect"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(&names.dead_letter(), 0, Offset::Beginning)
+        .unwrap();
+    consumer.assign(&tpl).unwrap();
+    let mut found = BTreeMap::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while found.len() < n && std::time::Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            let reason = m.headers().and_then(|h| {
+                h.iter()
+                    .find(|h| h.key == REASON_HEADER)
+                    .and_then(|h| h.value)
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+            });
+            let key = m.key().map(|k| String::from_utf8_lossy(k).into_owned());
+            found.insert(
+                key.unwrap_or_default(),
+                (m.payload().map(<[u8]>::to_vec), reason),
+            );
+        }
+    }
+    for (key, payload, why) in &records {
+        let (got, reason) = found
+            .get(*key)
+            .unwrap_or_else(|| panic!("{key} not dead-lettered; found {:?}", found.keys()));
+        assert_eq!(
+            got.clone().unwrap_or_default(),
+            payload.clone().unwrap_or_default(),
+            "{key}: payload changed"
+        );
+        let reason = reason.clone().unwrap_or_default();
+        assert!(
+            reason.contains(why),
+            "{key}: reason {reason:?} lacks {why:?}"
+        );
+    }
+    assert_eq!(found.len(), n, "{:?}", found.keys());
+    assert_eq!(rec_b.count(), n, "b saw something it should not");
+    assert_eq!(rec_d.count(), n);
+    for e in [a, b, c, d] {
+        e.close().await.unwrap();
+    }
+}
