@@ -314,7 +314,7 @@ async fn stop_and_shutdown_from_tcp_are_refused() {
         "{\"command\":\"SHUTDOWN\"}",
     ] {
         let r = c.bad_line(cmd.as_bytes()).await;
-        assert_invalid(&r, "is not allowed on a Tcp connection");
+        assert_invalid(&r, "not allowed on a TCP connection");
         assert!(!h.is_stopping(), "{cmd} stopped the daemon");
     }
     // Unregistered TCP connections are refused too.

@@ -40,7 +40,7 @@ impl Commsd {
             .arg("--unix")
             .arg(&unix)
             .args(extra)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "info,comms_native::daemon=debug")
             .env("NO_COLOR", "1")
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())

@@ -212,7 +212,14 @@ pub(crate) async fn run_udp(
         if n > max_len {
             // The OS truncated it to our buffer: its real length is unknown, only "more".
             Stats::bump(&acceptor.stats.udp_dropped);
-            tracing::warn!(%peer, reason = %format!("datagram too long: over {max_len} bytes"), "udp datagram dropped");
+            Stats::bump(&acceptor.stats.udp_oversize);
+            let reason = format!("datagram too long: over {max_len} bytes");
+            match gates[0].allow() {
+                Some(suppressed) => {
+                    tracing::warn!(%peer, kind = "oversize", %reason, suppressed, "udp datagram dropped");
+                }
+                None => tracing::debug!(%peer, kind = "oversize", %reason, "udp datagram dropped"),
+            }
             continue;
         }
         match parse_datagram(&buf[..n], max_len, secret.as_deref()) {
@@ -238,8 +245,13 @@ pub(crate) async fn run_udp(
                     _ => ("unparseable", &stats.udp_unparseable, &gates[2]),
                 };
                 Stats::bump(counter);
-                if let Some(suppressed) = gate.allow() {
-                    tracing::warn!(%peer, kind, reason = %e, suppressed, "udp datagram dropped");
+                // Every drop is logged at debug; at warn, one line per kind every interval
+                // (with how many were suppressed), so a flood cannot flood the log.
+                match gate.allow() {
+                    Some(suppressed) => {
+                        tracing::warn!(%peer, kind, reason = %e, suppressed, "udp datagram dropped");
+                    }
+                    None => tracing::debug!(%peer, kind, reason = %e, "udp datagram dropped"),
                 }
             }
         }
