@@ -62,4 +62,5 @@ fn fleet_dispatch_reaches_every_agent() {
     assert_eq!(r["dispatch_targets"], 40);
     assert_eq!(r["results_ok"], 40);
     assert_eq!(r["still_up_after_2_ttl"], 40);
+    assert_eq!(r["agents_listed_by_client"], 40);
 }

@@ -97,9 +97,31 @@ impl Client {
         self.request(Message::new(command, server())?).await
     }
 
+    /// Every page of a paged list (`AGENTS`, `RESULTS`).
+    async fn all_pages<T: serde::de::DeserializeOwned>(
+        &self,
+        command: &str,
+    ) -> comms::Result<Vec<T>> {
+        let mut items = Vec::new();
+        let mut offset = 0usize;
+        loop {
+            let reply = self
+                .request(Message::new(command, server())?.with_param("offset", offset.to_string()))
+                .await?;
+            let mut page: Vec<T> = reply.data()?;
+            let got = page.len();
+            items.append(&mut page);
+            match reply.param("next").and_then(|n| n.parse::<usize>().ok()) {
+                // A next page must move forward, or a confused server would loop us forever.
+                Some(n) if n > offset && got > 0 => offset = n,
+                _ => return Ok(items),
+            }
+        }
+    }
+
     /// Every agent the server knows.
     pub async fn agents(&self) -> comms::Result<Vec<AgentInfo>> {
-        self.ask(cmd::AGENTS).await?.data()
+        self.all_pages(cmd::AGENTS).await
     }
 
     /// The server's status.
@@ -109,7 +131,7 @@ impl Client {
 
     /// Recent dispatches.
     pub async fn results(&self) -> comms::Result<Vec<DispatchRecord>> {
-        self.ask(cmd::RESULTS).await?.data()
+        self.all_pages(cmd::RESULTS).await
     }
 
     /// Start a dispatch; then read [`Client::next_event`] until `Done`.

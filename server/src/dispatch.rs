@@ -70,6 +70,7 @@ pub(crate) async fn start(
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
         done: false,
+        outcomes: Default::default(),
         results: Vec::new(),
     });
     tokio::spawn(run(ep, state, request, requester, dispatch, live, down));
@@ -180,6 +181,6 @@ async fn run(
     }
     state.drop_routes(&dispatch);
     if let Some(record) = state.update(&dispatch, |r| r.done = true) {
-        tell(&ep, &requester, cmd::DISPATCH_DONE, &record).await;
+        tell(&ep, &requester, cmd::DISPATCH_DONE, &record.summary()).await;
     }
 }

@@ -1,12 +1,14 @@
 //! The server's protocol with `commsctl` (and any tool): requests to the `server` service,
 //! payloads as JSON in the `data` parameter.
 //!
-//! - `AGENTS` → `AGENT_LIST` (data: `Vec<AgentInfo>`).
+//! - `AGENTS` → `AGENT_LIST` (data: `Vec<AgentInfo>`), paged: see [`page`].
 //! - `DISPATCH` (data: [`DispatchRequest`]) → `DISPATCH_ACCEPTED` (data: [`Accepted`]), then, to
 //!   the requester, `TARGET_OUTPUT` chunks and one `TARGET_RESULT` per target as they arrive, and
-//!   `DISPATCH_DONE` (data: [`DispatchRecord`]) when every target has a result or its deadline
-//!   passed.
-//! - `RESULTS` → `RESULT_LIST` (data: recent `Vec<DispatchRecord>`).
+//!   `DISPATCH_DONE` (data: [`DispatchRecord::summary`]: outcome counts, not the results
+//!   already streamed, so it stays small for any fleet size) when every target has a result or
+//!   its deadline passed.
+//! - `RESULTS` → `RESULT_LIST` (data: recent `Vec<DispatchRecord>`, paged; a record too big for
+//!   a page comes as its summary).
 //! - `CANCEL_DISPATCH` (param `dispatch`) → `CANCEL` to each running target.
 //! - `SERVER_STATUS` → `SERVER_STATUS_REPORT` (data: [`ServerStatus`]).
 
@@ -169,8 +171,63 @@ pub struct DispatchRecord {
     pub started_unix: u64,
     /// Whether every target has an outcome.
     pub done: bool,
+    /// How many targets ended with each outcome (`ok`, `failed`...). Always filled; when a
+    /// record would not fit in one message, `results` is left empty and this remains.
+    #[serde(default)]
+    pub outcomes: BTreeMap<String, usize>,
     /// Results so far.
     pub results: Vec<TargetResult>,
+}
+
+impl DispatchRecord {
+    /// Fills [`DispatchRecord::outcomes`] from `results`.
+    pub fn counted(mut self) -> Self {
+        self.outcomes.clear();
+        for r in &self.results {
+            let name = serde_json::to_value(r.outcome)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            *self.outcomes.entry(name).or_default() += 1;
+        }
+        self
+    }
+
+    /// The record with its outcome counts and without the per-target results.
+    pub fn summary(self) -> Self {
+        let mut s = self.counted();
+        s.results.clear();
+        s
+    }
+}
+
+/// Bytes of JSON items per `AGENT_LIST` / `RESULT_LIST` page: well inside the smallest
+/// transport limit (native: 30 KiB per message, values escaped), so a list of any length
+/// crosses every backend. A request's `offset=N` asks for the page starting at item N; a
+/// reply's `next=M` says more items follow from M.
+pub const PAGE_BYTES: usize = 12 * 1024;
+
+/// The JSON array of `items[offset..]` that fits in [`PAGE_BYTES`] (at least one item), and
+/// the offset of the next page if any.
+pub fn page<T: Serialize>(
+    items: &[T],
+    offset: usize,
+) -> serde_json::Result<(String, Option<usize>)> {
+    let mut out = String::from("[");
+    let mut i = offset;
+    while let Some(item) = items.get(i) {
+        let json = serde_json::to_string(item)?;
+        if i > offset && out.len() + json.len() + 2 > PAGE_BYTES {
+            break;
+        }
+        if i > offset {
+            out.push(',');
+        }
+        out.push_str(&json);
+        i += 1;
+    }
+    out.push(']');
+    Ok((out, (i < items.len()).then_some(i)))
 }
 
 /// The answer to `SERVER_STATUS`.
@@ -188,4 +245,31 @@ pub struct ServerStatus {
     pub dispatches_running: usize,
     /// Seconds since start.
     pub uptime_secs: u64,
+}
+
+#[cfg(test)]
+mod page_tests {
+    use super::*;
+
+    #[test]
+    fn pages_cover_every_item_once_and_stay_under_the_budget() {
+        let items: Vec<String> = (0..3000)
+            .map(|i| format!("item-{i:05}-{}", "x".repeat(i % 50)))
+            .collect();
+        let mut seen = Vec::new();
+        let mut offset = 0;
+        loop {
+            let (json, next) = page(&items, offset).unwrap();
+            assert!(json.len() <= PAGE_BYTES, "{}", json.len());
+            let mut got: Vec<String> = serde_json::from_str(&json).unwrap();
+            assert!(!got.is_empty());
+            seen.append(&mut got);
+            match next {
+                Some(n) => offset = n,
+                None => break,
+            }
+        }
+        assert_eq!(seen, items);
+        assert_eq!(page::<String>(&[], 0).unwrap(), ("[]".to_owned(), None));
+    }
 }

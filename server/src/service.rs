@@ -9,7 +9,8 @@ use comms_agent::protocol::{CancelTask, TaskOutput, TaskResult};
 use crate::config::ServerConfig;
 use crate::dispatch;
 use crate::protocol::{
-    cmd, DispatchRequest, ServerStatus, TargetOutput, TargetResult, SERVER_SERVICE,
+    cmd, DispatchRecord, DispatchRequest, ServerStatus, TargetOutput, TargetResult, PAGE_BYTES,
+    SERVER_SERVICE,
 };
 use crate::state::State;
 
@@ -105,10 +106,24 @@ where
     }
 }
 
+/// A page of `items` as the reply `command`, from the request's `offset` (see `protocol::page`).
+fn paged<T: serde::Serialize>(req: &Request, command: &str, items: &[T]) -> Handled {
+    let offset = match req.message.param("offset") {
+        None => 0,
+        Some(v) => v.parse().map_err(|_| {
+            HandlerError::Invalid(comms::Invalid::new("offset", "not a non-negative integer"))
+        })?,
+    };
+    let (data, next) = crate::protocol::page(items, offset).map_err(comms::Error::from)?;
+    let mut reply = req.reply(command)?.with_param("data", data);
+    if let Some(n) = next {
+        reply = reply.with_param("next", n.to_string());
+    }
+    Ok(Outcome::Reply(reply))
+}
+
 async fn on_agents(state: Arc<State>, req: Request) -> Handled {
-    Ok(Outcome::Reply(
-        req.reply(cmd::AGENT_LIST)?.with_data(&state.agents())?,
-    ))
+    paged(&req, cmd::AGENT_LIST, &state.agents())
 }
 
 async fn on_dispatch(state: Arc<State>, req: Request) -> Handled {
@@ -143,9 +158,20 @@ async fn on_dispatch(state: Arc<State>, req: Request) -> Handled {
 }
 
 async fn on_results(state: Arc<State>, req: Request) -> Handled {
-    Ok(Outcome::Reply(
-        req.reply(cmd::RESULT_LIST)?.with_data(&state.recent())?,
-    ))
+    let records: Vec<DispatchRecord> = state
+        .recent()
+        .into_iter()
+        .map(|r| {
+            let r = r.counted();
+            let fits = serde_json::to_string(&r).is_ok_and(|j| j.len() <= PAGE_BYTES);
+            if fits {
+                r
+            } else {
+                r.summary()
+            }
+        })
+        .collect();
+    paged(&req, cmd::RESULT_LIST, &records)
 }
 
 async fn on_cancel(state: Arc<State>, req: Request) -> Handled {

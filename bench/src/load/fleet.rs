@@ -9,7 +9,7 @@ use comms_agent::auth::FleetKey;
 use comms_agent::{Agent, AgentConfig};
 use comms_native::transport::NativeTransport;
 use comms_server::client::{Client, Event};
-use comms_server::protocol::{DispatchRequest, Outcome, Selector};
+use comms_server::protocol::{DispatchRequest, Selector};
 use comms_server::{Server, ServerConfig};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use serde_json::json;
@@ -120,11 +120,16 @@ pub async fn run(
         }
     };
     let dispatch_secs = sent.elapsed().as_secs_f64();
-    let ok = record
-        .results
+    // What `commsctl agents` and `commsctl results` get: lists paged across messages.
+    let listed = client.agents().await.context("AGENTS")?.len();
+    let recent = client.results().await.context("RESULTS")?;
+    let recorded: usize = recent
         .iter()
-        .filter(|r| r.outcome == Outcome::Ok)
-        .count();
+        .map(|r| r.outcomes.values().sum::<usize>())
+        .sum();
+    // DISPATCH_DONE is a summary (the results were streamed): its outcome counts.
+    let ok = record.outcomes.get("ok").copied().unwrap_or(0);
+    let targets: usize = record.outcomes.values().sum();
     let daemon_rss = rss_kib(Some(daemon.pid()?))?;
     let process_rss = rss_kib(None)?;
     // Heartbeats keep flowing while the fleet idles: every agent stays up.
@@ -139,7 +144,12 @@ pub async fn run(
     anyhow::ensure!(
         ok == agents,
         "{ok} of {agents} results ok: {:?}",
-        record.results.iter().find(|r| r.outcome != Outcome::Ok)
+        record.outcomes
+    );
+    anyhow::ensure!(listed == agents, "AGENTS listed {listed} of {agents}");
+    anyhow::ensure!(
+        recorded == agents,
+        "RESULTS recorded {recorded} of {agents} outcomes"
     );
     anyhow::ensure!(
         still_up == agents,
@@ -150,10 +160,11 @@ pub async fn run(
         "agents_started_secs": round(started_secs),
         "all_seen_up_by_server_secs": round(all_up_secs),
         "heartbeats_per_sec": round(agents as f64 * 3.0 / ttl_secs.max(1) as f64),
-        "dispatch_targets": record.results.len(),
+        "dispatch_targets": targets,
         "results_ok": ok,
         "dispatch_to_all_done_secs": round(dispatch_secs),
         "still_up_after_2_ttl": still_up,
+        "agents_listed_by_client": listed,
         "daemon_rss_kib": daemon_rss,
         "server_and_agents_process_rss_kib": process_rss,
     }))

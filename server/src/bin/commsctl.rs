@@ -214,17 +214,14 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string(&r)?);
             } else {
                 for d in &r {
-                    let ok = d
-                        .results
-                        .iter()
-                        .filter(|t| t.outcome == Outcome::Ok)
-                        .count();
+                    let ok = d.outcomes.get("ok").copied().unwrap_or(0);
+                    let targets: usize = d.outcomes.values().sum();
                     println!(
                         "{} {:?} {}/{} ok{}",
                         d.dispatch,
                         d.argv,
                         ok,
-                        d.results.len(),
+                        targets,
                         if d.done { "" } else { " (running)" }
                     );
                 }
