@@ -320,7 +320,7 @@ async fn stop_and_shutdown_from_tcp_are_refused() {
     // Unregistered TCP connections are refused too.
     let mut anon = Raw::tcp(&h).await;
     anon.send("SHUTDOWN").await;
-    anon.expect_prefix("INVALID command=SHUTDOWN;reason=SHUTDOWN is not allowed")
+    anon.expect_prefix("INVALID command=SHUTDOWN;reason=SHUTDOWN refused: not allowed")
         .await;
     assert!(!h.is_stopping());
     c.all_well().await;
