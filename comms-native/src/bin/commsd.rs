@@ -41,6 +41,10 @@
 //! allow_loopback_peers = false
 //! max_peer_links = 100
 //! peer_retry_secs = "1,1,1,3,5,10,20,30,60"
+//! peer_tls_cert = "/etc/comms/node1.crt"          # mutual TLS on peer links (all four keys)
+//! peer_tls_key = "/etc/comms/node1.key"
+//! peer_tls_ca = "/etc/comms/fleet-ca.crt"
+//! peer_allow = "node2.example,node3.example"     # names the peers' certificates must carry
 //! ```
 //!
 //! With `remote_listen`, the bound address is printed as `commsd: listening peer ADDR`.
@@ -166,6 +170,19 @@ struct Cli {
     /// (decimals allowed; the last repeats); default 1,1,1,3,5,10,20,30,60.
     #[arg(long, value_name = "LIST")]
     peer_retry_secs: Option<String>,
+    /// Mutual TLS on peer links: this daemon's certificate (PEM; with --peer-tls-key,
+    /// --peer-tls-ca and --peer-allow).
+    #[arg(long, value_name = "FILE")]
+    peer_tls_cert: Option<PathBuf>,
+    /// Private key of --peer-tls-cert (PEM).
+    #[arg(long, value_name = "FILE")]
+    peer_tls_key: Option<PathBuf>,
+    /// CA that peer daemons' certificates must chain to (PEM).
+    #[arg(long, value_name = "FILE")]
+    peer_tls_ca: Option<PathBuf>,
+    /// Peer names (certificate subject alternative names) allowed to link, comma-separated.
+    #[arg(long, value_name = "LIST")]
+    peer_allow: Option<String>,
     /// File holding the admin token: STOP/SHUTDOWN carrying admin_token=<token> are accepted
     /// from any connection (the token never appears in `ps` or logs).
     #[arg(long, value_name = "FILE")]
@@ -225,6 +242,10 @@ struct DaemonSection {
     allow_loopback_peers: Option<bool>,
     max_peer_links: Option<usize>,
     peer_retry_secs: Option<String>,
+    peer_tls_cert: Option<PathBuf>,
+    peer_tls_key: Option<PathBuf>,
+    peer_tls_ca: Option<PathBuf>,
+    peer_allow: Option<String>,
 }
 
 /// `ip[:port]` list (port 4042 when omitted).
@@ -386,6 +407,48 @@ fn apply_file(cfg: &mut DaemonConfig, tls: &mut TlsParts, path: &Path) -> anyhow
     if let Some(v) = d.peer_retry_secs {
         cfg.peers.retry = retry_list(&v)?;
     }
+    peer_tls(
+        cfg,
+        d.peer_tls_cert,
+        d.peer_tls_key,
+        d.peer_tls_ca,
+        d.peer_allow,
+    )?;
+    Ok(())
+}
+
+/// Completes `cfg.peers.tls` with the given parts (each overrides what is there); all four
+/// (certificate, key, CA, allow-list) are needed once any is given.
+fn peer_tls(
+    cfg: &mut DaemonConfig,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    ca: Option<PathBuf>,
+    allow: Option<String>,
+) -> anyhow::Result<()> {
+    if cert.is_none() && key.is_none() && ca.is_none() && allow.is_none() {
+        return Ok(());
+    }
+    let old = cfg.peers.tls.take();
+    let cert = cert.or_else(|| old.as_ref().map(|t| t.cert.clone()));
+    let key = key.or_else(|| old.as_ref().map(|t| t.key.clone()));
+    let ca = ca.or_else(|| old.as_ref().map(|t| t.ca.clone()));
+    let allow: Option<Vec<String>> = allow
+        .map(|a| {
+            a.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .or_else(|| old.as_ref().map(|t| t.allowed_peers.clone()));
+    let (Some(cert), Some(key), Some(ca), Some(allow)) = (cert, key, ca, allow) else {
+        anyhow::bail!(
+            "peer TLS needs all of peer_tls_cert, peer_tls_key, peer_tls_ca and peer_allow"
+        );
+    };
+    anyhow::ensure!(!allow.is_empty(), "peer_allow lists no peer name");
+    cfg.peers.tls = Some(comms_native::tls::PeerTls::new(cert, key, ca).allow(allow));
     Ok(())
 }
 
@@ -470,6 +533,13 @@ fn build_config(cli: &Cli) -> anyhow::Result<DaemonConfig> {
     if let Some(v) = &cli.peer_retry_secs {
         cfg.peers.retry = retry_list(v)?;
     }
+    peer_tls(
+        &mut cfg,
+        cli.peer_tls_cert.clone(),
+        cli.peer_tls_key.clone(),
+        cli.peer_tls_ca.clone(),
+        cli.peer_allow.clone(),
+    )?;
     if let Some(p) = &cli.admin_token_file {
         cfg.admin.admin_token = Some(read_token(p)?);
     } else if let Some(t) = &cli.admin_token {

@@ -162,6 +162,11 @@ pub struct PeerConfig {
     /// Pauses between attempts to (re)connect to a neighbour; the last one repeats.
     /// Default: the stock 1,1,1,3,5,10,20,30,60 s.
     pub retry: Vec<std::time::Duration>,
+    /// Mutual TLS on every peer link (`crate::tls::PeerTls`): each daemon presents its
+    /// certificate, verifies the other's against the CA and its name against the allow-list;
+    /// a plain or unlisted peer never gets a link. `None` (default): plain links, as the stock
+    /// daemon (which cannot do TLS between daemons).
+    pub tls: Option<crate::tls::PeerTls>,
 }
 
 impl Default for PeerConfig {
@@ -176,6 +181,7 @@ impl Default for PeerConfig {
                 .iter()
                 .map(|s| std::time::Duration::from_secs(*s))
                 .collect(),
+            tls: None,
         }
     }
 }

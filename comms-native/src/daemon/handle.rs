@@ -126,7 +126,13 @@ impl Daemon {
         let router = match peer_addr {
             Some(bound) => {
                 let mine = cfg.peers.my_address.unwrap_or(bound);
+                let tls = match &cfg.peers.tls {
+                    Some(t) => Some(Arc::new(t.load()?)),
+                    None => None,
+                };
                 let net = PeerNet {
+                    tls,
+                    stats: stats.clone(),
                     ctx: ctx.clone(),
                     next_id: next_id.clone(),
                     permits: Arc::new(Semaphore::new(

@@ -14,6 +14,10 @@
 //!   the daemon stops;
 //! - one **gossip** task per neighbour whose address is larger: sends
 //!   `GOSSIP my_address=<ours>` until answered `RECEIVED`, so that the neighbour dials us.
+//!
+//! With `PeerConfig::tls`, every one of these sockets is wrapped in mutual TLS
+//! (`crate::tls::PeerTlsContext`) before a line crosses it: accepted sockets in their own task
+//! (a silent or plain peer never holds up the accept loop), dialled ones before `CONNECT`.
 
 pub(crate) mod address;
 
@@ -29,6 +33,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::conn::{self, ConnCtx};
 use super::event::{ConnKind, Origin};
+use super::stats::Stats;
+use crate::tls::PeerTlsContext;
 
 /// Sockets accepted beyond `max_links` (handshakes in progress, gossip links).
 pub(crate) const PENDING_EXTRA: usize = 16;
@@ -44,6 +50,9 @@ pub(crate) struct PeerNet {
     pub retry: Arc<[Duration]>,
     /// Our announced peer address.
     pub my_address: SocketAddr,
+    /// Mutual TLS on every link (and gossip), when configured.
+    pub tls: Option<Arc<PeerTlsContext>>,
+    pub stats: Arc<Stats>,
 }
 
 /// The router's controls on one dialer.
@@ -77,16 +86,44 @@ impl PeerNet {
                         continue;
                     };
                     let _ = stream.set_nodelay(true);
-                    let (r, w) = stream.into_split();
                     let id = self.next_id.fetch_add(1, Ordering::Relaxed);
                     let origin = Origin {
                         kind: ConnKind::PeerIn,
                         peer: peer.to_string(),
                         uid: None,
                     };
-                    self.ctx
-                        .tracker
-                        .spawn(conn::run(id, origin, r, w, self.ctx.clone(), permit));
+                    match &self.tls {
+                        None => {
+                            let (r, w) = stream.into_split();
+                            self.ctx.tracker.spawn(conn::run(
+                                id,
+                                origin,
+                                r,
+                                w,
+                                self.ctx.clone(),
+                                permit,
+                            ));
+                        }
+                        // The handshake runs in the link's own task: a silent or plain-text
+                        // peer never holds up the accept loop (bounded by the TLS timeout).
+                        Some(tls) => {
+                            let (tls, net) = (tls.clone(), self.clone());
+                            self.ctx.tracker.spawn(async move {
+                                match tls.accept(stream).await {
+                                    Ok((stream, who)) => {
+                                        Stats::bump(&net.stats.tls_handshakes);
+                                        tracing::debug!(%peer, peer_name = %who.name, "peer TLS link accepted");
+                                        let (r, w) = tokio::io::split(stream);
+                                        conn::run(id, origin, r, w, net.ctx.clone(), permit).await;
+                                    }
+                                    Err(e) => {
+                                        Stats::bump(&net.stats.tls_handshake_failures);
+                                        tracing::warn!(%peer, error = %e, "peer link refused: TLS");
+                                    }
+                                }
+                            });
+                        }
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "peer accept failed");
@@ -125,7 +162,6 @@ impl PeerNet {
                     };
                     let Ok(permit) = permit else { return };
                     let _ = stream.set_nodelay(true);
-                    let (r, w) = stream.into_split();
                     let id = self.next_id.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(%addr, conn = id, "peer link connected");
                     let origin = Origin {
@@ -133,7 +169,24 @@ impl PeerNet {
                         peer: addr.to_string(),
                         uid: None,
                     };
-                    conn::run(id, origin, r, w, self.ctx.clone(), permit).await;
+                    match &self.tls {
+                        None => {
+                            let (r, w) = stream.into_split();
+                            conn::run(id, origin, r, w, self.ctx.clone(), permit).await;
+                        }
+                        Some(tls) => match tls.connect(stream, None).await {
+                            Ok((stream, who)) => {
+                                Stats::bump(&self.stats.tls_handshakes);
+                                tracing::debug!(%addr, peer_name = %who.name, "peer TLS link up");
+                                let (r, w) = tokio::io::split(stream);
+                                conn::run(id, origin, r, w, self.ctx.clone(), permit).await;
+                            }
+                            Err(e) => {
+                                Stats::bump(&self.stats.tls_handshake_failures);
+                                tracing::warn!(%addr, error = %e, "peer link not established: TLS");
+                            }
+                        },
+                    }
                     if state.accepted.swap(false, Ordering::Relaxed) {
                         attempt = 0;
                     }
@@ -167,7 +220,7 @@ impl PeerNet {
         loop {
             let r = tokio::select! {
                 _ = shutdown.cancelled() => return,
-                r = tokio::time::timeout(CONNECT_TIMEOUT, gossip_once(addr, self.my_address)) => r,
+                r = tokio::time::timeout(CONNECT_TIMEOUT, gossip_once(addr, self.my_address, self.tls.as_deref())) => r,
             };
             match r {
                 Ok(Ok(())) => {
@@ -187,9 +240,29 @@ impl PeerNet {
     }
 }
 
-async fn gossip_once(addr: SocketAddr, mine: SocketAddr) -> std::io::Result<()> {
+async fn gossip_once(
+    addr: SocketAddr,
+    mine: SocketAddr,
+    tls: Option<&PeerTlsContext>,
+) -> std::io::Result<()> {
     let stream = TcpStream::connect(addr).await?;
-    let (r, mut w) = stream.into_split();
+    match tls {
+        None => gossip_over(stream, mine).await,
+        Some(tls) => {
+            let (stream, _) = tls
+                .connect(stream, None)
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            gossip_over(stream, mine).await
+        }
+    }
+}
+
+async fn gossip_over<S>(stream: S, mine: SocketAddr) -> std::io::Result<()>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let (r, mut w) = tokio::io::split(stream);
     w.write_all(format!("GOSSIP my_address={mine}\n").as_bytes())
         .await?;
     let mut reader = BufReader::new(r.take(4096));
