@@ -3,7 +3,7 @@
 //!
 //! - `comms-load conns --count 10000`: one `commsd` process holds N registered service
 //!   connections (Unix socket); prints the daemon's memory per idle connection, proves it
-//!   still routes and answers among them, and that closing them returns the memory.
+//!   still routes and answers among them, and reports its RSS once they are closed.
 //! - `comms-load fleet --agents 1000`: one `commsd` process, one server and N agents (each
 //!   agent its own connection, advertising with heartbeats) in this process; waits until the
 //!   server sees every agent up, dispatches `true` to all and collects every result.
