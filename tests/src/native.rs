@@ -35,6 +35,17 @@ pub const MAX_LINE: usize = 4 * 1024 * 1024;
 /// stays under [`MAX_LINE`]).
 pub const TEST_QUERY: &str = "retry=0.05,0.1,0.2,0.5&max_message_size=1572864";
 
+/// The native transport's capabilities for `url` (a `cd:`/`cds:` URL with [`TEST_QUERY`]),
+/// with namespaces on: each conformance backend gives every namespace its own daemon(s).
+pub fn test_capabilities(url: &str) -> Capabilities {
+    let mut caps = comms_core::TransportUrl::parse(url)
+        .and_then(|u| comms_native::transport::NativeOptions::from_url(&u))
+        .map(|o| comms_native::transport::capabilities(&o))
+        .unwrap_or_else(|_| Capabilities::new("native"));
+    caps.namespaces = true;
+    caps
+}
+
 fn err(what: impl Into<String>) -> Error {
     Error::transport_msg("native", what, false)
 }
@@ -160,14 +171,8 @@ impl Backend for NativeBackend {
     }
 
     fn capabilities(&self) -> Capabilities {
-        let mut caps =
-            comms_core::TransportUrl::parse(&format!("cd:///x.sock?node={NODE}&{TEST_QUERY}"))
-                .and_then(|u| comms_native::transport::NativeOptions::from_url(&u))
-                .map(|o| comms_native::transport::capabilities(&o))
-                .unwrap_or_else(|_| Capabilities::new("native"));
         // Namespaces are separate daemons (see the module docs).
-        caps.namespaces = true;
-        caps
+        test_capabilities(&format!("cd:///x.sock?node={NODE}&{TEST_QUERY}"))
     }
 
     fn restart_unsupported(&self) -> Option<String> {

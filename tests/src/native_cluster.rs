@@ -243,14 +243,8 @@ impl Backend for NativeClusterBackend {
     }
 
     fn capabilities(&self) -> Capabilities {
-        let mut caps =
-            comms_core::TransportUrl::parse(&format!("cd:///x.sock?node=n&{TEST_QUERY}"))
-                .and_then(|u| comms_native::transport::NativeOptions::from_url(&u))
-                .map(|o| comms_native::transport::capabilities(&o))
-                .unwrap_or_else(|_| Capabilities::new("native"));
         // Namespaces are separate rings.
-        caps.namespaces = true;
-        caps
+        crate::native::test_capabilities(&format!("cd:///x.sock?node=n&{TEST_QUERY}"))
     }
 
     fn restart_unsupported(&self) -> Option<String> {

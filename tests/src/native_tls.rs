@@ -197,13 +197,7 @@ impl Backend for NativeTlsBackend {
     }
 
     fn capabilities(&self) -> Capabilities {
-        let mut caps =
-            comms_core::TransportUrl::parse(&format!("cds://localhost:1?node={NODE}&{TEST_QUERY}"))
-                .and_then(|u| comms_native::transport::NativeOptions::from_url(&u))
-                .map(|o| comms_native::transport::capabilities(&o))
-                .unwrap_or_else(|_| Capabilities::new("native"));
-        caps.namespaces = true;
-        caps
+        crate::native::test_capabilities(&format!("cds://localhost:1?node={NODE}&{TEST_QUERY}"))
     }
 
     fn restart_unsupported(&self) -> Option<String> {
@@ -211,7 +205,7 @@ impl Backend for NativeTlsBackend {
     }
 
     fn single_node(&self) -> Option<String> {
-        Some(format!("every slot is the one commsd of the namespace (node `{NODE}`); two instances of one service need daemon peering (the cluster issue)"))
+        Some(format!("every slot is the one commsd of the namespace (node `{NODE}`); two instances of one service need two nodes (see the native-cluster backend)"))
     }
 
     async fn kill_and_restart(&self) -> Result<()> {
