@@ -30,6 +30,29 @@ async fn agent(hub: &str, name: &str, dir: &std::path::Path, groups: &[&str], zo
         .unwrap()
 }
 
+/// An endpoint named `name` on `hub` that keeps every `RESULT` it receives.
+async fn result_collector(
+    hub: &str,
+    name: &str,
+) -> (Endpoint, std::sync::Arc<std::sync::Mutex<Vec<TaskResult>>>) {
+    let results: std::sync::Arc<std::sync::Mutex<Vec<TaskResult>>> = std::sync::Arc::default();
+    let endpoint = Endpoint::builder(comms::connect_url(&url(hub)).await.unwrap(), name)
+        .on::<TaskResult, _, _>({
+            let results = results.clone();
+            move |_req, r| {
+                let results = results.clone();
+                async move {
+                    results.lock().unwrap().push(r);
+                    Ok(comms::Outcome::Done)
+                }
+            }
+        })
+        .start()
+        .await
+        .unwrap();
+    (endpoint, results)
+}
+
 async fn run(
     client: &mut Client,
     selector: Selector,
@@ -227,21 +250,7 @@ async fn agents_refuse_tasks_from_anyone_but_the_server() {
     let hub = format!("rogue{}", std::process::id());
     let dir = tempfile::tempdir().unwrap();
     let a = agent(&hub, "agent_victim", dir.path(), &[], "eu").await;
-    let results: std::sync::Arc<std::sync::Mutex<Vec<TaskResult>>> = std::sync::Arc::default();
-    let rogue = Endpoint::builder(comms::connect_url(&url(&hub)).await.unwrap(), "mallory")
-        .on::<TaskResult, _, _>({
-            let results = results.clone();
-            move |_req, r| {
-                let results = results.clone();
-                async move {
-                    results.lock().unwrap().push(r);
-                    Ok(comms::Outcome::Done)
-                }
-            }
-        })
-        .start()
-        .await
-        .unwrap();
+    let (rogue, results) = result_collector(&hub, "mallory").await;
     let run = RunTask {
         task: "t1".into(),
         argv: vec![
@@ -294,21 +303,7 @@ async fn with_a_fleet_key_the_server_name_alone_runs_nothing() {
     let a = Agent::start(comms::connect_url(&url(&hub)).await.unwrap(), config)
         .await
         .unwrap();
-    let results: std::sync::Arc<std::sync::Mutex<Vec<TaskResult>>> = std::sync::Arc::default();
-    let mallory = Endpoint::builder(comms::connect_url(&url(&hub)).await.unwrap(), "server")
-        .on::<TaskResult, _, _>({
-            let results = results.clone();
-            move |_req, r| {
-                let results = results.clone();
-                async move {
-                    results.lock().unwrap().push(r);
-                    Ok(comms::Outcome::Done)
-                }
-            }
-        })
-        .start()
-        .await
-        .unwrap();
+    let (mallory, results) = result_collector(&hub, "server").await;
     let run = |task: &str| {
         let marker = dir.path().join(task);
         RunTask {
