@@ -29,6 +29,7 @@
 //!   [`kafka`]. References: [`nats`], [`raw_lapin`], [`raw_rdkafka`], [`raw_tcp`].
 //! - [`report`]: rows, the table, JSON, progress; [`ratios`]: ratios against the targets.
 
+mod commsd_bin;
 mod endpoint_driver;
 mod kafka;
 mod latency;

@@ -20,24 +20,6 @@ use crate::scale::{Scale, PAYLOADS};
 /// Node name of the bench daemon.
 const NODE: &str = "bench";
 
-/// Where `commsd` is: `$COMMSD_BIN`, else beside this executable (same target dir and
-/// profile: `cargo build --release -p comms-native -p comms-bench --bins` builds both).
-pub fn commsd_binary() -> anyhow::Result<PathBuf> {
-    if let Some(p) = std::env::var_os("COMMSD_BIN") {
-        return Ok(PathBuf::from(p));
-    }
-    let exe = std::env::current_exe().context("current_exe")?;
-    let beside = exe.with_file_name("commsd");
-    if beside.exists() {
-        return Ok(beside);
-    }
-    bail!(
-        "commsd not found beside {} (build it: cargo build --release -p comms-native --bin commsd, \
-         or set COMMSD_BIN)",
-        exe.display()
-    )
-}
-
 /// A `commsd` child process on a Unix socket in a temp dir; killed on drop.
 #[derive(Debug)]
 pub struct Commsd {
@@ -49,7 +31,7 @@ pub struct Commsd {
 impl Commsd {
     /// Start `commsd --name bench --no-tcp --no-udp --unix SOCK` and wait until it accepts.
     pub async fn start() -> anyhow::Result<Self> {
-        let bin = commsd_binary()?;
+        let bin = crate::commsd_bin::commsd_binary()?;
         let dir = tempfile::Builder::new().prefix("comms-bench-").tempdir()?;
         let socket = dir.path().join("commsd.sock");
         let child = Command::new(&bin)

@@ -16,26 +16,11 @@ pub struct Commsd {
     child: Child,
 }
 
-fn binary() -> anyhow::Result<PathBuf> {
-    if let Some(p) = std::env::var_os("COMMSD_BIN") {
-        return Ok(PathBuf::from(p));
-    }
-    let exe = std::env::current_exe().context("current_exe")?;
-    let beside = exe.with_file_name("commsd");
-    if beside.exists() {
-        return Ok(beside);
-    }
-    bail!(
-        "commsd not found beside {} (cargo build --release -p comms-native --bin commsd, or set COMMSD_BIN)",
-        exe.display()
-    )
-}
-
 impl Commsd {
     /// `commsd --name load --no-tcp --no-udp --unix SOCK --max-connections N` (and
     /// `--outbound-queue` left at its default), ready when it accepts.
     pub async fn start(max_connections: usize) -> anyhow::Result<Self> {
-        let bin = binary()?;
+        let bin = crate::commsd_bin::commsd_binary()?;
         let dir = tempfile::Builder::new().prefix("comms-load-").tempdir()?;
         let socket = dir.path().join("commsd.sock");
         let child = Command::new(&bin)

@@ -13,6 +13,8 @@
 //! `cargo build --release -p comms-native -p comms-bench --bins`.
 
 mod commsd;
+#[path = "../commsd_bin.rs"]
+mod commsd_bin;
 mod conns;
 mod fleet;
 mod rss;
