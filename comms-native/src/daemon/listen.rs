@@ -209,20 +209,21 @@ pub(crate) async fn run_udp(
             }
         };
         Stats::bump(&acceptor.stats.udp_received);
-        if n > max_len {
+        // Drops by kind: 0 oversize, 1 unsigned, 2 unparseable.
+        let parsed = if n > max_len {
             // The OS truncated it to our buffer: its real length is unknown, only "more".
-            Stats::bump(&acceptor.stats.udp_dropped);
-            Stats::bump(&acceptor.stats.udp_oversize);
-            let reason = format!("datagram too long: over {max_len} bytes");
-            match gates[0].allow() {
-                Some(suppressed) => {
-                    tracing::warn!(%peer, kind = "oversize", %reason, suppressed, "udp datagram dropped");
-                }
-                None => tracing::debug!(%peer, kind = "oversize", %reason, "udp datagram dropped"),
-            }
-            continue;
-        }
-        match parse_datagram(&buf[..n], max_len, secret.as_deref()) {
+            Err((0, format!("datagram too long: over {max_len} bytes")))
+        } else {
+            parse_datagram(&buf[..n], max_len, secret.as_deref()).map_err(|e| {
+                let kind = match &e {
+                    DatagramError::TooLong { .. } => 0,
+                    DatagramError::MissingSecret | DatagramError::WrongSecret => 1,
+                    _ => 2,
+                };
+                (kind, e.to_string())
+            })
+        };
+        match parsed {
             Ok(msg) => {
                 if acceptor
                     .ctx
@@ -234,24 +235,22 @@ pub(crate) async fn run_udp(
                     break;
                 }
             }
-            Err(e) => {
+            Err((k, reason)) => {
                 let stats = &acceptor.stats;
+                let (kind, counter) = [
+                    ("oversize", &stats.udp_oversize),
+                    ("unsigned", &stats.udp_unsigned),
+                    ("unparseable", &stats.udp_unparseable),
+                ][k];
                 Stats::bump(&stats.udp_dropped);
-                let (kind, counter, gate) = match &e {
-                    DatagramError::TooLong { .. } => ("oversize", &stats.udp_oversize, &gates[0]),
-                    DatagramError::MissingSecret | DatagramError::WrongSecret => {
-                        ("unsigned", &stats.udp_unsigned, &gates[1])
-                    }
-                    _ => ("unparseable", &stats.udp_unparseable, &gates[2]),
-                };
                 Stats::bump(counter);
                 // Every drop is logged at debug; at warn, one line per kind every interval
                 // (with how many were suppressed), so a flood cannot flood the log.
-                match gate.allow() {
+                match gates[k].allow() {
                     Some(suppressed) => {
-                        tracing::warn!(%peer, kind, reason = %e, suppressed, "udp datagram dropped");
+                        tracing::warn!(%peer, kind, %reason, suppressed, "udp datagram dropped");
                     }
-                    None => tracing::debug!(%peer, kind, reason = %e, "udp datagram dropped"),
+                    None => tracing::debug!(%peer, kind, %reason, "udp datagram dropped"),
                 }
             }
         }
