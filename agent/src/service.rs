@@ -164,6 +164,22 @@ async fn send_result(ep: &Endpoint, to: &Address, result: &TaskResult) {
     }
 }
 
+/// Answers a `RUN` that will not run with a `rejected` result saying why.
+async fn reject(
+    req: &Request,
+    from: &Address,
+    task: &str,
+    why: impl Into<String>,
+) -> Result<Outcome, HandlerError> {
+    send_result(
+        &req.endpoint,
+        from,
+        &TaskResult::not_run(task, TaskStatus::Rejected, why),
+    )
+    .await;
+    Ok(Outcome::Done)
+}
+
 async fn on_run(tasks: Arc<Tasks>, req: Request, run: RunTask) -> Result<Outcome, HandlerError> {
     let Some(from) = req.message.from.clone() else {
         return Err(HandlerError::Failed("a task without an origin".into()));
@@ -171,36 +187,17 @@ async fn on_run(tasks: Arc<Tasks>, req: Request, run: RunTask) -> Result<Outcome
     let config = &tasks.config;
     if let Err(why) = tasks.admit(&req.message) {
         tracing::warn!(%from, task = %run.task, reason = %why, "task refused");
-        send_result(
-            &req.endpoint,
-            &from,
-            &TaskResult::not_run(&run.task, TaskStatus::Rejected, why),
-        )
-        .await;
-        return Ok(Outcome::Done);
+        return reject(&req, &from, &run.task, why).await;
     }
     if run.timeout_ms == 0 {
-        let why = "timeout_ms must be at least 1";
-        send_result(
-            &req.endpoint,
-            &from,
-            &TaskResult::not_run(&run.task, TaskStatus::Rejected, why),
-        )
-        .await;
-        return Ok(Outcome::Done);
+        return reject(&req, &from, &run.task, "timeout_ms must be at least 1").await;
     }
     if tasks.lock().contains_key(&run.task) {
         return Ok(Outcome::Done); // already running: a resend
     }
     let Ok(permit) = tasks.slots.clone().try_acquire_owned() else {
         let why = format!("busy: {} tasks already running", config.max_tasks);
-        send_result(
-            &req.endpoint,
-            &from,
-            &TaskResult::not_run(&run.task, TaskStatus::Rejected, why),
-        )
-        .await;
-        return Ok(Outcome::Done);
+        return reject(&req, &from, &run.task, why).await;
     };
     let spec = TaskSpec {
         task: run.task.clone(),
