@@ -6,10 +6,10 @@
 //! - senders (slot 0) reach receivers at slots 1 and 2 over one direct link;
 //! - slot 1 → slot 2 crosses an **intermediate** daemon: `x` and `y` are two hops apart
 //!   through `n` or `m`, and ties go to the smaller name, `m`;
-//! - two instances of one service (slots 1 and 2) are equally near to slot 0; commsd keeps
-//!   one sender on one of them (the native transport orders per sender stream), so
-//!   `service_anycast` (one sender, both instances must work) is skipped with that reason,
-//!   while `lookup` runs with two live instances of one service on two daemons;
+//! - two instances of one service (slots 1 and 2) are equally near to slot 0: commsd gives
+//!   a sender's successive streams turns over them, so `service_anycast` (one sender, both
+//!   instances must work) runs, and `lookup` runs with two live instances of one service on
+//!   two daemons;
 //! - **kill_and_restart** SIGKILLs `m`, the intermediate, in every ring and starts it again
 //!   on the same socket and peer port; it returns once every ring is whole again (every
 //!   daemon's `CLUSTER_MAP` shows four links). Meanwhile slot 1 → 2 traffic re-routes
@@ -249,10 +249,6 @@ impl Backend for NativeClusterBackend {
 
     fn restart_unsupported(&self) -> Option<String> {
         None
-    }
-
-    fn anycast_per_sender(&self) -> Option<String> {
-        Some("commsd sends each sender's svc/CMD stream to one of the equally near instances (stable hash of the sender), because the native transport orders per (sender, destination) stream".into())
     }
 
     async fn kill_and_restart(&self) -> Result<()> {

@@ -71,11 +71,6 @@ pub(crate) async fn service_anycast(ctx: &Ctx<'_>) -> CaseResult {
             "needs two instances of one service on two nodes: {why}"
         )));
     }
-    if let Some(why) = ctx.backend.anycast_per_sender() {
-        return Err(super::Stop::Skip(format!(
-            "needs one sender's messages shared between instances: {why}"
-        )));
-    }
     let (r1, r2) = (Recorder::new(), Recorder::new());
     let slow = |rec: Recorder| {
         move |req: crate::endpoint::Request| {

@@ -70,14 +70,6 @@ pub trait Backend: Send + Sync {
     fn single_node(&self) -> Option<String> {
         None
     }
-
-    /// `Some(why)` when two instances of one service do not share **one sender's** messages
-    /// (e.g. a cluster of daemons that keeps each sender on one instance to preserve its
-    /// order): `service_anycast`, which sends from one endpoint and expects both instances to
-    /// work, is skipped with this reason.
-    fn anycast_per_sender(&self) -> Option<String> {
-        None
-    }
 }
 
 type CaseFn = for<'a> fn(&'a Ctx<'a>) -> Pin<Box<dyn Future<Output = CaseResult> + Send + 'a>>;

@@ -8,7 +8,7 @@
 //! | `ttl` / `report` | `cache="ttl=N"` / `cache="ttl=N;reply"` (N whole seconds, rounded up, 1–86400) |
 //!
 //! End-to-end parameters of this transport (see [`super`]): `comms_seq=EPOCH.STREAM.N`,
-//! `comms_base=B`, and the `COMMS_ACK comms_ack=EPOCH.STREAM:RANGES` line.
+//! `comms_base=B`, `comms_last=1`, and the `COMMS_ACK comms_ack=EPOCH.STREAM:RANGES` line.
 //!
 //! A line without `comms_id` comes from a stock Communicator service (or the daemon): it gets
 //! a fresh id and is delivered at-most-once (nothing to acknowledge).
@@ -35,6 +35,8 @@ pub const P_AMO: &str = "comms_amo";
 pub const P_SEQ: &str = "comms_seq";
 /// `comms_base=B`: every N below B of that stream is acknowledged (the sender forgot it).
 pub const P_BASE: &str = "comms_base";
+/// `comms_last=1`: the last position of its stream (acknowledge it without waiting).
+pub const P_LAST: &str = "comms_last";
 /// `comms_ack=EPOCH.STREAM:RANGES` on a [`ACK_COMMAND`] line.
 pub const P_ACK: &str = "comms_ack";
 /// The Communicator's cache parameter (TTL and failure report).
@@ -110,6 +112,8 @@ pub struct SeqInfo {
     pub n: u64,
     /// Every position below this one is acknowledged.
     pub base: u64,
+    /// The stream's last position (`comms_last=1`).
+    pub last: bool,
 }
 
 /// Parse `EPOCH.STREAM.N`.
@@ -124,6 +128,7 @@ pub fn parse_seq(seq: &str, base: Option<&str>) -> Option<SeqInfo> {
         stream,
         n,
         base: base.min(n),
+        last: false,
     })
 }
 
@@ -156,7 +161,10 @@ pub fn from_wire(mut w: WireMessage, local: &Address) -> Inbound {
     let amo = take(P_AMO).is_some();
     let seq = take(P_SEQ);
     let base = take(P_BASE);
-    let seq = seq.and_then(|s| parse_seq(&s, base.as_deref()));
+    let last = take(P_LAST).is_some_and(|v| v == "1");
+    let seq = seq
+        .and_then(|s| parse_seq(&s, base.as_deref()))
+        .map(|s| SeqInfo { last, ..s });
     let (mut ttl, mut report) = (None, false);
     if !stock {
         if let Some(cache) = take(P_CACHE) {
@@ -255,7 +263,8 @@ mod tests {
                 epoch: "ep1".into(),
                 stream: 3,
                 n: 7,
-                base: 5
+                base: 5,
+                last: false,
             })
         );
         let _ = a;

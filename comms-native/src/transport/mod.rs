@@ -2,8 +2,9 @@
 //! ([`crate::client::Client`]) to `commsd` (`cd:` Unix/TCP, or `cds:` TLS), with at-least-once
 //! delivery **end to end**. `cdu:` (UDP, send-only) is [`DatagramTransport`] ([`datagram`]).
 //!
-//! The daemon keeps nothing on disk and never interprets `comms_*` parameters
-//! (`docs/NATIVE.md`); reliability lives in the two transports at the ends.
+//! The daemon keeps nothing on disk and never acts on `comms_*` parameters (it only reads a
+//! line's stream number to pick among equally near instances, `docs/NATIVE.md`); reliability
+//! lives in the two transports at the ends.
 //!
 //! # Sending (state: [`outbox`], behind a mutex shared with the tasks)
 //! - At-least-once unicast (`Instance`, `Service`): `send` waits for one of `queue_bound`
@@ -34,9 +35,10 @@
 //!   already in the inbox come before it, as on the memory transport. `nack(false)` acks.
 //! - Lines without `comms_id` (stock services) get a fresh id and are at-most-once.
 //!
-//! Order is per (sender, destination) **on one daemon**, where a service name has one live
-//! instance: a stream split between two instances would leave gaps; the reorder window then
-//! only releases after the sender gives those positions up.
+//! To a **service**, a sender's stream is capped (256 messages or 500 ms, [`outbox`]); the
+//! next stream is held until every message of the previous one is acknowledged, and the
+//! daemon gives each stream its turn among the equally near instances. So one sender's work
+//! spreads over a service's instances in a cluster while its order holds, as on Kafka.
 //!
 //! # Sniffing
 //! [`Transport::sniff`] needs no `advertise`: it opens one more, unregistered connection to
@@ -66,7 +68,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -213,6 +215,7 @@ impl NativeTransport {
         let (client, incoming) = Client::spawn(cfg, &self.tracker, cancel.clone());
         let (inbox_tx, inbox_rx) = oneshot::channel();
         let (flush_tx, flush_rx) = mpsc::channel(1);
+        let released = Arc::new(Notify::new());
         self.tracker.spawn(receiver::run(
             ReceiverParts {
                 local: ad.address.clone(),
@@ -221,6 +224,7 @@ impl NativeTransport {
                 stock: self.stock.clone(),
                 incoming,
                 inbox: inbox_rx,
+                released: released.clone(),
                 cancel: cancel.clone(),
             },
             flush_rx,
@@ -228,6 +232,7 @@ impl NativeTransport {
         self.tracker.spawn(resend(
             client.clone(),
             self.outbox.clone(),
+            released,
             self.opts.ack_timeout,
             cancel.clone(),
         ));
@@ -332,6 +337,8 @@ impl NativeTransport {
             Some(permit),
             Instant::now(),
         );
+        // None: kept in a held stream, written when its predecessor drains.
+        let Some(line) = line else { return Ok(()) };
         match client.send(line).await {
             Ok(()) | Err(ClientError::NotConnected) => Ok(()),
             Err(e) => Err(e.into()),
@@ -350,10 +357,12 @@ async fn write_once(client: &Client, wire: WireMessage) -> Result<()> {
     }
 }
 
-/// Resend everything after each registration, and what waits too long for its ack.
+/// Resend everything after each registration, and what waits too long for its ack; write
+/// the lines of streams that open (`released`).
 async fn resend(
     client: Client,
     outbox: Arc<Mutex<Outbox>>,
+    released: Arc<Notify>,
     ack_timeout: Duration,
     cancel: CancellationToken,
 ) {
@@ -377,6 +386,7 @@ async fn resend(
                     _ => continue,
                 }
             }
+            _ = released.notified() => lock(&outbox).take_released(),
             _ = tick.tick() => {
                 if !client.state().is_connected() {
                     continue;
@@ -387,7 +397,7 @@ async fn resend(
         if !lines.is_empty() {
             tracing::debug!(
                 count = lines.len(),
-                "native: resending unacknowledged messages"
+                "native: writing kept messages (resend, or a stream that opened)"
             );
         }
         for line in lines {

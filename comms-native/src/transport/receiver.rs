@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 
 use comms_core::transport::NoAck;
@@ -102,6 +102,8 @@ pub(crate) struct ReceiverParts {
     pub(crate) stock: Arc<Mutex<StockPeers>>,
     pub(crate) incoming: Incoming,
     pub(crate) inbox: oneshot::Receiver<mpsc::Sender<Delivery>>,
+    /// Woken when an acknowledgement opened a held stream (the resend task writes it).
+    pub(crate) released: Arc<Notify>,
     pub(crate) cancel: CancellationToken,
 }
 
@@ -207,8 +209,12 @@ impl State {
     fn settle(&mut self, ev: Settle) {
         match ev {
             Settle::Ack((key, n)) => {
-                self.streams.settled(&key, n);
+                let last = self.streams.settled(&key, n);
                 self.add_ack(key, n);
+                if last {
+                    // The sender holds its next stream until this one is acknowledged.
+                    self.flush_acks();
+                }
             }
             Settle::Requeue(p) => {
                 let mut p = *p;
@@ -257,7 +263,11 @@ impl State {
                 w.param(P_ACK).and_then(|v| parse_ack(v, 1 << 20))
             {
                 if epoch == self.epoch {
-                    super::lock(&self.parts.outbox).ack(stream, &ranges);
+                    let mut outbox = super::lock(&self.parts.outbox);
+                    outbox.ack(stream, &ranges);
+                    if outbox.has_released() {
+                        self.parts.released.notify_one();
+                    }
                 }
             }
             return;
@@ -275,7 +285,11 @@ impl State {
                 return;
             }
             if let Some(corr) = &msg.correlation {
-                super::lock(&self.parts.outbox).forget_id(corr);
+                let mut outbox = super::lock(&self.parts.outbox);
+                outbox.forget_id(corr);
+                if outbox.has_released() {
+                    self.parts.released.notify_one();
+                }
             }
         } else if let Some(stamp) = &inbound.stamp {
             let mut stock = super::lock(&self.parts.stock);

@@ -46,6 +46,8 @@ struct StreamIn {
     buffer: BTreeMap<u64, Message>,
     inflight: HashSet<u64>,
     used: u64,
+    /// The stream's last position, once seen (`comms_last=1`).
+    last: Option<u64>,
 }
 
 /// What to do with an arriving line.
@@ -83,6 +85,9 @@ impl Streams {
             ..StreamIn::default()
         });
         st.used = self.clock;
+        if seq.last {
+            st.last = Some(seq.n);
+        }
         let mut out = Outcome::default();
         if seq.base > st.next {
             let kept = st.buffer.split_off(&seq.base);
@@ -121,10 +126,15 @@ impl Streams {
         out
     }
 
-    /// Position `n` of `key` is settled (acknowledged): no longer in flight.
-    pub fn settled(&mut self, key: &StreamKey, n: u64) {
-        if let Some(st) = self.map.get_mut(key) {
-            st.inflight.remove(&n);
+    /// Position `n` of `key` is settled (acknowledged): no longer in flight. True when it
+    /// was the stream's last position (its sender waits for that acknowledgement to go on).
+    pub fn settled(&mut self, key: &StreamKey, n: u64) -> bool {
+        match self.map.get_mut(key) {
+            Some(st) => {
+                st.inflight.remove(&n);
+                st.last == Some(n)
+            }
+            None => false,
         }
     }
 
@@ -162,6 +172,7 @@ mod tests {
             stream: 1,
             n,
             base,
+            last: false,
         }
     }
     fn m(n: u64) -> Message {

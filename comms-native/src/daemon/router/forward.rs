@@ -3,9 +3,10 @@
 //!
 //! **Unicast.** `node:svc/CMD` goes to the next hop toward `node`; `svc/CMD` (server empty,
 //! `*` or `?`) to a local instance if any, else toward the nearest node that hosts `svc`
-//! (several equally near: a stable hash of the origin `node:svc` picks one, so each sender's
-//! stream stays on one instance — the native transport orders per (sender, destination)
-//! stream, which a per-message split would break — while senders spread over instances).
+//! (several equally near: [`turn`] picks one — a comms sender's streams take turns, so each
+//! stream stays on one instance while one sender's successive streams, and different
+//! senders, spread over the instances; the native transport orders within a stream and opens
+//! a sender's next stream only once the previous one is handled).
 //! Exactly one copy leaves, to exactly one peer: never flooded. Intermediate daemons decide
 //! again from the same database, so the path stays shortest. The origin stamp
 //! `<nodeA:svc ` written by the first daemon is kept verbatim: remote links never stamp. No
@@ -45,15 +46,58 @@ const LOOP_FIELDS: &[&str] = &[
     "secure_remote",
 ];
 
-/// FNV-1a of `node:svc`: stable across daemons and runs (unlike `std`'s random hasher), so
-/// every daemon on the path picks the same instance for one sender.
-fn fnv1a(node: &str, svc: &str) -> u64 {
+/// FNV-1a over `parts` joined by `:`: stable across daemons and runs (unlike `std`'s random
+/// hasher), so every daemon on the path picks the same instance for one stream.
+fn fnv1a(parts: &[&[u8]]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in node.bytes().chain(std::iter::once(b':')).chain(svc.bytes()) {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
+    for (i, part) in parts.iter().enumerate() {
+        let sep: &[u8] = if i == 0 { b"" } else { b":" };
+        for b in sep.iter().chain(part.iter()) {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
     }
     h
+}
+
+/// The `EPOCH` and `STREAM` of a line's `comms_seq=EPOCH.STREAM.N` (a comms sender's
+/// at-least-once stream), if it has one.
+fn comms_stream(line: &[u8]) -> Option<(&[u8], u64)> {
+    const NEEDLE: &[u8] = b"comms_seq=";
+    let at = line
+        .windows(NEEDLE.len())
+        .enumerate()
+        .find(|(i, w)| *w == NEEDLE && *i > 0 && matches!(line[i - 1], b' ' | b';'))?
+        .0;
+    let value = &line[at + NEEDLE.len()..];
+    let end = value
+        .iter()
+        .position(|b| matches!(b, b';' | b' ' | b'\n' | b'\r'))
+        .unwrap_or(value.len());
+    let value = &value[..end];
+    let mut dots = value
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'.')
+        .map(|(i, _)| i);
+    let (first, second) = (dots.next()?, dots.next()?);
+    let stream = std::str::from_utf8(&value[first + 1..second])
+        .ok()?
+        .parse()
+        .ok()?;
+    Some((&value[..first], stream))
+}
+
+/// Which of several equally near hosts a unicast takes (index modulo their number): a comms
+/// stream by a hash of its origin and epoch **plus its stream number**, so one sender's
+/// successive streams take turns over the hosts; any other line (stock senders,
+/// at-most-once) by a hash of its origin, so its order holds on one host.
+pub(super) fn turn(origin: (&str, &str), line: &[u8]) -> u64 {
+    let (node, svc) = (origin.0.as_bytes(), origin.1.as_bytes());
+    match comms_stream(line) {
+        Some((epoch, stream)) => fnv1a(&[node, svc, epoch]).wrapping_add(stream),
+        None => fnv1a(&[node, svc]),
+    }
 }
 
 fn has_msgid(line: &[u8]) -> bool {
@@ -64,20 +108,23 @@ fn has_msgid(line: &[u8]) -> bool {
 impl Router {
     /// The up link (conn) to send a line for `server`/`service` through, if any. `any`:
     /// the server is empty / `*` / `?` (nearest host of `service`; among equally near ones,
-    /// chosen by a stable hash of the origin `node:svc`, so one sender's stream stays on one
-    /// instance while different senders spread over them).
+    /// the one whose [`turn`] it is for `origin` and `line`).
     pub(super) fn next_link(
         &self,
         server: &str,
         service: &str,
         any: bool,
         origin: (&str, &str),
+        line: &[u8],
     ) -> Option<ConnId> {
         let routes = &self.cluster.routes;
         let target = if any {
             let near = routes.nearest_all(service);
-            let k = fnv1a(origin.0, origin.1) as usize;
-            *near.get(k % near.len().max(1))?
+            let k = match near.len() {
+                0 | 1 => 0,
+                n => (turn(origin, line) % n as u64) as usize,
+            };
+            *near.get(k)?
         } else {
             server
         };
@@ -167,7 +214,7 @@ impl Router {
         }
         if !own {
             let origin = (head.sent_from_server, head.sent_from_service);
-            if let Some(to) = self.next_link(server, service, any, origin) {
+            if let Some(to) = self.next_link(server, service, any, origin, line) {
                 if Some(to) != from {
                     let mut out = BytesMut::with_capacity(line.len() + 1);
                     if restamp_head(
@@ -269,7 +316,7 @@ impl Router {
         m.server = node.to_owned();
         m.sent_from_server = self.node.to_string();
         m.sent_from_service = replies::DAEMON_SERVICE.to_owned();
-        let Some(to) = self.next_link(node, svc, false, ("", "")) else {
+        let Some(to) = self.next_link(node, svc, false, ("", ""), b"") else {
             tracing::debug!(node, svc, "no route back to the origin; report dropped");
             return;
         };
@@ -296,7 +343,7 @@ impl Router {
         }
         if !own {
             let origin = (head.sent_from_server, head.sent_from_service);
-            if let Some(to) = self.next_link(head.server, head.service, any, origin) {
+            if let Some(to) = self.next_link(head.server, head.service, any, origin, body) {
                 self.forward_bytes(to, &line);
                 return;
             }
@@ -442,5 +489,42 @@ impl Router {
             }
             self.send_on(msg, hops, &informed, Some(from));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_comms_stream_of_a_line() {
+        let line = b"<a:s work/JOB comms_base=1;comms_id=x;comms_seq=3f9a.12.7;z=1";
+        assert_eq!(comms_stream(line), Some((&b"3f9a"[..], 12)));
+        assert_eq!(
+            comms_stream(b"work/JOB comms_seq=e.4.1"),
+            Some((&b"e"[..], 4))
+        );
+        // Not a parameter boundary, malformed, or absent: none.
+        assert_eq!(comms_stream(b"work/JOB xcomms_seq=e.4.1"), None);
+        assert_eq!(comms_stream(b"work/JOB comms_seq=e4"), None);
+        assert_eq!(comms_stream(b"work/JOB comms_seq=e.x.1"), None);
+        assert_eq!(comms_stream(b"work/JOB n=1"), None);
+    }
+
+    #[test]
+    fn successive_streams_of_one_sender_take_turns() {
+        let o = ("a", "s");
+        let t: Vec<u64> = (1..=4)
+            .map(|n| turn(o, format!("work/JOB comms_seq=e.{n}.1").as_bytes()) % 2)
+            .collect();
+        assert_ne!(t[0], t[1]);
+        assert_ne!(t[1], t[2]);
+        assert_eq!(t[0], t[2]);
+        // Positions within a stream never move it; lines without a stream stay per origin.
+        assert_eq!(
+            turn(o, b"work/JOB comms_seq=e.1.1"),
+            turn(o, b"work/JOB comms_seq=e.1.999")
+        );
+        assert_eq!(turn(o, b"work/JOB n=1"), turn(o, b"work/JOB n=2"));
     }
 }

@@ -205,7 +205,7 @@ impl Router {
                     let named_here = server == "." || server == &*self.node;
                     if !named_here {
                         let origin = (&*self.node, from_name);
-                        if let Some(to) = self.next_link(server, service, any, origin) {
+                        if let Some(to) = self.next_link(server, service, any, origin, line) {
                             return self.forward_local(to, from, from_name, head, line);
                         }
                         if !any && self.cluster.net.is_none() {
