@@ -16,8 +16,14 @@ use crate::tally::Tally;
 
 /// How a backend makes a fresh transport (one per endpoint, as separate processes would).
 pub trait Connector: Sync {
-    /// A new, unadvertised transport.
+    /// A new, unadvertised transport (for the sending side: sender, request client).
     fn connect(&self) -> BoxFuture<'_, anyhow::Result<Arc<dyn Transport>>>;
+
+    /// A new transport for the receiving side (sink, echo); the same as [`Self::connect`]
+    /// unless the backend puts the two sides on different nodes.
+    fn connect_receiver(&self) -> BoxFuture<'_, anyhow::Result<Arc<dyn Transport>>> {
+        self.connect()
+    }
 }
 
 /// How long an endpoint may take to close (flushing) before the row moves on.
@@ -97,7 +103,7 @@ async fn oneway(
     // Counts only this measurement's messages (a durable broker queue may hold older ones).
     let tag = Arc::new(comms_core::MessageId::new().to_string());
     let (t, g) = (tally.clone(), tag.clone());
-    let rx = Endpoint::builder_shared(c.connect().await?, "bench_sink")
+    let rx = Endpoint::builder_shared(c.connect_receiver().await?, "bench_sink")
         .handle("BENCH", move |req: Request| {
             if req.message.param("r") == Some(g.as_str()) {
                 t.hit();
@@ -147,7 +153,7 @@ async fn rtt(
     mode: Mode,
     scale: &Scale,
 ) -> anyhow::Result<Latencies> {
-    let echo = Endpoint::builder_shared(c.connect().await?, "bench_echo")
+    let echo = Endpoint::builder_shared(c.connect_receiver().await?, "bench_echo")
         .handle("ECHO", |req: Request| {
             let reply = req.reply("ECHOED").map(|mut r| {
                 r.params = req.message.params.clone();

@@ -1,15 +1,9 @@
-//! Backend `kafka`: the comms-kafka plugin against `$COMMS_BENCH_KAFKA` (default
-//! `127.0.0.1:9092`). Built only with the `kafka` feature (comms-kafka is on branch `kafka`,
-//! not yet on main); without it the rows are printed as skipped.
+//! Backend `kafka`: the comms-kafka plugin against the broker of [`crate::kafka_broker`]
+//! (`$COMMS_BENCH_KAFKA`, else a tansu it starts). Built with the `kafka` feature (on by
+//! default); without it the rows are printed as skipped.
 
 use crate::report::{Progress, Row};
 use crate::scale::Scale;
-
-/// The broker's bootstrap address.
-#[cfg(any(feature = "kafka", feature = "rdkafka-raw"))]
-pub fn bootstrap() -> String {
-    std::env::var("COMMS_BENCH_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
-}
 
 /// The kafka rows: skipped, the plugin is not built.
 #[cfg(not(feature = "kafka"))]
@@ -41,11 +35,12 @@ pub async fn run(scale: &Scale, progress: &Progress) -> Vec<Row> {
         }
     }
 
-    let broker = bootstrap();
-    if let Err(e) = crate::probe::tcp(&broker).await {
-        return crate::native::skip_all("kafka", &e);
-    }
-    let mut config = match Config::from_url(&format!("kafka://{broker}")) {
+    progress.step("kafka: broker");
+    let broker = match crate::kafka_broker::broker().await {
+        Ok(b) => b,
+        Err(e) => return crate::native::skip_all("kafka", &e),
+    };
+    let mut config = match Config::from_url(&format!("kafka://{}", broker.bootstrap)) {
         Ok(c) => c,
         Err(e) => return crate::native::skip_all("kafka", &e.to_string()),
     };

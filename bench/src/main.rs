@@ -10,8 +10,8 @@
 //! ```
 //! Services: NATS at `$COMMS_BENCH_NATS` (`nats://127.0.0.1:4222`), RabbitMQ at
 //! `$COMMS_BENCH_AMQP` (`amqp://guest:guest@127.0.0.1:5672/%2f`), Kafka at
-//! `$COMMS_BENCH_KAFKA` (`127.0.0.1:9092`, feature `kafka`); a row whose service does not
-//! answer is printed as skipped with the reason. `commsd` is run as a child process
+//! `$COMMS_BENCH_KAFKA`, else a `tansu` broker the run starts ([`kafka_broker`]); a row
+//! whose service does not answer is printed as skipped with the reason. `commsd` is run as a child process
 //! (`$COMMS_BENCH_BIN`/`COMMSD_BIN`, else beside this executable).
 //!
 //! # What a row is
@@ -25,16 +25,20 @@
 //! - [`scale`]: counts and time caps (full and `--quick`).
 //! - [`endpoint_driver`]: the shared measurement over `Endpoint`; [`tally`]: the receiving
 //!   counter every driver uses; [`latency`]: the histogram.
-//! - Backends: [`memory`], [`native`] (commsd child process; the relay row), [`rabbitmq`],
-//!   [`kafka`]. References: [`nats`], [`raw_lapin`], [`raw_rdkafka`], [`raw_tcp`].
+//! - Backends: [`memory`], [`native`] (commsd child process), [`native_relay`] (three
+//!   peered commsd, through the middle one), [`rabbitmq`], [`kafka`]. References: [`nats`],
+//!   [`raw_lapin`], [`raw_rdkafka`], [`raw_tcp`].
 //! - [`report`]: rows, the table, JSON, progress; [`ratios`]: ratios against the targets.
 
 mod commsd_bin;
 mod endpoint_driver;
 mod kafka;
+#[cfg(feature = "rdkafka-raw")]
+mod kafka_broker;
 mod latency;
 mod memory;
 mod native;
+mod native_relay;
 mod nats;
 mod probe;
 mod rabbitmq;
@@ -128,7 +132,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             "tcp" => raw_tcp::run(&scale, &progress).await,
             "memory" => memory::run(&scale, &progress).await,
             "native" => native::run(&scale, &progress).await,
-            "native-relay" => native::relay_rows(),
+            "native-relay" => native_relay::run(&scale, &progress).await,
             "nats" => nats::run(&scale, &progress).await,
             "rabbitmq" => rabbitmq::run(&scale, &progress).await,
             "raw-lapin" => raw_lapin::run(&scale, &progress).await,

@@ -1,6 +1,6 @@
 //! Backend `native`: `NativeTransport` (`cd://` Unix socket) to a real `commsd` child process
-//! (the product binary, single-threaded runtime); and the `native-relay` row, which needs
-//! daemon peering (issue 4) and is reported as not available.
+//! (the product binary, single-threaded runtime). The `native-relay` rows (three peered
+//! daemons) are in [`crate::native_relay`].
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -109,11 +109,6 @@ pub async fn run(scale: &Scale, progress: &Progress) -> Vec<Row> {
         url: format!("cd://{}?node={NODE}", daemon.socket().display()),
     };
     endpoint_driver::rows("native", &c, scale, progress).await
-}
-
-/// The rows through an intermediate daemon: not measurable until daemons peer.
-pub fn relay_rows() -> Vec<Row> {
-    skip_all("native-relay", "not available: needs the cluster (issue 4)")
 }
 
 /// Every (payload, mode) row of `backend`, skipped with `reason`.

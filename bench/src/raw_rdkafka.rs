@@ -1,15 +1,15 @@
 //! Reference `raw-rdkafka`: Kafka through rdkafka directly, with the plugin's settings:
 //! idempotent producer, `acks=all`, no linger; consumers with `enable.auto.commit=false`
-//! committing every 200 ms. At-least-once: each send waits for its delivery report (as the
-//! plugin's `send` does); at-most-once: queued without waiting. Built only with the
-//! `rdkafka-raw` feature (part of `kafka`), which builds librdkafka.
-
-use crate::report::{Progress, Row};
-use crate::scale::Scale;
+//! and `fetch.wait.max.ms=100`, committing every 200 ms. At-least-once: each send waits for its delivery report (as the
+//! plugin's `send` does); at-most-once: queued without waiting. Built with the `rdkafka-raw`
+//! feature (part of `kafka`, on by default); the broker is [`crate::kafka_broker`]'s.
 
 /// The raw-rdkafka rows: skipped, rdkafka is not built.
 #[cfg(not(feature = "rdkafka-raw"))]
-pub async fn run(_scale: &Scale, _progress: &Progress) -> Vec<Row> {
+pub async fn run(
+    _scale: &crate::scale::Scale,
+    _progress: &crate::report::Progress,
+) -> Vec<crate::report::Row> {
     crate::native::skip_all("raw-rdkafka", "kafka feature off")
 }
 
@@ -37,10 +37,12 @@ mod imp {
 
     /// The raw-rdkafka rows.
     pub async fn run(scale: &Scale, progress: &Progress) -> Vec<Row> {
-        let broker = crate::kafka::bootstrap();
-        if let Err(e) = crate::probe::tcp(&broker).await {
-            return skip_all("raw-rdkafka", &e);
-        }
+        progress.step("raw-rdkafka: broker");
+        let server = match crate::kafka_broker::broker().await {
+            Ok(b) => b,
+            Err(e) => return skip_all("raw-rdkafka", &e),
+        };
+        let broker = server.bootstrap.clone();
         let mut rows = Vec::new();
         for payload in PAYLOADS {
             for mode in [Mode::AtMostOnce, Mode::AtLeastOnce] {
@@ -87,6 +89,7 @@ mod imp {
             )
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "latest")
+            .set("fetch.wait.max.ms", "100")
             .create()?;
         c.subscribe(&[topic])?;
         Ok(c)

@@ -1,5 +1,6 @@
 //! `--quick` proves the harness end to end: it runs, prints a table, writes JSON, and the
-//! memory, native and tcp rows carry non-zero figures (speed is not asserted). NATS and
+//! memory, native, native-relay (three peered daemons) and tcp rows carry non-zero figures
+//! (speed is not asserted). NATS and
 //! RabbitMQ rows are added only when those services answer; a row that cannot run must say
 //! why ("skipped: ...").
 
@@ -65,14 +66,10 @@ fn quick_run_produces_figures() {
     );
     assert!(stdout.contains("| backend |"), "no table:\n{stdout}");
     assert!(stderr.contains("native 16 B"), "no progress:\n{stderr}");
-    assert!(
-        stdout.contains("not available: needs the cluster (issue 4)"),
-        "relay row must say why:\n{stdout}"
-    );
     let doc: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(Path::new(&json)).expect("json"))
             .expect("valid JSON");
-    for backend in ["memory", "native", "tcp"] {
+    for backend in ["memory", "native", "native-relay", "tcp"] {
         let rows = rows(&doc, backend);
         assert!(!rows.is_empty(), "no {backend} rows");
         for r in rows {
