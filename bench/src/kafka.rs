@@ -40,7 +40,7 @@ pub async fn run(scale: &Scale, progress: &Progress) -> Vec<Row> {
         Ok(b) => b,
         Err(e) => return crate::native::skip_all("kafka", &e),
     };
-    let mut config = match Config::from_url(&format!("kafka://{}", broker.bootstrap)) {
+    let mut config = match Config::from_url(format!("kafka://{}", broker.bootstrap)) {
         Ok(c) => c,
         Err(e) => return crate::native::skip_all("kafka", &e.to_string()),
     };
