@@ -12,8 +12,9 @@
 //! - `N < next`: a duplicate. Being handled → ignored (its ack will come); otherwise it was
 //!   acknowledged before and the ack was lost → acknowledged again.
 //!
-//! Memory: at most [`MAX_STREAMS`] streams; idle ones (nothing buffered or in flight) are
-//! evicted least recently used first. An evicted stream that comes back restarts at its
+//! Memory: at most [`MAX_STREAMS`] streams; a stream whose last position (`comms_last=1`)
+//! is settled is forgotten at once; idle ones (nothing buffered or in flight) are evicted
+//! least recently used first. An evicted stream that comes back restarts at its
 //! `comms_base`; duplicates from before are caught by the endpoint's dedup window.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -128,14 +129,31 @@ impl Streams {
 
     /// Position `n` of `key` is settled (acknowledged): no longer in flight. True when it
     /// was the stream's last position (its sender waits for that acknowledgement to go on).
+    /// A finished stream (its last position passed up, nothing buffered or in flight) is
+    /// forgotten at once: its sender has moved to a new stream.
     pub fn settled(&mut self, key: &StreamKey, n: u64) -> bool {
-        match self.map.get_mut(key) {
-            Some(st) => {
-                st.inflight.remove(&n);
-                st.last == Some(n)
-            }
-            None => false,
+        let Some(st) = self.map.get_mut(key) else {
+            return false;
+        };
+        st.inflight.remove(&n);
+        let finished = st
+            .last
+            .is_some_and(|l| st.next > l && st.inflight.is_empty() && st.buffer.is_empty());
+        let was_last = st.last == Some(n);
+        if finished {
+            self.map.remove(key);
         }
+        was_last
+    }
+
+    /// Streams remembered.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether no stream is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
     }
 
     fn evict(&mut self) {
@@ -213,5 +231,20 @@ mod tests {
             ns(&s.arrive(key(), &seq(521, 520), m(521), true)),
             [520, 521]
         );
+    }
+
+    #[test]
+    fn a_finished_stream_is_forgotten_once_settled() {
+        let mut s = Streams::default();
+        let last = SeqInfo {
+            last: true,
+            ..seq(2, 1)
+        };
+        assert_eq!(ns(&s.arrive(key(), &seq(1, 1), m(1), true)), [1]);
+        assert_eq!(ns(&s.arrive(key(), &last, m(2), true)), [2]);
+        assert!(s.settled(&key(), 2), "the last position");
+        assert_eq!(s.len(), 1, "1 still in flight");
+        assert!(!s.settled(&key(), 1));
+        assert!(s.is_empty());
     }
 }
