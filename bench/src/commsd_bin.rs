@@ -21,3 +21,12 @@ pub fn commsd_binary() -> anyhow::Result<PathBuf> {
         exe.display()
     )
 }
+
+/// Where a started `commsd` writes its log: inherited with `COMMSD_LOG` set, else nowhere.
+pub fn commsd_stderr() -> std::process::Stdio {
+    if std::env::var_os("COMMSD_LOG").is_some() {
+        std::process::Stdio::inherit()
+    } else {
+        std::process::Stdio::null()
+    }
+}

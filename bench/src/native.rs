@@ -38,11 +38,7 @@ impl Commsd {
             .args(["--name", NODE, "--no-tcp", "--no-udp", "--unix"])
             .arg(&socket)
             .stdout(Stdio::null())
-            .stderr(if std::env::var_os("COMMSD_LOG").is_some() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            })
+            .stderr(crate::commsd_bin::commsd_stderr())
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("spawn {}", bin.display()))?;
@@ -82,16 +78,24 @@ impl Commsd {
     }
 }
 
-struct Native {
-    url: String,
+/// Native transports: the sending side on `send`, the receiving side on `receive` (the same
+/// daemon, or the far end of a relay).
+pub struct Native {
+    pub send: String,
+    pub receive: String,
+}
+
+fn native(url: &str) -> anyhow::Result<Arc<dyn Transport>> {
+    Ok(Arc::new(NativeTransport::connect(url)?))
 }
 
 impl Connector for Native {
     fn connect(&self) -> BoxFuture<'_, anyhow::Result<Arc<dyn Transport>>> {
-        Box::pin(async {
-            let t: Arc<dyn Transport> = Arc::new(NativeTransport::connect(&self.url)?);
-            Ok(t)
-        })
+        Box::pin(async { native(&self.send) })
+    }
+
+    fn connect_receiver(&self) -> BoxFuture<'_, anyhow::Result<Arc<dyn Transport>>> {
+        Box::pin(async { native(&self.receive) })
     }
 }
 
@@ -105,8 +109,10 @@ pub async fn run(scale: &Scale, progress: &Progress) -> Vec<Row> {
     if let Some(pid) = daemon.pid() {
         eprintln!("           commsd pid {pid}");
     }
+    let url = format!("cd://{}?node={NODE}", daemon.socket().display());
     let c = Native {
-        url: format!("cd://{}?node={NODE}", daemon.socket().display()),
+        send: url.clone(),
+        receive: url,
     };
     endpoint_driver::rows("native", &c, scale, progress).await
 }

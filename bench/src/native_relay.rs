@@ -7,18 +7,14 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use comms_core::Transport;
-use comms_native::transport::NativeTransport;
-use futures_util::future::BoxFuture;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::endpoint_driver::{self, Connector};
-use crate::native::skip_all;
+use crate::endpoint_driver;
+use crate::native::{skip_all, Native};
 use crate::report::{Progress, Row};
 use crate::scale::Scale;
 
@@ -52,11 +48,7 @@ impl Peer {
         }
         let mut child = cmd
             .stdout(Stdio::piped())
-            .stderr(if std::env::var_os("COMMSD_LOG").is_some() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            })
+            .stderr(crate::commsd_bin::commsd_stderr())
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("spawn {}", bin.display()))?;
@@ -124,27 +116,6 @@ async fn line_of_three() -> anyhow::Result<[Peer; 3]> {
     }
 }
 
-struct Relay {
-    send_url: String,
-    receive_url: String,
-}
-
-impl Connector for Relay {
-    fn connect(&self) -> BoxFuture<'_, anyhow::Result<Arc<dyn Transport>>> {
-        Box::pin(async {
-            let t: Arc<dyn Transport> = Arc::new(NativeTransport::connect(&self.send_url)?);
-            Ok(t)
-        })
-    }
-
-    fn connect_receiver(&self) -> BoxFuture<'_, anyhow::Result<Arc<dyn Transport>>> {
-        Box::pin(async {
-            let t: Arc<dyn Transport> = Arc::new(NativeTransport::connect(&self.receive_url)?);
-            Ok(t)
-        })
-    }
-}
-
 /// The native-relay rows (one line of three daemons for all of them).
 pub async fn run(scale: &Scale, progress: &Progress) -> Vec<Row> {
     progress.step("native-relay: start commsd A - B - C");
@@ -152,9 +123,9 @@ pub async fn run(scale: &Scale, progress: &Progress) -> Vec<Row> {
         Ok(line) => line,
         Err(e) => return skip_all("native-relay", &format!("{e:#}")),
     };
-    let relay = Relay {
-        send_url: a.url(),
-        receive_url: c.url(),
+    let relay = Native {
+        send: a.url(),
+        receive: c.url(),
     };
     endpoint_driver::rows("native-relay", &relay, scale, progress).await
 }

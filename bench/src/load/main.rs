@@ -14,6 +14,7 @@
 
 mod commsd;
 #[path = "../commsd_bin.rs"]
+#[allow(dead_code)] // shared with comms-bench; the load daemons always log to stderr
 mod commsd_bin;
 mod conns;
 mod fleet;
