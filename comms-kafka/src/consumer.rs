@@ -2,14 +2,18 @@
 //!
 //! - A **group** consumer subscribes to one topic in a consumer group (the service group, or
 //!   the instance's own group). Offsets are committed by hand, never before the handler: only
-//!   the acknowledged prefix of each partition ([`crate::offsets`]), every 50 ms (when it moved), on revoke
+//!   the acknowledged prefix of each partition ([`crate::offsets`]), every 20 ms (when it moved), on revoke
 //!   ([`crate::rebalance`]) and on stop.
 //! - A **tail** consumer reads the broadcast topic without a group, from its end at `listen`
 //!   time (broadcasts reach the endpoints live when they are sent, as on every backend), and
 //!   keeps only what this endpoint declared.
 //!
 //! The loop takes a prefetch slot before it polls, so at most `prefetch` deliveries are
-//! unsettled at once; the slot is released when the delivery is settled.
+//! unsettled at once; the slot is released when the delivery is settled. Waiting for a slot
+//! or for inbox room blocks the poll thread on the transport's runtime (`Handle::block_on`
+//! of channel and semaphore futures only, which need no runtime driver), woken by a settled
+//! delivery, a requeue or `stop` — no sleep-polling, so the consumer moves at the handlers'
+//! pace.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, RwLock};
@@ -32,7 +36,7 @@ use crate::rebalance::{commit, GroupContext};
 use crate::shared::{Requeued, Shared};
 
 const POLL: Duration = Duration::from_millis(100);
-const COMMIT_EVERY: Duration = Duration::from_millis(50);
+const COMMIT_EVERY: Duration = Duration::from_millis(20);
 
 /// What a consumer reads.
 #[derive(Debug, Clone)]
@@ -134,9 +138,12 @@ impl Worker {
                 commit(&self.consumer, &self.shared, None, CommitMode::Async);
                 last_commit = Instant::now();
             }
-            let Ok(permit) = self.sink.permits.clone().try_acquire_owned() else {
-                std::thread::sleep(Duration::from_millis(2));
-                continue;
+            let permit = match self.sink.permits.clone().try_acquire_owned() {
+                Ok(p) => p,
+                Err(_) => match self.wait_for_slot() {
+                    Some(p) => p,
+                    None => continue,
+                },
             };
             match self.consumer.poll(POLL) {
                 None => {}
@@ -191,26 +198,53 @@ impl Worker {
         }
     }
 
-    /// Put a delivery in the inbox, waiting for room; false when stopping.
-    fn hand_over(&self, mut d: Delivery) -> bool {
-        loop {
-            match self.sink.inbox.try_send(d) {
-                Ok(()) => return true,
-                Err(mpsc::error::TrySendError::Closed(_)) => {
-                    // Nobody reads the inbox any more: stop handing deliveries back, so the
-                    // unsettled ones simply stay uncommitted.
-                    self.shared.set_closing();
-                    return false;
-                }
-                Err(mpsc::error::TrySendError::Full(back)) => {
-                    if self.sink.stop.is_cancelled() {
-                        return false;
-                    }
-                    d = back;
-                    std::thread::sleep(Duration::from_millis(2));
-                }
+    /// Runs `fut` to completion on the transport's runtime from this poll thread, unless
+    /// `stop` comes first (None). Only for futures that need no IO or timer driver.
+    fn block_on<T>(&self, fut: impl std::future::Future<Output = T>) -> Option<T> {
+        let stop = self.sink.stop.clone();
+        self.sink.runtime.block_on(async move {
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => None,
+                v = fut => Some(v),
             }
+        })
+    }
+
+    /// Waits for a prefetch slot; None when a delivery was requeued first (take it) or when
+    /// stopping.
+    fn wait_for_slot(&self) -> Option<OwnedSemaphorePermit> {
+        let permits = self.sink.permits.clone();
+        let shared = self.shared.clone();
+        self.block_on(async move {
+            tokio::select! {
+                p = permits.acquire_owned() => p.ok(),
+                () = shared.requeued() => None,
+            }
+        })
+        .flatten()
+    }
+
+    /// Put a delivery in the inbox, waiting for room; false when stopping.
+    fn hand_over(&self, d: Delivery) -> bool {
+        let d = match self.sink.inbox.try_send(d) {
+            Ok(()) => return true,
+            Err(mpsc::error::TrySendError::Closed(_)) => return self.inbox_gone(),
+            Err(mpsc::error::TrySendError::Full(d)) => d,
+        };
+        let inbox = self.sink.inbox.clone();
+        match self.block_on(async move { inbox.send(d).await }) {
+            Some(Ok(())) => true,
+            Some(Err(_)) => self.inbox_gone(),
+            None => false,
         }
+    }
+
+    /// Nobody reads the inbox any more: stop handing deliveries back, so the unsettled ones
+    /// simply stay uncommitted.
+    fn inbox_gone(&self) -> bool {
+        self.shared.set_closing();
+        false
     }
 
     fn redeliver(&self, r: Requeued) {

@@ -28,7 +28,7 @@
 //! sender writes to one partition (chosen from its address, like a key). To a service, a
 //! sender writes to *one* partition at a time and moves to the next only when the service's
 //! group has committed everything it wrote there; a busy sender makes such a drain point
-//! (a short pause) every 500 ms ([`outbound`]). Its records are never on two partitions at
+//! (a short pause) every 500 ms or 256 records ([`outbound`]). Its records are never on two partitions at
 //! once, so order holds even while several instances compete, yet its work spreads over the
 //! partitions — and so over the instances. (Keying by sender alone would pin each sender to
 //! one instance for ever; one partition per topic would leave all but one instance idle.)
@@ -51,7 +51,7 @@
 //!   (`Ok` = written to all in-sync replicas). `delivery_timeout_ms` (librdkafka
 //!   `message.timeout.ms`, 60 s) lets records ride out a broker restart. A failed `send` is
 //!   retryable and may be repeated with the same message: the receiver deduplicates by id.
-//! - **Commits**: `enable.auto.commit=false`; a consumer commits, every 50 ms, on revoke and
+//! - **Commits**: `enable.auto.commit=false`; a consumer commits, every 20 ms, on revoke and
 //!   on stop, only the prefix of each partition whose deliveries were all acknowledged
 //!   ([`offsets`]), so several deliveries per partition can be in flight (the prefetch, 64)
 //!   and nothing is committed before its handler finished. A crash redelivers the rest.

@@ -9,11 +9,12 @@
 //!
 //! A sender that never pauses would never see its records drained, and so would stay on one
 //! partition — one instance of the service — for ever. For **service** destinations the
-//! sender therefore *makes* a drain point: after [`STICKY`] on one partition it waits (at most
-//! [`DRAIN_WAIT`]) for its records there to be committed, then moves on. That costs a short
-//! pause (about one consumer commit interval) every [`STICKY`] (backing off when the
-//! consumers are slow or absent), and spreads a busy sender's
-//! work over the partitions, hence over the instances. **Instance** destinations have one
+//! sender therefore *makes* a drain point: after [`STICKY`] or [`STICKY_RECORDS`] records on
+//! one partition, whichever comes first, it waits (at most [`DRAIN_WAIT`]) for its records
+//! there to be committed, then moves on. That costs a short pause (about one consumer commit
+//! interval) per stint (backing off when the consumers are slow or absent), and spreads a busy
+//! sender's work — even a burst shorter than [`STICKY`] — over the partitions, hence over the
+//! instances (the native transport caps its service streams the same way). **Instance** destinations have one
 //! consumer: their records stay on one partition (chosen from the sender's address) and
 //! never pause.
 //!
@@ -25,9 +26,14 @@ use std::time::{Duration, Instant};
 
 /// How long a sender stays on one partition of a service topic before it makes a drain point.
 pub const STICKY: Duration = Duration::from_millis(500);
+/// How many records a sender writes to one partition of a service topic before it makes a
+/// drain point.
+pub const STICKY_RECORDS: usize = 256;
 /// Longest pause at a drain point; when the consumers are slower, the sender goes on where it
-/// is and tries again after another [`STICKY`].
-pub const DRAIN_WAIT: Duration = Duration::from_secs(1);
+/// is and tries again after another [`STICKY`]. Longer than the default `assign_grace_ms`
+/// (1 s), so a drain point just after a rebalance waits for the partition's new owner, which
+/// takes its partitions up only after that grace.
+pub const DRAIN_WAIT: Duration = Duration::from_secs(2);
 
 /// One destination as seen by one sender.
 #[derive(Debug)]
@@ -36,6 +42,8 @@ pub struct Outbound {
     partitions: i32,
     rotate: bool,
     since: Instant,
+    /// Records written since `since`.
+    stint: usize,
     misses: u32,
     pending: HashMap<i32, VecDeque<i64>>,
     refreshed: Option<Instant>,
@@ -51,6 +59,7 @@ impl Outbound {
             partitions,
             rotate,
             since: Instant::now(),
+            stint: 0,
             misses: 0,
             pending: HashMap::new(),
             refreshed: None,
@@ -67,6 +76,7 @@ impl Outbound {
         if self.rotate && self.pending() == 0 {
             self.current = (self.current + 1) % self.partitions;
             self.since = Instant::now();
+            self.stint = 0;
             self.misses = 0;
         }
         self.current
@@ -74,16 +84,19 @@ impl Outbound {
 
     /// Whether the sender should wait for a drain point before its next record.
     pub fn wants_drain(&self, now: Instant) -> bool {
+        let backoff = 1 << self.misses.min(5);
         self.rotate
             && self.partitions > 1
             && self.pending() > 0
-            && now.duration_since(self.since) >= STICKY * (1 << self.misses.min(5))
+            && (now.duration_since(self.since) >= STICKY * backoff
+                || self.stint >= STICKY_RECORDS * backoff as usize)
     }
 
     /// The drain point did not come in time (slow or absent consumers): stay, and try again
     /// after twice as long as last time (at most 32 × [`STICKY`]).
     pub fn stay(&mut self, now: Instant) {
         self.since = now;
+        self.stint = 0;
         self.misses = self.misses.saturating_add(1);
     }
 
@@ -95,6 +108,7 @@ impl Outbound {
     /// A record was written at `partition`/`offset`.
     pub fn written(&mut self, partition: i32, offset: i64) {
         self.pending.entry(partition).or_default().push_back(offset);
+        self.stint += 1;
     }
 
     /// The group committed `point` (the next offset it will read) on `partition`.
@@ -169,6 +183,25 @@ mod tests {
             s.wants_drain(Instant::now() + STICKY * 4),
             "backs off after a miss"
         );
+    }
+
+    #[test]
+    fn a_burst_makes_a_drain_point_after_sticky_records() {
+        let now = Instant::now();
+        let mut s = Outbound::new(2, 0, true);
+        let p = s.choose();
+        for i in 0..STICKY_RECORDS as i64 - 1 {
+            s.written(p, i);
+        }
+        assert!(!s.wants_drain(now));
+        s.written(p, STICKY_RECORDS as i64);
+        assert!(
+            s.wants_drain(now),
+            "a burst drains before STICKY has passed"
+        );
+        s.committed(p, STICKY_RECORDS as i64 + 1);
+        assert_ne!(s.choose(), p, "drained: moves on");
+        assert!(!s.wants_drain(now), "a new stint");
     }
 
     #[test]

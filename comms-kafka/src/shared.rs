@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use comms_core::Message;
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit};
+use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit};
 
 use crate::offsets::{DeliveryKey, Offsets};
 
@@ -28,6 +28,8 @@ pub struct Shared {
     requeue_tx: mpsc::Sender<Requeued>,
     requeue_rx: Mutex<mpsc::Receiver<Requeued>>,
     stash: Mutex<Vec<Requeued>>,
+    /// Wakes the poll loop when a delivery is handed back.
+    requeued: Notify,
     closing: AtomicBool,
     assigned: watch::Sender<bool>,
 }
@@ -43,6 +45,7 @@ impl Shared {
             requeue_tx,
             requeue_rx: Mutex::new(requeue_rx),
             stash: Mutex::new(Vec::new()),
+            requeued: Notify::new(),
             closing: AtomicBool::new(false),
             assigned: watch::channel(false).0,
         }
@@ -62,6 +65,12 @@ impl Shared {
         if let Err(e) = self.requeue_tx.try_send(r) {
             tracing::debug!(consumer = %self.label, error = %e, "kafka: requeue not possible; left uncommitted");
         }
+        self.requeued.notify_one();
+    }
+
+    /// Resolves once a delivery was handed back (or at once if one was since the last wait).
+    pub async fn requeued(&self) {
+        self.requeued.notified().await;
     }
 
     /// Take every delivery handed back so far.
@@ -80,6 +89,7 @@ impl Shared {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .extend(r);
+        self.requeued.notify_one();
     }
 
     /// The consumer is stopping: rebalance callbacks stop waiting for in-flight deliveries.

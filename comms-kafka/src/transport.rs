@@ -31,6 +31,8 @@ use crate::topics::{partition_count_blocking, Topics};
 
 /// How often a sender looks at its destinations' committed offsets while it has records there.
 const REFRESH: Duration = Duration::from_millis(100);
+/// How often a sender at a drain point looks whether its records are committed.
+const DRAIN_POLL: Duration = Duration::from_millis(5);
 /// How long `listen` waits for the consumer groups to assign partitions.
 const ASSIGN_WAIT: Duration = Duration::from_secs(30);
 /// How long the producer may wait for room in its local queue.
@@ -214,14 +216,16 @@ impl Inner {
             loop {
                 self.refresh(&topic, &mut out).await;
                 if out.pending() == 0 {
+                    tracing::debug!(%topic, from = out.current(), "kafka: drain point reached; moving to the next partition");
                     break;
                 }
                 if Instant::now() >= until {
+                    tracing::debug!(%topic, partition = out.current(), pending = out.pending(), "kafka: drain point not reached; staying");
                     out.stay(std::time::Instant::now());
                     break;
                 }
                 tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                    _ = tokio::time::sleep(DRAIN_POLL) => {}
                     _ = self.stop.cancelled() => return Err(Error::Closed),
                 }
             }
