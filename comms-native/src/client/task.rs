@@ -212,7 +212,7 @@ async fn idle<T>(ctx: &mut Ctx, fut: impl Future<Output = T>) -> Idle<T> {
                 None => return Idle::Close(None),
                 Some(Command::Close(done)) => return Idle::Close(Some(done)),
                 Some(Command::SetCommands(c)) => ctx.commands = c,
-                Some(Command::Line(_)) => {
+                Some(Command::Line(_) | Command::Raw(_)) => {
                     ctx.dropped += 1;
                     tracing::debug!(dropped = ctx.dropped, "line dropped: not connected");
                 }
@@ -317,18 +317,23 @@ where
                         }
                     }
                 }
-                Some(Command::Line(first)) => {
+                Some(first @ (Command::Line(_) | Command::Raw(_))) => {
                     if !registered {
                         ctx.dropped += 1;
                         continue;
                     }
                     buf.clear();
-                    encode(&mut codec, &mut buf, first);
-                    let mut n = 1;
+                    let mut next = Some(first);
+                    let mut n = 0;
                     // Batch what is already queued into one write.
                     while n < WRITE_BATCH && buf.len() < WRITE_BATCH_BYTES {
-                        match ctx.rx.try_recv() {
+                        let cmd = match next.take() {
+                            Some(c) => Ok(c),
+                            None => ctx.rx.try_recv(),
+                        };
+                        match cmd {
                             Ok(Command::Line(m)) => { encode(&mut codec, &mut buf, m); n += 1; }
+                            Ok(Command::Raw(b)) => { buf.extend_from_slice(&b); n += 1; }
                             Ok(Command::SetCommands(c)) => {
                                 ctx.commands = c;
                                 let list = WireMessage::new("COMMANDS").with_param("list", commands_list(&ctx.commands));

@@ -147,14 +147,18 @@ pub struct Inbound {
 
 /// Decode a received line. `local` is our own address (destination of lines without one).
 pub fn from_wire(mut w: WireMessage, local: &Address) -> Inbound {
-    let stamp = Address::new(&w.sent_from_server, &w.sent_from_service).ok();
+    let stamp = Address::new(
+        std::mem::take(&mut w.sent_from_server),
+        std::mem::take(&mut w.sent_from_service),
+    )
+    .ok();
     let mut take = |k: &str| w.params.remove(k);
     let id = take(P_ID);
     let stock = id.is_none();
     let id = id
-        .and_then(|i| i.parse::<MessageId>().ok())
+        .and_then(|i| MessageId::try_from(i).ok())
         .unwrap_or_default();
-    let correlation = take(P_CORR).and_then(|c| c.parse::<MessageId>().ok());
+    let correlation = take(P_CORR).and_then(|c| MessageId::try_from(c).ok());
     let hops = take(P_HOPS).and_then(|h| h.parse().ok()).unwrap_or(0);
     let origin = take(P_FROM).and_then(|f| f.parse::<Address>().ok());
     let trace = take(P_TRACE);
@@ -178,18 +182,16 @@ pub fn from_wire(mut w: WireMessage, local: &Address) -> Inbound {
         }
     }
     // Any other comms_* parameter is ours and never reaches a handler.
-    let params: Params = w
-        .params
-        .into_iter()
-        .filter(|(k, _)| !k.starts_with(comms_core::message::RESERVED_PARAM_PREFIX))
-        .collect();
+    let mut params: Params = w.params;
+    params.retain(|k, _| !k.starts_with(comms_core::message::RESERVED_PARAM_PREFIX));
     let to = match w.service.as_str() {
         "." => Destination::Broadcast(Scope::Node),
         "*" | "?" => Destination::Broadcast(Scope::All),
         "" => Destination::Instance(local.clone()),
-        svc => match Address::new(&w.server, svc) {
-            Ok(a) if !w.server.is_empty() => Destination::Instance(a),
-            _ => Destination::Service(svc.to_owned()),
+        _ if w.server.is_empty() => Destination::Service(w.service),
+        _ => match Address::new(w.server.as_str(), w.service.as_str()) {
+            Ok(a) => Destination::Instance(a),
+            Err(_) => Destination::Service(w.service),
         },
     };
     let mode = if amo || stock || seq.is_none() {

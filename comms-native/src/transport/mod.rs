@@ -54,6 +54,7 @@
 
 pub mod ack;
 pub mod datagram;
+pub(crate) mod encode;
 pub mod mapping;
 mod options;
 pub(crate) mod outbox;
@@ -68,6 +69,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -84,8 +86,8 @@ pub use datagram::{connect, DatagramOptions, DatagramTransport};
 pub use options::{NativeOptions, DEFAULT_PREFETCH, DEFAULT_QUEUE_BOUND};
 
 use crate::client::{Client, ClientConfig, ClientError, ConnectionState};
-use crate::codec::WireMessage;
-use mapping::{destination_key, to_wire, ACK_COMMAND};
+use encode::Encoded;
+use mapping::{destination_key, ACK_COMMAND};
 use outbox::Outbox;
 use receiver::ReceiverParts;
 use stock::StockPeers;
@@ -308,16 +310,20 @@ impl NativeTransport {
         }
     }
 
-    async fn enqueue(&self, msg: Message, origin: Option<&Address>) -> Result<()> {
-        let (_, client) = self.client()?;
-        let wire = to_wire(&msg, origin);
+    async fn enqueue(
+        &self,
+        client: &Client,
+        msg: Message,
+        origin: Option<&Address>,
+    ) -> Result<()> {
+        let line = Encoded::new(&msg, origin).map_err(ClientError::from)?;
         let unicast = !matches!(msg.to, Destination::Broadcast(_));
         let stock = msg
             .to
             .service_name()
             .is_some_and(|s| lock(&self.stock).contains(s));
         if !unicast || msg.mode == DeliveryMode::AtMostOnce || stock {
-            return write_once(&client, wire).await;
+            return write_once(client, line.plain()).await;
         }
         let permit = tokio::time::timeout(
             self.opts.send_timeout,
@@ -333,21 +339,22 @@ impl NativeTransport {
         .map_err(|_| Error::Closed)?;
         let line = lock(&self.outbox).push(
             &destination_key(&msg.to),
-            wire,
+            line,
+            msg.id,
             Some(permit),
             Instant::now(),
         );
         // None: kept in a held stream, written when its predecessor drains.
         let Some(line) = line else { return Ok(()) };
-        match client.send(line).await {
+        match client.send_raw(line).await {
             Ok(()) | Err(ClientError::NotConnected) => Ok(()),
             Err(e) => Err(e.into()),
         }
     }
 }
 
-async fn write_once(client: &Client, wire: WireMessage) -> Result<()> {
-    match client.send(wire).await {
+async fn write_once(client: &Client, line: Bytes) -> Result<()> {
+    match client.send_raw(line).await {
         Ok(()) => Ok(()),
         Err(ClientError::NotConnected) => {
             tracing::debug!("native: not connected, at-most-once message dropped");
@@ -401,7 +408,7 @@ async fn resend(
             );
         }
         for line in lines {
-            if client.send(line).await.is_err() {
+            if client.send_raw(line).await.is_err() {
                 break;
             }
         }
@@ -424,7 +431,8 @@ impl Transport for NativeTransport {
         }
         let mut msg = ad.to_message()?;
         msg.from = Some(ad.address.clone());
-        self.enqueue(msg, None).await
+        let (_, client) = self.client()?;
+        self.enqueue(&client, msg, None).await
     }
 
     async fn listen(&self) -> Result<Inbox> {
@@ -448,9 +456,9 @@ impl Transport for NativeTransport {
         self.check_open()?;
         msg.validate()?;
         msg.check_size(self.opts.max_message_size)?;
-        let (address, _) = self.client()?;
+        let (address, client) = self.client()?;
         msg.from = Some(address);
-        self.enqueue(msg, None).await
+        self.enqueue(&client, msg, None).await
     }
 
     async fn forward(&self, delivery: Delivery, to: Destination) -> Result<()> {
@@ -459,7 +467,8 @@ impl Transport for NativeTransport {
         let origin = msg.from.clone();
         match prepare_forward(msg, to, self.opts.hop_limit) {
             Ok(fwd) => {
-                self.enqueue(fwd, origin.as_ref()).await?;
+                let (_, client) = self.client()?;
+                self.enqueue(&client, fwd, origin.as_ref()).await?;
                 acker.ack().await
             }
             Err(e) => {
