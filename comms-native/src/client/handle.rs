@@ -115,10 +115,14 @@ impl Client {
             ConnectionState::Closed => return Err(ClientError::Closed),
             _ => return Err(ClientError::NotConnected),
         }
-        self.tx
-            .send(Command::Raw(lines))
-            .await
-            .map_err(|_| ClientError::Closed)
+        match self.tx.try_send(Command::Raw(lines)) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(ClientError::Closed),
+            // The channel is full: wait (boxed, so that the common path's future stays small).
+            Err(mpsc::error::TrySendError::Full(cmd)) => Box::pin(self.tx.send(cmd))
+                .await
+                .map_err(|_| ClientError::Closed),
+        }
     }
 
     /// Queue a line without waiting; false when the channel is full or not connected.

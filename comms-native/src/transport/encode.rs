@@ -9,6 +9,8 @@
 //! it with `comms_base`, `comms_last` and `comms_seq` spliced in at their sorted places
 //! ([`Encoded::line`]), so a (re)send costs one copy of the bytes, not a cloned message.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 
 use comms_core::{Address, DeliveryMode, Destination, Message, Scope};
@@ -180,23 +182,23 @@ fn put_param(
 }
 
 /// The `comms_*` envelope parameters of `msg`, as [`super::mapping::to_wire`] sets them.
-fn envelope(msg: &Message, origin: Option<&Address>) -> Vec<(&'static str, String)> {
+fn envelope<'a>(msg: &'a Message, origin: Option<&Address>) -> Vec<(&'static str, Cow<'a, str>)> {
     let mut v = Vec::with_capacity(4);
-    v.push((P_ID, msg.id.as_str().to_owned()));
+    v.push((P_ID, Cow::Borrowed(msg.id.as_str())));
     if let Some(c) = &msg.correlation {
-        v.push((P_CORR, c.as_str().to_owned()));
+        v.push((P_CORR, Cow::Borrowed(c.as_str())));
     }
     if msg.hops > 0 {
-        v.push((P_HOPS, msg.hops.to_string()));
+        v.push((P_HOPS, Cow::Owned(msg.hops.to_string())));
     }
     if let Some(o) = origin {
-        v.push((P_FROM, o.to_string()));
+        v.push((P_FROM, Cow::Owned(o.to_string())));
     }
     if let Some(t) = &msg.trace {
-        v.push((P_TRACE, t.clone()));
+        v.push((P_TRACE, Cow::Borrowed(t.as_str())));
     }
     if msg.mode == DeliveryMode::AtMostOnce {
-        v.push((P_AMO, "1".into()));
+        v.push((P_AMO, Cow::Borrowed("1")));
     }
     if msg.ttl.is_some() || msg.report {
         let secs = msg
@@ -209,7 +211,7 @@ fn envelope(msg: &Message, origin: Option<&Address>) -> Vec<(&'static str, Strin
         } else {
             format!("ttl={secs}")
         };
-        v.push((P_CACHE, cache));
+        v.push((P_CACHE, Cow::Owned(cache)));
     }
     v
 }

@@ -70,7 +70,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
+use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -181,12 +181,15 @@ impl NativeTransport {
         }
     }
 
-    fn client(&self) -> Result<(Address, Client)> {
+    /// The client, once advertised (what `send` and `forward` need: the daemon stamps the
+    /// sender, so the message's `from` is not written).
+    fn client(&self) -> Result<Client> {
         lock(&self.bound)
             .as_ref()
-            .map(|b| (b.address.clone(), b.client.clone()))
+            .map(|b| b.client.clone())
             .ok_or(Error::NotAdvertised)
     }
+
 
     /// Bind on first use; the client to wait on when this call bound it.
     fn bind(&self, ad: &Advertisement) -> Result<Option<Client>> {
@@ -325,7 +328,26 @@ impl NativeTransport {
         if !unicast || msg.mode == DeliveryMode::AtMostOnce || stock {
             return write_once(client, line.plain()).await;
         }
-        let permit = tokio::time::timeout(
+        // Only what the outbox needs stays alive across the awaits (a small future).
+        let (key, id) = (destination_key(&msg.to), msg.id);
+        let permit = match self.permits.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(TryAcquireError::Closed) => return Err(Error::Closed),
+            // The slow path, boxed so that the fast one stays small.
+            Err(TryAcquireError::NoPermits) => Box::pin(self.wait_permit()).await?,
+        };
+        let line = lock(&self.outbox).push(&key, line, id, Some(permit), Instant::now());
+        // None: kept in a held stream, written when its predecessor drains.
+        let Some(line) = line else { return Ok(()) };
+        match client.send_raw(line).await {
+            Ok(()) | Err(ClientError::NotConnected) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Wait up to `send_timeout` for an outbox permit ([`Error::Backpressure`] after).
+    async fn wait_permit(&self) -> Result<OwnedSemaphorePermit> {
+        tokio::time::timeout(
             self.opts.send_timeout,
             self.permits.clone().acquire_owned(),
         )
@@ -336,20 +358,7 @@ impl NativeTransport {
                 self.opts.queue_bound, self.opts.send_timeout
             ))
         })?
-        .map_err(|_| Error::Closed)?;
-        let line = lock(&self.outbox).push(
-            &destination_key(&msg.to),
-            line,
-            msg.id,
-            Some(permit),
-            Instant::now(),
-        );
-        // None: kept in a held stream, written when its predecessor drains.
-        let Some(line) = line else { return Ok(()) };
-        match client.send_raw(line).await {
-            Ok(()) | Err(ClientError::NotConnected) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+        .map_err(|_| Error::Closed)
     }
 }
 
@@ -429,9 +438,8 @@ impl Transport for NativeTransport {
         if let Some(client) = self.bind(ad)? {
             self.wait_registered(&client, &ad.address).await?;
         }
-        let mut msg = ad.to_message()?;
-        msg.from = Some(ad.address.clone());
-        let (_, client) = self.client()?;
+        let msg = ad.to_message()?;
+        let client = self.client()?;
         self.enqueue(&client, msg, None).await
     }
 
@@ -452,12 +460,11 @@ impl Transport for NativeTransport {
         Ok(Inbox::new(rx))
     }
 
-    async fn send(&self, mut msg: Message) -> Result<()> {
+    async fn send(&self, msg: Message) -> Result<()> {
         self.check_open()?;
         msg.validate()?;
         msg.check_size(self.opts.max_message_size)?;
-        let (address, client) = self.client()?;
-        msg.from = Some(address);
+        let client = self.client()?;
         self.enqueue(&client, msg, None).await
     }
 
@@ -467,7 +474,7 @@ impl Transport for NativeTransport {
         let origin = msg.from.clone();
         match prepare_forward(msg, to, self.opts.hop_limit) {
             Ok(fwd) => {
-                let (_, client) = self.client()?;
+                let client = self.client()?;
                 self.enqueue(&client, fwd, origin.as_ref()).await?;
                 acker.ack().await
             }
