@@ -24,6 +24,8 @@ pub const DAEMON_SERVICE: &str = "communicatord";
 
 /// Lines written per socket write at most (batching).
 const WRITE_BATCH: usize = 512;
+/// Bytes read per socket read at most (many lines per read under load).
+const READ_BUFFER: usize = 64 * 1024;
 /// Bytes buffered per socket write at most (batching).
 const WRITE_BATCH_BYTES: usize = 256 * 1024;
 
@@ -232,7 +234,11 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let (r, mut w) = tokio::io::split(stream);
-    let mut reader = FramedRead::new(r, LineCodec::with_max_line_length(ctx.cfg.max_line_length));
+    let mut reader = FramedRead::with_capacity(
+        r,
+        LineCodec::with_max_line_length(ctx.cfg.max_line_length),
+        READ_BUFFER,
+    );
     let mut codec = LineCodec::new();
     let mut buf = BytesMut::new();
     let mut registered = false;
@@ -294,7 +300,12 @@ where
                     }
                 }
                 // A slow application slows the reading of the socket (bounded channel).
-                if ctx.in_tx.send(msg).await.is_err() {
+                let sent = match ctx.in_tx.try_send(msg) {
+                    Ok(()) => true,
+                    Err(mpsc::error::TrySendError::Full(msg)) => ctx.in_tx.send(msg).await.is_ok(),
+                    Err(mpsc::error::TrySendError::Closed(_)) => false,
+                };
+                if !sent {
                     tracing::trace!("incoming message dropped: nobody reads the client");
                 }
             }

@@ -2,6 +2,9 @@
 //! outbox, orders at-least-once lines per sender stream ([`super::streams`]), hands deliveries
 //! to the inbox, and sends batched acknowledgements back.
 //!
+//! Per turn the task takes up to `LINE_BATCH` waiting lines, and hands every ready delivery
+//! the inbox has room for, so a burst costs one wake-up rather than one per message.
+//!
 //! Queues (all bounded):
 //! - `ready`: deliveries waiting for inbox room, at most `READY_BOUND`; when full, arriving
 //!   at-least-once lines are dropped (the sender resends them) and at-most-once lines are
