@@ -190,7 +190,6 @@ impl NativeTransport {
             .ok_or(Error::NotAdvertised)
     }
 
-
     /// Bind on first use; the client to wait on when this call bound it.
     fn bind(&self, ad: &Advertisement) -> Result<Option<Client>> {
         let mut commands = ad.commands.clone();
@@ -313,12 +312,7 @@ impl NativeTransport {
         }
     }
 
-    async fn enqueue(
-        &self,
-        client: &Client,
-        msg: Message,
-        origin: Option<&Address>,
-    ) -> Result<()> {
+    async fn enqueue(&self, client: &Client, msg: Message, origin: Option<&Address>) -> Result<()> {
         let line = Encoded::new(&msg, origin).map_err(ClientError::from)?;
         let unicast = !matches!(msg.to, Destination::Broadcast(_));
         let stock = msg

@@ -349,8 +349,8 @@ impl Outbox {
 mod test_support {
     pub(super) use crate::codec::WireMessage;
     pub(super) use crate::transport::mapping::{P_BASE, P_LAST, P_SEQ};
-    pub(super) use comms_core::MessageId;
     use bytes::Bytes;
+    pub(super) use comms_core::MessageId;
     use comms_core::{Destination, Message};
 
     use super::Encoded;
@@ -403,11 +403,18 @@ mod tests {
         assert_eq!(o.ack(1, &[(1, 1)]), 1);
         assert_eq!(o.ack(1, &[(1, 1)]), 0, "a second ack releases nothing");
         let l3 = push(&mut o, "b", msg(4), None, t0).unwrap();
-        assert_eq!(wire(&l3).param(P_BASE), Some("2"), "base moves past acknowledged");
+        assert_eq!(
+            wire(&l3).param(P_BASE),
+            Some("2"),
+            "base moves past acknowledged"
+        );
         let ack = Duration::from_secs(1);
         assert!(o.due(t0 + Duration::from_millis(500), ack).is_empty());
         let due = o.due(t0 + ack, ack);
-        let seqs: Vec<_> = due.iter().map(|w| wire(w).param(P_SEQ).unwrap().to_owned()).collect();
+        let seqs: Vec<_> = due
+            .iter()
+            .map(|w| wire(w).param(P_SEQ).unwrap().to_owned())
+            .collect();
         assert_eq!(seqs, ["ep.1.2", "ep.1.3", "ep.2.1"], "in stream order");
         assert!(
             o.due(t0 + ack + ack, ack).is_empty(),
@@ -428,7 +435,13 @@ mod bound_tests {
         let t0 = Instant::now();
         let mut o = Outbox::new("ep".into());
         for d in 0..(KEEP_STREAMS + 10) {
-            push(&mut o, &format!("dest{d}"), kept("b", &format!("i{d}")), None, t0);
+            push(
+                &mut o,
+                &format!("dest{d}"),
+                kept("b", &format!("i{d}")),
+                None,
+                t0,
+            );
         }
         for s in 1..=(KEEP_STREAMS as u64 + 10) {
             o.ack(s, &[(1, 1)]);
@@ -471,7 +484,7 @@ mod service_stream_tests {
         assert_eq!(written.len() as u64, cap, "the successor is held");
         assert_eq!(o.len() as u64, cap + 3);
         let last = written.last().unwrap();
-        assert_eq!(wire(&last).param(P_LAST), Some("1"));
+        assert_eq!(wire(last).param(P_LAST), Some("1"));
         assert!(wire(&written[0]).param(P_LAST).is_none());
         // Held lines are neither resent nor written after a reconnect.
         assert_eq!(o.everything(t0).len() as u64, cap);
@@ -483,14 +496,20 @@ mod service_stream_tests {
         assert_eq!(opened, ["ep.2.1", "ep.2.2", "ep.2.3"]);
         assert_eq!(o.len(), 3);
         // The open stream takes new messages directly.
-        assert_eq!(seq(&push(&mut o, "work", msg(999), None, t0).unwrap()), "ep.2.4");
+        assert_eq!(
+            seq(&push(&mut o, "work", msg(999), None, t0).unwrap()),
+            "ep.2.4"
+        );
     }
 
     #[tokio::test]
     async fn an_old_service_stream_moves_on_and_instances_keep_one_stream() {
         let t0 = Instant::now();
         let mut o = Outbox::new("ep".into());
-        assert_eq!(seq(&push(&mut o, "work", msg(1), None, t0).unwrap()), "ep.1.1");
+        assert_eq!(
+            seq(&push(&mut o, "work", msg(1), None, t0).unwrap()),
+            "ep.1.1"
+        );
         let later = t0 + SERVICE_STREAM_AGE;
         assert!(
             push(&mut o, "work", msg(2), None, later).is_none(),
@@ -510,7 +529,13 @@ mod service_stream_tests {
         );
         // To an instance: one stream, whatever the count and age.
         for i in 0..cap_plus() {
-            let w = push(&mut o, "vm:b", msg(100 + i), None, much_later + SERVICE_STREAM_AGE);
+            let w = push(
+                &mut o,
+                "vm:b",
+                msg(100 + i),
+                None,
+                much_later + SERVICE_STREAM_AGE,
+            );
             assert_eq!(seq(&w.unwrap()), format!("ep.4.{}", i + 1));
         }
     }
