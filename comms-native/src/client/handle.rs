@@ -28,6 +28,10 @@ pub(crate) enum Command {
     Close(oneshot::Sender<()>),
 }
 
+/// Waiting for room in the outgoing channel ([`Client::send_raw`]'s slow path).
+type RawWait<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), ClientError>> + Send + 'a>>;
+
 /// Messages from the daemon, in arrival order (bounded: the task stops reading the socket
 /// while it is full).
 pub type Incoming = mpsc::Receiver<WireMessage>;
@@ -110,18 +114,26 @@ impl Client {
     /// native transport's [`Encoded`](crate::transport::encode::Encoded)); otherwise as
     /// [`Client::send`].
     pub(crate) async fn send_raw(&self, lines: Bytes) -> Result<(), ClientError> {
+        match self.try_send_raw(lines)? {
+            None => Ok(()),
+            Some(wait) => wait.await,
+        }
+    }
+
+    /// [`Client::send_raw`] without waiting when the channel has room (`None`); when it is
+    /// full, the (boxed, so rarely allocated) wait for room. Keeps the caller's future small.
+    fn try_send_raw(&self, lines: Bytes) -> Result<Option<RawWait<'_>>, ClientError> {
         match &*self.state.borrow() {
             ConnectionState::Connected { .. } => {}
             ConnectionState::Closed => return Err(ClientError::Closed),
             _ => return Err(ClientError::NotConnected),
         }
         match self.tx.try_send(Command::Raw(lines)) {
-            Ok(()) => Ok(()),
+            Ok(()) => Ok(None),
             Err(mpsc::error::TrySendError::Closed(_)) => Err(ClientError::Closed),
-            // The channel is full: wait (boxed, so that the common path's future stays small).
-            Err(mpsc::error::TrySendError::Full(cmd)) => Box::pin(self.tx.send(cmd))
-                .await
-                .map_err(|_| ClientError::Closed),
+            Err(mpsc::error::TrySendError::Full(cmd)) => Ok(Some(Box::pin(async move {
+                self.tx.send(cmd).await.map_err(|_| ClientError::Closed)
+            }))),
         }
     }
 

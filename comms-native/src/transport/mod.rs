@@ -64,6 +64,8 @@ pub mod stock;
 pub mod streams;
 
 use std::collections::BTreeSet;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -79,7 +81,7 @@ use comms_core::config::TransportUrl;
 use comms_core::transport::prepare_forward;
 use comms_core::{
     Address, Advertisement, Capabilities, Delivery, DeliveryMode, Destination, Error, Inbox,
-    Message, Result, Transport,
+    Message, MessageId, Result, Transport,
 };
 
 pub use datagram::{connect, DatagramOptions, DatagramTransport};
@@ -312,7 +314,10 @@ impl NativeTransport {
         }
     }
 
-    async fn enqueue(&self, client: &Client, msg: Message, origin: Option<&Address>) -> Result<()> {
+    /// The synchronous part of a send: serialize, and for an at-least-once message take a
+    /// permit and keep the copy when one is free. Consumes the message, so that the future
+    /// awaiting the rest ([`NativeTransport::enqueue`]) stays small.
+    fn prepare(&self, msg: Message, origin: Option<&Address>) -> Result<Step> {
         let line = Encoded::new(&msg, origin).map_err(ClientError::from)?;
         let unicast = !matches!(msg.to, Destination::Broadcast(_));
         let stock = msg
@@ -320,17 +325,39 @@ impl NativeTransport {
             .service_name()
             .is_some_and(|s| lock(&self.stock).contains(s));
         if !unicast || msg.mode == DeliveryMode::AtMostOnce || stock {
-            return write_once(client, line.plain()).await;
+            return Ok(Step::Once(line.plain()));
         }
-        // Only what the outbox needs stays alive across the awaits (a small future).
         let (key, id) = (destination_key(&msg.to), msg.id);
-        let permit = match self.permits.clone().try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(TryAcquireError::Closed) => return Err(Error::Closed),
+        match self.permits.clone().try_acquire_owned() {
+            Ok(permit) => Ok(Step::Kept(self.keep(&key, line, id, permit))),
+            Err(TryAcquireError::Closed) => Err(Error::Closed),
+            Err(TryAcquireError::NoPermits) => Ok(Step::Wait { key, line, id }),
+        }
+    }
+
+    /// Keep a copy in the outbox; the line to write now, if its stream is open.
+    fn keep(
+        &self,
+        key: &str,
+        line: Encoded,
+        id: MessageId,
+        permit: OwnedSemaphorePermit,
+    ) -> Option<Bytes> {
+        lock(&self.outbox).push(key, line, id, Some(permit), Instant::now())
+    }
+
+    /// The rest of a send: write what [`NativeTransport::prepare`] made, after waiting for a
+    /// permit if none was free.
+    async fn enqueue(&self, client: &Client, step: Step) -> Result<()> {
+        let line = match step {
+            Step::Once(line) => return write_once(client, line).await,
+            Step::Kept(line) => line,
             // The slow path, boxed so that the fast one stays small.
-            Err(TryAcquireError::NoPermits) => Box::pin(self.wait_permit()).await?,
+            Step::Wait { key, line, id } => {
+                let permit = Box::pin(self.wait_permit()).await?;
+                self.keep(&key, line, id, permit)
+            }
         };
-        let line = lock(&self.outbox).push(&key, line, id, Some(permit), Instant::now());
         // None: kept in a held stream, written when its predecessor drains.
         let Some(line) = line else { return Ok(()) };
         match client.send_raw(line).await {
@@ -354,6 +381,20 @@ impl NativeTransport {
         })?
         .map_err(|_| Error::Closed)
     }
+}
+
+/// What is left of a send after [`NativeTransport::prepare`].
+enum Step {
+    /// Write once, keep nothing (at-most-once, a broadcast, a stock peer).
+    Once(Bytes),
+    /// Kept in the outbox; the line to write now, if its stream is open.
+    Kept(Option<Bytes>),
+    /// No outbox permit was free: wait for one, then keep the copy.
+    Wait {
+        key: String,
+        line: Encoded,
+        id: MessageId,
+    },
 }
 
 async fn write_once(client: &Client, line: Bytes) -> Result<()> {
@@ -434,7 +475,8 @@ impl Transport for NativeTransport {
         }
         let msg = ad.to_message()?;
         let client = self.client()?;
-        self.enqueue(&client, msg, None).await
+        let step = self.prepare(msg, None)?;
+        self.enqueue(&client, step).await
     }
 
     async fn listen(&self) -> Result<Inbox> {
@@ -454,12 +496,24 @@ impl Transport for NativeTransport {
         Ok(Inbox::new(rx))
     }
 
-    async fn send(&self, msg: Message) -> Result<()> {
-        self.check_open()?;
-        msg.validate()?;
-        msg.check_size(self.opts.max_message_size)?;
-        let client = self.client()?;
-        self.enqueue(&client, msg, None).await
+    // Written out (not `async fn`): async-trait would keep two copies of the message in the
+    // boxed future, over the 1 KiB where the allocator's fast path ends (hot path).
+    fn send<'life0, 'async_trait>(
+        &'life0 self,
+        msg: Message,
+    ) -> Pin<Box<dyn Future<Output = Result<()>> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        Box::pin(async move {
+            self.check_open()?;
+            msg.validate()?;
+            msg.check_size(self.opts.max_message_size)?;
+            let client = self.client()?;
+            let step = self.prepare(msg, None)?;
+            self.enqueue(&client, step).await
+        })
     }
 
     async fn forward(&self, delivery: Delivery, to: Destination) -> Result<()> {
@@ -469,7 +523,8 @@ impl Transport for NativeTransport {
         match prepare_forward(msg, to, self.opts.hop_limit) {
             Ok(fwd) => {
                 let client = self.client()?;
-                self.enqueue(&client, fwd, origin.as_ref()).await?;
+                let step = self.prepare(fwd, origin.as_ref())?;
+                self.enqueue(&client, step).await?;
                 acker.ack().await
             }
             Err(e) => {

@@ -63,7 +63,9 @@ pub const SERVICE_STREAM_AGE: Duration = Duration::from_millis(500);
 struct StreamOut {
     key: String,
     next: u64,
-    entries: BTreeMap<u64, Entry>,
+    /// Boxed: tree nodes of pointers stay small (nodes of whole entries are over 1 KiB,
+    /// the allocator's slow path, once every few messages).
+    entries: BTreeMap<u64, Box<Entry>>,
     /// Written to the daemon; false while a predecessor drains.
     open: bool,
     /// When it opened.
@@ -189,14 +191,14 @@ impl Outbox {
         self.by_id.entry(id.clone()).or_default().push((stream, n));
         s.entries.insert(
             n,
-            Entry {
+            Box::new(Entry {
                 line,
                 id,
                 last,
                 last_sent: now,
                 attempts: 0,
                 _permit: permit,
-            },
+            }),
         );
         self.len += 1;
         if open {

@@ -263,24 +263,33 @@ impl State {
         self.ack_count += 1;
     }
 
+    /// Write one acknowledgement line per stream with settled positions. A stream's vector
+    /// is kept (emptied, at most [`ACK_BATCH`] positions of capacity reused) until a flush
+    /// finds it still empty.
     fn flush_acks(&mut self) {
         let client = &self.parts.client;
-        let mut kept = HashMap::new();
-        for (key, mut ns) in self.acks.drain() {
+        let mut left = 0;
+        self.acks.retain(|key, ns| {
+            if ns.is_empty() {
+                return false;
+            }
             let Ok(to) = key.from.parse::<Address>() else {
-                continue;
+                return false;
             };
             let line = WireMessage::new(ACK_COMMAND)
                 .with_server(to.node())
                 .with_service(to.service())
-                .with_param(P_ACK, encode_ack(&key.epoch, key.stream, &mut ns))
+                .with_param(P_ACK, encode_ack(&key.epoch, key.stream, ns))
                 .with_param(P_CACHE, "no");
-            if !client.try_send(line) {
-                kept.insert(key, ns);
+            if client.try_send(line) {
+                ns.clear();
+                ns.shrink_to(ACK_BATCH);
+            } else {
+                left += ns.len();
             }
-        }
-        self.ack_count = kept.values().map(Vec::len).sum();
-        self.acks = kept;
+            true
+        });
+        self.ack_count = left;
     }
 
     /// The key of `seq`'s stream from `stamp`: the last line's when it is the same stream.
