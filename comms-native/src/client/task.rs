@@ -25,7 +25,7 @@ pub const DAEMON_SERVICE: &str = "communicatord";
 /// Lines written per socket write at most (batching).
 const WRITE_BATCH: usize = 512;
 /// Bytes read per socket read at most (many lines per read under load).
-const READ_BUFFER: usize = 64 * 1024;
+const READ_BUFFER: usize = 16 * 1024;
 /// Bytes buffered per socket write at most (batching).
 const WRITE_BATCH_BYTES: usize = 256 * 1024;
 
@@ -300,12 +300,7 @@ where
                     }
                 }
                 // A slow application slows the reading of the socket (bounded channel).
-                let sent = match ctx.in_tx.try_send(msg) {
-                    Ok(()) => true,
-                    Err(mpsc::error::TrySendError::Full(msg)) => ctx.in_tx.send(msg).await.is_ok(),
-                    Err(mpsc::error::TrySendError::Closed(_)) => false,
-                };
-                if !sent {
+                if ctx.in_tx.send(msg).await.is_err() {
                     tracing::trace!("incoming message dropped: nobody reads the client");
                 }
             }
