@@ -40,7 +40,7 @@ impl DedupWindow {
 
     /// Record `id` as completed; false when it was already there.
     pub fn insert(&mut self, id: DedupKey) -> bool {
-        if self.seen.contains(&id) {
+        if !self.seen.insert(id.clone()) {
             return false;
         }
         if self.order.len() == self.capacity {
@@ -48,7 +48,6 @@ impl DedupWindow {
                 self.seen.remove(&old);
             }
         }
-        self.seen.insert(id.clone());
         self.order.push_back(id);
         true
     }

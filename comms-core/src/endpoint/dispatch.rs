@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::message::{commands, Message};
 use crate::transport::{Delivery, Inbox};
 
+use super::dedup::DedupKey;
 use super::handler::{HandlerError, Outcome, Request};
 use super::{lock, Endpoint, Inner};
 
@@ -69,9 +70,14 @@ async fn reader(inner: Arc<Inner>, mut inbox: Inbox, lanes: Vec<mpsc::Sender<Del
             settle(delivery.ack().await);
             continue;
         }
-        let lane = lane_of(msg, lanes.len());
+        let lane = &lanes[lane_of(msg, lanes.len())];
+        let delivery = match lane.try_send(delivery) {
+            Ok(()) => continue,
+            Err(mpsc::error::TrySendError::Closed(_)) => break,
+            Err(mpsc::error::TrySendError::Full(d)) => d,
+        };
         tokio::select! {
-            r = lanes[lane].send(delivery) => if r.is_err() { break },
+            r = lane.send(delivery) => if r.is_err() { break },
             _ = inner.cancel.cancelled() => break,
         }
     }
@@ -88,6 +94,9 @@ fn observe(inner: &Inner, msg: &Message) {
 }
 
 fn lane_of(msg: &Message, lanes: usize) -> usize {
+    if lanes <= 1 {
+        return 0;
+    }
     let mut h = DefaultHasher::new();
     msg.from.hash(&mut h);
     (h.finish() % lanes as u64) as usize
@@ -156,36 +165,42 @@ async fn answer_error(inner: &Inner, msg: &Message, command: &str, params: &[(&s
     }
 }
 
-async fn complete(inner: &Inner, delivery: Delivery) {
-    let key = (delivery.message().id.clone(), delivery.message().hops);
-    lock(&inner.attempts).remove(&key.0);
+async fn complete(inner: &Inner, delivery: Delivery, key: DedupKey) {
+    {
+        let mut attempts = lock(&inner.attempts);
+        if !attempts.is_empty() {
+            attempts.remove(&key.0);
+        }
+    }
     lock(&inner.dedup).insert(key);
     settle(delivery.ack().await);
 }
 
+/// Runs the handler of one delivery and settles it. The message is cloned once, for the
+/// handler's [`Request`]; the delivery keeps its own until it is acknowledged.
 async fn process(inner: &Arc<Inner>, delivery: Delivery) {
-    let msg = delivery.message().clone();
-    let key = (msg.id.clone(), msg.hops);
+    let msg = delivery.message();
+    let key: DedupKey = (msg.id.clone(), msg.hops);
     if lock(&inner.dedup).contains(&key) {
         tracing::debug!(id = %msg.id, "duplicate delivery acknowledged without running the handler");
         settle(delivery.ack().await);
         return;
     }
     let Some(handler) = inner.handlers.get(&msg.command) else {
-        answer_error(inner, &msg, commands::UNKNOWN, &[]).await;
-        complete(inner, delivery).await;
+        answer_error(inner, msg, commands::UNKNOWN, &[]).await;
+        complete(inner, delivery, key).await;
         return;
     };
     if let Some(schema) = &handler.schema {
-        if let Err(invalid) = schema.validate(&msg) {
+        if let Err(invalid) = schema.validate(msg) {
             answer_error(
                 inner,
-                &msg,
+                msg,
                 commands::INVALID,
                 &[("field", &invalid.field), ("reason", &invalid.reason)],
             )
             .await;
-            complete(inner, delivery).await;
+            complete(inner, delivery, key).await;
             return;
         }
     }
@@ -197,62 +212,67 @@ async fn process(inner: &Arc<Inner>, delivery: Delivery) {
         endpoint,
     })
     .await;
+    let msg = delivery.message();
+    let id = &key.0;
     match result {
-        Ok(Outcome::Done) => complete(inner, delivery).await,
+        Ok(Outcome::Done) => complete(inner, delivery, key).await,
         Ok(Outcome::Reply(reply)) => match inner.transport.send(reply).await {
-            Ok(()) => complete(inner, delivery).await,
+            Ok(()) => complete(inner, delivery, key).await,
             Err(e) if e.is_retryable() => {
-                tracing::warn!(id = %msg.id, error = %e, "reply not sent; the request will be handled again");
+                tracing::warn!(%id, error = %e, "reply not sent; the request will be handled again");
                 settle(delivery.nack(true).await);
             }
             Err(e) => {
-                tracing::warn!(id = %msg.id, error = %e, "reply not sent");
-                complete(inner, delivery).await;
+                tracing::warn!(%id, error = %e, "reply not sent");
+                complete(inner, delivery, key).await;
             }
         },
-        Ok(Outcome::Forward(to)) => match inner.transport.forward(delivery, to).await {
-            Ok(()) => {
-                lock(&inner.dedup).insert(key);
+        Ok(Outcome::Forward(to)) => {
+            let (from, command) = (msg.from.clone(), msg.command.clone());
+            match inner.transport.forward(delivery, to).await {
+                Ok(()) => {
+                    lock(&inner.dedup).insert(key);
+                }
+                Err(e @ Error::HopLimit { .. }) => {
+                    tracing::error!(id = %key.0, ?from, %command, error = %e, "forward dropped");
+                    lock(&inner.dedup).insert(key);
+                }
+                Err(e) => {
+                    tracing::warn!(id = %key.0, error = %e, "forward failed; the message will be delivered again")
+                }
             }
-            Err(e @ Error::HopLimit { .. }) => {
-                tracing::error!(id = %msg.id, from = ?msg.from, command = %msg.command, error = %e, "forward dropped");
-                lock(&inner.dedup).insert(key);
-            }
-            Err(e) => {
-                tracing::warn!(id = %msg.id, error = %e, "forward failed; the message will be delivered again")
-            }
-        },
+        }
         Err(HandlerError::Retry(reason)) => {
             let attempts = {
                 let mut a = lock(&inner.attempts);
-                let n = a.entry(msg.id.clone()).or_insert(0);
+                let n = a.entry(id.clone()).or_insert(0);
                 *n += 1;
                 *n
             };
             if attempts >= inner.max_attempts {
-                tracing::error!(id = %msg.id, attempts, %reason, "giving up on a message");
+                tracing::error!(%id, attempts, %reason, "giving up on a message");
                 let reason = format!("gave up after {attempts} attempts: {reason}");
-                answer_error(inner, &msg, commands::ERROR, &[("reason", &reason)]).await;
-                complete(inner, delivery).await;
+                answer_error(inner, msg, commands::ERROR, &[("reason", &reason)]).await;
+                complete(inner, delivery, key).await;
             } else {
-                tracing::debug!(id = %msg.id, attempts, %reason, "handler asked for redelivery");
+                tracing::debug!(%id, attempts, %reason, "handler asked for redelivery");
                 tokio::time::sleep(RETRY_PAUSE).await;
                 settle(delivery.nack(true).await);
             }
         }
         Err(HandlerError::Failed(reason)) => {
-            answer_error(inner, &msg, commands::ERROR, &[("reason", &reason)]).await;
-            complete(inner, delivery).await;
+            answer_error(inner, msg, commands::ERROR, &[("reason", &reason)]).await;
+            complete(inner, delivery, key).await;
         }
         Err(HandlerError::Invalid(invalid)) => {
             answer_error(
                 inner,
-                &msg,
+                msg,
                 commands::INVALID,
                 &[("field", &invalid.field), ("reason", &invalid.reason)],
             )
             .await;
-            complete(inner, delivery).await;
+            complete(inner, delivery, key).await;
         }
     }
 }

@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -18,11 +19,18 @@ use crate::codec::WireMessage;
 pub(crate) enum Command {
     /// Write this line on the current connection (dropped when there is none).
     Line(WireMessage),
+    /// Write these bytes, one or more lines already serialized (each ending in `\n`),
+    /// likewise.
+    Raw(Bytes),
     /// Replace the declared commands and re-send `COMMANDS`.
     SetCommands(BTreeSet<String>),
     /// UNREGISTER, close the socket, stop the task; answered when done.
     Close(oneshot::Sender<()>),
 }
+
+/// Waiting for room in the outgoing channel ([`Client::send_raw`]'s slow path).
+type RawWait<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), ClientError>> + Send + 'a>>;
 
 /// Messages from the daemon, in arrival order (bounded: the task stops reading the socket
 /// while it is full).
@@ -35,7 +43,7 @@ pub type Incoming = mpsc::Receiver<WireMessage>;
 pub struct Client {
     tx: mpsc::Sender<Command>,
     state: watch::Receiver<ConnectionState>,
-    service: String,
+    service: std::sync::Arc<str>,
 }
 
 impl Client {
@@ -53,7 +61,7 @@ impl Client {
         let (tx, rx) = mpsc::channel(config.outgoing_capacity.max(1));
         let (in_tx, in_rx) = mpsc::channel(config.incoming_capacity.max(1));
         let (state_tx, state) = watch::channel(ConnectionState::Disconnected);
-        let service = config.service.clone();
+        let service = std::sync::Arc::from(config.service.as_str());
         tracker.spawn(task::run(config, rx, in_tx, state_tx, cancel));
         (Client { tx, state, service }, in_rx)
     }
@@ -100,6 +108,33 @@ impl Client {
             .send(Command::Line(msg))
             .await
             .map_err(|_| ClientError::Closed)
+    }
+
+    /// Queue lines already serialized by the crate (each valid and ending in `\n`: the
+    /// native transport's [`Encoded`](crate::transport::encode::Encoded)); otherwise as
+    /// [`Client::send`].
+    pub(crate) async fn send_raw(&self, lines: Bytes) -> Result<(), ClientError> {
+        match self.try_send_raw(lines)? {
+            None => Ok(()),
+            Some(wait) => wait.await,
+        }
+    }
+
+    /// [`Client::send_raw`] without waiting when the channel has room (`None`); when it is
+    /// full, the (boxed, so rarely allocated) wait for room. Keeps the caller's future small.
+    fn try_send_raw(&self, lines: Bytes) -> Result<Option<RawWait<'_>>, ClientError> {
+        match &*self.state.borrow() {
+            ConnectionState::Connected { .. } => {}
+            ConnectionState::Closed => return Err(ClientError::Closed),
+            _ => return Err(ClientError::NotConnected),
+        }
+        match self.tx.try_send(Command::Raw(lines)) {
+            Ok(()) => Ok(None),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(ClientError::Closed),
+            Err(mpsc::error::TrySendError::Full(cmd)) => Ok(Some(Box::pin(async move {
+                self.tx.send(cmd).await.map_err(|_| ClientError::Closed)
+            }))),
+        }
     }
 
     /// Queue a line without waiting; false when the channel is full or not connected.

@@ -24,6 +24,8 @@ pub const DAEMON_SERVICE: &str = "communicatord";
 
 /// Lines written per socket write at most (batching).
 const WRITE_BATCH: usize = 512;
+/// Bytes read per socket read at most (many lines per read under load).
+const READ_BUFFER: usize = 16 * 1024;
 /// Bytes buffered per socket write at most (batching).
 const WRITE_BATCH_BYTES: usize = 256 * 1024;
 
@@ -212,7 +214,7 @@ async fn idle<T>(ctx: &mut Ctx, fut: impl Future<Output = T>) -> Idle<T> {
                 None => return Idle::Close(None),
                 Some(Command::Close(done)) => return Idle::Close(Some(done)),
                 Some(Command::SetCommands(c)) => ctx.commands = c,
-                Some(Command::Line(_)) => {
+                Some(Command::Line(_) | Command::Raw(_)) => {
                     ctx.dropped += 1;
                     tracing::debug!(dropped = ctx.dropped, "line dropped: not connected");
                 }
@@ -232,7 +234,11 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let (r, mut w) = tokio::io::split(stream);
-    let mut reader = FramedRead::new(r, LineCodec::with_max_line_length(ctx.cfg.max_line_length));
+    let mut reader = FramedRead::with_capacity(
+        r,
+        LineCodec::with_max_line_length(ctx.cfg.max_line_length),
+        READ_BUFFER,
+    );
     let mut codec = LineCodec::new();
     let mut buf = BytesMut::new();
     let mut registered = false;
@@ -317,18 +323,23 @@ where
                         }
                     }
                 }
-                Some(Command::Line(first)) => {
+                Some(first @ (Command::Line(_) | Command::Raw(_))) => {
                     if !registered {
                         ctx.dropped += 1;
                         continue;
                     }
                     buf.clear();
-                    encode(&mut codec, &mut buf, first);
-                    let mut n = 1;
+                    let mut next = Some(first);
+                    let mut n = 0;
                     // Batch what is already queued into one write.
                     while n < WRITE_BATCH && buf.len() < WRITE_BATCH_BYTES {
-                        match ctx.rx.try_recv() {
+                        let cmd = match next.take() {
+                            Some(c) => Ok(c),
+                            None => ctx.rx.try_recv(),
+                        };
+                        match cmd {
                             Ok(Command::Line(m)) => { encode(&mut codec, &mut buf, m); n += 1; }
+                            Ok(Command::Raw(b)) => { buf.extend_from_slice(&b); n += 1; }
                             Ok(Command::SetCommands(c)) => {
                                 ctx.commands = c;
                                 let list = WireMessage::new("COMMANDS").with_param("list", commands_list(&ctx.commands));

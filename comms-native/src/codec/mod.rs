@@ -42,8 +42,8 @@ mod json;
 mod line_codec;
 mod parse;
 mod route;
-mod serialize;
-mod wire;
+pub(crate) mod serialize;
+pub(crate) mod wire;
 
 #[cfg(test)]
 mod proptests;

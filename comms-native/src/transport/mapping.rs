@@ -132,6 +132,11 @@ pub fn parse_seq(seq: &str, base: Option<&str>) -> Option<SeqInfo> {
     })
 }
 
+/// The envelope parameters [`from_wire`] reads, in the order it destructures them.
+const ENVELOPE: [&str; 9] = [
+    P_ID, P_CORR, P_HOPS, P_FROM, P_TRACE, P_AMO, P_SEQ, P_BASE, P_LAST,
+];
+
 /// A received line, decoded.
 #[derive(Debug)]
 pub struct Inbound {
@@ -147,27 +152,39 @@ pub struct Inbound {
 
 /// Decode a received line. `local` is our own address (destination of lines without one).
 pub fn from_wire(mut w: WireMessage, local: &Address) -> Inbound {
-    let stamp = Address::new(&w.sent_from_server, &w.sent_from_service).ok();
-    let mut take = |k: &str| w.params.remove(k);
-    let id = take(P_ID);
+    let stamp = Address::new(
+        std::mem::take(&mut w.sent_from_server),
+        std::mem::take(&mut w.sent_from_service),
+    )
+    .ok();
+    // One pass takes every comms_* parameter out: ours, never shown to a handler.
+    let mut env: [Option<String>; ENVELOPE.len()] = Default::default();
+    w.params.retain(|k, v| {
+        if !k.starts_with(comms_core::message::RESERVED_PARAM_PREFIX) {
+            return true;
+        }
+        if let Some(i) = ENVELOPE.iter().position(|e| *e == k.as_str()) {
+            env[i] = Some(std::mem::take(v));
+        }
+        false
+    });
+    let [id, correlation, hops, origin, trace, amo, seq, base, last] = env;
     let stock = id.is_none();
     let id = id
-        .and_then(|i| i.parse::<MessageId>().ok())
+        .and_then(|i| MessageId::try_from(i).ok())
         .unwrap_or_default();
-    let correlation = take(P_CORR).and_then(|c| c.parse::<MessageId>().ok());
-    let hops = take(P_HOPS).and_then(|h| h.parse().ok()).unwrap_or(0);
-    let origin = take(P_FROM).and_then(|f| f.parse::<Address>().ok());
-    let trace = take(P_TRACE);
-    let amo = take(P_AMO).is_some();
-    let seq = take(P_SEQ);
-    let base = take(P_BASE);
-    let last = take(P_LAST).is_some_and(|v| v == "1");
+    let correlation = correlation.and_then(|c| MessageId::try_from(c).ok());
+    let hops = hops.and_then(|h| h.parse().ok()).unwrap_or(0);
+    let origin = origin.and_then(|f| f.parse::<Address>().ok());
+    let amo = amo.is_some();
+    let last = last.is_some_and(|v| v == "1");
     let seq = seq
         .and_then(|s| parse_seq(&s, base.as_deref()))
         .map(|s| SeqInfo { last, ..s });
     let (mut ttl, mut report) = (None, false);
+    // A stock service's `cache` is its own parameter: only ours is read and removed.
     if !stock {
-        if let Some(cache) = take(P_CACHE) {
+        if let Some(cache) = w.params.remove(P_CACHE) {
             for part in cache.split(';') {
                 if part == "reply" {
                     report = true;
@@ -177,19 +194,15 @@ pub fn from_wire(mut w: WireMessage, local: &Address) -> Inbound {
             }
         }
     }
-    // Any other comms_* parameter is ours and never reaches a handler.
-    let params: Params = w
-        .params
-        .into_iter()
-        .filter(|(k, _)| !k.starts_with(comms_core::message::RESERVED_PARAM_PREFIX))
-        .collect();
+    let params: Params = w.params;
     let to = match w.service.as_str() {
         "." => Destination::Broadcast(Scope::Node),
         "*" | "?" => Destination::Broadcast(Scope::All),
         "" => Destination::Instance(local.clone()),
-        svc => match Address::new(&w.server, svc) {
-            Ok(a) if !w.server.is_empty() => Destination::Instance(a),
-            _ => Destination::Service(svc.to_owned()),
+        _ if w.server.is_empty() => Destination::Service(w.service),
+        _ => match Address::new(w.server.as_str(), w.service.as_str()) {
+            Ok(a) => Destination::Instance(a),
+            Err(_) => Destination::Service(w.service),
         },
     };
     let mode = if amo || stock || seq.is_none() {

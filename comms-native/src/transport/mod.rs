@@ -54,6 +54,7 @@
 
 pub mod ack;
 pub mod datagram;
+pub(crate) mod encode;
 pub mod mapping;
 mod options;
 pub(crate) mod outbox;
@@ -63,12 +64,15 @@ pub mod stock;
 pub mod streams;
 
 use std::collections::BTreeSet;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -77,15 +81,15 @@ use comms_core::config::TransportUrl;
 use comms_core::transport::prepare_forward;
 use comms_core::{
     Address, Advertisement, Capabilities, Delivery, DeliveryMode, Destination, Error, Inbox,
-    Message, Result, Transport,
+    Message, MessageId, Result, Transport,
 };
 
 pub use datagram::{connect, DatagramOptions, DatagramTransport};
 pub use options::{NativeOptions, DEFAULT_PREFETCH, DEFAULT_QUEUE_BOUND};
 
 use crate::client::{Client, ClientConfig, ClientError, ConnectionState};
-use crate::codec::WireMessage;
-use mapping::{destination_key, to_wire, ACK_COMMAND};
+use encode::Encoded;
+use mapping::{destination_key, ACK_COMMAND};
 use outbox::Outbox;
 use receiver::ReceiverParts;
 use stock::StockPeers;
@@ -179,10 +183,12 @@ impl NativeTransport {
         }
     }
 
-    fn client(&self) -> Result<(Address, Client)> {
+    /// The client, once advertised (what `send` and `forward` need: the daemon stamps the
+    /// sender, so the message's `from` is not written).
+    fn client(&self) -> Result<Client> {
         lock(&self.bound)
             .as_ref()
-            .map(|b| (b.address.clone(), b.client.clone()))
+            .map(|b| b.client.clone())
             .ok_or(Error::NotAdvertised)
     }
 
@@ -308,18 +314,61 @@ impl NativeTransport {
         }
     }
 
-    async fn enqueue(&self, msg: Message, origin: Option<&Address>) -> Result<()> {
-        let (_, client) = self.client()?;
-        let wire = to_wire(&msg, origin);
+    /// The synchronous part of a send: serialize, and for an at-least-once message take a
+    /// permit and keep the copy when one is free. Consumes the message, so that the future
+    /// awaiting the rest ([`NativeTransport::enqueue`]) stays small.
+    fn prepare(&self, msg: Message, origin: Option<&Address>) -> Result<Step> {
+        let line = Encoded::new(&msg, origin).map_err(ClientError::from)?;
         let unicast = !matches!(msg.to, Destination::Broadcast(_));
         let stock = msg
             .to
             .service_name()
             .is_some_and(|s| lock(&self.stock).contains(s));
         if !unicast || msg.mode == DeliveryMode::AtMostOnce || stock {
-            return write_once(&client, wire).await;
+            return Ok(Step::Once(line.plain()));
         }
-        let permit = tokio::time::timeout(
+        let (key, id) = (destination_key(&msg.to), msg.id);
+        match self.permits.clone().try_acquire_owned() {
+            Ok(permit) => Ok(Step::Kept(self.keep(&key, line, id, permit))),
+            Err(TryAcquireError::Closed) => Err(Error::Closed),
+            Err(TryAcquireError::NoPermits) => Ok(Step::Wait { key, line, id }),
+        }
+    }
+
+    /// Keep a copy in the outbox; the line to write now, if its stream is open.
+    fn keep(
+        &self,
+        key: &str,
+        line: Encoded,
+        id: MessageId,
+        permit: OwnedSemaphorePermit,
+    ) -> Option<Bytes> {
+        lock(&self.outbox).push(key, line, id, Some(permit), Instant::now())
+    }
+
+    /// The rest of a send: write what [`NativeTransport::prepare`] made, after waiting for a
+    /// permit if none was free.
+    async fn enqueue(&self, client: &Client, step: Step) -> Result<()> {
+        let line = match step {
+            Step::Once(line) => return write_once(client, line).await,
+            Step::Kept(line) => line,
+            // The slow path, boxed so that the fast one stays small.
+            Step::Wait { key, line, id } => {
+                let permit = Box::pin(self.wait_permit()).await?;
+                self.keep(&key, line, id, permit)
+            }
+        };
+        // None: kept in a held stream, written when its predecessor drains.
+        let Some(line) = line else { return Ok(()) };
+        match client.send_raw(line).await {
+            Ok(()) | Err(ClientError::NotConnected) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Wait up to `send_timeout` for an outbox permit ([`Error::Backpressure`] after).
+    async fn wait_permit(&self) -> Result<OwnedSemaphorePermit> {
+        tokio::time::timeout(
             self.opts.send_timeout,
             self.permits.clone().acquire_owned(),
         )
@@ -330,24 +379,26 @@ impl NativeTransport {
                 self.opts.queue_bound, self.opts.send_timeout
             ))
         })?
-        .map_err(|_| Error::Closed)?;
-        let line = lock(&self.outbox).push(
-            &destination_key(&msg.to),
-            wire,
-            Some(permit),
-            Instant::now(),
-        );
-        // None: kept in a held stream, written when its predecessor drains.
-        let Some(line) = line else { return Ok(()) };
-        match client.send(line).await {
-            Ok(()) | Err(ClientError::NotConnected) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+        .map_err(|_| Error::Closed)
     }
 }
 
-async fn write_once(client: &Client, wire: WireMessage) -> Result<()> {
-    match client.send(wire).await {
+/// What is left of a send after [`NativeTransport::prepare`].
+enum Step {
+    /// Write once, keep nothing (at-most-once, a broadcast, a stock peer).
+    Once(Bytes),
+    /// Kept in the outbox; the line to write now, if its stream is open.
+    Kept(Option<Bytes>),
+    /// No outbox permit was free: wait for one, then keep the copy.
+    Wait {
+        key: String,
+        line: Encoded,
+        id: MessageId,
+    },
+}
+
+async fn write_once(client: &Client, line: Bytes) -> Result<()> {
+    match client.send_raw(line).await {
         Ok(()) => Ok(()),
         Err(ClientError::NotConnected) => {
             tracing::debug!("native: not connected, at-most-once message dropped");
@@ -401,7 +452,7 @@ async fn resend(
             );
         }
         for line in lines {
-            if client.send(line).await.is_err() {
+            if client.send_raw(line).await.is_err() {
                 break;
             }
         }
@@ -422,9 +473,10 @@ impl Transport for NativeTransport {
         if let Some(client) = self.bind(ad)? {
             self.wait_registered(&client, &ad.address).await?;
         }
-        let mut msg = ad.to_message()?;
-        msg.from = Some(ad.address.clone());
-        self.enqueue(msg, None).await
+        let msg = ad.to_message()?;
+        let client = self.client()?;
+        let step = self.prepare(msg, None)?;
+        self.enqueue(&client, step).await
     }
 
     async fn listen(&self) -> Result<Inbox> {
@@ -444,13 +496,24 @@ impl Transport for NativeTransport {
         Ok(Inbox::new(rx))
     }
 
-    async fn send(&self, mut msg: Message) -> Result<()> {
-        self.check_open()?;
-        msg.validate()?;
-        msg.check_size(self.opts.max_message_size)?;
-        let (address, _) = self.client()?;
-        msg.from = Some(address);
-        self.enqueue(msg, None).await
+    // Written out (not `async fn`): async-trait would keep two copies of the message in the
+    // boxed future, over the 1 KiB where the allocator's fast path ends (hot path).
+    fn send<'life0, 'async_trait>(
+        &'life0 self,
+        msg: Message,
+    ) -> Pin<Box<dyn Future<Output = Result<()>> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        Box::pin(async move {
+            self.check_open()?;
+            msg.validate()?;
+            msg.check_size(self.opts.max_message_size)?;
+            let client = self.client()?;
+            let step = self.prepare(msg, None)?;
+            self.enqueue(&client, step).await
+        })
     }
 
     async fn forward(&self, delivery: Delivery, to: Destination) -> Result<()> {
@@ -459,7 +522,9 @@ impl Transport for NativeTransport {
         let origin = msg.from.clone();
         match prepare_forward(msg, to, self.opts.hop_limit) {
             Ok(fwd) => {
-                self.enqueue(fwd, origin.as_ref()).await?;
+                let client = self.client()?;
+                let step = self.prepare(fwd, origin.as_ref())?;
+                self.enqueue(&client, step).await?;
                 acker.ack().await
             }
             Err(e) => {

@@ -26,22 +26,28 @@
 //!   which a receiver starts at its base), so sending to many destinations stays bounded. A
 //!   finished service stream (capped and drained) is forgotten at once.
 //!
+//! - A copy is the message serialized once ([`Encoded`]); each write splices that stream's
+//!   `comms_base`/`comms_seq` (and `comms_last`) into the bytes ([`Encoded::line`]).
+//!
 //! Lives behind a `std::sync::Mutex` shared by `send` and the resend and receiver tasks: every
 //! critical section is a map update, never an await.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use comms_core::MessageId;
 
-use super::mapping::{P_BASE, P_ID, P_LAST, P_SEQ};
-use crate::codec::WireMessage;
+use super::encode::{Encoded, Seq};
 
 struct Entry {
-    wire: WireMessage,
+    line: Encoded,
+    id: MessageId,
+    /// The last position of a capped service stream (`comms_last=1`).
+    last: bool,
     last_sent: Instant,
     attempts: u32,
     _permit: Option<OwnedSemaphorePermit>,
@@ -57,7 +63,9 @@ pub const SERVICE_STREAM_AGE: Duration = Duration::from_millis(500);
 struct StreamOut {
     key: String,
     next: u64,
-    entries: BTreeMap<u64, Entry>,
+    /// Boxed: tree nodes of pointers stay small (nodes of whole entries are over 1 KiB,
+    /// the allocator's slow path, once every few messages).
+    entries: BTreeMap<u64, Box<Entry>>,
     /// Written to the daemon; false while a predecessor drains.
     open: bool,
     /// When it opened.
@@ -77,7 +85,7 @@ pub(crate) struct Outbox {
     by_id: HashMap<MessageId, Vec<(u64, u64)>>,
     len: usize,
     last_stream: u64,
-    released: Vec<WireMessage>,
+    released: Vec<Bytes>,
 }
 
 impl std::fmt::Debug for Outbox {
@@ -161,34 +169,36 @@ impl Outbox {
         next
     }
 
-    /// Keep `wire` for destination `key`; the line to write now, if its stream is open.
+    /// Keep `line` (message `id`) for destination `key`; the line to write now, if its
+    /// stream is open.
     pub(crate) fn push(
         &mut self,
         key: &str,
-        mut wire: WireMessage,
+        line: Encoded,
+        id: MessageId,
         permit: Option<OwnedSemaphorePermit>,
         now: Instant,
-    ) -> Option<WireMessage> {
+    ) -> Option<Bytes> {
         let stream = self.stream_for(key, now);
         let s = self.out.get_mut(&stream)?;
         s.next += 1;
         let n = s.next;
-        if is_service_key(key) && n >= SERVICE_STREAM_MESSAGES {
+        let last = is_service_key(key) && n >= SERVICE_STREAM_MESSAGES;
+        if last {
             s.full = true;
-            wire.params.insert(P_LAST.into(), "1".into());
         }
         let open = s.open;
-        if let Some(id) = wire.param(P_ID).and_then(|i| i.parse::<MessageId>().ok()) {
-            self.by_id.entry(id).or_default().push((stream, n));
-        }
+        self.by_id.entry(id.clone()).or_default().push((stream, n));
         s.entries.insert(
             n,
-            Entry {
-                wire,
+            Box::new(Entry {
+                line,
+                id,
+                last,
                 last_sent: now,
                 attempts: 0,
                 _permit: permit,
-            },
+            }),
         );
         self.len += 1;
         if open {
@@ -198,14 +208,17 @@ impl Outbox {
         }
     }
 
-    fn line(&self, stream: u64, n: u64) -> Option<WireMessage> {
+    fn line(&self, stream: u64, n: u64) -> Option<Bytes> {
         let s = self.out.get(&stream)?;
         let base = s.entries.keys().next().copied().unwrap_or(n);
-        let mut w = s.entries.get(&n)?.wire.clone();
-        w.params
-            .insert(P_SEQ.into(), format!("{}.{stream}.{n}", self.epoch));
-        w.params.insert(P_BASE.into(), base.to_string());
-        Some(w)
+        let e = s.entries.get(&n)?;
+        Some(e.line.line(&Seq {
+            epoch: &self.epoch,
+            stream,
+            n,
+            base,
+            last: e.last,
+        }))
     }
 
     fn remove(&mut self, stream: u64, n: u64) -> bool {
@@ -219,12 +232,10 @@ impl Outbox {
             self.drained(stream);
         }
         self.len -= 1;
-        if let Some(id) = e.wire.param(P_ID).and_then(|i| i.parse::<MessageId>().ok()) {
-            if let Some(v) = self.by_id.get_mut(&id) {
-                v.retain(|p| *p != (stream, n));
-                if v.is_empty() {
-                    self.by_id.remove(&id);
-                }
+        if let Some(v) = self.by_id.get_mut(&e.id) {
+            v.retain(|p| *p != (stream, n));
+            if v.is_empty() {
+                self.by_id.remove(&e.id);
             }
         }
         true
@@ -272,7 +283,7 @@ impl Outbox {
 
     /// Lines of streams that opened since the last call (their predecessor drained), in
     /// order: the caller writes them.
-    pub(crate) fn take_released(&mut self) -> Vec<WireMessage> {
+    pub(crate) fn take_released(&mut self) -> Vec<Bytes> {
         std::mem::take(&mut self.released)
     }
 
@@ -301,7 +312,7 @@ impl Outbox {
     }
 
     /// Written lines unacknowledged for longer than their resend delay; marks them sent now.
-    pub(crate) fn due(&mut self, now: Instant, ack_timeout: Duration) -> Vec<WireMessage> {
+    pub(crate) fn due(&mut self, now: Instant, ack_timeout: Duration) -> Vec<Bytes> {
         let mut picked = Vec::new();
         for (stream, s) in self.out.iter_mut().filter(|(_, s)| s.open) {
             for (n, e) in &mut s.entries {
@@ -320,7 +331,7 @@ impl Outbox {
     }
 
     /// Every written line, in stream and position order (after a reconnect); resets backoff.
-    pub(crate) fn everything(&mut self, now: Instant) -> Vec<WireMessage> {
+    pub(crate) fn everything(&mut self, now: Instant) -> Vec<Bytes> {
         let mut picked = Vec::new();
         for (stream, s) in self.out.iter_mut().filter(|(_, s)| s.open) {
             for (n, e) in &mut s.entries {
@@ -337,35 +348,75 @@ impl Outbox {
 }
 
 #[cfg(test)]
+mod test_support {
+    pub(super) use crate::codec::WireMessage;
+    pub(super) use crate::transport::mapping::{P_BASE, P_LAST, P_SEQ};
+    use bytes::Bytes;
+    pub(super) use comms_core::MessageId;
+    use comms_core::{Destination, Message};
+
+    use super::Encoded;
+
+    /// A message to `service` with id `id`, encoded as the transport keeps it.
+    pub(super) fn kept(service: &str, id: &str) -> (Encoded, MessageId) {
+        let mut m = Message::new("X", Destination::Service(service.into())).unwrap();
+        m.id = id.parse().unwrap();
+        (Encoded::new(&m, None).unwrap(), m.id)
+    }
+
+    /// Push the kept message `m`.
+    pub(super) fn push(
+        o: &mut super::Outbox,
+        key: &str,
+        m: (Encoded, MessageId),
+        permit: Option<tokio::sync::OwnedSemaphorePermit>,
+        now: tokio::time::Instant,
+    ) -> Option<Bytes> {
+        o.push(key, m.0, m.1, permit, now)
+    }
+
+    /// A written line, parsed back.
+    pub(super) fn wire(line: &Bytes) -> WireMessage {
+        crate::codec::parse(line).unwrap()
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
+    use test_support::*;
 
-    fn msg(i: u32) -> WireMessage {
-        WireMessage::new("X")
-            .with_service("b")
-            .with_param(P_ID, format!("id{i}"))
+    fn msg(i: u32) -> (Encoded, MessageId) {
+        kept("b", &format!("id{i}"))
     }
 
     #[tokio::test]
     async fn sequence_base_ack_and_resend() {
         let t0 = Instant::now();
         let mut o = Outbox::new("ep".into());
-        let l1 = o.push("b", msg(1), None, t0).unwrap();
-        let l2 = o.push("b", msg(2), None, t0).unwrap();
-        let c1 = o.push("c", msg(3), None, t0).unwrap();
-        assert_eq!(l1.param(P_SEQ), Some("ep.1.1"));
-        assert_eq!(l2.param(P_SEQ), Some("ep.1.2"));
-        assert_eq!(l2.param(P_BASE), Some("1"));
-        assert_eq!(c1.param(P_SEQ), Some("ep.2.1"));
+        let l1 = push(&mut o, "b", msg(1), None, t0).unwrap();
+        let l2 = push(&mut o, "b", msg(2), None, t0).unwrap();
+        let c1 = push(&mut o, "c", msg(3), None, t0).unwrap();
+        assert_eq!(wire(&l1).param(P_SEQ), Some("ep.1.1"));
+        assert_eq!(wire(&l2).param(P_SEQ), Some("ep.1.2"));
+        assert_eq!(wire(&l2).param(P_BASE), Some("1"));
+        assert_eq!(wire(&c1).param(P_SEQ), Some("ep.2.1"));
         assert_eq!(o.len(), 3);
         assert_eq!(o.ack(1, &[(1, 1)]), 1);
         assert_eq!(o.ack(1, &[(1, 1)]), 0, "a second ack releases nothing");
-        let l3 = o.push("b", msg(4), None, t0).unwrap();
-        assert_eq!(l3.param(P_BASE), Some("2"), "base moves past acknowledged");
+        let l3 = push(&mut o, "b", msg(4), None, t0).unwrap();
+        assert_eq!(
+            wire(&l3).param(P_BASE),
+            Some("2"),
+            "base moves past acknowledged"
+        );
         let ack = Duration::from_secs(1);
         assert!(o.due(t0 + Duration::from_millis(500), ack).is_empty());
         let due = o.due(t0 + ack, ack);
-        let seqs: Vec<_> = due.iter().map(|w| w.param(P_SEQ).unwrap()).collect();
+        let seqs: Vec<_> = due
+            .iter()
+            .map(|w| wire(w).param(P_SEQ).unwrap().to_owned())
+            .collect();
         assert_eq!(seqs, ["ep.1.2", "ep.1.3", "ep.2.1"], "in stream order");
         assert!(
             o.due(t0 + ack + ack, ack).is_empty(),
@@ -379,14 +430,20 @@ mod tests {
 #[cfg(test)]
 mod bound_tests {
     use super::*;
+    use test_support::*;
 
     #[tokio::test]
     async fn idle_streams_are_forgotten_beyond_the_keep_bound() {
         let t0 = Instant::now();
         let mut o = Outbox::new("ep".into());
         for d in 0..(KEEP_STREAMS + 10) {
-            let w = WireMessage::new("X").with_param(P_ID, format!("i{d}"));
-            o.push(&format!("dest{d}"), w, None, t0);
+            push(
+                &mut o,
+                &format!("dest{d}"),
+                kept("b", &format!("i{d}")),
+                None,
+                t0,
+            );
         }
         for s in 1..=(KEEP_STREAMS as u64 + 10) {
             o.ack(s, &[(1, 1)]);
@@ -394,9 +451,9 @@ mod bound_tests {
         assert_eq!(o.len(), 0);
         assert!(o.out.len() <= KEEP_STREAMS && o.streams.len() <= KEEP_STREAMS);
         // A forgotten destination gets a fresh stream number, never a reused one.
-        let again = o.push("dest0", WireMessage::new("X"), None, t0).unwrap();
+        let again = push(&mut o, "dest0", kept("b", "again"), None, t0).unwrap();
         assert_eq!(
-            again.param(P_SEQ),
+            wire(&again).param(P_SEQ),
             Some(format!("ep.{}.1", KEEP_STREAMS + 11).as_str())
         );
     }
@@ -405,13 +462,14 @@ mod bound_tests {
 #[cfg(test)]
 mod service_stream_tests {
     use super::*;
+    use test_support::*;
 
-    fn msg(i: u64) -> WireMessage {
-        WireMessage::new("X").with_param(P_ID, format!("id{i}"))
+    fn msg(i: u64) -> (Encoded, MessageId) {
+        kept("work", &format!("id{i}"))
     }
 
-    fn seq(w: &WireMessage) -> String {
-        w.param(P_SEQ).unwrap_or_default().to_owned()
+    fn seq(w: &Bytes) -> String {
+        wire(w).param(P_SEQ).unwrap_or_default().to_owned()
     }
 
     #[tokio::test]
@@ -421,15 +479,15 @@ mod service_stream_tests {
         let cap = SERVICE_STREAM_MESSAGES;
         let mut written = Vec::new();
         for i in 1..=cap + 3 {
-            if let Some(w) = o.push("work", msg(i), None, t0) {
+            if let Some(w) = push(&mut o, "work", msg(i), None, t0) {
                 written.push(w);
             }
         }
         assert_eq!(written.len() as u64, cap, "the successor is held");
         assert_eq!(o.len() as u64, cap + 3);
         let last = written.last().unwrap();
-        assert_eq!(last.param(P_LAST), Some("1"));
-        assert!(written[0].param(P_LAST).is_none());
+        assert_eq!(wire(last).param(P_LAST), Some("1"));
+        assert!(wire(&written[0]).param(P_LAST).is_none());
         // Held lines are neither resent nor written after a reconnect.
         assert_eq!(o.everything(t0).len() as u64, cap);
         // Acknowledging all but the last opens nothing; the last one does, in order.
@@ -440,17 +498,23 @@ mod service_stream_tests {
         assert_eq!(opened, ["ep.2.1", "ep.2.2", "ep.2.3"]);
         assert_eq!(o.len(), 3);
         // The open stream takes new messages directly.
-        assert_eq!(seq(&o.push("work", msg(999), None, t0).unwrap()), "ep.2.4");
+        assert_eq!(
+            seq(&push(&mut o, "work", msg(999), None, t0).unwrap()),
+            "ep.2.4"
+        );
     }
 
     #[tokio::test]
     async fn an_old_service_stream_moves_on_and_instances_keep_one_stream() {
         let t0 = Instant::now();
         let mut o = Outbox::new("ep".into());
-        assert_eq!(seq(&o.push("work", msg(1), None, t0).unwrap()), "ep.1.1");
+        assert_eq!(
+            seq(&push(&mut o, "work", msg(1), None, t0).unwrap()),
+            "ep.1.1"
+        );
         let later = t0 + SERVICE_STREAM_AGE;
         assert!(
-            o.push("work", msg(2), None, later).is_none(),
+            push(&mut o, "work", msg(2), None, later).is_none(),
             "held behind 1"
         );
         o.ack(1, &[(1, 1)]);
@@ -462,12 +526,18 @@ mod service_stream_tests {
         o.ack(2, &[(1, 1)]);
         let much_later = later + SERVICE_STREAM_AGE;
         assert_eq!(
-            seq(&o.push("work", msg(3), None, much_later).unwrap()),
+            seq(&push(&mut o, "work", msg(3), None, much_later).unwrap()),
             "ep.3.1"
         );
         // To an instance: one stream, whatever the count and age.
         for i in 0..cap_plus() {
-            let w = o.push("vm:b", msg(100 + i), None, much_later + SERVICE_STREAM_AGE);
+            let w = push(
+                &mut o,
+                "vm:b",
+                msg(100 + i),
+                None,
+                much_later + SERVICE_STREAM_AGE,
+            );
             assert_eq!(seq(&w.unwrap()), format!("ep.4.{}", i + 1));
         }
     }
@@ -481,7 +551,7 @@ mod service_stream_tests {
         let t0 = Instant::now();
         let mut o = Outbox::new("ep".into());
         for i in 1..=SERVICE_STREAM_MESSAGES + 1 {
-            o.push("work", msg(i), None, t0);
+            push(&mut o, "work", msg(i), None, t0);
         }
         for i in 1..=SERVICE_STREAM_MESSAGES {
             o.forget_id(&format!("id{i}").parse().unwrap());

@@ -2,6 +2,9 @@
 //! outbox, orders at-least-once lines per sender stream ([`super::streams`]), hands deliveries
 //! to the inbox, and sends batched acknowledgements back.
 //!
+//! Per turn the task takes up to `LINE_BATCH` waiting lines, and hands every ready delivery
+//! the inbox has room for, so a burst costs one wake-up rather than one per message.
+//!
 //! Queues (all bounded):
 //! - `ready`: deliveries waiting for inbox room, at most `READY_BOUND`; when full, arriving
 //!   at-least-once lines are dropped (the sender resends them) and at-most-once lines are
@@ -25,13 +28,15 @@ use comms_core::transport::NoAck;
 use comms_core::{commands, Acker, Address, Delivery, Message, Result};
 
 use super::ack::{encode_ack, parse_ack};
-use super::mapping::{from_wire, ACK_COMMAND, P_ACK, P_CACHE};
+use super::mapping::{from_wire, SeqInfo, ACK_COMMAND, P_ACK, P_CACHE};
 use super::outbox::Outbox;
 use super::stock::StockPeers;
 use super::streams::{StreamKey, Streams};
 use crate::client::{Client, Incoming, DAEMON_SERVICE};
 use crate::codec::WireMessage;
 
+/// Incoming lines taken per turn of the task.
+const LINE_BATCH: usize = 64;
 /// Deliveries kept waiting for inbox room.
 pub const READY_BOUND: usize = 8192;
 /// Acknowledgements are flushed at least this often.
@@ -42,7 +47,8 @@ pub const ACK_BATCH: usize = 512;
 /// this they are dropped with a warning (the senders resend, and the duplicates are acked).
 pub const MAX_PENDING_ACKS: usize = 65_536;
 
-type Place = (StreamKey, u64);
+/// A delivery's stream (shared by all its deliveries) and position.
+type Place = (Arc<StreamKey>, u64);
 
 #[derive(Debug)]
 pub(crate) struct Pending {
@@ -112,8 +118,10 @@ struct State {
     epoch: String,
     streams: Streams,
     ready: VecDeque<Pending>,
-    acks: HashMap<StreamKey, Vec<u64>>,
+    acks: HashMap<Arc<StreamKey>, Vec<u64>>,
     ack_count: usize,
+    /// The stream of the last line: consecutive lines of one stream share its key.
+    last_key: Option<Arc<StreamKey>>,
     settle_tx: mpsc::UnboundedSender<Settle>,
 }
 
@@ -138,6 +146,7 @@ pub(crate) async fn run(parts: ReceiverParts, mut flush_rx: mpsc::Receiver<Flush
         ready: VecDeque::new(),
         acks: HashMap::new(),
         ack_count: 0,
+        last_key: None,
         settle_tx,
     };
     let mut inbox: Option<mpsc::Sender<Delivery>> = None;
@@ -158,6 +167,15 @@ pub(crate) async fn run(parts: ReceiverParts, mut flush_rx: mpsc::Receiver<Flush
                     if let Some(p) = st.ready.pop_front() {
                         permit.send(st.delivery(p));
                     }
+                    // Hand over what else is ready while the inbox has room (one wake-up).
+                    if let Some(tx) = &inbox {
+                        while !st.ready.is_empty() {
+                            let Ok(permit) = tx.try_reserve() else { break };
+                            if let Some(p) = st.ready.pop_front() {
+                                permit.send(st.delivery(p));
+                            }
+                        }
+                    }
                 }
                 None => {
                     // The endpoint stopped reading: what is ready will be resent by its senders.
@@ -169,6 +187,13 @@ pub(crate) async fn run(parts: ReceiverParts, mut flush_rx: mpsc::Receiver<Flush
             line = st.parts.incoming.recv() => match line {
                 Some(w) => {
                     st.line(w);
+                    // Take what else arrived in the same turn.
+                    for _ in 1..LINE_BATCH {
+                        match st.parts.incoming.try_recv() {
+                            Ok(w) => st.line(w),
+                            Err(_) => break,
+                        }
+                    }
                     if st.ack_count >= ACK_BATCH {
                         st.flush_acks();
                     }
@@ -191,10 +216,11 @@ pub(crate) async fn run(parts: ReceiverParts, mut flush_rx: mpsc::Receiver<Flush
 
 impl State {
     fn delivery(&self, p: Pending) -> Delivery {
-        let (msg, redelivered) = (p.msg.clone(), p.redelivered);
+        let redelivered = p.redelivered;
         if p.place.is_some() {
+            // The acker keeps a copy: a nack or a drop puts it back in the ready queue.
             Delivery::new(
-                msg,
+                p.msg.clone(),
                 redelivered,
                 Box::new(NativeAcker {
                     pending: Some(p),
@@ -202,7 +228,7 @@ impl State {
                 }),
             )
         } else {
-            Delivery::new(msg, redelivered, Box::new(NoAck))
+            Delivery::new(p.msg, redelivered, Box::new(NoAck))
         }
     }
 
@@ -224,7 +250,7 @@ impl State {
         }
     }
 
-    fn add_ack(&mut self, key: StreamKey, n: u64) {
+    fn add_ack(&mut self, key: Arc<StreamKey>, n: u64) {
         if self.ack_count >= MAX_PENDING_ACKS {
             tracing::warn!(
                 dropped = self.ack_count,
@@ -237,24 +263,57 @@ impl State {
         self.ack_count += 1;
     }
 
+    /// Write one acknowledgement line per stream with settled positions. A stream's vector
+    /// is kept (emptied, at most [`ACK_BATCH`] positions of capacity reused) until a flush
+    /// finds it still empty.
     fn flush_acks(&mut self) {
         let client = &self.parts.client;
-        let mut kept = HashMap::new();
-        for (key, mut ns) in self.acks.drain() {
+        let mut left = 0;
+        self.acks.retain(|key, ns| {
+            if ns.is_empty() {
+                return false;
+            }
             let Ok(to) = key.from.parse::<Address>() else {
-                continue;
+                return false;
             };
             let line = WireMessage::new(ACK_COMMAND)
                 .with_server(to.node())
                 .with_service(to.service())
-                .with_param(P_ACK, encode_ack(&key.epoch, key.stream, &mut ns))
+                .with_param(P_ACK, encode_ack(&key.epoch, key.stream, ns))
                 .with_param(P_CACHE, "no");
-            if !client.try_send(line) {
-                kept.insert(key, ns);
+            if client.try_send(line) {
+                ns.clear();
+                ns.shrink_to(ACK_BATCH);
+            } else {
+                left += ns.len();
+            }
+            true
+        });
+        self.ack_count = left;
+    }
+
+    /// The key of `seq`'s stream from `stamp`: the last line's when it is the same stream.
+    fn key_of(&mut self, stamp: &Address, seq: &SeqInfo) -> Arc<StreamKey> {
+        if let Some(k) = &self.last_key {
+            let from = k.from.as_bytes();
+            let (node, service) = (stamp.node().as_bytes(), stamp.service().as_bytes());
+            if k.stream == seq.stream
+                && k.epoch == seq.epoch
+                && from.len() == node.len() + 1 + service.len()
+                && from.starts_with(node)
+                && from[node.len()] == b':'
+                && from.ends_with(service)
+            {
+                return k.clone();
             }
         }
-        self.ack_count = kept.values().map(Vec::len).sum();
-        self.acks = kept;
+        let key = Arc::new(StreamKey {
+            from: stamp.to_string(),
+            epoch: seq.epoch.clone(),
+            stream: seq.stream,
+        });
+        self.last_key = Some(key.clone());
+        key
     }
 
     fn line(&mut self, w: WireMessage) {
@@ -295,19 +354,15 @@ impl State {
             let mut stock = super::lock(&self.parts.stock);
             if inbound.stock {
                 stock.insert(stamp.service());
-            } else {
+            } else if !stock.is_empty() {
                 stock.remove(stamp.service());
             }
         }
         let room = self.ready.len() < READY_BOUND;
         match (inbound.seq, inbound.stamp) {
             (Some(seq), Some(stamp)) => {
-                let key = StreamKey {
-                    from: stamp.to_string(),
-                    epoch: seq.epoch.clone(),
-                    stream: seq.stream,
-                };
-                let out = self.streams.arrive(key.clone(), &seq, msg, room);
+                let key = self.key_of(&stamp, &seq);
+                let out = self.streams.arrive(&key, &seq, msg, room);
                 if let Some(n) = out.reack {
                     self.add_ack(key.clone(), n);
                 }

@@ -35,6 +35,11 @@ impl StockPeers {
         }
     }
 
+    /// True when no stock peer is known.
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty()
+    }
+
     /// Whether `service` is a known stock peer.
     pub fn contains(&self, service: &str) -> bool {
         self.set.contains(service)

@@ -76,15 +76,21 @@ impl Streams {
 
     /// A line arrived. `room`: whether the caller can take deliveries now (else N == next is
     /// dropped and will be resent).
-    pub fn arrive(&mut self, key: StreamKey, seq: &SeqInfo, msg: Message, room: bool) -> Outcome {
+    pub fn arrive(&mut self, key: &StreamKey, seq: &SeqInfo, msg: Message, room: bool) -> Outcome {
         self.clock += 1;
-        if !self.map.contains_key(&key) {
+        if !self.map.contains_key(key) {
             self.evict();
+            self.map.insert(
+                key.clone(),
+                StreamIn {
+                    next: seq.base.max(1),
+                    ..StreamIn::default()
+                },
+            );
         }
-        let st = self.map.entry(key).or_insert_with(|| StreamIn {
-            next: seq.base.max(1),
-            ..StreamIn::default()
-        });
+        let Some(st) = self.map.get_mut(key) else {
+            return Outcome::default();
+        };
         st.used = self.clock;
         if seq.last {
             st.last = Some(seq.n);
@@ -205,30 +211,30 @@ mod tests {
     #[test]
     fn reorders_dedups_and_reacks() {
         let mut s = Streams::default();
-        assert_eq!(ns(&s.arrive(key(), &seq(1, 1), m(1), true)), [1]);
-        assert!(ns(&s.arrive(key(), &seq(3, 1), m(3), true)).is_empty());
+        assert_eq!(ns(&s.arrive(&key(), &seq(1, 1), m(1), true)), [1]);
+        assert!(ns(&s.arrive(&key(), &seq(3, 1), m(3), true)).is_empty());
         assert_eq!(s.buffered(), 1);
-        assert_eq!(ns(&s.arrive(key(), &seq(2, 1), m(2), true)), [2, 3]);
+        assert_eq!(ns(&s.arrive(&key(), &seq(2, 1), m(2), true)), [2, 3]);
         assert_eq!(s.buffered(), 0);
         // 1 is in flight: a resend of it is ignored; once settled, re-acknowledged.
-        let dup = s.arrive(key(), &seq(1, 1), m(1), true);
+        let dup = s.arrive(&key(), &seq(1, 1), m(1), true);
         assert!(dup.deliver.is_empty() && dup.reack.is_none());
         s.settled(&key(), 1);
-        assert_eq!(s.arrive(key(), &seq(1, 1), m(1), true).reack, Some(1));
+        assert_eq!(s.arrive(&key(), &seq(1, 1), m(1), true).reack, Some(1));
         // No room: the next one is dropped, and taken when resent.
-        assert!(ns(&s.arrive(key(), &seq(4, 1), m(4), false)).is_empty());
-        assert_eq!(ns(&s.arrive(key(), &seq(4, 1), m(4), true)), [4]);
+        assert!(ns(&s.arrive(&key(), &seq(4, 1), m(4), false)).is_empty());
+        assert_eq!(ns(&s.arrive(&key(), &seq(4, 1), m(4), true)), [4]);
     }
 
     #[test]
     fn a_new_receiver_starts_at_the_base_and_base_skips_gaps() {
         let mut s = Streams::default();
         // Restarted receiver: first sees 520 while 501.. are still unacknowledged.
-        assert!(ns(&s.arrive(key(), &seq(520, 501), m(520), true)).is_empty());
-        assert_eq!(ns(&s.arrive(key(), &seq(501, 501), m(501), true)), [501]);
+        assert!(ns(&s.arrive(&key(), &seq(520, 501), m(520), true)).is_empty());
+        assert_eq!(ns(&s.arrive(&key(), &seq(501, 501), m(501), true)), [501]);
         // The sender gave up 502..519: a line with base 520 releases the buffered 520.
         assert_eq!(
-            ns(&s.arrive(key(), &seq(521, 520), m(521), true)),
+            ns(&s.arrive(&key(), &seq(521, 520), m(521), true)),
             [520, 521]
         );
     }
