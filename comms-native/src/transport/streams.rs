@@ -246,8 +246,8 @@ mod tests {
             last: true,
             ..seq(2, 1)
         };
-        assert_eq!(ns(&s.arrive(key(), &seq(1, 1), m(1), true)), [1]);
-        assert_eq!(ns(&s.arrive(key(), &last, m(2), true)), [2]);
+        assert_eq!(ns(&s.arrive(&key(), &seq(1, 1), m(1), true)), [1]);
+        assert_eq!(ns(&s.arrive(&key(), &last, m(2), true)), [2]);
         assert!(s.settled(&key(), 2), "the last position");
         assert_eq!(s.len(), 1, "1 still in flight");
         assert!(!s.settled(&key(), 1));
