@@ -150,6 +150,15 @@ async fn rabbitmq_a_slow_sniffer_never_slows_senders() {
     })
     .await;
     assert!(sent.is_ok(), "sends never wait for a sniffer");
+    // A fence: one at-least-once message on the same publisher channel. Its confirm comes after
+    // the broker has routed every earlier publish, so the whole burst is in the sniffer queue
+    // (or dropped from its head) before we read; a loaded broker that lags behind the publisher
+    // would otherwise still be taking copies in while we read them.
+    // (To `a` itself: b's queue is full by now and refuses at-least-once messages.)
+    let fence = Message::new("X", a.local_address().unwrap())
+        .unwrap()
+        .with_param("i", "fence");
+    a.send(fence).await.unwrap();
     // The broker kept at most its bound (plus what was in flight): the oldest copies are gone.
     let mut got = 0usize;
     while let Ok(Some(_)) = tokio::time::timeout(Duration::from_secs(2), copies.recv()).await {
