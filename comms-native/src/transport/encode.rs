@@ -16,8 +16,7 @@ use bytes::Bytes;
 use comms_core::{Address, DeliveryMode, Destination, Message, Scope};
 
 use super::mapping::{
-    MAX_CACHE_TTL_SECS, P_AMO, P_BASE, P_CACHE, P_CORR, P_FROM, P_HOPS, P_ID, P_LAST, P_SEQ,
-    P_TRACE,
+    P_AMO, P_BASE, P_CACHE, P_CORR, P_FROM, P_HOPS, P_ID, P_LAST, P_SEQ, P_TRACE,
 };
 use crate::codec::serialize::{write_address, write_value};
 use crate::codec::wire::{is_valid_name, validate_address, validate_command};
@@ -200,17 +199,7 @@ fn envelope<'a>(msg: &'a Message, origin: Option<&Address>) -> Vec<(&'static str
     if msg.mode == DeliveryMode::AtMostOnce {
         v.push((P_AMO, Cow::Borrowed("1")));
     }
-    if msg.ttl.is_some() || msg.report {
-        let secs = msg
-            .ttl
-            .map(|t| t.as_secs() + u64::from(t.subsec_nanos() > 0))
-            .unwrap_or(60)
-            .clamp(1, MAX_CACHE_TTL_SECS);
-        let cache = if msg.report {
-            format!("ttl={secs};reply")
-        } else {
-            format!("ttl={secs}")
-        };
+    if let Some(cache) = super::mapping::cache_param(msg) {
         v.push((P_CACHE, Cow::Owned(cache)));
     }
     v

@@ -75,20 +75,28 @@ pub fn to_wire(msg: &Message, origin: Option<&Address>) -> WireMessage {
     if msg.mode == DeliveryMode::AtMostOnce {
         w.params.insert(P_AMO.into(), "1".into());
     }
-    if msg.ttl.is_some() || msg.report {
-        let secs = msg
-            .ttl
-            .map(|t| t.as_secs() + u64::from(t.subsec_nanos() > 0))
-            .unwrap_or(60)
-            .clamp(1, MAX_CACHE_TTL_SECS);
-        let cache = if msg.report {
-            format!("ttl={secs};reply")
-        } else {
-            format!("ttl={secs}")
-        };
+    if let Some(cache) = cache_param(msg) {
         w.params.insert(P_CACHE.into(), cache);
     }
     w
+}
+
+/// The `cache` parameter for a message's TTL / failure report, if it has either: `ttl=N` or
+/// `ttl=N;reply` (N whole seconds, rounded up, 1–86400; 60 when only a report is asked).
+pub fn cache_param(msg: &Message) -> Option<String> {
+    if msg.ttl.is_none() && !msg.report {
+        return None;
+    }
+    let secs = msg
+        .ttl
+        .map(|t| t.as_secs() + u64::from(t.subsec_nanos() > 0))
+        .unwrap_or(60)
+        .clamp(1, MAX_CACHE_TTL_SECS);
+    Some(if msg.report {
+        format!("ttl={secs};reply")
+    } else {
+        format!("ttl={secs}")
+    })
 }
 
 /// The key of a destination for per-destination streams (`node:svc`, `svc`, `.`, `*`).
