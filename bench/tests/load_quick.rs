@@ -2,24 +2,13 @@
 //! 10,000 connections and 1,000 agents, are run by hand: docs/HARDENING.md). It asserts what
 //! the tool reports, not speed.
 
-use std::path::PathBuf;
+mod common;
+
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Build `commsd` in this test's target dir and profile, as `quick.rs` does.
 fn commsd() -> PathBuf {
-    let exe = PathBuf::from(env!("CARGO_BIN_EXE_comms-load"));
-    let profile_dir = exe.parent().expect("profile dir").to_path_buf();
-    let target_dir = profile_dir.parent().expect("target dir");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--quiet", "-p", "comms-native", "--bin", "commsd"])
-        .env("CARGO_TARGET_DIR", target_dir)
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
-    if profile_dir.file_name().is_some_and(|n| n == "release") {
-        cmd.arg("--release");
-    }
-    assert!(cmd.status().expect("run cargo").success(), "build commsd");
-    profile_dir.join("commsd")
+    common::commsd_beside(Path::new(env!("CARGO_BIN_EXE_comms-load")))
 }
 
 fn load(args: &[&str]) -> serde_json::Value {

@@ -250,6 +250,16 @@ impl State {
         }
     }
 
+    /// Applies `f` to the outbox; wakes the resend task when that opened a held stream (its
+    /// lines wait in the outbox for writing).
+    fn update_outbox(&self, f: impl FnOnce(&mut Outbox)) {
+        let mut outbox = super::lock(&self.parts.outbox);
+        f(&mut outbox);
+        if outbox.has_released() {
+            self.parts.released.notify_one();
+        }
+    }
+
     fn add_ack(&mut self, key: Arc<StreamKey>, n: u64) {
         if self.ack_count >= MAX_PENDING_ACKS {
             tracing::warn!(
@@ -322,11 +332,9 @@ impl State {
                 w.param(P_ACK).and_then(|v| parse_ack(v, 1 << 20))
             {
                 if epoch == self.epoch {
-                    let mut outbox = super::lock(&self.parts.outbox);
-                    outbox.ack(stream, &ranges);
-                    if outbox.has_released() {
-                        self.parts.released.notify_one();
-                    }
+                    self.update_outbox(|o| {
+                        o.ack(stream, &ranges);
+                    });
                 }
             }
             return;
@@ -344,11 +352,9 @@ impl State {
                 return;
             }
             if let Some(corr) = &msg.correlation {
-                let mut outbox = super::lock(&self.parts.outbox);
-                outbox.forget_id(corr);
-                if outbox.has_released() {
-                    self.parts.released.notify_one();
-                }
+                self.update_outbox(|o| {
+                    o.forget_id(corr);
+                });
             }
         } else if let Some(stamp) = &inbound.stamp {
             let mut stock = super::lock(&self.parts.stock);
