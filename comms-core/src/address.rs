@@ -1,7 +1,10 @@
 //! Addresses (`node:service`) and destinations (instance, service, broadcast).
 
+use std::cmp::Ordering;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -9,35 +12,86 @@ use crate::error::Invalid;
 use crate::name::{clip, validate_name};
 
 /// One endpoint: `node:service`. `node` is the host or daemon name (the Communicator's "server").
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+///
+/// Kept as one shared `node:service` text: cloning an address (every message carries one or
+/// two) copies a pointer, not the names. Ordered by node, then service.
+#[derive(Clone)]
 pub struct Address {
-    node: String,
-    service: String,
+    text: Arc<str>,
+    /// Where the `:` is (names never contain one).
+    colon: usize,
 }
 
 impl Address {
     /// A validated address.
-    pub fn new(node: impl Into<String>, service: impl Into<String>) -> Result<Self, Invalid> {
-        let (node, service) = (node.into(), service.into());
-        validate_name("node", &node)?;
-        validate_name("service", &service)?;
-        Ok(Self { node, service })
+    pub fn new(node: impl AsRef<str>, service: impl AsRef<str>) -> Result<Self, Invalid> {
+        let (node, service) = (node.as_ref(), service.as_ref());
+        validate_name("node", node)?;
+        validate_name("service", service)?;
+        let mut text = String::with_capacity(node.len() + 1 + service.len());
+        text.push_str(node);
+        text.push(':');
+        text.push_str(service);
+        Ok(Self {
+            text: text.into(),
+            colon: node.len(),
+        })
     }
 
     /// The node (host or daemon) part.
     pub fn node(&self) -> &str {
-        &self.node
+        &self.text[..self.colon]
     }
 
     /// The service part.
     pub fn service(&self) -> &str {
-        &self.service
+        &self.text[self.colon + 1..]
+    }
+
+    /// `node:service` (as [`Display`](fmt::Display) writes it), without allocating.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl PartialEq for Address {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.text, &other.text) || self.text == other.text
+    }
+}
+
+impl Eq for Address {}
+
+impl Hash for Address {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.text.hash(state);
+    }
+}
+
+impl Ord for Address {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.node(), self.service()).cmp(&(other.node(), other.service()))
+    }
+}
+
+impl PartialOrd for Address {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl fmt::Debug for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Address")
+            .field("node", &self.node())
+            .field("service", &self.service())
+            .finish()
     }
 }
 
 impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.node, self.service)
+        f.write_str(&self.text)
     }
 }
 

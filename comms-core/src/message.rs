@@ -49,14 +49,18 @@ pub mod commands {
 
 /// A unique message id: a ULID (26 characters, time-ordered) for ids made here; ids arriving from
 /// a wire may be any 1–64 characters of `[A-Za-z0-9_.-]`.
+///
+/// Shared text: a clone (the outbox, the pending requests and the replies keep one) copies a
+/// pointer.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct MessageId(String);
+pub struct MessageId(std::sync::Arc<str>);
 
 impl MessageId {
     /// A fresh, unique id.
     pub fn new() -> Self {
-        MessageId(ulid::Ulid::generate().to_string())
+        let mut buf = [0u8; ulid::ULID_LEN];
+        MessageId((&*ulid::Ulid::generate().array_to_str(&mut buf)).into())
     }
 
     /// The id as text.
@@ -77,39 +81,44 @@ impl fmt::Display for MessageId {
     }
 }
 
+/// Checks an id's text: 1 to [`MAX_ID_LEN`] characters of `[A-Za-z0-9_.-]`.
+fn check_id(s: &str) -> Result<(), Invalid> {
+    if s.is_empty() || s.len() > MAX_ID_LEN {
+        return Err(Invalid::new(
+            "id",
+            format!("must be 1 to {MAX_ID_LEN} characters"),
+        ));
+    }
+    let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+    if !s.bytes().all(|b| ok(char::from(b))) {
+        let c = s.chars().find(|&c| !ok(c)).unwrap_or('?');
+        return Err(Invalid::new(
+            "id",
+            format!("`{}` contains {c:?}; ids use A-Z a-z 0-9 _ - .", clip(s)),
+        ));
+    }
+    Ok(())
+}
+
 impl TryFrom<String> for MessageId {
     type Error = Invalid;
 
     fn try_from(s: String) -> Result<Self, Invalid> {
-        if s.is_empty() || s.len() > MAX_ID_LEN {
-            return Err(Invalid::new(
-                "id",
-                format!("must be 1 to {MAX_ID_LEN} characters"),
-            ));
-        }
-        if let Some(c) = s
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
-        {
-            return Err(Invalid::new(
-                "id",
-                format!("`{}` contains {c:?}; ids use A-Z a-z 0-9 _ - .", clip(&s)),
-            ));
-        }
-        Ok(MessageId(s))
+        s.parse()
     }
 }
 
 impl std::str::FromStr for MessageId {
     type Err = Invalid;
     fn from_str(s: &str) -> Result<Self, Invalid> {
-        MessageId::try_from(s.to_owned())
+        check_id(s)?;
+        Ok(MessageId(s.into()))
     }
 }
 
 impl From<MessageId> for String {
     fn from(id: MessageId) -> String {
-        id.0
+        id.0.as_ref().to_owned()
     }
 }
 

@@ -154,8 +154,11 @@ impl Acker for NoAck {
 }
 
 /// A received message and the means to settle it.
+///
+/// The message is shared ([`Arc`]): the endpoint hands it to the handler, and a backend whose
+/// acker must keep it (to put it back on a `nack`) keeps it too, without copying it.
 pub struct Delivery {
-    message: Message,
+    message: Arc<Message>,
     redelivered: bool,
     acker: Box<dyn Acker>,
 }
@@ -172,6 +175,11 @@ impl std::fmt::Debug for Delivery {
 impl Delivery {
     /// A delivery (used by backends).
     pub fn new(message: Message, redelivered: bool, acker: Box<dyn Acker>) -> Self {
+        Self::shared(Arc::new(message), redelivered, acker)
+    }
+
+    /// A delivery of a message the acker shares (used by backends that keep it for a `nack`).
+    pub fn shared(message: Arc<Message>, redelivered: bool, acker: Box<dyn Acker>) -> Self {
         Self {
             message,
             redelivered,
@@ -184,14 +192,20 @@ impl Delivery {
         &self.message
     }
 
+    /// The message, shared (a pointer copy).
+    pub fn shared_message(&self) -> Arc<Message> {
+        self.message.clone()
+    }
+
     /// True when the backend knows this was delivered before (a hint: dedup uses the id).
     pub fn redelivered(&self) -> bool {
         self.redelivered
     }
 
-    /// Split into message and acker (used by `forward` implementations).
+    /// Split into message and acker (used by `forward` implementations). Copies the message
+    /// only when something else still shares it.
     pub fn into_parts(self) -> (Message, Box<dyn Acker>) {
-        (self.message, self.acker)
+        (Arc::unwrap_or_clone(self.message), self.acker)
     }
 
     /// Settle: done.

@@ -16,7 +16,7 @@ use crate::shared::{Requeued, Shared};
 pub struct KafkaAcker {
     shared: Arc<Shared>,
     key: DeliveryKey,
-    held: Option<(Message, OwnedSemaphorePermit)>,
+    held: Option<(Arc<Message>, OwnedSemaphorePermit)>,
 }
 
 impl std::fmt::Debug for KafkaAcker {
@@ -28,11 +28,11 @@ impl std::fmt::Debug for KafkaAcker {
 }
 
 impl KafkaAcker {
-    /// An acker for the record `key`, holding a copy of its message and a prefetch slot.
+    /// An acker for the record `key`, sharing its message and holding a prefetch slot.
     pub fn new(
         shared: Arc<Shared>,
         key: DeliveryKey,
-        message: Message,
+        message: Arc<Message>,
         permit: OwnedSemaphorePermit,
     ) -> Self {
         Self {
@@ -106,7 +106,7 @@ mod tests {
         let a = KafkaAcker::new(
             shared.clone(),
             key,
-            msg(),
+            Arc::new(msg()),
             permits.clone().try_acquire_owned().unwrap(),
         );
         assert_eq!(permits.available_permits(), 3);
@@ -122,7 +122,7 @@ mod tests {
     #[tokio::test]
     async fn nack_and_drop_hand_the_message_back_uncommitted() {
         let (shared, permits, key) = setup();
-        let m = msg();
+        let m = Arc::new(msg());
         let a = KafkaAcker::new(
             shared.clone(),
             key.clone(),

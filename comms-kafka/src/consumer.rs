@@ -252,7 +252,7 @@ impl Worker {
             return; // the partition moved to another consumer, which will deliver it
         }
         let acker = KafkaAcker::new(self.shared.clone(), r.key, r.message.clone(), r.permit);
-        self.hand_over(Delivery::new(r.message, true, Box::new(acker)));
+        self.hand_over(Delivery::shared(r.message, true, Box::new(acker)));
     }
 
     fn handle(&self, record: &BorrowedMessage<'_>, permit: OwnedSemaphorePermit) {
@@ -290,8 +290,9 @@ impl Worker {
             return;
         }
         let key = self.shared.offsets().received(&tp, offset, true);
+        let msg = Arc::new(msg);
         let acker = KafkaAcker::new(self.shared.clone(), key, msg.clone(), permit);
-        self.hand_over(Delivery::new(msg, false, Box::new(acker)));
+        self.hand_over(Delivery::shared(msg, false, Box::new(acker)));
     }
 
     /// Why a valid envelope is not delivered, if it is not.

@@ -1,7 +1,7 @@
 //! State shared by one consumer's poll thread, its rebalance callbacks and its ackers.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use comms_core::Message;
 use tokio::sync::{mpsc, watch, Notify, OwnedSemaphorePermit};
@@ -12,7 +12,7 @@ use crate::offsets::{DeliveryKey, Offsets};
 #[derive(Debug)]
 pub struct Requeued {
     /// The message.
-    pub message: Message,
+    pub message: Arc<Message>,
     /// Its record.
     pub key: DeliveryKey,
     /// The prefetch slot it still holds.

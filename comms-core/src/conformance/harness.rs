@@ -122,8 +122,9 @@ impl Recorder {
         Self::default()
     }
 
-    /// Record a message.
-    pub fn push(&self, msg: Message) {
+    /// Record a message (a handler's shared one is copied only when still shared).
+    pub fn push(&self, msg: impl Into<std::sync::Arc<Message>>) {
+        let msg = std::sync::Arc::unwrap_or_clone(msg.into());
         {
             let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
             seen.ids.insert(msg.id.clone());

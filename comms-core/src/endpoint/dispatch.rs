@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::message::{commands, Message};
 use crate::transport::{Delivery, Inbox};
 
-use super::dedup::DedupKey;
+use super::dedup::Digest;
 use super::handler::{HandlerError, Outcome, Request};
 use super::{lock, Endpoint, Inner};
 
@@ -165,23 +165,27 @@ async fn answer_error(inner: &Inner, msg: &Message, command: &str, params: &[(&s
     }
 }
 
-async fn complete(inner: &Inner, delivery: Delivery, key: DedupKey) {
+async fn complete(inner: &Inner, delivery: Delivery, key: Digest) {
     {
         let mut attempts = lock(&inner.attempts);
         if !attempts.is_empty() {
-            attempts.remove(&key.0);
+            attempts.remove(&delivery.message().id);
         }
     }
     lock(&inner.dedup).insert(key);
     settle(delivery.ack().await);
 }
 
-/// Runs the handler of one delivery and settles it. The message is cloned once, for the
-/// handler's [`Request`]; the delivery keeps its own until it is acknowledged.
+/// Runs the handler of one delivery and settles it. The handler's [`Request`] shares the
+/// delivery's message (no copy).
 async fn process(inner: &Arc<Inner>, delivery: Delivery) {
     let msg = delivery.message();
-    let key: DedupKey = (msg.id.clone(), msg.hops);
-    if lock(&inner.dedup).contains(&key) {
+    let (key, seen) = {
+        let dedup = lock(&inner.dedup);
+        let key = dedup.digest(&msg.id, msg.hops);
+        (key, dedup.contains(key))
+    };
+    if seen {
         tracing::debug!(id = %msg.id, "duplicate delivery acknowledged without running the handler");
         settle(delivery.ack().await);
         return;
@@ -208,12 +212,12 @@ async fn process(inner: &Arc<Inner>, delivery: Delivery) {
         return; // shutting down: dropping the delivery puts it back
     };
     let result = (handler.call)(Request {
-        message: msg.clone(),
+        message: delivery.shared_message(),
         endpoint,
     })
     .await;
     let msg = delivery.message();
-    let id = &key.0;
+    let id = &msg.id;
     match result {
         Ok(Outcome::Done) => complete(inner, delivery, key).await,
         Ok(Outcome::Reply(reply)) => match inner.transport.send(reply).await {
@@ -228,17 +232,17 @@ async fn process(inner: &Arc<Inner>, delivery: Delivery) {
             }
         },
         Ok(Outcome::Forward(to)) => {
-            let (from, command) = (msg.from.clone(), msg.command.clone());
+            let (from, command, id) = (msg.from.clone(), msg.command.clone(), msg.id.clone());
             match inner.transport.forward(delivery, to).await {
                 Ok(()) => {
                     lock(&inner.dedup).insert(key);
                 }
                 Err(e @ Error::HopLimit { .. }) => {
-                    tracing::error!(id = %key.0, ?from, %command, error = %e, "forward dropped");
+                    tracing::error!(%id, ?from, %command, error = %e, "forward dropped");
                     lock(&inner.dedup).insert(key);
                 }
                 Err(e) => {
-                    tracing::warn!(id = %key.0, error = %e, "forward failed; the message will be delivered again")
+                    tracing::warn!(%id, error = %e, "forward failed; the message will be delivered again")
                 }
             }
         }

@@ -14,8 +14,9 @@ use super::Endpoint;
 /// What a handler gets: the message and the endpoint (to send, request or reply).
 #[derive(Debug, Clone)]
 pub struct Request {
-    /// The message being handled.
-    pub message: Message,
+    /// The message being handled (shared with the delivery until it is settled; take your own
+    /// copy with `Arc::unwrap_or_clone` or `(*req.message).clone()`).
+    pub message: Arc<Message>,
     /// The endpoint that received it.
     pub endpoint: Endpoint,
 }

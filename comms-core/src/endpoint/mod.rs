@@ -33,7 +33,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 
 pub use builder::EndpointBuilder;
-pub use dedup::{DedupKey, DedupWindow, DEFAULT_DEDUP_CAPACITY};
+pub use dedup::{DedupWindow, Digest, DEFAULT_DEDUP_CAPACITY};
 pub use handler::{HandlerError, HandlerResult, Outcome, Request};
 
 use crate::address::{Address, Destination};

@@ -164,7 +164,7 @@ impl MemoryTransport {
         let expiry = (msg.id.clone(), msg.ttl.unwrap_or(DEFAULT_TTL), msg.report);
         let report = (msg.command.clone(), msg.to.clone(), msg.from.clone());
         let item = Item {
-            msg,
+            msg: Arc::new(msg),
             redelivered: false,
         };
         if item.msg.mode == DeliveryMode::AtMostOnce {
@@ -236,14 +236,14 @@ impl MemoryTransport {
                 let delivery = if item.msg.mode == DeliveryMode::AtMostOnce {
                     queue.settle(None);
                     drop(permit);
-                    Delivery::new(
+                    Delivery::shared(
                         item.msg,
                         item.redelivered,
                         Box::new(crate::transport::NoAck),
                     )
                 } else {
                     let (msg, redelivered) = (item.msg.clone(), item.redelivered);
-                    Delivery::new(
+                    Delivery::shared(
                         msg,
                         redelivered,
                         Box::new(MemoryAcker {
@@ -289,7 +289,7 @@ fn send_unavailable(hub: &Hub, expired: &Message) {
         .insert("unsent_command".into(), expired.command.clone());
     hub.copy_to_sniffers(&report);
     if !hub.instance_queue(&origin).try_push(Item {
-        msg: report,
+        msg: Arc::new(report),
         redelivered: false,
     }) {
         tracing::warn!(to = %origin, "memory: SERVICE_UNAVAILABLE report dropped: sender's queue is full");

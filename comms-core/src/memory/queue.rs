@@ -15,7 +15,8 @@ use crate::message::{Message, MessageId};
 
 #[derive(Debug, Clone)]
 pub(crate) struct Item {
-    pub(crate) msg: Message,
+    /// Shared with the delivery while it is out (the acker keeps the item for a `nack`).
+    pub(crate) msg: std::sync::Arc<Message>,
     pub(crate) redelivered: bool,
 }
 
@@ -158,7 +159,8 @@ mod tests {
         Item {
             msg: Message::new("X", Destination::Service("s".into()))
                 .unwrap()
-                .with_param("n", n.to_string()),
+                .with_param("n", n.to_string())
+                .into(),
             redelivered: false,
         }
     }

@@ -75,7 +75,7 @@ impl Decoder for LineCodec {
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Self::Item>, Self::Error> {
         loop {
             if let Some(dropped) = self.discarding {
-                match buf.iter().position(|&b| b == b'\n') {
+                match memchr::memchr(b'\n', buf) {
                     Some(i) => {
                         buf.advance(i + 1);
                         self.discarding = None;
@@ -89,11 +89,7 @@ impl Decoder for LineCodec {
                 }
             }
             let from = self.next_index.min(buf.len());
-            let Some(i) = buf[from..]
-                .iter()
-                .position(|&b| b == b'\n')
-                .map(|k| from + k)
-            else {
+            let Some(i) = memchr::memchr(b'\n', &buf[from..]).map(|k| from + k) else {
                 if buf.len() > self.max_line_length {
                     self.discarding = Some(buf.len());
                     buf.clear();

@@ -22,7 +22,7 @@ pub fn parse(line: &[u8]) -> Result<WireMessage, ParseError> {
     if t.is_empty() {
         return Err(ParseError::Empty);
     }
-    if let Some(i) = t.iter().position(|&b| b == 0) {
+    if let Some(i) = memchr::memchr(0, t) {
         return Err(ParseError::NulByte { offset: start + i });
     }
     let s = std::str::from_utf8(t).map_err(|e| ParseError::InvalidUtf8 {
@@ -55,9 +55,7 @@ fn parse_params(
 ) -> Result<(), ParseError> {
     let b = s.as_bytes();
     while pos < b.len() {
-        let eq = b[pos..]
-            .iter()
-            .position(|&c| c == b'=')
+        let eq = memchr::memchr(b'=', &b[pos..])
             .map(|k| pos + k)
             .ok_or(ParseError::MissingEquals { offset: base + pos })?;
         let name = &s[pos..eq];
@@ -79,10 +77,7 @@ fn parse_params(
                 Some(_) => return Err(ParseError::JunkAfterQuote { offset: base + pos }),
             }
         } else {
-            let stop = b[v..]
-                .iter()
-                .position(|&c| c == b';')
-                .map_or(b.len(), |k| v + k);
+            let stop = memchr::memchr(b';', &b[v..]).map_or(b.len(), |k| v + k);
             value = unescape(&s[v..stop]);
             pos = stop + 1;
         }
@@ -100,13 +95,12 @@ fn scan_quoted(s: &str, open: usize, base: usize) -> Result<(String, usize), Par
     let mut run = open + 1;
     let mut q = open + 1;
     loop {
-        let i = b[q..]
-            .iter()
-            .position(|&c| c == b'"')
-            .map(|k| q + k)
-            .ok_or(ParseError::UnterminatedQuote {
-                offset: base + open,
-            })?;
+        let i =
+            memchr::memchr(b'"', &b[q..])
+                .map(|k| q + k)
+                .ok_or(ParseError::UnterminatedQuote {
+                    offset: base + open,
+                })?;
         if i > open + 1 && b[i - 1] == b'\\' {
             raw.push_str(&s[run..i - 1]);
             raw.push('"');
@@ -122,7 +116,7 @@ fn scan_quoted(s: &str, open: usize, base: usize) -> Result<(String, usize), Par
 /// Single left-to-right pass: `\\`→`\`, `\n`→LF, `\r`→CR; any other `\x` stays literal.
 pub(crate) fn unescape(raw: &str) -> String {
     let b = raw.as_bytes();
-    if !b.contains(&b'\\') {
+    if memchr::memchr(b'\\', b).is_none() {
         return raw.to_owned();
     }
     let mut out = String::with_capacity(raw.len());

@@ -58,7 +58,7 @@ pub fn peek_route(line: &[u8]) -> Result<RouteHead<'_>, ParseError> {
     }
     let h = scan_head(t, start)?;
     let head_bytes = &t[..h.end()];
-    if let Some(i) = head_bytes.iter().position(|&b| b == 0) {
+    if let Some(i) = memchr::memchr(0, head_bytes) {
         return Err(ParseError::NulByte { offset: start + i });
     }
     let head = std::str::from_utf8(head_bytes).map_err(|e| ParseError::InvalidUtf8 {

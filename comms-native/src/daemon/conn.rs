@@ -119,7 +119,7 @@ async fn run_reader<R: AsyncRead + Unpin>(
             }
         }
         if let Some(dropped) = discarding {
-            match buf.iter().position(|&b| b == b'\n') {
+            match memchr::memchr(b'\n', &buf[..]) {
                 Some(i) => {
                     let _ = buf.split_to(i + 1);
                     discarding = None;
@@ -139,7 +139,7 @@ async fn run_reader<R: AsyncRead + Unpin>(
                 }
             }
         }
-        if let Some(k) = buf[scanned..].iter().rposition(|&b| b == b'\n') {
+        if let Some(k) = memchr::memrchr(b'\n', &buf[scanned..]) {
             let data = buf.split_to(scanned + k + 1).freeze();
             if ctx.router.send(Event::Input { id, data }).await.is_err() {
                 return;

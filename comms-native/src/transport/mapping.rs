@@ -100,12 +100,12 @@ pub fn cache_param(msg: &Message) -> Option<String> {
 }
 
 /// The key of a destination for per-destination streams (`node:svc`, `svc`, `.`, `*`).
-pub fn destination_key(to: &Destination) -> String {
+pub fn destination_key(to: &Destination) -> &str {
     match to {
-        Destination::Instance(a) => a.to_string(),
-        Destination::Service(s) => s.clone(),
-        Destination::Broadcast(Scope::Node) => ".".into(),
-        Destination::Broadcast(Scope::All) => "*".into(),
+        Destination::Instance(a) => a.as_str(),
+        Destination::Service(s) => s,
+        Destination::Broadcast(Scope::Node) => ".",
+        Destination::Broadcast(Scope::All) => "*",
     }
 }
 
@@ -159,12 +159,30 @@ pub struct Inbound {
 }
 
 /// Decode a received line. `local` is our own address (destination of lines without one).
-pub fn from_wire(mut w: WireMessage, local: &Address) -> Inbound {
-    let stamp = Address::new(
-        std::mem::take(&mut w.sent_from_server),
-        std::mem::take(&mut w.sent_from_service),
-    )
-    .ok();
+pub fn from_wire(w: WireMessage, local: &Address) -> Inbound {
+    from_wire_cached(w, local, &mut None)
+}
+
+/// `node:service`, sharing `last` when it is the same address (consecutive lines mostly come
+/// from one sender): no allocation then. `last` becomes this address.
+fn stamp_address(node: &str, service: &str, last: &mut Option<Address>) -> Option<Address> {
+    if let Some(a) = last {
+        if a.node() == node && a.service() == service {
+            return Some(a.clone());
+        }
+    }
+    let a = Address::new(node, service).ok()?;
+    *last = Some(a.clone());
+    Some(a)
+}
+
+/// [`from_wire`] for a stream of lines: `last_stamp` keeps the previous line's sender.
+pub fn from_wire_cached(
+    mut w: WireMessage,
+    local: &Address,
+    last_stamp: &mut Option<Address>,
+) -> Inbound {
+    let stamp = stamp_address(&w.sent_from_server, &w.sent_from_service, last_stamp);
     // One pass takes every comms_* parameter out: ours, never shown to a handler.
     let mut env: [Option<String>; ENVELOPE.len()] = Default::default();
     w.params.retain(|k, v| {
@@ -208,6 +226,9 @@ pub fn from_wire(mut w: WireMessage, local: &Address) -> Inbound {
         "*" | "?" => Destination::Broadcast(Scope::All),
         "" => Destination::Instance(local.clone()),
         _ if w.server.is_empty() => Destination::Service(w.service),
+        _ if w.server == local.node() && w.service == local.service() => {
+            Destination::Instance(local.clone())
+        }
         _ => match Address::new(w.server.as_str(), w.service.as_str()) {
             Ok(a) => Destination::Instance(a),
             Err(_) => Destination::Service(w.service),

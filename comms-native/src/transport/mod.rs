@@ -329,9 +329,13 @@ impl NativeTransport {
         }
         let (key, id) = (destination_key(&msg.to), msg.id);
         match self.permits.clone().try_acquire_owned() {
-            Ok(permit) => Ok(Step::Kept(self.keep(&key, line, id, permit))),
+            Ok(permit) => Ok(Step::Kept(self.keep(key, line, id, permit))),
             Err(TryAcquireError::Closed) => Err(Error::Closed),
-            Err(TryAcquireError::NoPermits) => Ok(Step::Wait { key, line, id }),
+            Err(TryAcquireError::NoPermits) => Ok(Step::Wait {
+                key: key.to_owned(),
+                line,
+                id,
+            }),
         }
     }
 

@@ -28,7 +28,7 @@ use comms_core::transport::NoAck;
 use comms_core::{commands, Acker, Address, Delivery, Message, Result};
 
 use super::ack::{encode_ack, parse_ack};
-use super::mapping::{from_wire, SeqInfo, ACK_COMMAND, P_ACK, P_CACHE};
+use super::mapping::{from_wire_cached, SeqInfo, ACK_COMMAND, P_ACK, P_CACHE};
 use super::outbox::Outbox;
 use super::stock::StockPeers;
 use super::streams::{StreamKey, Streams};
@@ -52,7 +52,7 @@ type Place = (Arc<StreamKey>, u64);
 
 #[derive(Debug)]
 pub(crate) struct Pending {
-    msg: Message,
+    msg: Arc<Message>,
     place: Option<Place>,
     redelivered: bool,
 }
@@ -122,6 +122,8 @@ struct State {
     ack_count: usize,
     /// The stream of the last line: consecutive lines of one stream share its key.
     last_key: Option<Arc<StreamKey>>,
+    /// The sender of the last line (most lines share it: no allocation).
+    last_stamp: Option<Address>,
     settle_tx: mpsc::UnboundedSender<Settle>,
 }
 
@@ -147,6 +149,7 @@ pub(crate) async fn run(parts: ReceiverParts, mut flush_rx: mpsc::Receiver<Flush
         acks: HashMap::new(),
         ack_count: 0,
         last_key: None,
+        last_stamp: None,
         settle_tx,
     };
     let mut inbox: Option<mpsc::Sender<Delivery>> = None;
@@ -218,8 +221,8 @@ impl State {
     fn delivery(&self, p: Pending) -> Delivery {
         let redelivered = p.redelivered;
         if p.place.is_some() {
-            // The acker keeps a copy: a nack or a drop puts it back in the ready queue.
-            Delivery::new(
+            // The acker shares the message: a nack or a drop puts it back in the ready queue.
+            Delivery::shared(
                 p.msg.clone(),
                 redelivered,
                 Box::new(NativeAcker {
@@ -228,7 +231,7 @@ impl State {
                 }),
             )
         } else {
-            Delivery::new(p.msg, redelivered, Box::new(NoAck))
+            Delivery::shared(p.msg, redelivered, Box::new(NoAck))
         }
     }
 
@@ -344,7 +347,7 @@ impl State {
         // datagram is stamped `<NODE: ` (node, no service): a message, not the daemon's.
         let from_daemon = w.sent_from_service == DAEMON_SERVICE
             || (w.sent_from_service.is_empty() && w.sent_from_server.is_empty());
-        let inbound = from_wire(w, &self.parts.local);
+        let inbound = from_wire_cached(w, &self.parts.local, &mut self.last_stamp);
         let msg = inbound.message;
         if from_daemon {
             if msg.command != commands::SERVICE_UNAVAILABLE {
@@ -374,14 +377,14 @@ impl State {
                 }
                 for (n, m) in out.deliver {
                     self.ready.push_back(Pending {
-                        msg: m,
+                        msg: Arc::new(m),
                         place: Some((key.clone(), n)),
                         redelivered: false,
                     });
                 }
             }
             _ if room => self.ready.push_back(Pending {
-                msg,
+                msg: Arc::new(msg),
                 place: None,
                 redelivered: false,
             }),
