@@ -36,6 +36,10 @@ type RawWait<'a> =
 /// while it is full).
 pub type Incoming = mpsc::Receiver<WireMessage>;
 
+/// Batches of raw lines from the daemon (without `\n`), in arrival order
+/// ([`Client::spawn_raw`]).
+pub(crate) type RawIncoming = mpsc::Receiver<Vec<Bytes>>;
+
 /// A permanent connection to a Communicator daemon. Clones share one connection task; the
 /// task stops when [`Client::close`] is called, when its cancellation token fires, or when the
 /// last handle is dropped (then abruptly, without UNREGISTER, as a crash would).
@@ -58,12 +62,36 @@ impl Client {
         tracker: &TaskTracker,
         cancel: CancellationToken,
     ) -> (Client, Incoming) {
-        let (tx, rx) = mpsc::channel(config.outgoing_capacity.max(1));
         let (in_tx, in_rx) = mpsc::channel(config.incoming_capacity.max(1));
+        let client = Self::start(config, task::InSink::Parsed(in_tx), tracker, cancel);
+        (client, in_rx)
+    }
+
+    /// [`Client::spawn`] handing incoming lines over unparsed, in batches of up to
+    /// [`task::RAW_BATCH`] (the native transport parses them in place). The channel holds
+    /// `incoming_capacity / RAW_BATCH` batches (at least 2).
+    pub(crate) fn spawn_raw(
+        config: ClientConfig,
+        tracker: &TaskTracker,
+        cancel: CancellationToken,
+    ) -> (Client, RawIncoming) {
+        let batches = (config.incoming_capacity / task::RAW_BATCH).max(2);
+        let (in_tx, in_rx) = mpsc::channel(batches);
+        let client = Self::start(config, task::InSink::Raw(in_tx), tracker, cancel);
+        (client, in_rx)
+    }
+
+    fn start(
+        config: ClientConfig,
+        sink: task::InSink,
+        tracker: &TaskTracker,
+        cancel: CancellationToken,
+    ) -> Client {
+        let (tx, rx) = mpsc::channel(config.outgoing_capacity.max(1));
         let (state_tx, state) = watch::channel(ConnectionState::Disconnected);
         let service = std::sync::Arc::from(config.service.as_str());
-        tracker.spawn(task::run(config, rx, in_tx, state_tx, cancel));
-        (Client { tx, state, service }, in_rx)
+        tracker.spawn(task::run(config, rx, sink, state_tx, cancel));
+        Client { tx, state, service }
     }
 
     /// The registered service name.

@@ -50,6 +50,7 @@ pub use config::{
     DEFAULT_MAX_LINE, DEFAULT_OUTGOING_CAPACITY,
 };
 pub use error::ClientError;
+pub(crate) use handle::RawIncoming;
 pub use handle::{Client, Incoming};
 pub use state::ConnectionState;
 pub use target::{default_retry, parse_retry, Target, DEFAULT_PORT, DEFAULT_RETRY};

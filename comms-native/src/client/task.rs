@@ -6,8 +6,8 @@
 use std::collections::BTreeSet;
 use std::future::Future;
 
-use bytes::BytesMut;
-use futures_util::StreamExt;
+use bytes::{Bytes, BytesMut};
+use futures_util::{FutureExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::codec::{Encoder, FramedRead};
@@ -17,7 +17,8 @@ use super::config::{commands_list, ClientConfig, CONNECT_TIMEOUT};
 use super::handle::Command;
 use super::state::ConnectionState;
 use super::target::Target;
-use crate::codec::{LineCodec, WireMessage};
+use crate::codec::head::{scan_head, trim_bounds};
+use crate::codec::{parse, LineCodec, RawLines, WireMessage};
 
 /// The daemon's own service name in its `<node:communicatord` prefix.
 pub const DAEMON_SERVICE: &str = "communicatord";
@@ -41,10 +42,21 @@ enum End {
     Closed(Option<oneshot::Sender<()>>),
 }
 
+/// Where incoming lines go.
+pub(crate) enum InSink {
+    /// One parsed message at a time ([`super::Client::spawn`]).
+    Parsed(mpsc::Sender<WireMessage>),
+    /// Batches of raw lines, parsed by the reader in place ([`super::Client::spawn_raw`]).
+    Raw(mpsc::Sender<Vec<Bytes>>),
+}
+
+/// Lines per batch handed to a raw sink at most.
+pub(crate) const RAW_BATCH: usize = 64;
+
 struct Ctx {
     cfg: ClientConfig,
     rx: mpsc::Receiver<Command>,
-    in_tx: mpsc::Sender<WireMessage>,
+    in_tx: InSink,
     state: watch::Sender<ConnectionState>,
     commands: BTreeSet<String>,
     dropped: u64,
@@ -53,7 +65,7 @@ struct Ctx {
 pub(crate) async fn run(
     cfg: ClientConfig,
     rx: mpsc::Receiver<Command>,
-    in_tx: mpsc::Sender<WireMessage>,
+    in_tx: InSink,
     state: watch::Sender<ConnectionState>,
     cancel: CancellationToken,
 ) {
@@ -236,7 +248,7 @@ where
     let (r, mut w) = tokio::io::split(stream);
     let mut reader = FramedRead::with_capacity(
         r,
-        LineCodec::with_max_line_length(ctx.cfg.max_line_length),
+        RawLines::with_max_line_length(ctx.cfg.max_line_length),
         READ_BUFFER,
     );
     let mut codec = LineCodec::new();
@@ -256,7 +268,7 @@ where
     loop {
         tokio::select! {
             item = reader.next() => {
-                let msg = match item {
+                let first = match item {
                     Some(Err(e)) if !registered => {
                         return match crate::tls::tls_reason(&e) {
                             Some(reason) => End::TlsFailed(reason),
@@ -264,13 +276,36 @@ where
                         };
                     }
                     None | Some(Err(_)) => return End::Lost { registered },
-                    Some(Ok(Err(e))) => {
-                        tracing::warn!(error = %e, "unreadable line from the daemon skipped");
-                        continue;
-                    }
-                    Some(Ok(Ok(msg))) => msg,
+                    Some(Ok(line)) => line,
                 };
-                if msg.sent_from_service == DAEMON_SERVICE || msg.sent_from_service.is_empty() {
+                // Take what else is already buffered: one hand-over per batch, not per line.
+                let mut lines = Vec::with_capacity(8);
+                let mut ended = false;
+                let mut next = Some(first);
+                loop {
+                    match next.take() {
+                        Some(Ok(line)) => lines.push(line),
+                        Some(Err(e)) => tracing::warn!(error = %e, "unreadable line from the daemon skipped"),
+                        None => {}
+                    }
+                    if lines.len() >= RAW_BATCH {
+                        break;
+                    }
+                    match reader.next().now_or_never() {
+                        Some(Some(Ok(item))) => next = Some(item),
+                        Some(None | Some(Err(_))) => {
+                            ended = true;
+                            break;
+                        }
+                        None => break,
+                    }
+                }
+                let mut pass = Vec::with_capacity(lines.len());
+                for line in lines {
+                    let Some(msg) = daemon_line(&line) else {
+                        pass.push(line);
+                        continue;
+                    };
                     match msg.command.as_str() {
                         "HELP" => {
                             let list = WireMessage::new("COMMANDS")
@@ -278,14 +313,12 @@ where
                             if write_one(&mut w, &mut codec, &mut buf, list).await.is_err() {
                                 return End::Lost { registered };
                             }
-                            continue;
                         }
                         "READY" => {
                             registered = true;
                             let node = msg.sent_from_server.clone();
                             tracing::debug!(%node, service = %ctx.cfg.service, "registered");
                             ctx.state.send_replace(ConnectionState::Connected { node, session: session_no });
-                            continue;
                         }
                         "INVALID" if !registered && msg.param("command") == Some("REGISTER") => {
                             let reason = msg.param("reason").unwrap_or("refused").to_owned();
@@ -296,12 +329,15 @@ where
                             tracing::info!("the daemon is quitting");
                             return End::Lost { registered };
                         }
-                        _ => {}
+                        _ => pass.push(line),
                     }
                 }
                 // A slow application slows the reading of the socket (bounded channel).
-                if ctx.in_tx.send(msg).await.is_err() {
+                if !hand_over(&ctx.in_tx, pass).await {
                     tracing::trace!("incoming message dropped: nobody reads the client");
+                }
+                if ended {
+                    return End::Lost { registered };
                 }
             }
             cmd = ctx.rx.recv() => match cmd {
@@ -364,6 +400,40 @@ where
     }
 }
 
+/// The line parsed, when it is the daemon's own (prefix `<NODE:communicatord ` or none),
+/// which the task may answer itself; `None` for every other line (not parsed here).
+fn daemon_line(line: &[u8]) -> Option<WireMessage> {
+    let (start, end) = trim_bounds(line);
+    let t = &line[start..end];
+    let head = scan_head(t, start).ok()?;
+    let sfv = &t[head.sent_from_service];
+    if sfv != DAEMON_SERVICE.as_bytes() && !sfv.is_empty() {
+        return None;
+    }
+    parse(line).ok()
+}
+
+/// Hands `lines` to the sink (parsed one by one for a parsed sink, where an unreadable line
+/// is skipped with a warning); false when nobody reads.
+async fn hand_over(sink: &InSink, lines: Vec<Bytes>) -> bool {
+    match sink {
+        InSink::Raw(tx) => lines.is_empty() || tx.send(lines).await.is_ok(),
+        InSink::Parsed(tx) => {
+            for line in lines {
+                match parse(&line) {
+                    Ok(msg) => {
+                        if tx.send(msg).await.is_err() {
+                            return false;
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "unreadable line from the daemon skipped"),
+                }
+            }
+            true
+        }
+    }
+}
+
 fn encode(codec: &mut LineCodec, buf: &mut BytesMut, msg: WireMessage) {
     if let Err(e) = codec.encode(&msg, buf) {
         tracing::warn!(error = %e, command = %msg.command, "line not written");
@@ -401,7 +471,7 @@ mod tests {
             commands: cfg.commands.clone(),
             cfg,
             rx,
-            in_tx,
+            in_tx: InSink::Parsed(in_tx),
             state: state_tx,
             dropped: 0,
         };
@@ -465,7 +535,7 @@ mod tests {
             commands: cfg.commands.clone(),
             cfg,
             rx,
-            in_tx,
+            in_tx: InSink::Parsed(in_tx),
             state: state_tx,
             dropped: 0,
         };

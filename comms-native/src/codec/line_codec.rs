@@ -13,7 +13,7 @@
 //! The encoder does not enforce the maximum: stock peers have no limit, and the sender is
 //! the wrong place to police it.
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
 use super::error::{EncodeError, FrameError};
@@ -68,23 +68,22 @@ impl LineCodec {
     }
 }
 
-impl Decoder for LineCodec {
-    type Item = Result<WireMessage, FrameError>;
-    type Error = std::io::Error;
-
-    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Self::Item>, Self::Error> {
+impl LineCodec {
+    /// The next line of `buf` (without `\n`, `\r` kept), skipping blank lines: the framing
+    /// half of [`Decoder::decode`], for readers that parse later ([`RawLines`]).
+    fn frame(&mut self, buf: &mut BytesMut) -> Option<Result<BytesMut, FrameError>> {
         loop {
             if let Some(dropped) = self.discarding {
                 match memchr::memchr(b'\n', buf) {
                     Some(i) => {
                         buf.advance(i + 1);
                         self.discarding = None;
-                        return Ok(Some(Err(self.too_long(dropped + i))));
+                        return Some(Err(self.too_long(dropped + i)));
                     }
                     None => {
                         self.discarding = Some(dropped + buf.len());
                         buf.clear();
-                        return Ok(None);
+                        return None;
                     }
                 }
             }
@@ -97,34 +96,77 @@ impl Decoder for LineCodec {
                     continue;
                 }
                 self.next_index = buf.len();
-                return Ok(None);
+                return None;
             };
             self.next_index = 0;
-            let frame = buf.split_to(i + 1);
-            let line = &frame[..i];
-            if line.len() > self.max_line_length {
-                return Ok(Some(Err(self.too_long(line.len()))));
+            let mut frame = buf.split_to(i + 1);
+            frame.truncate(i);
+            if frame.len() > self.max_line_length {
+                return Some(Err(self.too_long(frame.len())));
             }
-            if line.iter().all(|&b| is_c_space(b)) {
+            if frame.iter().all(|&b| is_c_space(b)) {
                 continue;
             }
-            return Ok(Some(parse(line).map_err(FrameError::from)));
+            return Some(Ok(frame));
         }
     }
 
-    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Self::Item>, Self::Error> {
-        if let Some(item) = self.decode(buf)? {
-            return Ok(Some(item));
+    /// [`LineCodec::frame`] at end of stream: an unterminated line is an error.
+    fn frame_eof(&mut self, buf: &mut BytesMut) -> Option<Result<BytesMut, FrameError>> {
+        if let Some(item) = self.frame(buf) {
+            return Some(item);
         }
         if let Some(dropped) = self.discarding.take() {
-            return Ok(Some(Err(FrameError::Truncated { length: dropped })));
+            return Some(Err(FrameError::Truncated { length: dropped }));
         }
         self.next_index = 0;
         let rest = buf.split();
         if rest.iter().all(|&b| is_c_space(b)) {
-            return Ok(None);
+            return None;
         }
-        Ok(Some(Err(FrameError::Truncated { length: rest.len() })))
+        Some(Err(FrameError::Truncated { length: rest.len() }))
+    }
+}
+
+impl Decoder for LineCodec {
+    type Item = Result<WireMessage, FrameError>;
+    type Error = std::io::Error;
+
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Self::Item>, Self::Error> {
+        Ok(self
+            .frame(buf)
+            .map(|f| f.and_then(|line| parse(&line).map_err(FrameError::from))))
+    }
+
+    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Self::Item>, Self::Error> {
+        Ok(self
+            .frame_eof(buf)
+            .map(|f| f.and_then(|line| parse(&line).map_err(FrameError::from))))
+    }
+}
+
+/// [`LineCodec`]'s framing without parsing: items are the lines' bytes (without `\n`), for a
+/// reader that hands them on and parses them in place later ([`super::parse_view`]).
+#[derive(Debug, Clone)]
+pub struct RawLines(LineCodec);
+
+impl RawLines {
+    /// Lines of at most `max` bytes (see [`LineCodec::with_max_line_length`]).
+    pub fn with_max_line_length(max: usize) -> Self {
+        Self(LineCodec::with_max_line_length(max))
+    }
+}
+
+impl Decoder for RawLines {
+    type Item = Result<Bytes, FrameError>;
+    type Error = std::io::Error;
+
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Self::Item>, Self::Error> {
+        Ok(self.0.frame(buf).map(|f| f.map(BytesMut::freeze)))
+    }
+
+    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Self::Item>, Self::Error> {
+        Ok(self.0.frame_eof(buf).map(|f| f.map(BytesMut::freeze)))
     }
 }
 

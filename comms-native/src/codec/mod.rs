@@ -37,7 +37,7 @@
 
 mod datagram;
 mod error;
-mod head;
+pub(crate) mod head;
 mod json;
 mod line_codec;
 mod parse;
@@ -52,8 +52,8 @@ mod vectors;
 
 pub use datagram::{parse_datagram, SECRET_CODE_PARAM, UDP_MAX_DATAGRAM, UNIX_MAX_DATAGRAM};
 pub use error::{DatagramError, EncodeError, FrameError, ParseError, RestampError, SerializeError};
-pub use line_codec::{LineCodec, DEFAULT_MAX_LINE_LENGTH};
-pub use parse::parse;
+pub use line_codec::{LineCodec, RawLines, DEFAULT_MAX_LINE_LENGTH};
+pub use parse::{parse, parse_view, Parsed, WireView};
 pub use route::{peek_route, restamp, restamp_head, RouteHead};
 pub use serialize::{serialize, to_line};
 pub use wire::{is_valid_address, is_valid_command, is_valid_name, WireMessage};

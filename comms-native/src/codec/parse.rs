@@ -8,6 +8,8 @@
 //! - invalid UTF-8 is rejected ([`ParseError::InvalidUtf8`]); values are Rust `String`s;
 //! - a NUL byte is rejected ([`ParseError::NulByte`]) instead of silently truncating the line.
 
+use std::borrow::Cow;
+
 use super::error::ParseError;
 use super::head::{scan_head, trim_bounds};
 use super::wire::{is_valid_name, WireMessage};
@@ -17,6 +19,78 @@ use super::wire::{is_valid_name, WireMessage};
 /// Lines starting with `{` are parsed as the JSON variant (cd-wire.md §1.3).
 /// Never panics; every rejection says what was wrong.
 pub fn parse(line: &[u8]) -> Result<WireMessage, ParseError> {
+    match parse_view(line)? {
+        Parsed::View(v) => Ok(v.into_owned()),
+        Parsed::Json(s) => super::json::parse_json(s),
+    }
+}
+
+/// A checked line, before anything is copied out of it ([`parse_view`]).
+#[derive(Debug)]
+pub enum Parsed<'a> {
+    /// A text line, as borrowed spans.
+    View(WireView<'a>),
+    /// A JSON line (cd-wire.md §1.3): the trimmed text, for [`parse`].
+    Json(&'a str),
+}
+
+/// A text line parsed in place: the head as slices of the line, and the parameters read
+/// (and unescaped, where they have escapes) as they are iterated. Checked as a whole by
+/// [`parse_view`], so iterating cannot fail.
+#[derive(Debug, Clone)]
+pub struct WireView<'a> {
+    /// `<sfs:` of the prefix; empty if none.
+    pub sent_from_server: &'a str,
+    /// `:sfv ` of the prefix; empty if none.
+    pub sent_from_service: &'a str,
+    /// Destination server.
+    pub server: &'a str,
+    /// Destination service.
+    pub service: &'a str,
+    /// The command.
+    pub command: &'a str,
+    /// `name=value(;name=value)*` after the command, and its offset in the line.
+    params: &'a str,
+    base: usize,
+}
+
+impl<'a> WireView<'a> {
+    /// The parameters in line order (a repeated name: the last one counts, as in [`parse`]).
+    pub fn params(&self) -> impl Iterator<Item = (&'a str, Cow<'a, str>)> {
+        ParamIter {
+            s: self.params,
+            pos: 0,
+            base: self.base,
+        }
+        .filter_map(Result::ok)
+    }
+
+    /// The value of parameter `name` (the last one, as in [`parse`]).
+    pub fn param(&self, name: &str) -> Option<Cow<'a, str>> {
+        self.params()
+            .filter(|(k, _)| *k == name)
+            .last()
+            .map(|(_, v)| v)
+    }
+
+    /// The owned message.
+    pub fn into_owned(self) -> WireMessage {
+        WireMessage {
+            sent_from_server: self.sent_from_server.to_owned(),
+            sent_from_service: self.sent_from_service.to_owned(),
+            server: self.server.to_owned(),
+            service: self.service.to_owned(),
+            command: self.command.to_owned(),
+            params: self
+                .params()
+                .map(|(k, v)| (k.to_owned(), v.into_owned()))
+                .collect(),
+        }
+    }
+}
+
+/// Checks one line and parses its head in place: [`parse`] without copying anything.
+pub fn parse_view(line: &[u8]) -> Result<Parsed<'_>, ParseError> {
     let (start, end) = trim_bounds(line);
     let t = &line[start..end];
     if t.is_empty() {
@@ -29,32 +103,59 @@ pub fn parse(line: &[u8]) -> Result<WireMessage, ParseError> {
         offset: start + e.valid_up_to(),
     })?;
     if s.starts_with('{') {
-        return super::json::parse_json(s);
+        return Ok(Parsed::Json(s));
     }
     let head = scan_head(t, start)?;
-    let mut msg = WireMessage {
-        sent_from_server: s[head.sent_from_server.clone()].to_owned(),
-        sent_from_service: s[head.sent_from_service.clone()].to_owned(),
-        server: s[head.server.clone()].to_owned(),
-        service: s[head.service.clone()].to_owned(),
-        command: s[head.command.clone()].to_owned(),
-        params: Default::default(),
+    let (params, base) = if head.end() < s.len() {
+        (&s[head.end() + 1..], start + head.end() + 1)
+    } else {
+        ("", start + s.len())
     };
-    if head.end() < s.len() {
-        parse_params(s, head.end() + 1, start, &mut msg)?;
-    }
-    Ok(msg)
+    let view = WireView {
+        sent_from_server: &s[head.sent_from_server.clone()],
+        sent_from_service: &s[head.sent_from_service.clone()],
+        server: &s[head.server.clone()],
+        service: &s[head.service.clone()],
+        command: &s[head.command.clone()],
+        params,
+        base,
+    };
+    let mut check = ParamIter {
+        s: params,
+        pos: 0,
+        base,
+    };
+    check.try_for_each(|p| p.map(drop))?;
+    Ok(Parsed::View(view))
 }
 
-/// Parses `name=value(;name=value)*[;]` from `pos` to the end of `s`.
-fn parse_params(
-    s: &str,
-    mut pos: usize,
+/// `name=value(;name=value)*[;]`, one parameter per item; the first error ends it.
+struct ParamIter<'a> {
+    s: &'a str,
+    pos: usize,
+    /// Offset of `s` in the line (for error offsets).
     base: usize,
-    msg: &mut WireMessage,
-) -> Result<(), ParseError> {
-    let b = s.as_bytes();
-    while pos < b.len() {
+}
+
+impl<'a> Iterator for ParamIter<'a> {
+    type Item = Result<(&'a str, Cow<'a, str>), ParseError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.pos >= self.s.len() {
+            return None;
+        }
+        let item = self.param();
+        if item.is_err() {
+            self.pos = self.s.len();
+        }
+        Some(item)
+    }
+}
+
+impl<'a> ParamIter<'a> {
+    fn param(&mut self) -> Result<(&'a str, Cow<'a, str>), ParseError> {
+        let (s, pos, base) = (self.s, self.pos, self.base);
+        let b = s.as_bytes();
         let eq = memchr::memchr(b'=', &b[pos..])
             .map(|k| pos + k)
             .ok_or(ParseError::MissingEquals { offset: base + pos })?;
@@ -69,21 +170,24 @@ fn parse_params(
         let value;
         if b.get(v) == Some(&b'"') {
             let (raw, close) = scan_quoted(s, v, base)?;
-            value = unescape(&raw);
-            pos = close + 1;
-            match b.get(pos) {
+            value = Cow::Owned(unescape(&raw).into_owned());
+            self.pos = close + 1;
+            match b.get(self.pos) {
                 None => {}
-                Some(b';') => pos += 1,
-                Some(_) => return Err(ParseError::JunkAfterQuote { offset: base + pos }),
+                Some(b';') => self.pos += 1,
+                Some(_) => {
+                    return Err(ParseError::JunkAfterQuote {
+                        offset: base + self.pos,
+                    })
+                }
             }
         } else {
             let stop = memchr::memchr(b';', &b[v..]).map_or(b.len(), |k| v + k);
             value = unescape(&s[v..stop]);
-            pos = stop + 1;
+            self.pos = stop + 1;
         }
-        msg.params.insert(name.to_owned(), value);
+        Ok((name, value))
     }
-    Ok(())
 }
 
 /// Reads a quoted value whose opening `"` is at `open`. Returns the raw text (with each
@@ -114,10 +218,11 @@ fn scan_quoted(s: &str, open: usize, base: usize) -> Result<(String, usize), Par
 }
 
 /// Single left-to-right pass: `\\`→`\`, `\n`→LF, `\r`→CR; any other `\x` stays literal.
-pub(crate) fn unescape(raw: &str) -> String {
+/// Borrows when there is no escape.
+pub(crate) fn unescape(raw: &str) -> Cow<'_, str> {
     let b = raw.as_bytes();
     if memchr::memchr(b'\\', b).is_none() {
-        return raw.to_owned();
+        return Cow::Borrowed(raw);
     }
     let mut out = String::with_capacity(raw.len());
     let mut run = 0;
@@ -141,7 +246,7 @@ pub(crate) fn unescape(raw: &str) -> String {
         i += 1;
     }
     out.push_str(&raw[run..]);
-    out
+    Cow::Owned(out)
 }
 
 #[cfg(test)]

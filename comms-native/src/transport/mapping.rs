@@ -17,7 +17,9 @@ use std::time::Duration;
 
 use comms_core::{Address, DeliveryMode, Destination, Message, MessageId, Params, Scope};
 
-use crate::codec::WireMessage;
+use std::borrow::Cow;
+
+use crate::codec::{WireMessage, WireView};
 
 /// `comms_id`: the message id.
 pub const P_ID: &str = "comms_id";
@@ -160,7 +162,37 @@ pub struct Inbound {
 
 /// Decode a received line. `local` is our own address (destination of lines without one).
 pub fn from_wire(w: WireMessage, local: &Address) -> Inbound {
-    from_wire_cached(w, local, &mut None)
+    let WireMessage {
+        sent_from_server,
+        sent_from_service,
+        server,
+        service,
+        command,
+        params,
+    } = w;
+    let head = Head {
+        sent_from_server: &sent_from_server,
+        sent_from_service: &sent_from_service,
+        server: &server,
+        service: &service,
+    };
+    let params = params
+        .into_iter()
+        .map(|(k, v)| (Cow::Owned(k), Cow::Owned(v)));
+    decode(&head, Cow::Owned(command), params, local, &mut None)
+}
+
+/// Decode a line parsed in place ([`crate::codec::parse_view`]): only what the message keeps
+/// is copied. `last_stamp` keeps the previous line's sender (see [`stamp_address`]).
+pub fn from_view(v: &WireView<'_>, local: &Address, last_stamp: &mut Option<Address>) -> Inbound {
+    let head = Head {
+        sent_from_server: v.sent_from_server,
+        sent_from_service: v.sent_from_service,
+        server: v.server,
+        service: v.service,
+    };
+    let params = v.params().map(|(k, v)| (Cow::Borrowed(k), v));
+    decode(&head, Cow::Borrowed(v.command), params, local, last_stamp)
 }
 
 /// `node:service`, sharing `last` when it is the same address (consecutive lines mostly come
@@ -176,30 +208,43 @@ fn stamp_address(node: &str, service: &str, last: &mut Option<Address>) -> Optio
     Some(a)
 }
 
-/// [`from_wire`] for a stream of lines: `last_stamp` keeps the previous line's sender.
-pub fn from_wire_cached(
-    mut w: WireMessage,
+/// The head of a received line.
+struct Head<'h> {
+    sent_from_server: &'h str,
+    sent_from_service: &'h str,
+    server: &'h str,
+    service: &'h str,
+}
+
+/// The one decoder behind [`from_wire`] and [`from_view`]: every `comms_*` parameter is taken
+/// out in the same pass (ours, never shown to a handler); a repeated name counts once, the
+/// last one, as in a parsed [`WireMessage`].
+fn decode<'a>(
+    head: &Head<'_>,
+    command: Cow<'a, str>,
+    params: impl Iterator<Item = (Cow<'a, str>, Cow<'a, str>)>,
     local: &Address,
     last_stamp: &mut Option<Address>,
 ) -> Inbound {
-    let stamp = stamp_address(&w.sent_from_server, &w.sent_from_service, last_stamp);
-    // One pass takes every comms_* parameter out: ours, never shown to a handler.
-    let mut env: [Option<String>; ENVELOPE.len()] = Default::default();
-    w.params.retain(|k, v| {
-        if !k.starts_with(comms_core::message::RESERVED_PARAM_PREFIX) {
-            return true;
+    let stamp = stamp_address(head.sent_from_server, head.sent_from_service, last_stamp);
+    let mut env: [Option<Cow<'a, str>>; ENVELOPE.len()] = Default::default();
+    let mut cache = None;
+    let mut user = Params::new();
+    for (k, v) in params {
+        if k.starts_with(comms_core::message::RESERVED_PARAM_PREFIX) {
+            if let Some(i) = ENVELOPE.iter().position(|e| *e == k) {
+                env[i] = Some(v);
+            }
+        } else if k == P_CACHE {
+            cache = Some(v);
+        } else {
+            user.insert(k.into_owned(), v.into_owned());
         }
-        if let Some(i) = ENVELOPE.iter().position(|e| *e == k.as_str()) {
-            env[i] = Some(std::mem::take(v));
-        }
-        false
-    });
+    }
     let [id, correlation, hops, origin, trace, amo, seq, base, last] = env;
     let stock = id.is_none();
-    let id = id
-        .and_then(|i| MessageId::try_from(i).ok())
-        .unwrap_or_default();
-    let correlation = correlation.and_then(|c| MessageId::try_from(c).ok());
+    let id = id.and_then(|i| i.parse().ok()).unwrap_or_default();
+    let correlation = correlation.and_then(|c| c.parse::<MessageId>().ok());
     let hops = hops.and_then(|h| h.parse().ok()).unwrap_or(0);
     let origin = origin.and_then(|f| f.parse::<Address>().ok());
     let amo = amo.is_some();
@@ -209,8 +254,8 @@ pub fn from_wire_cached(
         .map(|s| SeqInfo { last, ..s });
     let (mut ttl, mut report) = (None, false);
     // A stock service's `cache` is its own parameter: only ours is read and removed.
-    if !stock {
-        if let Some(cache) = w.params.remove(P_CACHE) {
+    match cache {
+        Some(cache) if !stock => {
             for part in cache.split(';') {
                 if part == "reply" {
                     report = true;
@@ -219,19 +264,23 @@ pub fn from_wire_cached(
                 }
             }
         }
+        Some(cache) => {
+            user.insert(P_CACHE.to_owned(), cache.into_owned());
+        }
+        None => {}
     }
-    let params: Params = w.params;
-    let to = match w.service.as_str() {
+    let (server, service) = (head.server, head.service);
+    let to = match service {
         "." => Destination::Broadcast(Scope::Node),
         "*" | "?" => Destination::Broadcast(Scope::All),
         "" => Destination::Instance(local.clone()),
-        _ if w.server.is_empty() => Destination::Service(w.service),
-        _ if w.server == local.node() && w.service == local.service() => {
+        _ if server.is_empty() => Destination::Service(service.to_owned()),
+        _ if server == local.node() && service == local.service() => {
             Destination::Instance(local.clone())
         }
-        _ => match Address::new(w.server.as_str(), w.service.as_str()) {
+        _ => match Address::new(server, service) {
             Ok(a) => Destination::Instance(a),
-            Err(_) => Destination::Service(w.service),
+            Err(_) => Destination::Service(service.to_owned()),
         },
     };
     let mode = if amo || stock || seq.is_none() {
@@ -240,14 +289,14 @@ pub fn from_wire_cached(
         DeliveryMode::AtLeastOnce
     };
     let message = Message {
-        command: w.command,
+        command: command.into_owned(),
         to,
         from: origin.or_else(|| stamp.clone()),
-        params,
+        params: user,
         id,
         correlation,
         hops,
-        trace,
+        trace: trace.map(Cow::into_owned),
         mode,
         ttl,
         report,

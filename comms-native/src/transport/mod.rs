@@ -86,6 +86,7 @@ use comms_core::{
 
 pub use datagram::{connect, DatagramOptions, DatagramTransport};
 pub use options::{NativeOptions, DEFAULT_PREFETCH, DEFAULT_QUEUE_BOUND};
+pub use receiver::{READY_BOUND, READY_PAUSE};
 
 use crate::client::{Client, ClientConfig, ClientError, ConnectionState};
 use encode::Encoded;
@@ -118,6 +119,8 @@ pub struct NativeTransport {
     opts: NativeOptions,
     outbox: Arc<Mutex<Outbox>>,
     permits: Arc<Semaphore>,
+    /// Notified when a send waits for a permit (the receiver must read the acks).
+    wanted: Arc<Notify>,
     stock: Arc<Mutex<StockPeers>>,
     bound: Mutex<Option<Bound>>,
     listening: AtomicBool,
@@ -149,6 +152,7 @@ impl NativeTransport {
         let epoch = format!("{:x}", ulid::Ulid::generate().random() as u64);
         Self {
             permits: Arc::new(Semaphore::new(opts.queue_bound.max(1))),
+            wanted: Arc::default(),
             outbox: Arc::new(Mutex::new(Outbox::new(epoch))),
             stock: Arc::default(),
             opts,
@@ -218,7 +222,7 @@ impl NativeTransport {
             .with_commands(commands.iter().cloned())
             .with_retry(self.opts.retry.clone());
         let cancel = self.cancel.child_token();
-        let (client, incoming) = Client::spawn(cfg, &self.tracker, cancel.clone());
+        let (client, incoming) = Client::spawn_raw(cfg, &self.tracker, cancel.clone());
         let (inbox_tx, inbox_rx) = oneshot::channel();
         let (flush_tx, flush_rx) = mpsc::channel(1);
         let released = Arc::new(Notify::new());
@@ -227,6 +231,8 @@ impl NativeTransport {
                 local: ad.address.clone(),
                 client: client.clone(),
                 outbox: self.outbox.clone(),
+                permits: self.permits.clone(),
+                wanted: self.wanted.clone(),
                 stock: self.stock.clone(),
                 incoming,
                 inbox: inbox_rx,
@@ -372,6 +378,7 @@ impl NativeTransport {
 
     /// Wait up to `send_timeout` for an outbox permit ([`Error::Backpressure`] after).
     async fn wait_permit(&self) -> Result<OwnedSemaphorePermit> {
+        self.wanted.notify_one();
         tokio::time::timeout(
             self.opts.send_timeout,
             self.permits.clone().acquire_owned(),

@@ -6,10 +6,12 @@
 //! the inbox has room for, so a burst costs one wake-up rather than one per message.
 //!
 //! Queues (all bounded):
-//! - `ready`: deliveries waiting for inbox room, at most `READY_BOUND`; when full, arriving
-//!   at-least-once lines are dropped (the sender resends them) and at-most-once lines are
-//!   dropped with a warning: **the task never stops reading**, so acknowledgements keep
-//!   flowing even when the application is slow.
+//! - `ready`: deliveries waiting for inbox room. From [`READY_PAUSE`] on, the task stops
+//!   taking lines (the daemon and the socket hold them: the senders slow down, nothing is
+//!   lost) **unless a send of ours waits for outbox room**: then it keeps reading, because
+//!   the acknowledgements it waits for come on the same connection. Reading on, at most
+//!   [`READY_BOUND`]: beyond, arriving at-least-once lines are dropped (the sender resends
+//!   them) and at-most-once lines are dropped with a warning.
 //! - the inbox: `prefetch` deliveries.
 //! - settle events from ackers: an unbounded channel, but at most one event per outstanding
 //!   delivery (ready + inbox + in handlers), so bounded by the two bounds above.
@@ -21,24 +23,27 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use comms_core::transport::NoAck;
 use comms_core::{commands, Acker, Address, Delivery, Message, Result};
 
 use super::ack::{encode_ack, parse_ack};
-use super::mapping::{from_wire_cached, SeqInfo, ACK_COMMAND, P_ACK, P_CACHE};
+use super::mapping::{from_view, from_wire, Inbound, SeqInfo, ACK_COMMAND, P_ACK, P_CACHE};
 use super::outbox::Outbox;
 use super::stock::StockPeers;
 use super::streams::{StreamKey, Streams};
-use crate::client::{Client, Incoming, DAEMON_SERVICE};
-use crate::codec::WireMessage;
+use crate::client::{Client, RawIncoming, DAEMON_SERVICE};
+use crate::codec::{parse, parse_view, Parsed, WireMessage, WireView};
 
-/// Incoming lines taken per turn of the task.
-const LINE_BATCH: usize = 64;
-/// Deliveries kept waiting for inbox room.
+/// Incoming batches (of up to [`crate::client::task::RAW_BATCH`] lines) taken per turn.
+const LINE_BATCH: usize = 4;
+/// Deliveries kept waiting for inbox room, at most.
 pub const READY_BOUND: usize = 8192;
+/// From this many waiting deliveries on, lines are read only while a send of ours waits for
+/// outbox room (see the module docs).
+pub const READY_PAUSE: usize = 2048;
 /// Acknowledgements are flushed at least this often.
 pub const ACK_FLUSH: Duration = Duration::from_millis(5);
 /// ...or as soon as this many positions wait.
@@ -105,8 +110,12 @@ pub(crate) struct ReceiverParts {
     pub(crate) local: Address,
     pub(crate) client: Client,
     pub(crate) outbox: Arc<Mutex<Outbox>>,
+    /// The outbox permits: none left means a send may wait for acknowledgements.
+    pub(crate) permits: Arc<Semaphore>,
+    /// Woken when a send starts waiting for a permit (a paused receiver reads on).
+    pub(crate) wanted: Arc<Notify>,
     pub(crate) stock: Arc<Mutex<StockPeers>>,
-    pub(crate) incoming: Incoming,
+    pub(crate) incoming: RawIncoming,
     pub(crate) inbox: oneshot::Receiver<mpsc::Sender<Delivery>>,
     /// Woken when an acknowledgement opened a held stream (the resend task writes it).
     pub(crate) released: Arc<Notify>,
@@ -187,13 +196,14 @@ pub(crate) async fn run(parts: ReceiverParts, mut flush_rx: mpsc::Receiver<Flush
                     st.ready.clear();
                 }
             },
-            line = st.parts.incoming.recv() => match line {
-                Some(w) => {
-                    st.line(w);
+            _ = st.parts.wanted.notified(), if !st.reading() => {}
+            lines = st.parts.incoming.recv(), if st.reading() => match lines {
+                Some(lines) => {
+                    st.lines(&lines);
                     // Take what else arrived in the same turn.
                     for _ in 1..LINE_BATCH {
                         match st.parts.incoming.try_recv() {
-                            Ok(w) => st.line(w),
+                            Ok(lines) => st.lines(&lines),
                             Err(_) => break,
                         }
                     }
@@ -217,7 +227,20 @@ pub(crate) async fn run(parts: ReceiverParts, mut flush_rx: mpsc::Receiver<Flush
     }
 }
 
+/// The daemon's own lines: `<NODE:communicatord ...` notifications, and replies addressed to
+/// us without any sent-from prefix (e.g. SERVICE_UNAVAILABLE). A UDP datagram is stamped
+/// `<NODE: ` (node, no service): a message, not the daemon's.
+fn is_daemon(sent_from_server: &str, sent_from_service: &str) -> bool {
+    sent_from_service == DAEMON_SERVICE
+        || (sent_from_service.is_empty() && sent_from_server.is_empty())
+}
+
 impl State {
+    /// Whether to take more lines now (see the module docs).
+    fn reading(&self) -> bool {
+        self.ready.len() < READY_PAUSE || self.parts.permits.available_permits() == 0
+    }
+
     fn delivery(&self, p: Pending) -> Delivery {
         let redelivered = p.redelivered;
         if p.place.is_some() {
@@ -329,25 +352,56 @@ impl State {
         key
     }
 
-    fn line(&mut self, w: WireMessage) {
-        if w.command == ACK_COMMAND {
-            if let Some((epoch, stream, ranges)) =
-                w.param(P_ACK).and_then(|v| parse_ack(v, 1 << 20))
-            {
-                if epoch == self.epoch {
-                    self.update_outbox(|o| {
-                        o.ack(stream, &ranges);
-                    });
-                }
+    /// A batch of raw lines: each parsed in place (a JSON line is parsed whole).
+    fn lines(&mut self, lines: &[bytes::Bytes]) {
+        for line in lines {
+            match parse_view(line) {
+                Ok(Parsed::View(v)) => self.view(&v),
+                Ok(Parsed::Json(_)) => match parse(line) {
+                    Ok(w) => self.wire(w),
+                    Err(e) => tracing::warn!(error = %e, "native: unreadable line skipped"),
+                },
+                Err(e) => tracing::warn!(error = %e, "native: unreadable line skipped"),
+            }
+        }
+    }
+
+    fn view(&mut self, v: &WireView<'_>) {
+        if v.command == ACK_COMMAND {
+            if let Some(ack) = v.param(P_ACK) {
+                self.ack(&ack);
             }
             return;
         }
-        // The daemon's own lines: `<NODE:communicatord ...` notifications, and replies
-        // addressed to us without any sent-from prefix (e.g. SERVICE_UNAVAILABLE). A UDP
-        // datagram is stamped `<NODE: ` (node, no service): a message, not the daemon's.
-        let from_daemon = w.sent_from_service == DAEMON_SERVICE
-            || (w.sent_from_service.is_empty() && w.sent_from_server.is_empty());
-        let inbound = from_wire_cached(w, &self.parts.local, &mut self.last_stamp);
+        let from_daemon = is_daemon(v.sent_from_server, v.sent_from_service);
+        let inbound = from_view(v, &self.parts.local, &mut self.last_stamp);
+        self.inbound(inbound, from_daemon);
+    }
+
+    fn wire(&mut self, w: WireMessage) {
+        if w.command == ACK_COMMAND {
+            if let Some(ack) = w.param(P_ACK) {
+                self.ack(ack);
+            }
+            return;
+        }
+        let from_daemon = is_daemon(&w.sent_from_server, &w.sent_from_service);
+        let inbound = from_wire(w, &self.parts.local);
+        self.inbound(inbound, from_daemon);
+    }
+
+    /// A `COMMS_ACK` for our outbox.
+    fn ack(&mut self, value: &str) {
+        if let Some((epoch, stream, ranges)) = parse_ack(value, 1 << 20) {
+            if epoch == self.epoch {
+                self.update_outbox(|o| {
+                    o.ack(stream, &ranges);
+                });
+            }
+        }
+    }
+
+    fn inbound(&mut self, inbound: Inbound, from_daemon: bool) {
         let msg = inbound.message;
         if from_daemon {
             if msg.command != commands::SERVICE_UNAVAILABLE {
