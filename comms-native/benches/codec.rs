@@ -3,7 +3,11 @@
 use std::hint::black_box;
 
 use bytes::BytesMut;
-use comms_native::codec::{parse, peek_route, restamp_head, serialize, RestampError};
+use comms_core::Address;
+use comms_native::codec::{
+    parse, parse_view, peek_route, restamp_head, serialize, Parsed, RestampError,
+};
+use comms_native::transport::mapping::from_view;
 use criterion::{criterion_group, criterion_main, Criterion};
 
 /// A typical stamped daemon line (cd-wire.md §7).
@@ -12,6 +16,16 @@ const LINE: &[u8] =
 
 fn benches(c: &mut Criterion) {
     c.bench_function("parse typical line", |b| b.iter(|| parse(black_box(LINE))));
+
+    // What the native transport's receiver does per line: parse in place, decode to a Message.
+    let local = Address::new("vm", "probe_b").expect("address");
+    let mut last = None;
+    c.bench_function("parse_view + from_view (receiver, to a Message)", |b| {
+        b.iter(|| match parse_view(black_box(LINE)) {
+            Ok(Parsed::View(v)) => Some(from_view(&v, &local, &mut last).message),
+            _ => None,
+        })
+    });
 
     let msg = match parse(LINE) {
         Ok(m) => m,

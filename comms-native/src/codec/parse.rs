@@ -63,6 +63,7 @@ impl<'a> WireView<'a> {
             base: self.base,
         }
         .filter_map(Result::ok)
+        .map(|(k, v)| (k, v.decode()))
     }
 
     /// The value of parameter `name` (the last one, as in [`parse`]).
@@ -129,7 +130,27 @@ pub fn parse_view(line: &[u8]) -> Result<Parsed<'_>, ParseError> {
     Ok(Parsed::View(view))
 }
 
-/// `name=value(;name=value)*[;]`, one parameter per item; the first error ends it.
+/// A value as written: the text between the quotes for a quoted one, still escaped.
+struct RawValue<'a> {
+    text: &'a str,
+    quoted: bool,
+}
+
+impl<'a> RawValue<'a> {
+    /// The value: `\"` pairs of a quoted value turned into `"`, then unescaped.
+    fn decode(self) -> Cow<'a, str> {
+        if !self.quoted {
+            return unescape(self.text);
+        }
+        match dequote(self.text) {
+            Cow::Borrowed(t) => unescape(t),
+            Cow::Owned(t) => Cow::Owned(unescape(&t).into_owned()),
+        }
+    }
+}
+
+/// `name=value(;name=value)*[;]`, one parameter per item (its value not yet decoded); the
+/// first error ends it.
 struct ParamIter<'a> {
     s: &'a str,
     pos: usize,
@@ -138,7 +159,7 @@ struct ParamIter<'a> {
 }
 
 impl<'a> Iterator for ParamIter<'a> {
-    type Item = Result<(&'a str, Cow<'a, str>), ParseError>;
+    type Item = Result<(&'a str, RawValue<'a>), ParseError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.pos >= self.s.len() {
@@ -153,7 +174,7 @@ impl<'a> Iterator for ParamIter<'a> {
 }
 
 impl<'a> ParamIter<'a> {
-    fn param(&mut self) -> Result<(&'a str, Cow<'a, str>), ParseError> {
+    fn param(&mut self) -> Result<(&'a str, RawValue<'a>), ParseError> {
         let (s, pos, base) = (self.s, self.pos, self.base);
         let b = s.as_bytes();
         let eq = memchr::memchr(b'=', &b[pos..])
@@ -169,8 +190,11 @@ impl<'a> ParamIter<'a> {
         let v = eq + 1;
         let value;
         if b.get(v) == Some(&b'"') {
-            let (raw, close) = scan_quoted(s, v, base)?;
-            value = Cow::Owned(unescape(&raw).into_owned());
+            let close = closing_quote(s, v, base)?;
+            value = RawValue {
+                text: &s[v + 1..close],
+                quoted: true,
+            };
             self.pos = close + 1;
             match b.get(self.pos) {
                 None => {}
@@ -183,20 +207,20 @@ impl<'a> ParamIter<'a> {
             }
         } else {
             let stop = memchr::memchr(b';', &b[v..]).map_or(b.len(), |k| v + k);
-            value = unescape(&s[v..stop]);
+            value = RawValue {
+                text: &s[v..stop],
+                quoted: false,
+            };
             self.pos = stop + 1;
         }
         Ok((name, value))
     }
 }
 
-/// Reads a quoted value whose opening `"` is at `open`. Returns the raw text (with each
-/// `\"` pair turned into `"`) and the index of the closing quote: the first `"` not
-/// directly preceded by `\` (so a value ending in `\` never closes: row 13 quirk).
-fn scan_quoted(s: &str, open: usize, base: usize) -> Result<(String, usize), ParseError> {
+/// The index of the closing quote of a quoted value whose opening `"` is at `open`: the first
+/// `"` not directly preceded by `\` (so a value ending in `\` never closes: row 13 quirk).
+fn closing_quote(s: &str, open: usize, base: usize) -> Result<usize, ParseError> {
     let b = s.as_bytes();
-    let mut raw = String::new();
-    let mut run = open + 1;
     let mut q = open + 1;
     loop {
         let i =
@@ -206,14 +230,20 @@ fn scan_quoted(s: &str, open: usize, base: usize) -> Result<(String, usize), Par
                     offset: base + open,
                 })?;
         if i > open + 1 && b[i - 1] == b'\\' {
-            raw.push_str(&s[run..i - 1]);
-            raw.push('"');
             q = i + 1;
-            run = q;
         } else {
-            raw.push_str(&s[run..i]);
-            return Ok((raw, i));
+            return Ok(i);
         }
+    }
+}
+
+/// The text between the quotes with each `\"` pair turned into `"` (every `"` inside is
+/// part of such a pair, see [`closing_quote`]).
+fn dequote(inner: &str) -> Cow<'_, str> {
+    if memchr::memchr(b'"', inner.as_bytes()).is_none() {
+        Cow::Borrowed(inner)
+    } else {
+        Cow::Owned(inner.replace("\\\"", "\""))
     }
 }
 
