@@ -8,17 +8,21 @@ mod client_util;
 
 use std::time::Duration;
 
-use client_util::{Commsd, WAIT};
-use comms_core::{Address, Advertisement, Message, Transport};
+use client_util::{bound, Commsd, WAIT};
+use comms_core::{Address, Message, Transport};
 use comms_native::transport::NativeTransport;
 
 const BURST: u64 = 20_000;
 
-async fn bound(url: &str, service: &str, commands: &[&str]) -> NativeTransport {
-    let t = NativeTransport::connect(url).unwrap();
-    let ad = Advertisement::new(Address::new(t.node(), service).unwrap(), commands.to_vec());
-    t.advertise(&ad).await.unwrap();
-    t
+/// `count` at-most-once `X` messages to `to`, numbered `n` from 0, as fast as `send` takes them.
+async fn burst(from: &NativeTransport, to: &Address, count: u64) {
+    for n in 0..count {
+        let m = Message::new("X", to.clone())
+            .unwrap()
+            .with_param("n", n.to_string())
+            .at_most_once();
+        from.send(m).await.unwrap();
+    }
 }
 
 #[tokio::test]
@@ -30,13 +34,7 @@ async fn an_at_most_once_burst_past_the_ready_bound_waits_instead_of_being_dropp
     let mut inbox = b.listen().await.unwrap();
     let a = bound(&daemon.url(), "a", &[]).await;
     let to = b.local_address().unwrap();
-    for n in 0..BURST {
-        let m = Message::new("X", to.clone())
-            .unwrap()
-            .with_param("n", n.to_string())
-            .at_most_once();
-        a.send(m).await.unwrap();
-    }
+    burst(&a, &to, BURST).await;
     // Nobody reads for a while: the burst piles up in front of the receiver.
     tokio::time::sleep(Duration::from_millis(500)).await;
     for n in 0..BURST {
@@ -70,13 +68,12 @@ async fn a_paused_receiver_still_reads_the_acks_its_own_sends_wait_for() {
     let mut c_inbox = c.listen().await.unwrap();
     let a = bound(&daemon.url(), "a", &[]).await;
     let to_b = b.local_address().unwrap();
-    for n in 0..(comms_native::transport::READY_PAUSE as u64 + 1000) {
-        let m = Message::new("X", to_b.clone())
-            .unwrap()
-            .with_param("n", n.to_string())
-            .at_most_once();
-        a.send(m).await.unwrap();
-    }
+    burst(
+        &a,
+        &to_b,
+        comms_native::transport::READY_PAUSE as u64 + 1000,
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let reader = tokio::spawn(async move {
         for _ in 0..12 {

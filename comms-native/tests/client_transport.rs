@@ -7,22 +7,14 @@ mod client_util;
 
 use std::time::Duration;
 
-use client_util::{Commsd, WAIT};
-use comms_core::{Address, Advertisement, DeliveryMode, Message, Transport};
-use comms_native::transport::NativeTransport;
+use client_util::{bound, Commsd, WAIT};
+use comms_core::{DeliveryMode, Message, Transport};
 
 async fn recv(inbox: &mut comms_core::Inbox) -> comms_core::Delivery {
     tokio::time::timeout(WAIT, inbox.recv())
         .await
         .unwrap()
         .unwrap()
-}
-
-async fn bound(url: &str, service: &str, commands: &[&str]) -> NativeTransport {
-    let t = NativeTransport::connect(url).unwrap();
-    let ad = Advertisement::new(Address::new(t.node(), service).unwrap(), commands.to_vec());
-    t.advertise(&ad).await.unwrap();
-    t
 }
 
 #[tokio::test]

@@ -13,9 +13,19 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 use tokio::process::{Child, Command};
 
+use comms_core::{Address, Advertisement, Transport};
 use comms_native::codec::WireMessage;
+use comms_native::transport::NativeTransport;
 
 pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A native transport on `url`, advertised as `service` of its node with `commands`.
+pub async fn bound(url: &str, service: &str, commands: &[&str]) -> NativeTransport {
+    let t = NativeTransport::connect(url).unwrap();
+    let ad = Advertisement::new(Address::new(t.node(), service).unwrap(), commands.to_vec());
+    t.advertise(&ad).await.unwrap();
+    t
+}
 
 /// A `commsd` child process (the binary of this package) on a Unix socket.
 #[derive(Debug)]
