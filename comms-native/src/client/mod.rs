@@ -4,7 +4,11 @@
 //! [`Client`] is a cheap `Clone` handle over a bounded channel to **one task that owns the
 //! socket** ([`ClientConfig::outgoing_capacity`]); messages from the daemon come out of a
 //! bounded [`Incoming`] channel ([`ClientConfig::incoming_capacity`]; while it is full the task
-//! stops reading the socket). The state is a [`tokio::sync::watch`] of [`ConnectionState`].
+//! stops reading the socket). The native transport uses the crate-internal raw variant instead
+//! (`Client::spawn_raw`): the task frames lines without parsing them and hands them over in
+//! batches of up to 64, and the transport parses them in place. Either way the task itself
+//! answers the daemon's own lines (READY, HELP, a refused REGISTER, QUITTING). The state is a
+//! [`tokio::sync::watch`] of [`ConnectionState`].
 //!
 //! # State machine (one task)
 //!

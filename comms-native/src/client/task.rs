@@ -327,6 +327,8 @@ where
                         }
                         "QUITTING" => {
                             tracing::info!("the daemon is quitting");
+                            // What came before it in this batch is delivered, as line by line.
+                            hand_over(&ctx.in_tx, std::mem::take(&mut pass)).await;
                             return End::Lost { registered };
                         }
                         _ => pass.push(line),

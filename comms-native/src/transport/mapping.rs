@@ -183,7 +183,7 @@ pub fn from_wire(w: WireMessage, local: &Address) -> Inbound {
 }
 
 /// Decode a line parsed in place ([`crate::codec::parse_view`]): only what the message keeps
-/// is copied. `last_stamp` keeps the previous line's sender (see [`stamp_address`]).
+/// is copied. `last_stamp` keeps the previous line's sender (reused when the next line has the same one).
 pub fn from_view(v: &WireView<'_>, local: &Address, last_stamp: &mut Option<Address>) -> Inbound {
     let head = Head {
         sent_from_server: v.sent_from_server,
