@@ -7,11 +7,14 @@
 //!
 //! Queues (all bounded):
 //! - `ready`: deliveries waiting for inbox room. From [`READY_PAUSE`] on, the task stops
-//!   taking lines (the daemon and the socket hold them: the senders slow down, nothing is
-//!   lost) **unless a send of ours waits for outbox room**: then it keeps reading, because
-//!   the acknowledgements it waits for come on the same connection. Reading on, at most
-//!   [`READY_BOUND`]: beyond, arriving at-least-once lines are dropped (the sender resends
-//!   them) and at-most-once lines are dropped with a warning.
+//!   taking lines: the socket and the daemon's queue for this connection hold them, so a
+//!   burst waits instead of being dropped (a daemon whose queue fills disconnects the
+//!   connection as a slow consumer, as it does any service that stops reading; an
+//!   at-least-once sender gets at most its outbox bound, `queue_bound`, ahead). It reads on
+//!   **while a send of ours waits for outbox room**, because the acknowledgements that send
+//!   waits for come on the same connection. Reading on, at most [`READY_BOUND`]: beyond,
+//!   arriving at-least-once lines are dropped (the sender resends them) and at-most-once lines
+//!   are dropped with a warning.
 //! - the inbox: `prefetch` deliveries.
 //! - settle events from ackers: an unbounded channel, but at most one event per outstanding
 //!   delivery (ready + inbox + in handlers), so bounded by the two bounds above.
