@@ -216,7 +216,6 @@ async fn process(inner: &Arc<Inner>, delivery: Delivery) {
         endpoint,
     })
     .await;
-    let msg = delivery.message();
     let id = &msg.id;
     match result {
         Ok(Outcome::Done) => complete(inner, delivery, key).await,
