@@ -2,7 +2,7 @@
 """Regenerates the committed seed corpora under fuzz/corpus/*/seed-*.
 
 cd_line and cd_datagram: every accepted line of the codec test vectors
-(comms-native/src/codec/vectors.rs, cd-wire.md §1.6), plus a few rejected ones.
+(cd-wire/src/vectors.rs, docs/PROTOCOL.md §1.6), plus a few rejected ones.
 envelope: sample broker envelopes (comms-core/src/envelope.rs docs and tests).
 Run from anywhere: python3 fuzz/seed.py
 """
@@ -11,7 +11,7 @@ import pathlib
 import re
 
 root = pathlib.Path(__file__).resolve().parent
-vectors = (root.parent / "comms-native/src/codec/vectors.rs").read_text()
+vectors = (root.parent / "cd-wire/src/vectors.rs").read_text()
 block = re.search(r"ACCEPTED: &\[&str\] = &\[(.*?)\n\];", vectors, re.S).group(1)
 accepted = [ast.literal_eval(s) for s in re.findall(r'^\s*("(?:[^"\\]|\\.)*"),$', block, re.M)]
 assert len(accepted) >= 20, accepted

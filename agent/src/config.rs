@@ -30,7 +30,7 @@ pub struct AgentConfig {
     pub state_dir: PathBuf,
     /// The server identity allowed to run tasks: `service` or `node:service`.
     pub server: String,
-    /// The fleet key: `RUN`/`CANCEL` must be signed with it ([`crate::auth`]).
+    /// The fleet key: `RUN`/`CANCEL` must be signed with it ([`comms_fleet::auth`]).
     pub key_file: Option<PathBuf>,
     /// Without `key_file`, accept tasks on the transport-stamped origin alone. The `agent`
     /// binary requires a key (or this) on broker transports, where any client can forge the

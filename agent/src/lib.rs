@@ -1,21 +1,19 @@
-//! `comms-agent`: the agent of a comms fleet, as a library (the `agent` binary is a thin `main`)
-//! and the fleet protocol the server and `commsctl` share.
+//! `comms-agent`: the agent of a comms fleet, as a library (the `agent` binary is a thin
+//! `main`). The messages it takes and sends, and the fleet key, are the fleet protocol
+//! ([`comms_fleet::task`], [`comms_fleet::auth`]), shared with the server.
 //!
-//! - [`protocol`]: typed messages `RUN`, `OUTPUT`, `RESULT`, `CANCEL`, `PING`/`PONG`,
-//!   `FACTS`/`FACTS_REPORT`.
 //! - [`runner`]: one task = one process in its own process group; output streamed in chunks up
 //!   to a cap; at the timeout or on cancel the **whole group** is killed.
 //! - [`Agent`]: advertises `role=agent` with facts (hostname, OS, CPUs, memory, version, id),
 //!   groups and labels, heartbeats every TTL/3, keeps a stable id on disk
 //!   ([`identity`]), runs at most `max_tasks` tasks (more are `rejected`), and accepts tasks only
 //!   from the configured server identity (checked against the transport-stamped origin) and,
-//!   with a fleet key, only when signed with it ([`auth`]).
+//!   with a fleet key, only when signed with it ([`comms_fleet::auth`]). `PONG` is at-most-once, so
+//!   fake `PING`s from a peer that never acknowledges cannot wedge the agent's outbox.
 
-pub mod auth;
 pub mod config;
 pub mod facts;
 pub mod identity;
-pub mod protocol;
 pub mod runner;
 mod service;
 
@@ -31,7 +29,7 @@ pub enum AgentError {
     State(String),
     /// The fleet key.
     #[error(transparent)]
-    Auth(#[from] auth::AuthError),
+    Auth(#[from] comms_fleet::auth::AuthError),
     /// A value of the `[agent]` configuration is out of range.
     #[error("invalid [agent] configuration: {0}")]
     Config(String),

@@ -4,21 +4,38 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use comms::Config;
+
+const AFTER_HELP: &str = "\
+Examples:
+  agent --name web1 --group web --label env=dev
+  agent --config configs/rabbitmq.toml --key-file fleet.key --name web1
+
+Environment:
+  COMMS_URL             transport URL (--url wins, then COMMS_URL, then the [transport] url of
+                        --config, then cd://127.0.0.1:4040); the start-up log names the one used
+  COMMS_FLEET_KEY_FILE  fleet key file (like --key-file)
+  RUST_LOG              log filter (default: info); logs go to stdout, coloured only on a terminal
+
+Exit codes:
+  0  stopped by SIGTERM or Ctrl-C
+  1  error at start (bad config, missing fleet key on a broker, ...), named in one line";
+
+/// How long the start-up check of a Kafka broker waits before logging that it is not there yet.
+const PROBE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+use comms::startup::Resolved;
 
 use comms_agent::{Agent, AgentConfig};
+use comms_fleet::{shutdown_signal, DEFAULT_URL};
 
-/// The server's embedded daemon, when nothing else is configured.
-const DEFAULT_URL: &str = "cd://127.0.0.1:4040";
-
-/// Run a comms agent.
+/// Run a comms agent: joins the fleet over the transport and runs the tasks the server
+/// sends. Runs until SIGTERM or Ctrl-C; retries a lost transport for ever.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(name = "agent", version, about, long_about = None, after_help = AFTER_HELP)]
 struct Args {
     /// TOML config file ([transport] and [agent] sections).
     #[arg(long, short)]
     config: Option<PathBuf>,
-    /// Transport URL (overrides the config; also COMMS_URL).
+    /// Transport URL [default: cd://127.0.0.1:4040] (overrides the config).
     #[arg(long, env = "COMMS_URL")]
     url: Option<String>,
     /// Service name of this agent.
@@ -57,10 +74,16 @@ async fn main() -> std::process::ExitCode {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
-    let args = Args::parse();
+    let matches = <Args as clap::CommandFactory>::command().get_matches();
+    let args = match <Args as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(a) => a,
+        Err(e) => e.exit(),
+    };
+    let url_from_flag = matches.value_source("url") == Some(clap::parser::ValueSource::CommandLine);
     // One line naming the problem, exit code 1; no backtrace (even with RUST_BACKTRACE set).
-    match run(args).await {
+    match run(args, url_from_flag).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("agent: error: {e:#}");
@@ -69,8 +92,31 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
-    let config = Config::resolve(args.config.as_deref(), args.url.as_deref(), DEFAULT_URL)?;
+async fn run(args: Args, url_from_flag: bool) -> anyhow::Result<()> {
+    let env_url = std::env::var(comms::config::URL_ENV).ok();
+    let flag_url = if url_from_flag {
+        args.url.as_deref()
+    } else {
+        None
+    };
+    let resolved = Resolved::resolve(
+        args.config.as_deref(),
+        flag_url,
+        env_url.as_deref(),
+        DEFAULT_URL,
+    )?;
+    tracing::info!("{}", resolved.describe());
+    if resolved.overridden_file_url.is_some() {
+        tracing::warn!("--config does not set the URL: {}", resolved.describe());
+    }
+    if let Err(e) = comms::probe(&resolved.config, PROBE_WAIT).await {
+        tracing::warn!(
+            "the broker at {} does not answer yet ({e}); retrying in the background",
+            resolved.masked_url()
+        );
+    }
+    let masked = resolved.masked_url();
+    let config = resolved.config;
     let mut agent_config: AgentConfig = config.section("agent")?;
     if args.name.is_some() {
         agent_config.name = args.name;
@@ -104,26 +150,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     agent_config.groups.extend(args.groups);
     agent_config.labels.extend(args.labels);
-    let transport = comms::connect(&config).await.context("connecting")?;
+    let transport = comms::connect(&config)
+        .await
+        .with_context(|| format!("connecting to {masked}"))?;
     let agent = Agent::start(transport, agent_config)
         .await
         .context("starting the agent")?;
-    wait_for_signal().await;
+    shutdown_signal().await;
     tracing::info!("shutting down");
     agent.shutdown().await?;
     Ok(())
-}
-
-async fn wait_for_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }

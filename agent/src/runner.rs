@@ -12,7 +12,7 @@ use tokio::process::Command;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::protocol::{TaskResult, TaskStatus};
+use comms_fleet::task::{TaskResult, TaskStatus};
 
 /// Bytes of each stream kept for the result's tail.
 pub const TAIL_BYTES: usize = 4096;

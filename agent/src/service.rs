@@ -1,17 +1,24 @@
 //! The agent endpoint: advertises, accepts tasks from the server only, runs them.
+//!
+//! Replies owed to peers never wedge the agent: `PONG` is sent at-most-once, and the native
+//! transport keeps at most `REPLY_QUOTA` unacknowledged replies per destination (beyond it a
+//! reply is written once), so a local process flooding fake `PING`s (or any request) without
+//! acknowledging cannot fill the outbox that the task results share.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use comms::{Address, Endpoint, HandlerError, Outcome, Request, Transport};
+use comms_fleet::auth::{FleetAuth, FleetKey};
+use comms_fleet::task::{
+    cmd, CancelTask, RunTask, TaskOutput, TaskResult, TaskStatus, AGENT_PREFIX,
+};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::{FleetKey, ReplayGuard};
 use crate::config::AgentConfig;
-use crate::protocol::{cmd, CancelTask, RunTask, TaskOutput, TaskResult, TaskStatus};
 use crate::runner::{self, TaskSpec};
 use crate::{facts, identity, AgentError};
 
@@ -19,7 +26,7 @@ use crate::{facts, identity, AgentError};
 struct Tasks {
     running: Mutex<HashMap<String, CancellationToken>>,
     /// With a fleet key: requests must be signed, and each is accepted once.
-    auth: Option<(FleetKey, Mutex<ReplayGuard>)>,
+    auth: Option<FleetAuth>,
     /// This agent's service name (what signatures must name).
     name: String,
     slots: Arc<Semaphore>,
@@ -37,10 +44,8 @@ impl Tasks {
                 self.config.server
             ));
         }
-        if let Some((key, guard)) = &self.auth {
-            let mut guard = guard.lock().unwrap_or_else(|p| p.into_inner());
-            guard
-                .check(key, msg, &self.name)
+        if let Some(auth) = &self.auth {
+            auth.admit(msg, &self.name)
                 .map_err(|e| format!("not authorized: {e}"))?;
         }
         Ok(())
@@ -76,15 +81,12 @@ impl Agent {
     ) -> Result<Agent, AgentError> {
         config.validate().map_err(AgentError::Config)?;
         let id = identity::load_or_create(&config.state_dir)?;
-        let name = config.name.clone().unwrap_or_else(|| {
-            format!(
-                "{}{}",
-                crate::protocol::AGENT_PREFIX,
-                &id[..10.min(id.len())]
-            )
-        });
+        let name = config
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{AGENT_PREFIX}{}", &id[..10.min(id.len())]));
         let auth = match &config.key_file {
-            Some(path) => Some((FleetKey::from_file(path)?, Mutex::default())),
+            Some(path) => Some(FleetAuth::new(FleetKey::from_file(path)?)),
             None => None,
         };
         let tasks = Arc::new(Tasks {
@@ -110,8 +112,17 @@ impl Agent {
         let endpoint = builder
             .on::<RunTask, _, _>(move |req, run| on_run(t1.clone(), req, run))
             .on::<CancelTask, _, _>(move |req, cancel| on_cancel(t2.clone(), req, cancel))
+            // A PONG is a liveness answer: at-most-once, so askers that never acknowledge
+            // (anyone can send PING) cannot fill this agent's outbox; a lost PONG is a probe
+            // the asker repeats.
             .handle(cmd::PING, |req| async move {
-                Ok(Outcome::Reply(req.reply(cmd::PONG)?))
+                Ok(Outcome::Reply(req.reply(cmd::PONG)?.at_most_once()))
+            })
+            // The server stored a result: the transport's at-least-once delivery (resent
+            // until the server side acknowledges it, across reconnects) already kept it.
+            .handle(cmd::RESULT_ACK, |req| async move {
+                tracing::debug!(task = ?req.message.param("task"), "result acknowledged");
+                Ok(Outcome::Done)
             })
             .handle(cmd::FACTS, |req| {
                 let facts = req.endpoint.advertisement().facts;
@@ -189,7 +200,7 @@ async fn on_run(tasks: Arc<Tasks>, req: Request, run: RunTask) -> Result<Outcome
         tracing::warn!(%from, task = %run.task, reason = %why, "task refused");
         return reject(&req, &from, &run.task, why).await;
     }
-    if run.timeout_ms == 0 {
+    if run.job.timeout_ms == 0 {
         return reject(&req, &from, &run.task, "timeout_ms must be at least 1").await;
     }
     if tasks.lock().contains_key(&run.task) {
@@ -199,14 +210,15 @@ async fn on_run(tasks: Arc<Tasks>, req: Request, run: RunTask) -> Result<Outcome
         let why = format!("busy: {} tasks already running", config.max_tasks);
         return reject(&req, &from, &run.task, why).await;
     };
+    let job = run.job;
     let spec = TaskSpec {
         task: run.task.clone(),
-        argv: run.argv,
-        env: run.env,
-        cwd: run.cwd,
-        timeout: Duration::from_millis(run.timeout_ms)
+        argv: job.argv,
+        env: job.env,
+        cwd: job.cwd,
+        timeout: Duration::from_millis(job.timeout_ms)
             .min(Duration::from_secs(config.max_timeout_secs)),
-        output_cap: run.output_cap.min(config.max_output_bytes),
+        output_cap: job.output_cap.min(config.max_output_bytes),
     };
     let cancel = CancellationToken::new();
     tasks.lock().insert(run.task.clone(), cancel.clone());

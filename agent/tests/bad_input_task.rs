@@ -10,8 +10,8 @@
 use std::time::Duration;
 
 use comms::{Destination, Endpoint, Message, Outcome};
-use comms_agent::protocol::{TaskOutput, TaskResult, TaskStatus};
 use comms_agent::{Agent, AgentConfig};
+use comms_fleet::task::{TaskOutput, TaskResult, TaskStatus};
 use tokio::sync::mpsc;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -396,7 +396,7 @@ async fn non_utf8_output_is_replaced_not_fatal() {
 /// every OUTPUT chunk and the RESULT unsendable (the server never learnt how the task ended).
 #[tokio::test]
 async fn nul_bytes_in_output_reach_the_server_over_the_native_daemon() {
-    use comms_native::daemon::{Daemon, DaemonConfig};
+    use commsd::{Daemon, DaemonConfig};
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("commsd.sock");
     let daemon = Daemon::start(DaemonConfig::ephemeral("n1", &sock))

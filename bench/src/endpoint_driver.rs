@@ -59,22 +59,8 @@ pub async fn measure(
     scale: &Scale,
 ) -> Row {
     let mut row = Row::new(backend, payload, mode);
-    match oneway(c, payload, mode, scale).await {
-        Ok(o) => {
-            if o.received < o.sent {
-                row.notes.push(format!(
-                    "{} not received within the drain time",
-                    o.sent - o.received
-                ));
-            }
-            row.oneway = Some(o);
-        }
-        Err(e) => row.notes.push(format!("one-way failed: {e:#}")),
-    }
-    match rtt(c, payload, mode, scale).await {
-        Ok(r) => row.rtt = r.summary(),
-        Err(e) => row.notes.push(format!("request/reply failed: {e:#}")),
-    }
+    row.record_oneway(oneway(c, payload, mode, scale).await);
+    row.record_rtt(rtt(c, payload, mode, scale).await);
     row
 }
 
@@ -128,19 +114,14 @@ async fn oneway(
         let body = "x".repeat(payload);
         let n = scale.oneway_count(payload);
         let t0 = tally.now();
-        let deadline = Instant::now() + scale.oneway_cap;
-        let mut sent = 0u64;
-        while sent < n {
-            if sent % 64 == 0 && Instant::now() >= deadline {
-                break;
-            }
+        let mut sends = scale.sends(n);
+        while sends.next() {
             let m = message("BENCH", &rx, mode)?
                 .with_param("p", body.as_str())
                 .with_param("r", tag.as_str());
             tx.send(m).await.context("send")?;
-            sent += 1;
         }
-        Ok(tally.finish(t0, sent, scale.drain, payload).await)
+        Ok(tally.finish(t0, sends.sent(), scale.drain, payload).await)
     }
     .await;
     close_all(&[&tx, &rx]).await;

@@ -27,6 +27,28 @@ impl Latencies {
         }
     }
 
+    /// `scale.warmup` untimed round trips, then up to `scale.rtt_count` timed ones, stopping
+    /// `scale.rtt_cap` after the first timed one.
+    pub async fn measure(
+        scale: &crate::scale::Scale,
+        mut round_trip: impl AsyncFnMut() -> anyhow::Result<()>,
+    ) -> anyhow::Result<Self> {
+        let mut lat = Self::new();
+        let mut deadline = None;
+        for i in 0..scale.warmup + scale.rtt_count {
+            let t = std::time::Instant::now();
+            round_trip().await?;
+            if i >= scale.warmup {
+                lat.record(t.elapsed());
+                let now = std::time::Instant::now();
+                if now >= *deadline.get_or_insert(now + scale.rtt_cap) {
+                    break;
+                }
+            }
+        }
+        Ok(lat)
+    }
+
     /// Record one round trip (saturating at the upper bound).
     pub fn record(&mut self, d: Duration) {
         self.hist.saturating_record(d.as_nanos().max(1) as u64);

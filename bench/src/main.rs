@@ -4,7 +4,7 @@
 //! # Running
 //! ```text
 //! export CARGO_TARGET_DIR=/work/target-bench
-//! cargo build --release -p comms-native -p comms-bench --bins
+//! cargo build --release -p commsd -p comms-bench --bins
 //! $CARGO_TARGET_DIR/release/comms-bench --json bench.json      # full run, < ~5 min
 //! $CARGO_TARGET_DIR/release/comms-bench --quick --only memory,native,tcp
 //! ```
@@ -30,7 +30,6 @@
 //!   [`raw_lapin`], [`raw_rdkafka`], [`raw_tcp`].
 //! - [`report`]: rows, the table, JSON, progress; [`ratios`]: ratios against the targets.
 
-mod commsd_bin;
 mod endpoint_driver;
 mod kafka;
 #[cfg(feature = "rdkafka-raw")]

@@ -2,16 +2,12 @@
 //! (the product binary, single-threaded runtime). The `native-relay` rows (three peered
 //! daemons) are in [`crate::native_relay`].
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::{bail, Context as _};
 use comms_core::Transport;
 use comms_native::transport::NativeTransport;
+use comms_test_support::{Commsd, CommsdSpec};
 use futures_util::future::BoxFuture;
-use tokio::process::{Child, Command};
 
 use crate::endpoint_driver::{self, Connector};
 use crate::report::{Mode, Progress, Row};
@@ -20,62 +16,14 @@ use crate::scale::{Scale, PAYLOADS};
 /// Node name of the bench daemon.
 const NODE: &str = "bench";
 
-/// A `commsd` child process on a Unix socket in a temp dir; killed on drop.
-#[derive(Debug)]
-pub struct Commsd {
-    _dir: tempfile::TempDir,
-    socket: PathBuf,
-    child: Child,
-}
-
-impl Commsd {
-    /// Start `commsd --name bench --no-tcp --no-udp --unix SOCK` and wait until it accepts.
-    pub async fn start() -> anyhow::Result<Self> {
-        let bin = crate::commsd_bin::commsd_binary()?;
-        let dir = tempfile::Builder::new().prefix("comms-bench-").tempdir()?;
-        let socket = dir.path().join("commsd.sock");
-        let child = Command::new(&bin)
-            .args(["--name", NODE, "--no-tcp", "--no-udp", "--unix"])
-            .arg(&socket)
-            .stdout(Stdio::null())
-            .stderr(crate::commsd_bin::commsd_stderr())
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("spawn {}", bin.display()))?;
-        let mut d = Self {
-            _dir: dir,
-            socket,
-            child,
-        };
-        d.wait_accepting().await?;
-        Ok(d)
-    }
-
-    async fn wait_accepting(&mut self) -> anyhow::Result<()> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            if tokio::net::UnixStream::connect(&self.socket).await.is_ok() {
-                return Ok(());
-            }
-            if let Some(status) = self.child.try_wait()? {
-                bail!("commsd exited: {status}");
-            }
-            if tokio::time::Instant::now() > deadline {
-                bail!("commsd did not accept connections within 20 s");
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    /// The daemon's process id (for profilers).
-    pub fn pid(&self) -> Option<u32> {
-        self.child.id()
-    }
-
-    /// The socket path.
-    pub fn socket(&self) -> &Path {
-        &self.socket
-    }
+/// Start `commsd --name bench --no-tcp --no-udp --unix SOCK` (SOCK in its own temp dir) and
+/// wait until it accepts; killed on drop.
+pub async fn start_commsd() -> anyhow::Result<Commsd> {
+    Ok(CommsdSpec::find()?
+        .name(NODE)
+        .unix_only_in_dir()
+        .start()
+        .await?)
 }
 
 /// Native transports: the sending side on `send`, the receiving side on `receive` (the same
@@ -102,19 +50,44 @@ impl Connector for Native {
 /// The native rows (one daemon for all of them).
 pub async fn run(scale: &Scale, progress: &Progress) -> Vec<Row> {
     progress.step("native: start commsd");
-    let daemon = match Commsd::start().await {
+    let daemon = match start_commsd().await {
         Ok(d) => d,
         Err(e) => return skip_all("native", &format!("{e:#}")),
     };
     if let Some(pid) = daemon.pid() {
         eprintln!("           commsd pid {pid}");
     }
-    let url = format!("cd://{}?node={NODE}", daemon.socket().display());
+    let Some(socket) = daemon.socket() else {
+        return skip_all("native", "commsd announced no unix socket");
+    };
+    let url = format!("cd://{}?node={NODE}", socket.display());
     let c = Native {
         send: url.clone(),
         receive: url,
     };
     endpoint_driver::rows("native", &c, scale, progress).await
+}
+
+/// The rows of a reference client (`raw-lapin`, `raw-rdkafka`): every payload in both modes,
+/// one-way then request/reply.
+pub async fn mode_rows(
+    backend: &str,
+    progress: &Progress,
+    oneway: impl AsyncFn(usize, Mode) -> anyhow::Result<crate::report::OneWay>,
+    rtt: impl AsyncFn(usize, Mode) -> anyhow::Result<crate::latency::Latencies>,
+) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for payload in PAYLOADS {
+        for mode in [Mode::AtMostOnce, Mode::AtLeastOnce] {
+            progress.step(&format!("{backend} {payload} B {}", mode.label()));
+            let mut row = Row::new(backend, payload, mode);
+            row.record_oneway(oneway(payload, mode).await);
+            row.record_rtt(rtt(payload, mode).await);
+            progress.done(&row);
+            rows.push(row);
+        }
+    }
+    rows
 }
 
 /// Every (payload, mode) row of `backend`, skipped with `reason`.

@@ -6,12 +6,10 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, Command};
+use comms_test_support::{loopback_any, Commsd, CommsdSpec, LineClient};
 
 use crate::endpoint_driver;
 use crate::native::{skip_all, Native};
@@ -27,50 +25,27 @@ struct Peer {
     name: String,
     socket: PathBuf,
     peer: SocketAddr,
-    _child: Child,
-    _dir: tempfile::TempDir,
+    _daemon: Commsd,
 }
 
 impl Peer {
     /// Starts `commsd --name NAME` on a Unix socket with a peer listener on 127.0.0.1:0,
-    /// dialing `neighbor`; returns once it printed its peer address.
+    /// dialing `neighbor`; returns once it is ready.
     async fn start(name: &str, neighbor: Option<SocketAddr>) -> anyhow::Result<Self> {
-        let bin = crate::commsd_bin::commsd_binary()?;
-        let dir = tempfile::Builder::new().prefix("comms-bench-").tempdir()?;
-        let socket = dir.path().join("commsd.sock");
-        let mut cmd = Command::new(&bin);
-        cmd.args(["--name", name, "--no-tcp", "--no-udp", "--unix"])
-            .arg(&socket)
-            .args(["--remote-listen", "127.0.0.1:0", "--allow-loopback-peers"])
-            .args(["--peer-retry-secs", "1"]);
-        if let Some(n) = neighbor {
-            cmd.arg("--neighbors").arg(n.to_string());
-        }
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(crate::commsd_bin::commsd_stderr())
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("spawn {}", bin.display()))?;
-        let stdout = child.stdout.take().context("commsd stdout")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let peer = loop {
-            let line = tokio::time::timeout(CONVERGE, lines.next_line())
-                .await
-                .context("commsd did not print its peer listener")??
-                .context("commsd exited before listening")?;
-            if let Some(a) = line.strip_prefix("commsd: listening peer ") {
-                break a.parse().context("peer address")?;
-            }
-        };
-        // Keep reading stdout so the daemon never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let daemon = CommsdSpec::find()?
+            .name(name)
+            .unix_only_in_dir()
+            .peers(loopback_any(), neighbor.as_slice())
+            .args(["--peer-retry-secs", "1"])
+            .timeout(CONVERGE)
+            .start()
+            .await?;
+        let l = daemon.listeners();
         Ok(Self {
             name: name.to_owned(),
-            socket,
-            peer,
-            _child: child,
-            _dir: dir,
+            socket: l.unix.clone().context("no unix listener")?,
+            peer: l.peer.context("no peer listener")?,
+            _daemon: daemon,
         })
     }
 
@@ -80,25 +55,18 @@ impl Peer {
 
     /// This daemon's `CLUSTER_MAP` reply line (asked as an unregistered client).
     async fn cluster_map(&self) -> anyhow::Result<String> {
-        let s = tokio::net::UnixStream::connect(&self.socket).await?;
-        let (r, mut w) = s.into_split();
-        w.write_all(b"CLUSTER_MAP\n").await?;
-        let mut lines = BufReader::new(r).lines();
-        loop {
-            let line = lines.next_line().await?.context("daemon closed")?;
-            if line.contains("CLUSTER_MAP") {
-                return Ok(line);
-            }
-        }
+        let mut c = LineClient::unix(&self.socket).await?;
+        c.send("CLUSTER_MAP").await?;
+        Ok(c.next_matching(|l| l.contains("CLUSTER_MAP")).await?)
     }
 }
 
 /// A, B (neighbour A), C (neighbour B); returns once A sees both links.
 async fn line_of_three() -> anyhow::Result<[Peer; 3]> {
-    let tag = std::process::id();
-    let a = Peer::start(&format!("relaya{tag}"), None).await?;
-    let b = Peer::start(&format!("relayb{tag}"), Some(a.peer)).await?;
-    let c = Peer::start(&format!("relayc{tag}"), Some(b.peer)).await?;
+    let name = comms_test_support::names::process_name;
+    let a = Peer::start(&name("relaya"), None).await?;
+    let b = Peer::start(&name("relayb"), Some(a.peer)).await?;
+    let c = Peer::start(&name("relayc"), Some(b.peer)).await?;
     let deadline = tokio::time::Instant::now() + CONVERGE;
     loop {
         let map = a.cluster_map().await.unwrap_or_default();

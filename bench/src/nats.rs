@@ -1,7 +1,7 @@
 //! Reference `nats`: NATS core (at-most-once) through its standard Rust client, async-nats,
 //! against `$COMMS_BENCH_NATS` (default `nats://127.0.0.1:4222`).
 //!
-//! Measured fairly (DESIGN.md §7): the subscription's capacity is sized to the message count
+//! Measured fairly (docs/DESIGN.md §7): the subscription's capacity is sized to the message count
 //! (the default 65,536 silently drops messages under a fast publisher) and the received count
 //! is reported; a probe message must come back through the subscription before the clock
 //! starts (`flush()` does not prove the subscription is live on the server).
@@ -42,22 +42,8 @@ pub async fn run(scale: &Scale, progress: &Progress) -> Vec<Row> {
         }
         progress.step(&format!("nats {payload} B"));
         let mut row = Row::new("nats", payload, Mode::Na);
-        match oneway(payload, scale).await {
-            Ok(o) => {
-                if o.received < o.sent {
-                    row.notes.push(format!(
-                        "{} not received within the drain time",
-                        o.sent - o.received
-                    ));
-                }
-                row.oneway = Some(o);
-            }
-            Err(e) => row.notes.push(format!("one-way failed: {e:#}")),
-        }
-        match rtt(payload, scale).await {
-            Ok(l) => row.rtt = l.summary(),
-            Err(e) => row.notes.push(format!("request/reply failed: {e:#}")),
-        }
+        row.record_oneway(oneway(payload, scale).await);
+        row.record_rtt(rtt(payload, scale).await);
         progress.done(&row);
         rows.push(row);
     }
@@ -95,17 +81,12 @@ async fn oneway(payload: usize, scale: &Scale) -> anyhow::Result<OneWay> {
         }
     });
     let t0 = tally.now();
-    let deadline = Instant::now() + scale.oneway_cap;
-    let mut sent = 0u64;
-    while sent < n {
-        if sent % 64 == 0 && Instant::now() >= deadline {
-            break;
-        }
+    let mut sends = scale.sends(n);
+    while sends.next() {
         tx.publish(subject.clone(), body.clone()).await?;
-        sent += 1;
     }
     tx.flush().await?;
-    let figures = tally.finish(t0, sent, scale.drain, payload).await;
+    let figures = tally.finish(t0, sends.sent(), scale.drain, payload).await;
     counter.abort();
     Ok(figures)
 }

@@ -6,7 +6,7 @@
 //! the default exchange straight to the queue (the plugin routes through a topic exchange).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use futures_util::StreamExt;
@@ -18,9 +18,9 @@ use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
 
 use crate::latency::Latencies;
-use crate::native::skip_all;
+use crate::native::{mode_rows, skip_all};
 use crate::report::{Mode, OneWay, Progress, Row};
-use crate::scale::{Scale, PAYLOADS};
+use crate::scale::Scale;
 use crate::tally::Tally;
 
 /// The plugin's default prefetch.
@@ -32,32 +32,13 @@ pub async fn run(scale: &Scale, progress: &Progress) -> Vec<Row> {
     if let Err(e) = crate::probe::tcp(&url).await {
         return skip_all("raw-lapin", &e);
     }
-    let mut rows = Vec::new();
-    for payload in PAYLOADS {
-        for mode in [Mode::AtMostOnce, Mode::AtLeastOnce] {
-            progress.step(&format!("raw-lapin {payload} B {}", mode.label()));
-            let mut row = Row::new("raw-lapin", payload, mode);
-            match oneway(&url, payload, mode, scale).await {
-                Ok(o) => {
-                    if o.received < o.sent {
-                        row.notes.push(format!(
-                            "{} not received within the drain time",
-                            o.sent - o.received
-                        ));
-                    }
-                    row.oneway = Some(o);
-                }
-                Err(e) => row.notes.push(format!("one-way failed: {e:#}")),
-            }
-            match rtt(&url, payload, mode, scale).await {
-                Ok(l) => row.rtt = l.summary(),
-                Err(e) => row.notes.push(format!("request/reply failed: {e:#}")),
-            }
-            progress.done(&row);
-            rows.push(row);
-        }
-    }
-    rows
+    mode_rows(
+        "raw-lapin",
+        progress,
+        async |payload, mode| oneway(&url, payload, mode, scale).await,
+        async |payload, mode| rtt(&url, payload, mode, scale).await,
+    )
+    .await
 }
 
 async fn channel(url: &str, confirm: bool) -> anyhow::Result<(Connection, Channel)> {
@@ -130,16 +111,11 @@ async fn oneway(url: &str, payload: usize, mode: Mode, scale: &Scale) -> anyhow:
     });
     let body = vec![b'x'; payload];
     let t0 = tally.now();
-    let deadline = Instant::now() + scale.oneway_cap;
-    let mut sent = 0u64;
-    while sent < n {
-        if sent % 64 == 0 && Instant::now() >= deadline {
-            break;
-        }
+    let mut sends = scale.sends(n);
+    while sends.next() {
         publish(&tx_ch, Q, &body, mode).await?;
-        sent += 1;
     }
-    let figures = tally.finish(t0, sent, scale.drain, payload).await;
+    let figures = tally.finish(t0, sends.sent(), scale.drain, payload).await;
     counter.abort();
     let _ = tx_conn.close(200, "bench done".into()).await;
     let _ = rx_conn.close(200, "bench done".into()).await;
@@ -170,26 +146,16 @@ async fn rtt(url: &str, payload: usize, mode: Mode, scale: &Scale) -> anyhow::Re
     let mut replies = consume(&cli_rx, REP).await?;
     let body = vec![b'x'; payload];
     let result = async {
-        let mut lat = Latencies::new();
-        let total = scale.warmup + scale.rtt_count;
-        let mut deadline = None;
-        for i in 0..total {
-            let t = Instant::now();
+        Latencies::measure(scale, async || {
             publish(&cli_ch, REQ, &body, mode).await?;
             let d = tokio::time::timeout(Duration::from_secs(10), replies.next())
                 .await
                 .context("no reply in 10 s")?
                 .context("reply consumer ended")??;
             d.ack(BasicAckOptions::default()).await?;
-            if i >= scale.warmup {
-                lat.record(t.elapsed());
-                let end = *deadline.get_or_insert_with(|| Instant::now() + scale.rtt_cap);
-                if Instant::now() >= end {
-                    break;
-                }
-            }
-        }
-        Ok(lat)
+            Ok(())
+        })
+        .await
     }
     .await;
     server.abort();

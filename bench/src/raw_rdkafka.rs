@@ -30,9 +30,9 @@ mod imp {
     use rdkafka::ClientConfig;
 
     use crate::latency::Latencies;
-    use crate::native::skip_all;
+    use crate::native::{mode_rows, skip_all};
     use crate::report::{Mode, OneWay, Progress, Row};
-    use crate::scale::{Scale, PAYLOADS};
+    use crate::scale::Scale;
     use crate::tally::Tally;
 
     /// The raw-rdkafka rows.
@@ -43,32 +43,13 @@ mod imp {
             Err(e) => return skip_all("raw-rdkafka", &e),
         };
         let broker = server.bootstrap.clone();
-        let mut rows = Vec::new();
-        for payload in PAYLOADS {
-            for mode in [Mode::AtMostOnce, Mode::AtLeastOnce] {
-                progress.step(&format!("raw-rdkafka {payload} B {}", mode.label()));
-                let mut row = Row::new("raw-rdkafka", payload, mode);
-                match oneway(&broker, payload, mode, scale).await {
-                    Ok(o) => {
-                        if o.received < o.sent {
-                            row.notes.push(format!(
-                                "{} not received within the drain time",
-                                o.sent - o.received
-                            ));
-                        }
-                        row.oneway = Some(o);
-                    }
-                    Err(e) => row.notes.push(format!("one-way failed: {e:#}")),
-                }
-                match rtt(&broker, payload, mode, scale).await {
-                    Ok(l) => row.rtt = l.summary(),
-                    Err(e) => row.notes.push(format!("request/reply failed: {e:#}")),
-                }
-                progress.done(&row);
-                rows.push(row);
-            }
-        }
-        rows
+        mode_rows(
+            "raw-rdkafka",
+            progress,
+            async |payload, mode| oneway(&broker, payload, mode, scale).await,
+            async |payload, mode| rtt(&broker, payload, mode, scale).await,
+        )
+        .await
     }
 
     fn producer(broker: &str) -> anyhow::Result<FutureProducer> {
@@ -178,16 +159,11 @@ mod imp {
         let body = vec![b'x'; payload];
         let n = scale.oneway_count(payload);
         let t0 = tally.now();
-        let deadline = Instant::now() + scale.oneway_cap;
-        let mut sent = 0u64;
-        while sent < n {
-            if sent % 64 == 0 && Instant::now() >= deadline {
-                break;
-            }
+        let mut sends = scale.sends(n);
+        while sends.next() {
             send(&p, &t, &body, mode).await?;
-            sent += 1;
         }
-        let figures = tally.finish(t0, sent, scale.drain, payload).await;
+        let figures = tally.finish(t0, sends.sent(), scale.drain, payload).await;
         task.abort();
         Ok(figures)
     }
@@ -237,25 +213,15 @@ mod imp {
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
             while rrx.try_recv().is_ok() {}
-            let mut lat = Latencies::new();
-            let total = scale.warmup + scale.rtt_count;
-            let mut deadline = None;
-            for i in 0..total {
-                let t = Instant::now();
+            Latencies::measure(scale, async || {
                 send(&p, req, &body, mode).await?;
                 tokio::time::timeout(Duration::from_secs(10), rrx.recv())
                     .await
                     .context("no reply in 10 s")?
                     .context("reply consumer ended")?;
-                if i >= scale.warmup {
-                    lat.record(t.elapsed());
-                    let end = *deadline.get_or_insert_with(|| Instant::now() + scale.rtt_cap);
-                    if Instant::now() >= end {
-                        break;
-                    }
-                }
-            }
-            Ok(lat)
+                Ok(())
+            })
+            .await
         }
         .await;
         for t in [server, echo, replies] {

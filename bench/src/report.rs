@@ -100,6 +100,31 @@ impl Row {
         row.skipped = Some(reason.into());
         row
     }
+
+    /// Keeps a one-way measurement (noting what was not received within the drain time), or
+    /// notes why it failed.
+    pub fn record_oneway(&mut self, measured: anyhow::Result<OneWay>) {
+        match measured {
+            Ok(o) => {
+                if o.received < o.sent {
+                    self.notes.push(format!(
+                        "{} not received within the drain time",
+                        o.sent - o.received
+                    ));
+                }
+                self.oneway = Some(o);
+            }
+            Err(e) => self.notes.push(format!("one-way failed: {e:#}")),
+        }
+    }
+
+    /// Keeps a request/reply latency summary, or notes why it failed.
+    pub fn record_rtt(&mut self, measured: anyhow::Result<crate::latency::Latencies>) {
+        match measured {
+            Ok(l) => self.rtt = l.summary(),
+            Err(e) => self.notes.push(format!("request/reply failed: {e:#}")),
+        }
+    }
 }
 
 /// Progress on stderr: which row runs, and its figures when done.

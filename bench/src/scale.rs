@@ -1,6 +1,6 @@
 //! How much each row measures: message counts and time caps (full run and `--quick`).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Payload sizes every backend is measured at.
 pub const PAYLOADS: [usize; 2] = [16, 1024];
@@ -55,5 +55,39 @@ impl Scale {
         } else {
             (self.oneway_small / 5).max(1)
         }
+    }
+
+    /// The sending side of a one-way run of `n` messages, its time cap starting now.
+    pub fn sends(&self, n: u64) -> Sends {
+        Sends {
+            n,
+            deadline: Instant::now() + self.oneway_cap,
+            sent: 0,
+        }
+    }
+}
+
+/// Counts a one-way run's sends: `n` at most, and none after the time cap (checked every
+/// 64 sends, so the clock costs nothing per message).
+#[derive(Debug)]
+pub struct Sends {
+    n: u64,
+    deadline: Instant,
+    sent: u64,
+}
+
+impl Sends {
+    /// Whether to send one more (counted as sent).
+    pub fn next(&mut self) -> bool {
+        if self.sent >= self.n || (self.sent % 64 == 0 && Instant::now() >= self.deadline) {
+            return false;
+        }
+        self.sent += 1;
+        true
+    }
+
+    /// How many were sent.
+    pub fn sent(&self) -> u64 {
+        self.sent
     }
 }

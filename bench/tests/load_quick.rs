@@ -2,13 +2,13 @@
 //! 10,000 connections and 1,000 agents, are run by hand: docs/HARDENING.md). It asserts what
 //! the tool reports, not speed.
 
-mod common;
-
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
+/// `commsd` of this target dir and profile, built up to date (cargo builds only this
+/// package's binaries for its tests).
 fn commsd() -> PathBuf {
-    common::commsd_beside(Path::new(env!("CARGO_BIN_EXE_comms-load")))
+    comms_test_support::commsd_binary().unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn load(args: &[&str]) -> serde_json::Value {

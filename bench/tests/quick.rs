@@ -4,15 +4,15 @@
 //! RabbitMQ rows are added only when those services answer; a row that cannot run must say
 //! why ("skipped: ...").
 
-mod common;
-
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+/// `commsd` of this target dir and profile, built up to date (cargo builds only this
+/// package's binaries for its tests).
 fn commsd() -> PathBuf {
-    common::commsd_beside(Path::new(env!("CARGO_BIN_EXE_comms-bench")))
+    comms_test_support::commsd_binary().unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn answers(addr: &str) -> bool {

@@ -218,6 +218,11 @@ impl<'de> Deserialize<'de> for Destination {
     }
 }
 
+/// An optional address in display form for logs: the address, or `-` when absent.
+pub fn or_dash(address: Option<&Address>) -> String {
+    address.map_or_else(|| "-".to_owned(), Address::to_string)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,11 +7,19 @@
 //! - [`transport`]: the [`Transport`] trait (advertise, listen, send, forward, close),
 //!   [`Delivery`] with ack/nack, the bounded [`Inbox`].
 //! - [`endpoint`]: [`Endpoint`] — handlers by command, request/reply, error replies, dedup,
-//!   heartbeats — written once above the trait. [`directory`]: live endpoints with TTL expiry.
+//!   heartbeats, one lane per sender, contained panics and handler timeouts — written once
+//!   above the trait. [`directory`]: live endpoints with TTL expiry.
 //! - [`config`]: TOML config and transport URLs (`COMMS_URL` overrides).
 //! - [`envelope`]: the JSON envelope brokers carry.
+//! - [`backend`]: for backend authors, what every transport shares: the [`backend::Binding`]
+//!   each embeds (closed flag, the identity bound by the first `advertise` and its
+//!   `IdentityConflict` checks, the single `listen`, validation / size check / `from` stamping
+//!   of `send`, the body of `forward`), [`backend::prepare_forward`] and the one
+//!   `SERVICE_UNAVAILABLE` report builder. [`naming`]: the `comms.{namespace}` names the broker
+//!   backends share.
 //! - [`memory`]: the in-memory transport, the reference implementation.
-//! - `conformance` (feature `conformance`): the suite every backend runs.
+//!
+//! The conformance suite every backend runs is the `comms-conformance` crate.
 //!
 //! # Delivery guarantees (every backend; the conformance suite proves each)
 //! 1. `send` returning `Ok` means the transport took responsibility: the message reaches a
@@ -53,6 +61,7 @@
 
 pub mod address;
 pub mod advertisement;
+pub mod backend;
 pub mod capabilities;
 pub mod config;
 pub mod directory;
@@ -62,11 +71,10 @@ pub mod error;
 pub mod memory;
 pub mod message;
 pub mod name;
+pub mod naming;
 pub mod schema;
+pub mod startup;
 pub mod transport;
-
-#[cfg(feature = "conformance")]
-pub mod conformance;
 
 pub use address::{Address, Destination, Scope};
 pub use advertisement::Advertisement;

@@ -114,20 +114,8 @@ macro_rules! forward_transport {
 
 forward_transport!(Box, Arc);
 
-/// Prepare a message for [`Transport::forward`]: new destination, `hops + 1`, `from` and `id`
-/// kept. Fails with [`Error::HopLimit`] when the hop limit would be passed.
-pub fn prepare_forward(mut msg: Message, to: Destination, hop_limit: u8) -> Result<Message> {
-    if msg.hops >= hop_limit {
-        return Err(Error::HopLimit {
-            limit: hop_limit,
-            id: msg.id.to_string(),
-        });
-    }
-    to.validate()?;
-    msg.hops += 1;
-    msg.to = to;
-    Ok(msg)
-}
+/// Moved to [`crate::backend`]; this path stays.
+pub use crate::backend::prepare_forward;
 
 /// How a backend settles a delivery. Dropping an acker without settling it must behave as
 /// `nack(requeue = true)`: the message is delivered again.
@@ -243,27 +231,5 @@ impl futures_core::Stream for Inbox {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Delivery>> {
         self.rx.poll_recv(cx)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::address::Scope;
-
-    #[test]
-    fn forward_keeps_origin_and_counts_hops() {
-        let mut m = Message::new("X", Destination::Service("a".into())).unwrap();
-        m.from = Some(Address::new("n", "s").unwrap());
-        let id = m.id.clone();
-        let f = prepare_forward(m, Destination::Broadcast(Scope::All), 2).unwrap();
-        assert_eq!((f.hops, &f.id), (1, &id));
-        assert_eq!(
-            f.from.as_ref().map(|a| a.to_string()),
-            Some("n:s".to_owned())
-        );
-        let f = prepare_forward(f, Destination::Service("b".into()), 2).unwrap();
-        let e = prepare_forward(f, Destination::Service("c".into()), 2).unwrap_err();
-        assert!(matches!(e, Error::HopLimit { limit: 2, .. }));
     }
 }

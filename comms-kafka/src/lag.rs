@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::logs::Quiet;
 use comms_core::Result;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
@@ -23,7 +24,7 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Watchers of destination groups' committed offsets.
 pub struct Lag {
     opts: KafkaOptions,
-    watchers: Mutex<HashMap<String, Arc<BaseConsumer>>>,
+    watchers: Mutex<HashMap<String, Arc<BaseConsumer<Quiet>>>>,
 }
 
 impl std::fmt::Debug for Lag {
@@ -41,7 +42,7 @@ impl Lag {
         }
     }
 
-    fn watcher(&self, group: &str) -> Result<Arc<BaseConsumer>> {
+    fn watcher(&self, group: &str) -> Result<Arc<BaseConsumer<Quiet>>> {
         let mut w = self.watchers.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = w.get(group) {
             return Ok(c.clone());
@@ -51,10 +52,10 @@ impl Lag {
                 w.remove(&k);
             }
         }
-        let c: BaseConsumer = self
+        let c: BaseConsumer<Quiet> = self
             .opts
             .plain_consumer(group)
-            .create()
+            .create_with_context(Quiet)
             .map_err(|e| map("creating an offset watcher", e))?;
         let c = Arc::new(c);
         w.insert(group.to_owned(), c.clone());

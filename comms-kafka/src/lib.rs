@@ -108,6 +108,7 @@ pub mod consumer;
 pub mod dead_letter;
 pub mod error;
 pub mod lag;
+pub mod logs;
 pub mod names;
 pub mod offsets;
 pub mod options;
@@ -122,4 +123,4 @@ pub mod transport;
 
 pub use names::Names;
 pub use options::{KafkaOptions, KafkaSection, MAX_MESSAGE_SIZE};
-pub use transport::KafkaTransport;
+pub use transport::{probe, KafkaTransport};

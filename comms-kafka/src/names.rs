@@ -1,49 +1,39 @@
-//! Topic and consumer-group names: everything lives under `comms.{namespace}.`.
+//! Topic and consumer-group names: everything lives under `comms.{namespace}.`; the service
+//! and instance names are the shared ones ([`comms_core::naming::Names`], reached through
+//! `Deref`), this module adds Kafka's own.
 
-use comms_core::{Address, Destination};
+use std::ops::Deref;
+
+use comms_core::{naming, Destination};
 
 /// The names of one deployment (namespace).
+///
+/// - `comms.{ns}.svc.{service}` ([`naming::Names::service`]): the service topic, and the
+///   group of its instances;
+/// - `comms.{ns}.inst.{node}.{service}` ([`naming::Names::instance`]): the instance topic,
+///   and the instance's own group;
+/// - [`Names::broadcast`], [`Names::dead_letter`]: Kafka's own topics.
 #[derive(Debug, Clone)]
 pub struct Names {
-    prefix: String,
+    shared: naming::Names,
 }
 
 impl Names {
     /// Names in `namespace`.
     pub fn new(namespace: &str) -> Self {
         Self {
-            prefix: format!("comms.{namespace}"),
+            shared: naming::Names::new(namespace),
         }
-    }
-
-    /// `comms.{ns}`: what every topic of the namespace starts with.
-    pub fn prefix(&self) -> &str {
-        &self.prefix
-    }
-
-    /// `comms.{ns}.svc.{service}`: the service topic, and the group of its instances.
-    pub fn service(&self, service: &str) -> String {
-        format!("{}.svc.{service}", self.prefix)
-    }
-
-    /// `comms.{ns}.inst.{node}.{service}`: the instance topic, and the instance's own group.
-    pub fn instance(&self, address: &Address) -> String {
-        format!(
-            "{}.inst.{}.{}",
-            self.prefix,
-            address.node(),
-            address.service()
-        )
     }
 
     /// `comms.{ns}.broadcast`: broadcasts and advertisements (one partition).
     pub fn broadcast(&self) -> String {
-        format!("{}.broadcast", self.prefix)
+        self.child("broadcast")
     }
 
     /// `comms.{ns}.deadletter`: records that were not valid envelopes.
     pub fn dead_letter(&self) -> String {
-        format!("{}.deadletter", self.prefix)
+        self.child("deadletter")
     }
 
     /// The topic a destination maps to; the consumer group that drains it is the same name
@@ -57,10 +47,18 @@ impl Names {
     }
 }
 
+impl Deref for Names {
+    type Target = naming::Names;
+
+    fn deref(&self) -> &naming::Names {
+        &self.shared
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use comms_core::Scope;
+    use comms_core::{Address, Scope};
 
     #[test]
     fn namespaced() {
@@ -76,5 +74,6 @@ mod tests {
             "comms.prod.broadcast"
         );
         assert_eq!(n.dead_letter(), "comms.prod.deadletter");
+        assert_eq!(n.prefix(), "comms.prod");
     }
 }

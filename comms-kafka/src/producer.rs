@@ -8,6 +8,7 @@
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use crate::logs::Quiet;
 use comms_core::{Error, Result};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
@@ -52,7 +53,7 @@ pub fn envelope_headers(id: &str) -> OwnedHeaders {
 /// A rebuildable idempotent producer.
 pub struct Producer {
     opts: KafkaOptions,
-    current: RwLock<Arc<FutureProducer>>,
+    current: RwLock<Arc<FutureProducer<Quiet>>>,
 }
 
 impl std::fmt::Debug for Producer {
@@ -71,21 +72,21 @@ impl Producer {
         })
     }
 
-    fn build(opts: &KafkaOptions) -> Result<FutureProducer> {
+    fn build(opts: &KafkaOptions) -> Result<FutureProducer<Quiet>> {
         opts.producer()
-            .create()
+            .create_with_context(Quiet)
             .map_err(|e| map("creating the producer", e))
     }
 
     /// The producer in use now.
-    pub fn current(&self) -> Arc<FutureProducer> {
+    pub fn current(&self) -> Arc<FutureProducer<Quiet>> {
         self.current
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
 
-    fn rebuild_if_fatal(&self, used: &Arc<FutureProducer>) -> bool {
+    fn rebuild_if_fatal(&self, used: &Arc<FutureProducer<Quiet>>) -> bool {
         let Some((code, reason)) = used.client().fatal_error() else {
             return false;
         };

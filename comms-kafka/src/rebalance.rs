@@ -37,7 +37,15 @@ pub struct GroupContext {
     pub assign_grace: Duration,
 }
 
-impl ClientContext for GroupContext {}
+impl ClientContext for GroupContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        crate::logs::log(level, fac, log_message);
+    }
+
+    fn error(&self, e: rdkafka::error::KafkaError, reason: &str) {
+        crate::logs::error(&e, reason);
+    }
+}
 
 fn partitions(tpl: &TopicPartitionList) -> Vec<Tp> {
     tpl.elements()

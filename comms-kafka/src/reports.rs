@@ -6,7 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use comms_core::{commands, envelope, Address, Message};
+use comms_core::backend::service_unavailable_report;
+use comms_core::{envelope, Address, Message};
 use tokio_util::sync::CancellationToken;
 
 use crate::lag::Lag;
@@ -70,15 +71,8 @@ impl Reporter {
 
     async fn report(&self, msg: &Message, origin: &Address) -> comms_core::Result<()> {
         tracing::info!(id = %msg.id, to = %msg.to, "kafka: no consumer within the TTL; reporting SERVICE_UNAVAILABLE");
-        let mut report = Message::new(commands::SERVICE_UNAVAILABLE, origin.clone())?;
-        report.correlation = Some(msg.id.clone());
-        report.from = Address::new("kafka", "broker").ok();
-        report
-            .params
-            .insert("destination_service".into(), msg.to.to_string());
-        report
-            .params
-            .insert("unsent_command".into(), msg.command.clone());
+        let reporter = Address::new("kafka", "broker").ok();
+        let report = service_unavailable_report(msg, origin.clone(), reporter)?;
         let payload = envelope::encode(&report)?;
         let topic = self.names.instance(origin);
         let key = origin.to_string();

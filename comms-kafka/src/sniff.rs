@@ -41,8 +41,8 @@ pub(crate) fn start(
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "latest")
         .set("topic.metadata.refresh.interval.ms", "1000");
-    let consumer: StreamConsumer = config
-        .create()
+    let consumer: StreamConsumer<crate::logs::Quiet> = config
+        .create_with_context(crate::logs::Quiet)
         .map_err(|e| crate::error::map("creating the sniff consumer", e))?;
     // Names follow [A-Za-z0-9_], so `.` is the only regex character in the prefix.
     let pattern = format!("^{}\\..*", names.prefix().replace('.', "\\."));

@@ -5,9 +5,9 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::logs::Quiet;
 use comms_core::{Error, Result};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::Producer as _;
 
@@ -21,7 +21,7 @@ const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Creates topics with the configured partitions and replication, once each.
 pub struct Topics {
-    admin: AdminClient<DefaultClientContext>,
+    admin: AdminClient<Quiet>,
     partitions: i32,
     replication: i32,
     known: Mutex<HashSet<String>>,
@@ -41,7 +41,7 @@ impl Topics {
     pub fn new(opts: &KafkaOptions) -> Result<Self> {
         let admin = opts
             .base("admin")
-            .create()
+            .create_with_context(Quiet)
             .map_err(|e| map("creating the admin client", e))?;
         Ok(Self {
             admin,

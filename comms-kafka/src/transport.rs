@@ -3,13 +3,12 @@
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use comms_core::transport::{prepare_forward, DEFAULT_HOP_LIMIT};
+use comms_core::backend::{Binding, DEFAULT_HOP_LIMIT};
 use comms_core::{
     envelope, Address, Advertisement, Capabilities, Config, Delivery, DeliveryMode, Destination,
     Error, Inbox, Message, Result, Transport,
@@ -58,10 +57,8 @@ struct Inner {
     topics: Topics,
     lag: Arc<Lag>,
     destinations: Mutex<HashMap<String, Dest>>,
-    bound: Mutex<Option<Address>>,
+    binding: Binding,
     commands: Arc<RwLock<BTreeSet<String>>>,
-    listening: AtomicBool,
-    closed: AtomicBool,
     stop: CancellationToken,
     tasks: TaskTracker,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -91,14 +88,12 @@ impl KafkaTransport {
             inner: Arc::new(Inner {
                 names: Names::new(&opts.namespace),
                 lag: Arc::new(Lag::new(opts.clone())),
+                binding: Binding::new(opts.node.clone()),
                 opts,
                 producer,
                 topics,
                 destinations: Mutex::new(HashMap::new()),
-                bound: Mutex::new(None),
                 commands: Arc::new(RwLock::new(BTreeSet::new())),
-                listening: AtomicBool::new(false),
-                closed: AtomicBool::new(false),
                 stop: CancellationToken::new(),
                 tasks: TaskTracker::new(),
                 threads: Mutex::new(Vec::new()),
@@ -113,18 +108,6 @@ impl KafkaTransport {
 }
 
 impl Inner {
-    fn address(&self) -> Option<Address> {
-        lock(&self.bound).clone()
-    }
-
-    fn check_open(&self) -> Result<()> {
-        if self.closed.load(Ordering::SeqCst) {
-            Err(Error::Closed)
-        } else {
-            Ok(())
-        }
-    }
-
     fn own_topics(&self, address: &Address) -> Vec<(String, Option<i32>)> {
         vec![
             (self.names.instance(address), None),
@@ -281,27 +264,7 @@ impl Inner {
 impl Transport for KafkaTransport {
     async fn advertise(&self, ad: &Advertisement) -> Result<()> {
         let inner = &self.inner;
-        inner.check_open()?;
-        ad.validate()?;
-        if ad.address.node() != inner.opts.node {
-            return Err(Error::IdentityConflict {
-                bound: format!("node {}", inner.opts.node),
-                requested: ad.address.to_string(),
-            });
-        }
-        {
-            let mut bound = lock(&inner.bound);
-            match &*bound {
-                Some(b) if b != &ad.address => {
-                    return Err(Error::IdentityConflict {
-                        bound: b.to_string(),
-                        requested: ad.address.to_string(),
-                    })
-                }
-                Some(_) => {}
-                None => *bound = Some(ad.address.clone()),
-            }
-        }
+        inner.binding.bind(ad)?;
         inner.topics.ensure(&inner.own_topics(&ad.address)).await?;
         *inner.commands.write().unwrap_or_else(|p| p.into_inner()) = ad.commands.clone();
         let mut msg = ad.to_message()?;
@@ -311,11 +274,7 @@ impl Transport for KafkaTransport {
 
     async fn listen(&self) -> Result<Inbox> {
         let inner = &self.inner;
-        inner.check_open()?;
-        let address = inner.address().ok_or(Error::NotAdvertised)?;
-        if inner.listening.swap(true, Ordering::SeqCst) {
-            return Err(Error::AlreadyListening);
-        }
+        let address = inner.binding.start_listening()?;
         let prefetch = inner.opts.section.prefetch;
         let (tx, rx) = mpsc::channel(prefetch);
         let sink = Sink {
@@ -358,29 +317,17 @@ impl Transport for KafkaTransport {
         Ok(Inbox::new(rx))
     }
 
-    async fn send(&self, mut msg: Message) -> Result<()> {
-        let inner = &self.inner;
-        inner.check_open()?;
-        msg.validate()?;
-        msg.check_size(MAX_MESSAGE_SIZE)?;
-        msg.from = Some(inner.address().ok_or(Error::NotAdvertised)?);
-        inner.route(msg).await
+    async fn send(&self, msg: Message) -> Result<()> {
+        let msg = self.inner.binding.prepare_send(msg, MAX_MESSAGE_SIZE)?;
+        self.inner.route(msg).await
     }
 
     async fn forward(&self, delivery: Delivery, to: Destination) -> Result<()> {
         let inner = &self.inner;
-        inner.check_open()?;
-        let (msg, acker) = delivery.into_parts();
-        match prepare_forward(msg, to, DEFAULT_HOP_LIMIT) {
-            Ok(fwd) => {
-                inner.route(fwd).await?;
-                acker.ack().await
-            }
-            Err(e) => {
-                acker.ack().await?;
-                Err(e)
-            }
-        }
+        inner
+            .binding
+            .forward(delivery, to, DEFAULT_HOP_LIMIT, |fwd| inner.route(fwd))
+            .await
     }
 
     async fn sniff(&self) -> Result<Inbox> {
@@ -394,7 +341,7 @@ impl Transport for KafkaTransport {
 
     async fn close(&self) -> Result<()> {
         let inner = &self.inner;
-        if inner.closed.swap(true, Ordering::SeqCst) {
+        if !inner.binding.close() {
             return Ok(());
         }
         let producer = inner.producer.clone();
@@ -437,6 +384,34 @@ impl Transport for KafkaTransport {
     }
 
     fn local_address(&self) -> Option<Address> {
-        self.inner.address()
+        self.inner.binding.address()
     }
+}
+
+/// Check that a broker of `config`'s URL answers a metadata request within `within`
+/// (the transport itself connects lazily and librdkafka retries for ever; a short-lived
+/// client such as `commsctl` calls this first to fail in bounded time).
+pub async fn probe(config: &Config, within: Duration) -> Result<()> {
+    use rdkafka::consumer::{BaseConsumer, Consumer as _};
+    let opts = KafkaOptions::from_config(config)?;
+    let client: BaseConsumer<crate::logs::Quiet> = opts
+        .base("probe")
+        .create_with_context(crate::logs::Quiet)
+        .map_err(|e| crate::error::map("creating the probe client", e))?;
+    let bootstrap = opts.bootstrap.clone();
+    tokio::task::spawn_blocking(move || {
+        client.fetch_metadata(None, within).map(drop).map_err(|e| {
+            Error::transport(
+                BACKEND,
+                format!(
+                    "no broker at {bootstrap} answered within {} s",
+                    within.as_secs()
+                ),
+                true,
+                e,
+            )
+        })
+    })
+    .await
+    .map_err(|e| Error::transport(BACKEND, "probe task", true, e))?
 }

@@ -10,8 +10,8 @@
 
 use std::time::Duration;
 
+use cd_wire::WireMessage;
 use comms_native::client::{Client, ClientConfig};
-use comms_native::codec::WireMessage;
 
 const ME: &str = "classic_client";
 const PEER: &str = "classic_server";

@@ -1,15 +1,8 @@
-//! `comms-native`: the cd: wire codec, the `commsd` routing daemon and the native transport.
+//! `comms-native`: the client side of the native backend: the permanent connection to a
+//! `commsd` daemon and the `cd:` / `cds:` / `cdu:` transports over it. The line codec is the
+//! `cd-wire` crate; the daemon is the `commsd` crate (this crate needs it only for its tests).
 //!
 //! Layout:
-//! - [`codec`]: the byte-exact Communicator `cd:` line codec (parser, serializer, JSON input,
-//!   a tokio-util line codec with a maximum line length, datagram parsing, and head-only
-//!   routing helpers).
-//! - [`daemon`]: the single-node `commsd` routing daemon (Unix, loopback TCP, TLS and UDP
-//!   listeners, registration, stamping, unicast, filtered broadcast, cache, graceful stop),
-//!   embeddable with [`daemon::Daemon::start`] and run by the `commsd` binary.
-//! - [`tls`]: rustls configurations from PEM files — the daemon's secure listener (optional
-//!   mutual TLS), the `cds:` client, and mutual-TLS daemon peer links with a peer-name
-//!   allow-list ([`tls::PeerTls`]).
 //! - [`client`]: the permanent client connection to a daemon (`cd:///path.sock`,
 //!   `cd://host:port` or `cds://host:port?ca=..&cert=..&key=..&tls_name=..`): REGISTER /
 //!   HELP / COMMANDS / READY, reconnect schedule, state watch.
@@ -19,6 +12,7 @@
 //!   [`transport::DatagramTransport`] for `cdu://ip:port?secret=..&max_datagram=..`: send-only,
 //!   one UDP datagram per message, at-most-once. `comms::connect` (or
 //!   [`transport::connect`]) picks the one a URL's scheme names.
+//! - [`tls`]: the rustls client configuration of `cds:` ([`tls::ClientTls`]) from PEM files.
 //!
 //! ```no_run
 //! # async fn demo() -> comms_core::Result<()> {
@@ -30,7 +24,5 @@
 //! ```
 
 pub mod client;
-pub mod codec;
-pub mod daemon;
 pub mod tls;
 pub mod transport;

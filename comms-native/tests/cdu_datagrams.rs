@@ -4,17 +4,25 @@
 //! unsigned and unparseable datagrams and keeps routing good ones.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
-mod daemon_util;
-
 use std::time::Duration;
 
 use comms_core::{Address, Advertisement, Endpoint, Error, Message, Transport};
-use comms_native::daemon::{DaemonHandle, StatsSnapshot};
 use comms_native::transport::{DatagramTransport, NativeTransport};
-use daemon_util::{start_with, Raw, NODE, WAIT};
+use comms_test_support::Probe;
+use commsd::{Daemon, DaemonConfig, DaemonHandle, StatsSnapshot};
 use tokio::net::UdpSocket;
 
 const SECRET: &str = "s3cret";
+const NODE: &str = "vm";
+const WAIT: Duration = Duration::from_secs(5);
+
+/// An in-process daemon on a temp Unix socket and ephemeral TCP/UDP ports.
+async fn start_with(f: impl FnOnce(&mut DaemonConfig)) -> (tempfile::TempDir, DaemonHandle) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = DaemonConfig::ephemeral(NODE, dir.path().join("commsd.sock"));
+    f(&mut cfg);
+    (dir, Daemon::start(cfg).await.expect("daemon starts"))
+}
 
 async fn wait_stats(h: &DaemonHandle, what: &str, ok: impl Fn(&StatsSnapshot) -> bool) {
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -153,8 +161,14 @@ async fn the_daemon_drops_and_counts_oversize_unsigned_and_unparseable_datagrams
         c.udp_max_datagram = 200;
     })
     .await;
-    let mut listener = Raw::unix(&h).await;
-    listener.register("sink", &h).await;
+    let mut listener = Probe::unix(h.unix_path().unwrap()).await;
+    listener.send("REGISTER service=sink;version=1").await;
+    listener
+        .expect(&format!("<{NODE}:communicatord HELP"))
+        .await;
+    listener
+        .expect_prefix(&format!("<{NODE}:communicatord READY "))
+        .await;
     let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     udp.connect(h.udp_addr().unwrap()).await.unwrap();
 

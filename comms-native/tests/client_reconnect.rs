@@ -25,7 +25,7 @@ async fn client_waits_for_the_daemon_then_registers() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(client.state(), ConnectionState::Disconnected);
     assert!(client
-        .send(comms_native::codec::WireMessage::new("X").with_service("y"))
+        .send(cd_wire::WireMessage::new("X").with_service("y"))
         .await
         .is_err_and(|e| e.is_retryable()));
     let _daemon = Commsd::start(&socket, "late_node").await;

@@ -1,21 +1,17 @@
-//! Helpers for the client tests: a real `commsd` process, a raw stock-service line client,
+//! Helpers for the client tests: a real `commsd` process and a raw stock-service line client
+//! (on [`comms_test_support`]'s launcher and line client),
 //! and the example binaries. Included by the `client_*` tests with `mod client_util;`
 //! (Cargo also builds it alone as an empty test target).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::UnixStream;
-use tokio::process::{Child, Command};
-
+use cd_wire::WireMessage;
 use comms_core::{Address, Advertisement, Transport};
-use comms_native::codec::WireMessage;
 use comms_native::transport::NativeTransport;
+use comms_test_support::{CommsdSpec, LineClient};
 
 pub const WAIT: Duration = Duration::from_secs(10);
 
@@ -27,38 +23,28 @@ pub async fn bound(url: &str, service: &str, commands: &[&str]) -> NativeTranspo
     t
 }
 
-/// A `commsd` child process (the binary of this package) on a Unix socket.
+/// A `commsd` child process ([`comms_test_support::Commsd`]) on a Unix socket only.
 #[derive(Debug)]
 pub struct Commsd {
     pub socket: PathBuf,
     pub node: String,
-    child: Child,
+    daemon: comms_test_support::Commsd,
 }
 
 impl Commsd {
     pub async fn start(socket: &Path, node: &str) -> Commsd {
-        let child = Command::new(env!("CARGO_BIN_EXE_commsd"))
-            .args(["--name", node, "--no-tcp", "--no-udp", "--unix"])
-            .arg(socket)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn commsd");
-        let d = Commsd {
+        let daemon = CommsdSpec::find()
+            .expect("the commsd binary")
+            .name(node)
+            .unix_only(socket)
+            .start()
+            .await
+            .expect("commsd starts");
+        Commsd {
             socket: socket.to_path_buf(),
             node: node.to_owned(),
-            child,
-        };
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while UnixStream::connect(&d.socket).await.is_err() {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "commsd never accepted"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            daemon,
         }
-        d
     }
 
     /// `cd:` URL with fast reconnects.
@@ -71,32 +57,19 @@ impl Commsd {
     }
 
     pub async fn kill(&mut self) {
-        self.child.kill().await.expect("kill commsd");
+        self.daemon.kill().await.expect("kill commsd");
     }
 }
 
-/// A raw stock Communicator service: plain lines, no comms_ parameters.
+/// A raw stock Communicator service: plain lines, no comms_ parameters, read as
+/// [`WireMessage`]s.
 #[derive(Debug)]
-pub struct Raw {
-    r: BufReader<OwnedReadHalf>,
-    w: OwnedWriteHalf,
-}
+pub struct Raw(LineClient);
 
 impl Raw {
-    pub async fn connect(socket: &Path) -> Raw {
-        let (r, w) = UnixStream::connect(socket)
-            .await
-            .expect("connect")
-            .into_split();
-        Raw {
-            r: BufReader::new(r),
-            w,
-        }
-    }
-
     /// REGISTER, answer HELP with COMMANDS, wait for READY.
     pub async fn register(socket: &Path, service: &str, commands: &str) -> Raw {
-        let mut raw = Raw::connect(socket).await;
+        let mut raw = Raw(LineClient::unix(socket).await.expect("connect"));
         raw.send(&format!("REGISTER service={service};version=1"))
             .await;
         loop {
@@ -110,19 +83,11 @@ impl Raw {
     }
 
     pub async fn send(&mut self, line: &str) {
-        self.w
-            .write_all(format!("{line}\n").as_bytes())
-            .await
-            .expect("write");
+        self.0.send(line).await.expect("write");
     }
 
     pub async fn recv(&mut self) -> WireMessage {
-        let mut line = String::new();
-        let n = tokio::time::timeout(WAIT, self.r.read_line(&mut line))
-            .await
-            .expect("a line within the wait")
-            .expect("read");
-        assert!(n > 0, "connection closed");
+        let line = self.0.line().await.expect("a line within the wait");
         line.trim_end().parse().expect("a valid line")
     }
 

@@ -5,19 +5,18 @@
 //! do not hurt the daemon; unusable certificate files stop the start with a clear error.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
-mod tls_util;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use comms_core::{Address, Advertisement, Message, Transport};
-use comms_native::daemon::{Daemon, DaemonConfig, DaemonError, DaemonHandle, TlsListenerConfig};
 use comms_native::tls::TlsError;
 use comms_native::transport::NativeTransport;
-use tls_util::{client_config, Leaf, Pki, TlsCommsd, TlsRaw, WAIT};
+use comms_test_support::{client_config, CommsdSpec, Leaf, LineClient, Pki};
+use commsd::{Daemon, DaemonConfig, DaemonError, DaemonHandle, TlsListenerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const NODE: &str = "vm";
+const WAIT: Duration = Duration::from_secs(10);
 
 fn any() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
@@ -28,6 +27,15 @@ async fn recv(inbox: &mut comms_core::Inbox) -> comms_core::Delivery {
         .await
         .expect("a delivery in time")
         .expect("inbox open")
+}
+
+/// The next delivery: asserts its `n` and its sender, acknowledges it.
+async fn recv_acked(inbox: &mut comms_core::Inbox, n: &str, from: &str) {
+    let d = recv(inbox).await;
+    assert_eq!(d.message().param("n"), Some(n));
+    let sender = d.message().from.as_ref().map(ToString::to_string);
+    assert_eq!(sender.as_deref(), Some(from));
+    d.ack().await.unwrap();
 }
 
 fn cds_url(addr: SocketAddr, ca: &std::path::Path, client: Option<&Leaf>) -> String {
@@ -80,16 +88,25 @@ async fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
 
 #[tokio::test]
 async fn cds_endpoint_and_cd_endpoint_talk_through_one_commsd_with_mutual_tls() {
-    let pki = Pki::new();
-    let ca = pki.ca("main");
-    let server = pki.leaf(&ca, "server", &["localhost", "127.0.0.1"]);
-    let client = pki.leaf(&ca, "client", &["client.test"]);
-    let d = TlsCommsd::start(pki.dir.path(), NODE, &server, Some(&ca.pem)).await;
+    let pki = Pki::new().unwrap();
+    let ca = pki.ca("main").unwrap();
+    let server = pki.localhost(&ca).unwrap();
+    let client = pki.leaf(&ca, "client", &["client.test"]).unwrap();
+    let d = CommsdSpec::find()
+        .unwrap()
+        .name(NODE)
+        .unix_only_in_dir()
+        .tls(any(), &server.cert, &server.key, Some(&ca.pem))
+        .start()
+        .await
+        .unwrap();
+    let socket = d.socket().unwrap();
+    let tls = d.listeners().tls.unwrap();
 
-    let plain_url = format!("cd://{}?node={NODE}&retry=0.05,0.1", d.socket.display());
+    let plain_url = format!("cd://{}?node={NODE}&retry=0.05,0.1", socket.display());
     let b = bound(&plain_url, "tls_b", &["PING", "PONG"]).await.unwrap();
     let mut b_inbox = b.listen().await.unwrap();
-    let a = bound(&cds_url(d.tls, &ca.pem, Some(&client)), "tls_a", &["PONG"])
+    let a = bound(&cds_url(tls, &ca.pem, Some(&client)), "tls_a", &["PONG"])
         .await
         .unwrap();
     let mut a_inbox = a.listen().await.unwrap();
@@ -99,17 +116,7 @@ async fn cds_endpoint_and_cd_endpoint_talk_through_one_commsd_with_mutual_tls() 
     a.send(Message::new("PING", to_b).unwrap().with_param("n", "1"))
         .await
         .unwrap();
-    let ping = recv(&mut b_inbox).await;
-    assert_eq!(ping.message().param("n"), Some("1"));
-    assert_eq!(
-        ping.message()
-            .from
-            .as_ref()
-            .map(ToString::to_string)
-            .as_deref(),
-        Some("vm:tls_a")
-    );
-    ping.ack().await.unwrap();
+    recv_acked(&mut b_inbox, "1", "vm:tls_a").await;
     wait_for("the cds: sender never got its ack", || {
         a.unacknowledged() == 0
     })
@@ -120,29 +127,19 @@ async fn cds_endpoint_and_cd_endpoint_talk_through_one_commsd_with_mutual_tls() 
     b.send(Message::new("PONG", to_a).unwrap().with_param("n", "2"))
         .await
         .unwrap();
-    let pong = recv(&mut a_inbox).await;
-    assert_eq!(pong.message().param("n"), Some("2"));
-    assert_eq!(
-        pong.message()
-            .from
-            .as_ref()
-            .map(ToString::to_string)
-            .as_deref(),
-        Some("vm:tls_b")
-    );
-    pong.ack().await.unwrap();
+    recv_acked(&mut a_inbox, "2", "vm:tls_b").await;
     a.close().await.unwrap();
     b.close().await.unwrap();
 }
 
 #[tokio::test]
 async fn mutual_tls_refuses_missing_or_foreign_client_certificates_and_keeps_serving() {
-    let pki = Pki::new();
-    let ca = pki.ca("main");
-    let other = pki.ca("other");
-    let server = pki.leaf(&ca, "server", &["localhost", "127.0.0.1"]);
-    let good = pki.leaf(&ca, "good", &["good.test"]);
-    let foreign = pki.leaf(&other, "foreign", &["foreign.test"]);
+    let pki = Pki::new().unwrap();
+    let ca = pki.ca("main").unwrap();
+    let other = pki.ca("other").unwrap();
+    let server = pki.localhost(&ca).unwrap();
+    let good = pki.leaf(&ca, "good", &["good.test"]).unwrap();
+    let foreign = pki.leaf(&other, "foreign", &["foreign.test"]).unwrap();
     let h = daemon(
         pki.dir.path(),
         &server,
@@ -154,13 +151,13 @@ async fn mutual_tls_refuses_missing_or_foreign_client_certificates_and_keeps_ser
 
     // No certificate, then a certificate from another CA: never registered.
     for (what, cfg) in [
-        ("no certificate", client_config(&ca.pem, None)),
+        ("no certificate", client_config(&ca.pem, None).unwrap()),
         (
             "foreign certificate",
-            client_config(&ca.pem, Some(&foreign)),
+            client_config(&ca.pem, Some(&foreign)).unwrap(),
         ),
     ] {
-        let outcome = match TlsRaw::connect(addr, cfg).await {
+        let outcome = match LineClient::tls(addr, cfg).await {
             Err(e) => Err(e),
             Ok(mut raw) => raw.register("intruder").await,
         };
@@ -176,7 +173,7 @@ async fn mutual_tls_refuses_missing_or_foreign_client_certificates_and_keeps_ser
     assert_eq!(h.stats().tls_handshakes, 0);
 
     // The daemon keeps serving: a client with a good certificate registers.
-    let mut raw = TlsRaw::connect(addr, client_config(&ca.pem, Some(&good)))
+    let mut raw = LineClient::tls(addr, client_config(&ca.pem, Some(&good)).unwrap())
         .await
         .unwrap();
     let (help, ready) = raw.register("good_svc").await.unwrap();
@@ -199,10 +196,10 @@ async fn mutual_tls_refuses_missing_or_foreign_client_certificates_and_keeps_ser
 
 #[tokio::test]
 async fn a_server_certificate_from_an_untrusted_ca_is_a_clear_error() {
-    let pki = Pki::new();
-    let ca = pki.ca("main");
-    let other = pki.ca("other");
-    let server = pki.leaf(&ca, "server", &["localhost", "127.0.0.1"]);
+    let pki = Pki::new().unwrap();
+    let ca = pki.ca("main").unwrap();
+    let other = pki.ca("other").unwrap();
+    let server = pki.localhost(&ca).unwrap();
     let h = daemon(pki.dir.path(), &server, None, Duration::from_secs(10)).await;
     let addr = h.tls_addr().unwrap();
 
@@ -245,9 +242,9 @@ async fn a_server_certificate_from_an_untrusted_ca_is_a_clear_error() {
 
 #[tokio::test]
 async fn plain_text_and_silent_clients_on_the_tls_port_do_not_hurt_the_daemon() {
-    let pki = Pki::new();
-    let ca = pki.ca("main");
-    let server = pki.leaf(&ca, "server", &["localhost", "127.0.0.1"]);
+    let pki = Pki::new().unwrap();
+    let ca = pki.ca("main").unwrap();
+    let server = pki.localhost(&ca).unwrap();
     let h = daemon(pki.dir.path(), &server, None, Duration::from_millis(500)).await;
     let addr = h.tls_addr().unwrap();
 
@@ -268,7 +265,7 @@ async fn plain_text_and_silent_clients_on_the_tls_port_do_not_hurt_the_daemon() 
     assert!(!String::from_utf8_lossy(&buf).contains("READY"));
 
     // Meanwhile a real TLS client is served at once.
-    let mut raw = TlsRaw::connect(addr, client_config(&ca.pem, None))
+    let mut raw = LineClient::tls(addr, client_config(&ca.pem, None).unwrap())
         .await
         .unwrap();
     let (help, _) = raw.register("real").await.unwrap();
@@ -292,10 +289,10 @@ async fn plain_text_and_silent_clients_on_the_tls_port_do_not_hurt_the_daemon() 
 
 #[tokio::test]
 async fn unusable_certificate_files_stop_the_start_with_a_clear_error() {
-    let pki = Pki::new();
-    let ca = pki.ca("main");
-    let server = pki.leaf(&ca, "server", &["localhost"]);
-    let other = pki.leaf(&ca, "other", &["other.test"]);
+    let pki = Pki::new().unwrap();
+    let ca = pki.ca("main").unwrap();
+    let server = pki.leaf(&ca, "server", &["localhost"]).unwrap();
+    let other = pki.leaf(&ca, "other", &["other.test"]).unwrap();
     let garbage = pki.path("garbage.pem");
     std::fs::write(&garbage, "not a pem file\n").unwrap();
     let start = |cert: std::path::PathBuf, key: std::path::PathBuf| {
@@ -332,11 +329,10 @@ async fn unusable_certificate_files_stop_the_start_with_a_clear_error() {
 
 #[tokio::test]
 async fn commsd_reads_the_tls_listener_from_its_config_file_and_documents_the_flags() {
-    let pki = Pki::new();
-    let ca = pki.ca("main");
-    let server = pki.leaf(&ca, "server", &["localhost", "127.0.0.1"]);
+    let pki = Pki::new().unwrap();
+    let ca = pki.ca("main").unwrap();
+    let server = pki.localhost(&ca).unwrap();
     let conf = pki.path("commsd.toml");
-    let ready = pki.path("ready");
     std::fs::write(
         &conf,
         format!(
@@ -347,41 +343,21 @@ async fn commsd_reads_the_tls_listener_from_its_config_file_and_documents_the_fl
         ),
     )
     .unwrap();
-    let _child = tokio::process::Command::new(env!("CARGO_BIN_EXE_commsd"))
-        .arg("--config")
-        .arg(&conf)
-        .arg("--ready-file")
-        .arg(&ready)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
+    let daemon = CommsdSpec::find()
+        .unwrap()
+        .config_file(&conf)
+        .start()
+        .await
         .unwrap();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let text = loop {
-        if let Ok(t) = std::fs::read_to_string(&ready) {
-            break t;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "commsd never became ready"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
-    let addr: SocketAddr = text
-        .lines()
-        .find_map(|l| l.strip_prefix("commsd: listening tls "))
-        .expect("a tls listener")
-        .parse()
-        .unwrap();
-    let mut raw = TlsRaw::connect(addr, client_config(&ca.pem, None))
+    let addr = daemon.listeners().tls.expect("a tls listener");
+    let mut raw = LineClient::tls(addr, client_config(&ca.pem, None).unwrap())
         .await
         .unwrap();
     let (help, _) = raw.register("from_conf").await.unwrap();
     assert_eq!(help, "<cf:communicatord HELP");
 
     // A TLS address without certificate files is refused at start, with the reason.
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_commsd"))
+    let out = tokio::process::Command::new(comms_test_support::commsd_binary().unwrap())
         .args(["--no-unix", "--no-tcp", "--no-udp", "--tls", "127.0.0.1:0"])
         .output()
         .await
@@ -392,7 +368,7 @@ async fn commsd_reads_the_tls_listener_from_its_config_file_and_documents_the_fl
         "{out:?}"
     );
 
-    let help = tokio::process::Command::new(env!("CARGO_BIN_EXE_commsd"))
+    let help = tokio::process::Command::new(comms_test_support::commsd_binary().unwrap())
         .arg("--help")
         .output()
         .await
@@ -411,10 +387,10 @@ async fn commsd_reads_the_tls_listener_from_its_config_file_and_documents_the_fl
 
 #[tokio::test]
 async fn a_cds_client_reconnects_after_a_daemon_restart_and_honours_tls_name() {
-    let pki = Pki::new();
-    let ca = pki.ca("main");
+    let pki = Pki::new().unwrap();
+    let ca = pki.ca("main").unwrap();
     // The certificate names neither 127.0.0.1 nor localhost: only tls_name makes it match.
-    let server = pki.leaf(&ca, "server", &["daemon.test"]);
+    let server = pki.leaf(&ca, "server", &["daemon.test"]).unwrap();
     let dir1 = pki.path("d1");
     std::fs::create_dir_all(&dir1).unwrap();
     let h1 = daemon(&dir1, &server, None, Duration::from_secs(10)).await;
@@ -486,9 +462,9 @@ async fn a_cds_client_reconnects_after_a_daemon_restart_and_honours_tls_name() {
 
 #[tokio::test]
 async fn pending_handshakes_are_bounded_apart_from_service_connections() {
-    let pki = Pki::new();
-    let ca = pki.ca("main");
-    let server = pki.leaf(&ca, "server", &["localhost", "127.0.0.1"]);
+    let pki = Pki::new().unwrap();
+    let ca = pki.ca("main").unwrap();
+    let server = pki.localhost(&ca).unwrap();
     let mut cfg = DaemonConfig::ephemeral(NODE, pki.path("d.sock"));
     cfg.udp = None;
     cfg.max_connections = 3;
@@ -537,7 +513,7 @@ async fn pending_handshakes_are_bounded_apart_from_service_connections() {
     drop(silent);
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let attempt = match TlsRaw::connect(addr, client_config(&ca.pem, None)).await {
+        let attempt = match LineClient::tls(addr, client_config(&ca.pem, None).unwrap()).await {
             Ok(mut raw) => raw.register("late").await.ok(),
             Err(_) => None,
         };
@@ -556,9 +532,9 @@ async fn pending_handshakes_are_bounded_apart_from_service_connections() {
 
 #[tokio::test]
 async fn tls_connections_get_no_admin_trust_without_the_token() {
-    let pki = Pki::new();
-    let ca = pki.ca("main");
-    let server = pki.leaf(&ca, "server", &["localhost", "127.0.0.1"]);
+    let pki = Pki::new().unwrap();
+    let ca = pki.ca("main").unwrap();
+    let server = pki.localhost(&ca).unwrap();
     let start = |allow_sniff: bool, sock: &str| {
         let mut cfg = DaemonConfig::ephemeral(NODE, pki.path(sock));
         cfg.udp = None;
@@ -571,7 +547,7 @@ async fn tls_connections_get_no_admin_trust_without_the_token() {
     };
     let h = start(false, "a.sock").await.unwrap();
     let addr = h.tls_addr().unwrap();
-    let mut raw = TlsRaw::connect(addr, client_config(&ca.pem, None))
+    let mut raw = LineClient::tls(addr, client_config(&ca.pem, None).unwrap())
         .await
         .unwrap();
     raw.send("STOP").await.unwrap();
@@ -587,7 +563,7 @@ async fn tls_connections_get_no_admin_trust_without_the_token() {
         .expect("the token stops it");
 
     let h = start(true, "b.sock").await.unwrap();
-    let mut raw = TlsRaw::connect(h.tls_addr().unwrap(), client_config(&ca.pem, None))
+    let mut raw = LineClient::tls(h.tls_addr().unwrap(), client_config(&ca.pem, None).unwrap())
         .await
         .unwrap();
     raw.send("SNIFF").await.unwrap();
@@ -598,10 +574,10 @@ async fn tls_connections_get_no_admin_trust_without_the_token() {
 
 #[tokio::test]
 async fn the_transport_sniffs_over_cds_when_the_daemon_allows_it() {
-    let pki = Pki::new();
-    let ca = pki.ca("main");
-    let server = pki.leaf(&ca, "server", &["localhost", "127.0.0.1"]);
-    let client = pki.leaf(&ca, "client", &["client.test"]);
+    let pki = Pki::new().unwrap();
+    let ca = pki.ca("main").unwrap();
+    let server = pki.localhost(&ca).unwrap();
+    let client = pki.leaf(&ca, "client", &["client.test"]).unwrap();
     let mut cfg = DaemonConfig::ephemeral(NODE, pki.path("d.sock"));
     cfg.tcp = None;
     cfg.udp = None;

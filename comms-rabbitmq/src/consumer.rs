@@ -44,18 +44,9 @@ pub(crate) async fn run(
     let mut sessions = link.subscribe();
     let mut last_generation = 0;
     loop {
-        let session = {
-            let wait = sessions.wait_for(|s| {
-                s.as_ref()
-                    .is_some_and(|s| s.healthy() && s.generation >= last_generation)
-            });
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                s = wait => match s {
-                    Ok(s) => s.clone(),
-                    Err(_) => return,
-                },
-            }
+        let Some(session) = Link::next_session(&mut sessions, last_generation, &cancel).await
+        else {
+            return;
         };
         let Some(session) = session else { continue };
         match consume(&link, &session, &address, max_size, &tx, &cancel).await {
@@ -110,8 +101,8 @@ async fn consume(
         .await
         .map_err(|e| amqp("set prefetch", e))?;
     let queues = [
-        (Source::Instance, names.instance_queue(address)),
-        (Source::Service, names.service_queue(address.service())),
+        (Source::Instance, names.instance(address)),
+        (Source::Service, names.service(address.service())),
         (Source::Expired, names.expired_queue()),
     ];
     let mut streams = Vec::new();

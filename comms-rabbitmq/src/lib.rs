@@ -93,7 +93,7 @@
 //!
 //! Our own reconnect loop ([`link`]), not lapin's auto-recovery: a supervisor task replaces the
 //! whole session when the connection or publisher channel breaks, reconnecting with capped
-//! exponential backoff (100 ms doubling to 5 s, configurable), redeclaring the topology and the
+//! exponential backoff (100 ms doubling to 2 s, configurable), redeclaring the topology and the
 //! identity's queues before anyone uses the new session. Consumers follow the session
 //! generation and subscribe again. A `send` in progress holds its message until it is confirmed:
 //! if the connection goes first, it publishes it again on the next session; while disconnected

@@ -103,6 +103,24 @@ impl Link {
         self.shared.session.subscribe()
     }
 
+    /// Waits on `sessions` (from [`Link::subscribe`]) for a healthy session of generation
+    /// `since` or later. `None`: cancelled, or the link is gone (the follower stops);
+    /// `Some(None)`: no session after all (look again).
+    pub(crate) async fn next_session(
+        sessions: &mut watch::Receiver<Option<Arc<Session>>>,
+        since: u64,
+        cancel: &CancellationToken,
+    ) -> Option<Option<Arc<Session>>> {
+        let wait = sessions.wait_for(|s| {
+            s.as_ref()
+                .is_some_and(|s| s.healthy() && s.generation >= since)
+        });
+        tokio::select! {
+            _ = cancel.cancelled() => None,
+            s = wait => s.ok().map(|s| s.clone()),
+        }
+    }
+
     /// Something failed on the current session: check it now.
     pub(crate) fn report_broken(&self) {
         self.shared.broken.notify_one();

@@ -13,7 +13,7 @@
 //! queue_type = "classic"   # or "quorum" (replicated; for clusters)
 //! send_timeout_ms = 30000  # how long send waits for a connection or for room in a full queue
 //! reconnect_initial_ms = 100
-//! reconnect_max_ms = 5000
+//! reconnect_max_ms = 2000
 //! # default_ttl_ms = 60000 # expiry of messages that set no TTL (default: none, they wait)
 //! # queue_expires_ms = 86400000  # x-expires: drop queues unused for this long (default: never)
 //!
@@ -232,7 +232,7 @@ impl RabbitOptions {
                 positive("reconnect_initial_ms", section.reconnect_initial_ms)?.unwrap_or(100),
             ),
             reconnect_max: ms(
-                positive("reconnect_max_ms", section.reconnect_max_ms)?.unwrap_or(5_000)
+                positive("reconnect_max_ms", section.reconnect_max_ms)?.unwrap_or(2_000)
             ),
             default_ttl: positive("default_ttl_ms", section.default_ttl_ms)?.map(ms),
             queue_expires: positive("queue_expires_ms", section.queue_expires_ms)?.map(ms),

@@ -44,8 +44,8 @@ pub(crate) async fn publish(link: &Link, msg: &Message) -> Result<()> {
     let mandatory = !matches!(msg.to, Destination::Broadcast(_)) && !at_most_once;
     let props = properties(msg, &from, opts.default_ttl);
     let destination = match &msg.to {
-        Destination::Instance(a) => Some((names.instance_queue(a), topology::instance_key(a))),
-        Destination::Service(s) => Some((names.service_queue(s), topology::service_key(s))),
+        Destination::Instance(a) => Some((names.instance(a), topology::instance_key(a))),
+        Destination::Service(s) => Some((names.service(s), topology::service_key(s))),
         Destination::Broadcast(_) => None,
     };
     let deadline = Instant::now() + opts.send_timeout;

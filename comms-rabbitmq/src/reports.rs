@@ -9,7 +9,8 @@
 //! `unsent_command`. Other dead letters (expired without a report, rejected by a handler) are
 //! logged and acknowledged.
 
-use comms_core::{commands, envelope, Address, Message};
+use comms_core::backend::service_unavailable_report;
+use comms_core::{envelope, Address, Message};
 use lapin::options::{BasicAckOptions, BasicNackOptions};
 use lapin::types::AMQPValue;
 
@@ -57,16 +58,8 @@ pub(crate) async fn handle(link: &Link, delivery: lapin::message::Delivery) {
 
 fn unavailable(link: &Link, expired: &Message) -> Option<Message> {
     let origin = expired.from.clone()?;
-    let mut report = Message::new(commands::SERVICE_UNAVAILABLE, origin).ok()?;
-    report.correlation = Some(expired.id.clone());
-    report.from = Address::new(link.opts().node.clone(), REPORTER_SERVICE).ok();
-    report
-        .params
-        .insert("destination_service".into(), expired.to.to_string());
-    report
-        .params
-        .insert("unsent_command".into(), expired.command.clone());
-    Some(report)
+    let reporter = Address::new(link.opts().node.clone(), REPORTER_SERVICE).ok();
+    service_unavailable_report(expired, origin, reporter).ok()
 }
 
 async fn ack(delivery: lapin::message::Delivery) {

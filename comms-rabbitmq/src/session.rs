@@ -123,11 +123,11 @@ impl Session {
         id: &Identity,
     ) -> Result<()> {
         let admin = self.admin().await?;
-        let instance = names.instance_queue(&id.address);
+        let instance = names.instance(&id.address);
         let keys = topology::instance_bindings(&id.address, &id.commands);
         topology::declare_queue(&admin, opts, names, &instance, &keys).await?;
         self.mark_declared(&instance);
-        let service = names.service_queue(id.address.service());
+        let service = names.service(id.address.service());
         let keys = [topology::service_key(id.address.service())];
         topology::declare_queue(&admin, opts, names, &service, &keys).await?;
         self.mark_declared(&service);

@@ -127,18 +127,9 @@ pub(crate) async fn run(
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(RESUBSCRIBE_PAUSE) => {}
         }
-        let session = {
-            let wait = sessions.wait_for(|s| {
-                s.as_ref()
-                    .is_some_and(|s| s.healthy() && s.generation >= last_generation)
-            });
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                s = wait => match s {
-                    Ok(s) => s.clone(),
-                    Err(_) => return,
-                },
-            }
+        let Some(session) = Link::next_session(&mut sessions, last_generation, &cancel).await
+        else {
+            return;
         };
         let Some(session) = session else { continue };
         last_generation = session.generation;

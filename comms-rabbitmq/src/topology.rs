@@ -4,7 +4,9 @@
 //! Every declaration is idempotent: the same name with the same arguments, declared again by
 //! any transport of the deployment, is a no-op.
 
-use comms_core::{Address, Destination, Scope};
+use std::ops::Deref;
+
+use comms_core::{naming, Address, Destination, Scope};
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{Channel, ExchangeKind};
@@ -20,53 +22,50 @@ pub fn advertise_key(from: &Address) -> String {
     format!("ad.{}.{}", from.node(), from.service())
 }
 
-/// The names of one namespace.
+/// The names of one namespace: the service queue is the shared
+/// [`comms_core::naming::Names::service`] (`comms.{ns}.svc.{service}`, competing consumers),
+/// the instance queue [`comms_core::naming::Names::instance`]
+/// (`comms.{ns}.inst.{node}.{service}`: exact address and broadcasts), both reached through
+/// `Deref`; the exchanges and diagnostic queues are RabbitMQ's own.
 #[derive(Debug, Clone)]
 pub struct Names {
-    prefix: String,
+    shared: naming::Names,
 }
 
 impl Names {
     /// The names of `namespace`.
     pub fn new(namespace: &str) -> Self {
         Self {
-            prefix: format!("comms.{namespace}"),
+            shared: naming::Names::new(namespace),
         }
     }
 
     /// The topic exchange every message is published to.
     pub fn exchange(&self) -> String {
-        self.prefix.clone()
+        self.prefix().to_owned()
     }
 
     /// The fanout exchange service and instance queues dead-letter into.
     pub fn dead_letter_exchange(&self) -> String {
-        format!("{}.dlx", self.prefix)
+        self.child("dlx")
     }
 
     /// Where expired and rejected messages land; read by the transports to send reports.
     pub fn expired_queue(&self) -> String {
-        format!("{}.expired", self.prefix)
+        self.child("expired")
     }
 
     /// Where input that is not an envelope is parked, with the reason in a header.
     pub fn dead_queue(&self) -> String {
-        format!("{}.dead", self.prefix)
+        self.child("dead")
     }
+}
 
-    /// The queue of service `service` (competing consumers).
-    pub fn service_queue(&self, service: &str) -> String {
-        format!("{}.svc.{service}", self.prefix)
-    }
+impl Deref for Names {
+    type Target = naming::Names;
 
-    /// The queue of one instance (exact address and broadcasts).
-    pub fn instance_queue(&self, address: &Address) -> String {
-        format!(
-            "{}.inst.{}.{}",
-            self.prefix,
-            address.node(),
-            address.service()
-        )
+    fn deref(&self) -> &naming::Names {
+        &self.shared
     }
 }
 
@@ -235,8 +234,11 @@ mod tests {
         let n = Names::new("prod");
         let a = Address::new("web01", "agent").unwrap();
         assert_eq!(n.exchange(), "comms.prod");
-        assert_eq!(n.service_queue("agent"), "comms.prod.svc.agent");
-        assert_eq!(n.instance_queue(&a), "comms.prod.inst.web01.agent");
+        assert_eq!(n.service("agent"), "comms.prod.svc.agent");
+        assert_eq!(n.instance(&a), "comms.prod.inst.web01.agent");
+        assert_eq!(n.dead_letter_exchange(), "comms.prod.dlx");
+        assert_eq!(n.expired_queue(), "comms.prod.expired");
+        assert_eq!(n.dead_queue(), "comms.prod.dead");
         let from = Address::new("srv", "server").unwrap();
         assert_eq!(
             routing_key(&from, &Destination::Instance(a.clone()), "RUN"),

@@ -1,11 +1,10 @@
 //! [`RabbitTransport`]: the contract over the link, publisher and consumer.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use comms_core::transport::prepare_forward;
+use comms_core::backend::Binding;
 use comms_core::{
     Address, Advertisement, Capabilities, Config, Delivery, Destination, Error, Inbox, Message,
     Result, Transport,
@@ -27,9 +26,7 @@ pub const MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
 #[derive(Debug)]
 pub struct RabbitTransport {
     link: Link,
-    bound: Mutex<Option<Address>>,
-    listening: AtomicBool,
-    closed: AtomicBool,
+    binding: Binding,
     cancel: CancellationToken,
     tasks: TaskTracker,
     sends: TaskTracker,
@@ -51,12 +48,11 @@ impl RabbitTransport {
     pub async fn with_options(opts: RabbitOptions) -> Result<Self> {
         let cancel = CancellationToken::new();
         let tasks = TaskTracker::new();
+        let binding = Binding::new(opts.node.clone());
         let link = Link::start(Arc::new(opts), cancel.clone(), &tasks).await?;
         Ok(Self {
             link,
-            bound: Mutex::new(None),
-            listening: AtomicBool::new(false),
-            closed: AtomicBool::new(false),
+            binding,
             _stop_on_drop: cancel.clone().drop_guard(),
             cancel,
             tasks,
@@ -67,33 +63,6 @@ impl RabbitTransport {
     /// The options in use.
     pub fn options(&self) -> &RabbitOptions {
         self.link.opts()
-    }
-
-    fn address(&self) -> Option<Address> {
-        self.bound.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    fn check_open(&self) -> Result<()> {
-        if self.closed.load(Ordering::SeqCst) {
-            Err(Error::Closed)
-        } else {
-            Ok(())
-        }
-    }
-
-    fn bind(&self, address: &Address) -> Result<()> {
-        let mut bound = self.bound.lock().unwrap_or_else(|p| p.into_inner());
-        match &*bound {
-            Some(b) if b != address => Err(Error::IdentityConflict {
-                bound: b.to_string(),
-                requested: address.to_string(),
-            }),
-            Some(_) => Ok(()),
-            None => {
-                *bound = Some(address.clone());
-                Ok(())
-            }
-        }
     }
 
     /// Declare (first time) or re-bind (commands changed) this transport's queues.
@@ -128,7 +97,7 @@ impl RabbitTransport {
                     .into_iter()
                     .collect();
             let admin = session.admin().await?;
-            let queue = self.link.names().instance_queue(&wanted.address);
+            let queue = self.link.names().instance(&wanted.address);
             for key in old.difference(&new) {
                 topology::unbind(&admin, self.link.names(), &queue, key).await?;
             }
@@ -146,16 +115,7 @@ impl RabbitTransport {
 #[async_trait]
 impl Transport for RabbitTransport {
     async fn advertise(&self, ad: &Advertisement) -> Result<()> {
-        self.check_open()?;
-        ad.validate()?;
-        let node = &self.link.opts().node;
-        if ad.address.node() != node {
-            return Err(Error::IdentityConflict {
-                bound: format!("node {node}"),
-                requested: ad.address.to_string(),
-            });
-        }
-        self.bind(&ad.address)?;
+        self.binding.bind(ad)?;
         if !ad.ttl.is_zero() {
             self.apply_identity(Identity {
                 address: ad.address.clone(),
@@ -169,11 +129,7 @@ impl Transport for RabbitTransport {
     }
 
     async fn listen(&self) -> Result<Inbox> {
-        self.check_open()?;
-        let address = self.address().ok_or(Error::NotAdvertised)?;
-        if self.listening.swap(true, Ordering::SeqCst) {
-            return Err(Error::AlreadyListening);
-        }
+        let address = self.binding.start_listening()?;
         let (tx, rx) = mpsc::channel(usize::from(self.link.opts().prefetch));
         self.tasks.spawn(consumer::run(
             self.link.clone(),
@@ -185,31 +141,22 @@ impl Transport for RabbitTransport {
         Ok(Inbox::new(rx))
     }
 
-    async fn send(&self, mut msg: Message) -> Result<()> {
-        self.check_open()?;
-        msg.validate()?;
-        msg.check_size(MAX_MESSAGE_SIZE)?;
-        msg.from = Some(self.address().ok_or(Error::NotAdvertised)?);
+    async fn send(&self, msg: Message) -> Result<()> {
+        let msg = self.binding.prepare_send(msg, MAX_MESSAGE_SIZE)?;
         self.publish_tracked(&msg).await
     }
 
     async fn forward(&self, delivery: Delivery, to: Destination) -> Result<()> {
-        self.check_open()?;
-        let (msg, acker) = delivery.into_parts();
-        match prepare_forward(msg, to, self.link.opts().hop_limit) {
-            Ok(fwd) => {
-                self.publish_tracked(&fwd).await?;
-                acker.ack().await
-            }
-            Err(e) => {
-                acker.ack().await?;
-                Err(e)
-            }
-        }
+        let hop_limit = self.link.opts().hop_limit;
+        self.binding
+            .forward(delivery, to, hop_limit, |fwd| async move {
+                self.publish_tracked(&fwd).await
+            })
+            .await
     }
 
     async fn close(&self) -> Result<()> {
-        if self.closed.swap(true, Ordering::SeqCst) {
+        if !self.binding.close() {
             return Ok(());
         }
         // Sends already accepted by a caller finish (confirmed) before the connection goes.
@@ -237,11 +184,11 @@ impl Transport for RabbitTransport {
     }
 
     fn local_address(&self) -> Option<Address> {
-        self.address()
+        self.binding.address()
     }
 
     async fn sniff(&self) -> Result<Inbox> {
-        self.check_open()?;
+        self.binding.check_open()?;
         let deadline = Instant::now() + self.link.opts().send_timeout;
         let session = self.link.session_until(deadline).await?;
         let consumer = sniff::subscribe(&self.link, &session).await?;

@@ -32,6 +32,21 @@ pub async fn connect(config: &Config) -> Result<Box<dyn Transport>> {
     }
 }
 
+/// Check within `within` that the broker of `config`'s URL answers, where connecting alone
+/// would not tell: Kafka (librdkafka connects lazily and retries for ever). Other backends
+/// return `Ok` at once (RabbitMQ's connect already fails; a native client retries by design,
+/// so a short-lived client checks the daemon's socket itself).
+pub async fn probe(config: &Config, within: std::time::Duration) -> Result<()> {
+    match config.url()?.scheme() {
+        #[cfg(feature = "kafka")]
+        Scheme::Kafka => comms_kafka::probe(config, within).await,
+        _ => {
+            let _ = within;
+            Ok(())
+        }
+    }
+}
+
 /// Connect to the backend a URL names, with every other setting at its default.
 pub async fn connect_url(url: &str) -> Result<Box<dyn Transport>> {
     connect(&Config::from_url(url)?).await
@@ -83,6 +98,8 @@ fn connect_native(url: &TransportUrl, config: &Config) -> Result<Box<dyn Transpo
     let mut opts = comms_native::transport::NativeOptions::from_url(url)?;
     if let (Some(node), None) = (&config.transport.node, url.query("node")) {
         opts.node = node.clone();
+        // Configured: the transport must not ask the daemon.
+        opts.node_given = true;
     }
     Ok(Box::new(
         comms_native::transport::NativeTransport::with_options(opts),

@@ -9,7 +9,7 @@
 //! to reach the boundary); the rest is the datagram.
 #![no_main]
 
-use comms_native::codec::{
+use cd_wire::{
     parse, parse_datagram, DatagramError, SECRET_CODE_PARAM, UDP_MAX_DATAGRAM, UNIX_MAX_DATAGRAM,
 };
 use libfuzzer_sys::fuzz_target;

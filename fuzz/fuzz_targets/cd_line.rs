@@ -4,7 +4,7 @@
 //! Properties checked on every input (beyond "never panics, never hangs"):
 //! - `peek_route` agrees with `parse` on the head of every non-JSON line `parse` accepts;
 //! - round trip: a parsed message, normalised around the two documented wire quirks
-//!   (cd-wire.md §1.6 rows 13 and 14), serializes to a line that parses back to itself;
+//!   (docs/PROTOCOL.md §1.6 rows 13 and 14), serializes to a line that parses back to itself;
 //! - the decoder yields the same items whatever the chunking of the stream, and never buffers
 //!   more than its maximum line length plus one chunk.
 //!
@@ -13,7 +13,7 @@
 #![no_main]
 
 use bytes::BytesMut;
-use comms_native::codec::{parse, peek_route, restamp, serialize, LineCodec, WireMessage};
+use cd_wire::{parse, peek_route, restamp, serialize, LineCodec, WireMessage};
 use libfuzzer_sys::fuzz_target;
 use tokio_util::codec::Decoder;
 

@@ -3,13 +3,12 @@
 use std::time::Duration;
 
 use comms::{Destination, Endpoint, Message, Outcome, Request, Transport};
-use comms_agent::auth::FleetKey;
-use tokio::sync::mpsc;
-
-use crate::protocol::{
+use comms_fleet::auth::FleetKey;
+use comms_fleet::control::{
     cmd, Accepted, AgentInfo, DispatchRecord, DispatchRequest, ServerStatus, TargetOutput,
     TargetResult, SERVER_SERVICE,
 };
+use tokio::sync::mpsc;
 
 /// What arrives for a running dispatch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,10 +139,23 @@ impl Client {
         self.request(msg).await?.data()
     }
 
-    /// Cancel a dispatch's running tasks.
-    pub async fn cancel(&self, dispatch: &str) -> comms::Result<()> {
+    /// Cancel a dispatch's running tasks; the number of tasks the server cancelled.
+    pub async fn cancel(&self, dispatch: &str) -> comms::Result<usize> {
         let msg = Message::new(cmd::CANCEL_DISPATCH, server())?.with_param("dispatch", dispatch);
-        self.request(msg).await.map(|_| ())
+        let reply = self.request(msg).await?;
+        Ok(reply
+            .param("tasks")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0))
+    }
+
+    /// Whether the server answers a status request within `timeout`.
+    pub async fn ping(&self, timeout: Duration) -> comms::Result<()> {
+        let mut msg = Message::new(cmd::SERVER_STATUS, server())?;
+        if let Some(key) = &self.key {
+            key.sign(&mut msg);
+        }
+        self.endpoint.request(msg, timeout).await.map(|_| ())
     }
 
     /// The next event of any dispatch this client started (`None` if the endpoint stopped).

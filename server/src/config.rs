@@ -6,7 +6,10 @@ use serde::Deserialize;
 ///
 /// ```toml
 /// [server]
-/// recent = 100               # dispatches kept for RESULTS (oldest dropped first)
+/// recent = 100               # dispatches listed by RESULTS (the newest)
+/// state_dir = "server-state" # the history database: <state_dir>/server.sqlite3
+/// retain_dispatches = 10000  # history kept: the newest N dispatches...
+/// retain_days = 30           # ...no older than this (whichever is smaller)
 /// deadline_grace_secs = 5    # time past a task's timeout before a target counts as timed out
 /// max_running = 64           # dispatches at once; more are refused
 /// ttl_secs = 10              # the server's own advertisement TTL
@@ -15,15 +18,22 @@ use serde::Deserialize;
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
-    /// Dispatches kept for `RESULTS`.
+    /// Dispatches listed by `RESULTS` (the newest).
     pub recent: usize,
+    /// Where the dispatch history lives (`server.sqlite3`); default `server-state`, relative
+    /// to the working directory (`--state-dir`).
+    pub state_dir: std::path::PathBuf,
+    /// History kept: at most this many dispatches...
+    pub retain_dispatches: usize,
+    /// ...and none older than this many days.
+    pub retain_days: u64,
     /// Seconds past a task's timeout before a missing result counts as `timeout`.
     pub deadline_grace_secs: u64,
     /// Dispatches running at once.
     pub max_running: usize,
     /// Advertisement TTL of the server.
     pub ttl_secs: u64,
-    /// The fleet key ([`comms_agent::auth`]): the server signs every `RUN`/`CANCEL` with it
+    /// The fleet key ([`comms_fleet::auth`]): the server signs every `RUN`/`CANCEL` with it
     /// and answers only requests (from `commsctl` or any tool) signed with it.
     pub key_file: Option<std::path::PathBuf>,
 }
@@ -32,6 +42,9 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             recent: 100,
+            state_dir: std::path::PathBuf::from("server-state"),
+            retain_dispatches: 10_000,
+            retain_days: 30,
             deadline_grace_secs: 5,
             max_running: 64,
             ttl_secs: 10,
@@ -72,6 +85,12 @@ impl ServerConfig {
                 limits::MAX_RUNNING as u64,
             ),
             over("ttl_secs", self.ttl_secs, limits::MAX_TTL_SECS),
+            over(
+                "retain_dispatches",
+                self.retain_dispatches as u64,
+                limits::MAX_RECENT as u64 * 100,
+            ),
+            over("retain_days", self.retain_days, 36_500),
         ];
         match problems.into_iter().flatten().next() {
             Some(p) => Err(format!("invalid [server] configuration: {p}")),

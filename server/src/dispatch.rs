@@ -3,26 +3,17 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use comms::{Address, Endpoint, Message, TypedMessage};
-use comms_agent::protocol::{RunTask, TaskResult, TaskStatus};
-use tokio::sync::mpsc;
-
-use crate::protocol::{
+use comms_fleet::control::{
     cmd, Accepted, AgentInfo, DispatchRecord, DispatchRequest, Outcome, TargetResult,
 };
-use crate::state::{Route, State};
+use comms_fleet::task::RunTask;
+use tokio::sync::mpsc;
 
-/// Map an agent's task status to a target outcome.
-pub fn outcome_of(result: &TaskResult) -> Outcome {
-    match result.status {
-        TaskStatus::Ok => Outcome::Ok,
-        TaskStatus::Timeout => Outcome::Timeout,
-        TaskStatus::Cancelled => Outcome::Cancelled,
-        TaskStatus::Failed | TaskStatus::Error | TaskStatus::Rejected => Outcome::Failed,
-    }
-}
+use crate::state::{Route, State};
+use crate::store::{now_unix, StoreError, Unfinished};
 
 /// Pick targets: live agents the selector matches, and matching agents that are down.
 pub(crate) fn select(state: &State, request: &DispatchRequest) -> (Vec<AgentInfo>, Vec<AgentInfo>) {
@@ -44,18 +35,22 @@ async fn tell<T: serde::Serialize>(ep: &Endpoint, requester: &Address, command: 
     }
 }
 
-async fn report(ep: &Endpoint, state: &State, requester: &Address, result: TargetResult) {
-    state.update(&result.dispatch, |r| r.results.push(result.clone()));
-    tell(ep, requester, cmd::TARGET_RESULT, &result).await;
+async fn report(ep: &Endpoint, state: &State, requester: Option<&Address>, result: TargetResult) {
+    state.keep(&result);
+    if let Some(requester) = requester {
+        tell(ep, requester, cmd::TARGET_RESULT, &result).await;
+    }
 }
 
 /// Start a dispatch: returns what to answer at once; the rest runs in the background.
+/// `requested_by` is who asked, when the request said so.
 pub(crate) async fn start(
     ep: Endpoint,
     state: Arc<State>,
     request: DispatchRequest,
     requester: Address,
-) -> Accepted {
+    requested_by: Option<String>,
+) -> Result<Accepted, StoreError> {
     let dispatch = ulid::Ulid::generate().to_string().to_ascii_lowercase();
     let (live, down) = select(&state, &request);
     let accepted = Accepted {
@@ -63,30 +58,91 @@ pub(crate) async fn start(
         targets: live.iter().map(|a| a.address.clone()).collect(),
         unreachable: down.iter().map(|a| a.address.clone()).collect(),
     };
-    state.begin(DispatchRecord {
+    let started = now_unix();
+    let record = DispatchRecord {
         dispatch: dispatch.clone(),
-        argv: request.argv.clone(),
-        started_unix: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
+        argv: request.job.argv.clone(),
+        started_unix: started,
         done: false,
         outcomes: Default::default(),
         results: Vec::new(),
-    });
-    tokio::spawn(run(ep, state, request, requester, dispatch, live, down));
-    accepted
+        requester: Some(requester.to_string()),
+        requested_by,
+    };
+    let wait = wait_of(&state, &request);
+    state.begin(
+        &record,
+        started.saturating_add(wait.as_secs().saturating_add(1)),
+    )?;
+    tokio::spawn(run(ep, state, request, requester, record, live, down, wait));
+    Ok(accepted)
 }
 
+/// How long a dispatch waits for its results. Saturating: a requester's absurd timeout_ms
+/// must not overflow the clock.
+fn wait_of(state: &State, request: &DispatchRequest) -> Duration {
+    Duration::from_millis(request.job.timeout_ms)
+        .saturating_add(Duration::from_secs(state.config.deadline_grace_secs))
+}
+
+fn deadline_in(wait: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(wait)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400))
+}
+
+/// The shortest wait for the results of a dispatch resumed after a restart.
+pub(crate) const RESUME_WINDOW: Duration = Duration::from_secs(15);
+
+/// Take up a dispatch that was running when the server stopped: accept the results its
+/// agents still send until its deadline, then report the missing targets.
+pub(crate) fn resume(ep: Endpoint, state: Arc<State>, open: Unfinished) {
+    let dispatch = open.record.dispatch.clone();
+    state.resume(&dispatch);
+    let (tx, rx) = mpsc::channel(open.tasks.len() + 16);
+    let mut pending = HashMap::new();
+    for (task, agent) in open.tasks {
+        if state.store.has_result(&dispatch, &agent).unwrap_or(false) {
+            continue;
+        }
+        let Ok(address) = agent.parse::<Address>() else {
+            continue;
+        };
+        state.add_route(
+            task.clone(),
+            Route {
+                dispatch: dispatch.clone(),
+                agent: address.clone(),
+                requester: None,
+                results: tx.clone(),
+            },
+        );
+        pending.insert(task, address);
+    }
+    drop(tx);
+    // At least RESUME_WINDOW: the agents need a moment to reconnect and resend, even when
+    // the server was down past the dispatch's deadline.
+    let left =
+        Duration::from_secs(open.deadline_unix.saturating_sub(now_unix())).max(RESUME_WINDOW);
+    tracing::info!(%dispatch, targets = pending.len(), "dispatch resumed: waiting for its results");
+    tokio::spawn(async move {
+        collect(&ep, &state, None, &dispatch, pending, rx, deadline_in(left)).await;
+    });
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn run(
     ep: Endpoint,
     state: Arc<State>,
     request: DispatchRequest,
     requester: Address,
-    dispatch: String,
+    record: DispatchRecord,
     live: Vec<AgentInfo>,
     down: Vec<AgentInfo>,
+    wait: Duration,
 ) {
-    let (tx, mut rx) = mpsc::channel(live.len() + 16);
+    let dispatch = record.dispatch;
+    let (tx, rx) = mpsc::channel(live.len() + 16);
     let mut pending: HashMap<String, Address> = HashMap::new();
     for agent in &down {
         let result = TargetResult {
@@ -95,8 +151,9 @@ async fn run(
             outcome: Outcome::Unreachable,
             result: None,
         };
-        report(&ep, &state, &requester, result).await;
+        report(&ep, &state, Some(&requester), result).await;
     }
+    let mut tasks = Vec::new();
     for (i, agent) in live.iter().enumerate() {
         let task = format!("{dispatch}_{i}");
         let Ok(address) = agent.address.parse::<Address>() else {
@@ -107,17 +164,21 @@ async fn run(
             Route {
                 dispatch: dispatch.clone(),
                 agent: address.clone(),
-                requester: requester.clone(),
+                requester: Some(requester.clone()),
                 results: tx.clone(),
             },
         );
+        tasks.push((task.clone(), address.to_string()));
+        pending.insert(task, address);
+    }
+    // Stored before any RUN leaves: a result may come back to a restarted server.
+    if let Err(e) = state.store.set_tasks(&dispatch, &tasks) {
+        tracing::error!(%dispatch, error = %e, "dispatch tasks not stored");
+    }
+    for (task, address) in pending.clone() {
         let run = RunTask {
             task: task.clone(),
-            argv: request.argv.clone(),
-            env: request.env.clone(),
-            cwd: request.cwd.clone(),
-            timeout_ms: request.timeout_ms,
-            output_cap: request.output_cap,
+            job: request.job.clone(),
         };
         let sent = match run.to_message(address.clone()) {
             Ok(mut msg) => {
@@ -126,37 +187,49 @@ async fn run(
             }
             Err(e) => Err(e),
         };
-        match sent {
-            Ok(()) => {
-                pending.insert(task, address);
-            }
-            Err(e) => {
-                tracing::warn!(agent = %address, error = %e, "task not sent");
-                let result = TargetResult {
-                    dispatch: dispatch.clone(),
-                    agent: agent.address.clone(),
-                    outcome: Outcome::Unreachable,
-                    result: None,
-                };
-                report(&ep, &state, &requester, result).await;
-            }
+        if let Err(e) = sent {
+            tracing::warn!(agent = %address, error = %e, "task not sent");
+            pending.remove(&task);
+            let result = TargetResult {
+                dispatch: dispatch.clone(),
+                agent: address.to_string(),
+                outcome: Outcome::Unreachable,
+                result: None,
+            };
+            report(&ep, &state, Some(&requester), result).await;
         }
     }
     drop(tx);
-    // Saturating: a requester's absurd timeout_ms must not overflow the clock.
-    let wait = Duration::from_millis(request.timeout_ms)
-        .saturating_add(Duration::from_secs(state.config.deadline_grace_secs));
-    let now = tokio::time::Instant::now();
-    let deadline = now
-        .checked_add(wait)
-        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400));
+    collect(
+        &ep,
+        &state,
+        Some(&requester),
+        &dispatch,
+        pending,
+        rx,
+        deadline_in(wait),
+    )
+    .await;
+}
+
+/// Gather results until every pending target has one or the deadline passes; report the
+/// missing ones; mark the dispatch done.
+async fn collect(
+    ep: &Endpoint,
+    state: &State,
+    requester: Option<&Address>,
+    dispatch: &str,
+    mut pending: HashMap<String, Address>,
+    mut rx: mpsc::Receiver<TargetResult>,
+    deadline: tokio::time::Instant,
+) {
     while !pending.is_empty() {
         tokio::select! {
             r = rx.recv() => match r {
                 Some(result) => {
                     let task = result.result.as_ref().map(|r| r.task.clone()).unwrap_or_default();
                     if pending.remove(&task).is_some() {
-                        report(&ep, &state, &requester, result).await;
+                        report(ep, state, requester, result).await;
                     }
                 }
                 None => break,
@@ -172,15 +245,24 @@ async fn run(
             Outcome::Unreachable
         };
         let result = TargetResult {
-            dispatch: dispatch.clone(),
+            dispatch: dispatch.to_owned(),
             agent: agent.to_string(),
             outcome,
             result: None,
         };
-        report(&ep, &state, &requester, result).await;
+        report(ep, state, requester, result).await;
     }
-    state.drop_routes(&dispatch);
-    if let Some(record) = state.update(&dispatch, |r| r.done = true) {
-        tell(&ep, &requester, cmd::DISPATCH_DONE, &record.summary()).await;
+    state.drop_routes(dispatch);
+    state.finish(dispatch);
+    if let Some(requester) = requester {
+        let summary = state
+            .store
+            .recent_one(dispatch)
+            .ok()
+            .flatten()
+            .map(DispatchRecord::summary);
+        if let Some(summary) = summary {
+            tell(ep, requester, cmd::DISPATCH_DONE, &summary).await;
+        }
     }
 }

@@ -5,7 +5,8 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
 use comms::{Config, Scheme};
-use comms_native::daemon::{AdminRules, Daemon, DaemonConfig, DaemonHandle};
+use commsd::config::DaemonSettings;
+use commsd::{Daemon, DaemonConfig, DaemonHandle};
 
 /// Why the embedded daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -21,10 +22,13 @@ pub enum EmbedError {
     },
     /// The daemon failed to start (address in use...).
     #[error("embedded daemon: {0}")]
-    Daemon(#[from] comms_native::daemon::DaemonError),
+    Daemon(#[from] commsd::DaemonError),
     /// The configuration.
     #[error(transparent)]
     Comms(#[from] comms::Error),
+    /// The daemon settings were refused.
+    #[error("embedded daemon: {0}")]
+    Settings(#[from] commsd::config::ConfigError),
 }
 
 /// The daemon config for `config`'s `cd:` URL: the Unix socket (`cd:///path`) or the loopback
@@ -39,25 +43,19 @@ pub fn daemon_config(config: &Config) -> Result<Option<DaemonConfig>, EmbedError
         url: url.to_string(),
         reason: reason.to_owned(),
     };
-    let mut daemon = DaemonConfig {
-        name: config
-            .transport
-            .node
-            .clone()
-            .or_else(|| url.query("node"))
-            .unwrap_or_else(comms::config::hostname_node),
-        unix_path: None,
-        tcp: None,
-        udp: None,
-        admin: AdminRules {
-            allow_stop_from_tcp: false,
-            deny_stop_from_unix: true,
-            ..AdminRules::default()
-        },
-        ..DaemonConfig::default()
+    // The same settings layer as a `commsd` command line, over the same defaults
+    // (`commsd::config::load`): no UDP, STOP/SHUTDOWN refused from every connection.
+    let mut settings = DaemonSettings {
+        name: config.transport.node.clone().or_else(|| url.query("node")),
+        unix: Some(PathBuf::new()),
+        tcp: Some(String::new()),
+        udp: Some(String::new()),
+        allow_stop_from_tcp: Some(false),
+        deny_stop_from_unix: Some(true),
+        ..DaemonSettings::default()
     };
     match url.url().host_str().filter(|h| !h.is_empty()) {
-        None => daemon.unix_path = Some(PathBuf::from(url.url().path())),
+        None => settings.unix = Some(PathBuf::from(url.url().path())),
         Some(host) => {
             let port = url.url().port().unwrap_or(4040);
             let host = host.trim_start_matches('[').trim_end_matches(']');
@@ -66,10 +64,10 @@ pub fn daemon_config(config: &Config) -> Result<Option<DaemonConfig>, EmbedError
                 .map_err(|e| bad(&e.to_string()))?
                 .find(|a| a.ip().is_loopback())
                 .ok_or_else(|| bad("an embedded daemon listens on loopback only; use commsd for other addresses"))?;
-            daemon.tcp = Some(addr);
+            settings.tcp = Some(addr.to_string());
         }
     }
-    Ok(Some(daemon))
+    Ok(Some(commsd::config::load(None, settings)?))
 }
 
 /// Start the embedded daemon when `config`'s URL is `cd:`; `None` for other backends.

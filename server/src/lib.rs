@@ -3,20 +3,25 @@
 //!
 //! The server advertises the `server` service, keeps a live [`comms::Directory`] of agents
 //! (`role=agent`, up/down by TTL), dispatches tasks to one agent, a group, a label selector or
-//! all ([`protocol::Selector`]), gives every target exactly one outcome (ok, failed, timeout,
-//! unreachable, cancelled) by a per-task deadline, streams output and results back to the
-//! requester as they arrive, and keeps the recent dispatches (bounded) for `RESULTS`.
-//! Protocol: [`protocol`]. Dispatch logic: `dispatch.rs`. State: `state.rs`.
+//! all ([`comms_fleet::control::Selector`]), gives every target exactly one outcome (ok,
+//! failed, timeout, unreachable, cancelled) by a per-task deadline, streams output and results
+//! back to the requester as they arrive, and keeps the dispatch history in SQLite ([`store`],
+//! under `state_dir`) for `RESULTS`: a restarted server takes up the dispatches it had
+//! running and accepts their results. The messages (to agents: [`comms_fleet::task`]; from tools:
+//! [`comms_fleet::control`]) and the fleet key ([`comms_fleet::auth`]) are the fleet protocol,
+//! in `comms-fleet`, shared with the agent. Dispatch logic: `dispatch.rs`. State: `state.rs`.
+//! Fleet key files for `commsctl keygen`: [`keygen`].
 
 pub mod client;
 pub mod config;
 mod dispatch;
 pub mod embed;
-pub mod protocol;
+pub mod keygen;
 mod service;
+pub mod single;
 pub mod sniff;
 mod state;
+pub mod store;
 
 pub use config::ServerConfig;
-pub use dispatch::outcome_of;
-pub use service::{Server, MAX_TASK_TIMEOUT};
+pub use service::{Server, MAX_TASK_TIMEOUT, SHUTDOWN_GRACE};

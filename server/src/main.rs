@@ -6,26 +6,49 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use comms::Config;
 
+const AFTER_HELP: &str = "\
+Examples:
+  server
+  server --url 'amqp://guest:guest@127.0.0.1:5672/%2f'
+  server --config configs/kafka.toml --key-file fleet.key
+
+Environment:
+  COMMS_URL             transport URL (--url wins, then COMMS_URL, then the [transport] url of
+                        --config, then cd://127.0.0.1:4040); the start-up log names the one used
+  COMMS_FLEET_KEY_FILE  fleet key file (like --key-file)
+  RUST_LOG              log filter (default: info); logs go to stdout, coloured only on a terminal
+
+Exit codes:
+  0  stopped by SIGTERM or Ctrl-C
+  1  error at start (bad config, embedded daemon could not start, ...), named in one line";
+
+/// How long the start-up check of a Kafka broker waits before logging that it is not there yet.
+const PROBE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+use comms::startup::Resolved;
+
+use comms_fleet::{shutdown_signal, DEFAULT_URL};
 use comms_server::{Server, ServerConfig};
 
-/// The server's embedded daemon, when nothing else is configured.
-const DEFAULT_URL: &str = "cd://127.0.0.1:4040";
-
-/// Run the comms fleet server.
+/// Run the comms fleet server: keeps the live agent directory, dispatches tasks for
+/// `commsctl`. With a cd: URL (the default, cd://127.0.0.1:4040) it embeds the commsd daemon
+/// unless --no-embed is given. Runs until SIGTERM or Ctrl-C; retries a lost transport for ever.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(name = "server", version, about, long_about = None, after_help = AFTER_HELP)]
 struct Args {
     /// TOML config file ([transport] and [server] sections).
     #[arg(long, short)]
     config: Option<PathBuf>,
-    /// Transport URL (overrides the config; also COMMS_URL).
+    /// Transport URL [default: cd://127.0.0.1:4040] (overrides the config).
     #[arg(long, env = "COMMS_URL")]
     url: Option<String>,
     /// Fleet key file: sign tasks, answer only signed requests (also COMMS_FLEET_KEY_FILE).
     #[arg(long, env = "COMMS_FLEET_KEY_FILE", value_name = "FILE")]
     key_file: Option<PathBuf>,
+    /// Directory of the dispatch history (`server.sqlite3`); default `[server] state_dir`,
+    /// else `server-state` in the working directory (also COMMS_SERVER_STATE_DIR).
+    #[arg(long, env = "COMMS_SERVER_STATE_DIR", value_name = "DIR")]
+    state_dir: Option<PathBuf>,
     /// With a cd: URL, do not start the embedded daemon (use a separate commsd).
     #[arg(long)]
     no_embed: bool,
@@ -37,10 +60,16 @@ async fn main() -> std::process::ExitCode {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
-    let args = Args::parse();
+    let matches = <Args as clap::CommandFactory>::command().get_matches();
+    let args = match <Args as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(a) => a,
+        Err(e) => e.exit(),
+    };
+    let url_from_flag = matches.value_source("url") == Some(clap::parser::ValueSource::CommandLine);
     // One line naming the problem, exit code 1; no backtrace (even with RUST_BACKTRACE set).
-    match run(args).await {
+    match run(args, url_from_flag).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("server: error: {e:#}");
@@ -49,11 +78,37 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
-    let config = Config::resolve(args.config.as_deref(), args.url.as_deref(), DEFAULT_URL)?;
+async fn run(args: Args, url_from_flag: bool) -> anyhow::Result<()> {
+    let env_url = std::env::var(comms::config::URL_ENV).ok();
+    let flag_url = if url_from_flag {
+        args.url.as_deref()
+    } else {
+        None
+    };
+    let resolved = Resolved::resolve(
+        args.config.as_deref(),
+        flag_url,
+        env_url.as_deref(),
+        DEFAULT_URL,
+    )?;
+    tracing::info!("{}", resolved.describe());
+    if resolved.overridden_file_url.is_some() {
+        tracing::warn!("--config does not set the URL: {}", resolved.describe());
+    }
+    if let Err(e) = comms::probe(&resolved.config, PROBE_WAIT).await {
+        tracing::warn!(
+            "the broker at {} does not answer yet ({e}); retrying in the background",
+            resolved.masked_url()
+        );
+    }
+    let masked = resolved.masked_url();
+    let config = resolved.config;
     let mut server_config: ServerConfig = config.section("server")?;
     if args.key_file.is_some() {
         server_config.key_file = args.key_file;
+    }
+    if let Some(dir) = args.state_dir {
+        server_config.state_dir = dir;
     }
     let daemon = if args.no_embed {
         None
@@ -62,31 +117,28 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .await
             .context("starting the embedded daemon")?
     };
+    // One active server per namespace: the daemon enforces it on cd:; on the brokers, ask.
+    let scheme = config.url()?.scheme();
+    if !matches!(
+        scheme,
+        comms::config::Scheme::Cd | comms::config::Scheme::Cds
+    ) {
+        let probe = comms::connect(&config)
+            .await
+            .with_context(|| format!("connecting to {masked}"))?;
+        comms_server::single::ensure_alone(probe, server_config.key_file.as_deref()).await?;
+    }
     let transport = comms::connect(&config)
         .await
-        .with_context(|| format!("connecting to {}", config.transport.url))?;
+        .with_context(|| format!("connecting to {masked}"))?;
     let server = Server::start(transport, server_config)
         .await
         .context("starting the server")?;
-    wait_for_signal().await;
+    shutdown_signal().await;
     tracing::info!("shutting down");
     server.shutdown().await?;
     if let Some(daemon) = daemon {
         daemon.shutdown().await;
     }
     Ok(())
-}
-
-async fn wait_for_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }

@@ -4,15 +4,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use comms::{Directory, Endpoint, HandlerError, Outcome, Request, Transport, TypedMessage};
-use comms_agent::protocol::{CancelTask, TaskOutput, TaskResult};
+use comms_fleet::auth::FleetKey;
+use comms_fleet::control::{
+    cmd, outcome_of, page, AgentInfo, DispatchRecord, DispatchRequest, ServerStatus, TargetOutput,
+    TargetResult, PAGE_BYTES, SERVER_SERVICE,
+};
+use comms_fleet::task::{cmd as task_cmd, CancelTask, TaskOutput, TaskResult};
 
 use crate::config::ServerConfig;
 use crate::dispatch;
-use crate::protocol::{
-    cmd, DispatchRecord, DispatchRequest, ServerStatus, TargetOutput, TargetResult, PAGE_BYTES,
-    SERVER_SERVICE,
-};
 use crate::state::State;
+use crate::store::Store;
 
 /// A running server.
 #[derive(Debug)]
@@ -20,6 +22,10 @@ pub struct Server {
     endpoint: Endpoint,
     state: Arc<State>,
 }
+
+/// How long [`Server::shutdown`] waits for the endpoint to close (SIGTERM to exit stays
+/// under 5 s, the embedded daemon's stop included).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// Longest task timeout accepted.
 pub const MAX_TASK_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
@@ -34,13 +40,27 @@ impl Server {
         let directory = Directory::new();
         let backend = transport.capabilities().backend.to_owned();
         let key = match &config.key_file {
-            Some(path) => Some(
-                comms_agent::auth::FleetKey::from_file(path)
-                    .map_err(|e| comms::Error::Config(e.to_string()))?,
-            ),
+            Some(path) => {
+                Some(FleetKey::from_file(path).map_err(|e| comms::Error::Config(e.to_string()))?)
+            }
             None => None,
         };
-        let state = Arc::new(State::new(directory.clone(), config.clone(), backend, key));
+        let store = Store::open(
+            &config.state_dir,
+            config.retain_dispatches,
+            config.retain_days,
+        )
+        .map_err(|e| comms::Error::Config(e.to_string()))?;
+        let unfinished = store
+            .unfinished()
+            .map_err(|e| comms::Error::Config(e.to_string()))?;
+        let state = Arc::new(State::new(
+            directory.clone(),
+            config.clone(),
+            backend,
+            key,
+            store,
+        ));
         let endpoint = Endpoint::builder(transport, SERVER_SERVICE)
             .ttl(Duration::from_secs(config.ttl_secs.max(1)))
             .fact("role", "server")
@@ -50,9 +70,13 @@ impl Server {
             .handle(cmd::RESULTS, with_state(&state, on_results))
             .handle(cmd::CANCEL_DISPATCH, with_state(&state, on_cancel))
             .handle(cmd::SERVER_STATUS, with_state(&state, on_status))
+            .handle(
+                cmd::DISPATCH_RESULTS,
+                with_state(&state, on_dispatch_results),
+            )
             .on::<TaskResult, _, _>({
                 let state = state.clone();
-                move |_req, result| on_result(state.clone(), result)
+                move |req, result| on_result(state.clone(), req, result)
             })
             .on::<TaskOutput, _, _>({
                 let state = state.clone();
@@ -60,7 +84,10 @@ impl Server {
             })
             .start()
             .await?;
-        tracing::info!(address = %endpoint.address(), "server up");
+        for open in unfinished {
+            dispatch::resume(endpoint.clone(), state.clone(), open);
+        }
+        tracing::info!(address = %endpoint.address(), state_dir = %config.state_dir.display(), "server up");
         Ok(Server { endpoint, state })
     }
 
@@ -70,13 +97,23 @@ impl Server {
     }
 
     /// Agents as the server sees them now.
-    pub fn agents(&self) -> Vec<crate::protocol::AgentInfo> {
+    pub fn agents(&self) -> Vec<AgentInfo> {
         self.state.agents()
     }
 
-    /// Close gracefully.
+    /// Close, bounded by [`SHUTDOWN_GRACE`]: messages still unacknowledged then (output for a
+    /// gone `commsctl`, say) are dropped; results are safe in the history and with the agents.
     pub async fn shutdown(self) -> comms::Result<()> {
-        self.endpoint.close().await
+        match tokio::time::timeout(SHUTDOWN_GRACE, self.endpoint.close()).await {
+            Ok(r) => r,
+            Err(_) => {
+                tracing::warn!(
+                    "closing took over {}s: stopping anyway",
+                    SHUTDOWN_GRACE.as_secs()
+                );
+                Ok(())
+            }
+        }
     }
 }
 
@@ -106,7 +143,7 @@ where
     }
 }
 
-/// A page of `items` as the reply `command`, from the request's `offset` (see `protocol::page`).
+/// A page of `items` as the reply `command`, from the request's `offset` (see [`page`]).
 fn paged<T: serde::Serialize>(req: &Request, command: &str, items: &[T]) -> Handled {
     let offset = match req.message.param("offset") {
         None => 0,
@@ -114,7 +151,7 @@ fn paged<T: serde::Serialize>(req: &Request, command: &str, items: &[T]) -> Hand
             HandlerError::Invalid(comms::Invalid::new("offset", "not a non-negative integer"))
         })?,
     };
-    let (data, next) = crate::protocol::page(items, offset).map_err(comms::Error::from)?;
+    let (data, next) = page(items, offset).map_err(comms::Error::from)?;
     let mut reply = req.reply(command)?.with_param("data", data);
     if let Some(n) = next {
         reply = reply.with_param("next", n.to_string());
@@ -128,13 +165,14 @@ async fn on_agents(state: Arc<State>, req: Request) -> Handled {
 
 async fn on_dispatch(state: Arc<State>, req: Request) -> Handled {
     let request: DispatchRequest = req.message.data()?;
-    if request.argv.is_empty() {
+    if request.job.argv.is_empty() {
         return Err(HandlerError::Invalid(comms::Invalid::new(
             "data",
             "argv is empty",
         )));
     }
-    if request.timeout_ms == 0 || Duration::from_millis(request.timeout_ms) > MAX_TASK_TIMEOUT {
+    let timeout_ms = request.job.timeout_ms;
+    if timeout_ms == 0 || Duration::from_millis(timeout_ms) > MAX_TASK_TIMEOUT {
         return Err(HandlerError::Invalid(comms::Invalid::new(
             "data",
             "timeout_ms must be between 1 ms and 24 h",
@@ -151,7 +189,16 @@ async fn on_dispatch(state: Arc<State>, req: Request) -> Handled {
         .from
         .clone()
         .ok_or_else(|| HandlerError::Failed("no origin".into()))?;
-    let accepted = dispatch::start(req.endpoint.clone(), state, request, requester).await;
+    let requested_by = req.message.param("requested_by").map(str::to_owned);
+    let accepted = dispatch::start(
+        req.endpoint.clone(),
+        state,
+        request,
+        requester,
+        requested_by,
+    )
+    .await
+    .map_err(|e| HandlerError::Failed(format!("history: {e}")))?;
     Ok(Outcome::Reply(
         req.reply(cmd::DISPATCH_ACCEPTED)?.with_data(&accepted)?,
     ))
@@ -160,6 +207,7 @@ async fn on_dispatch(state: Arc<State>, req: Request) -> Handled {
 async fn on_results(state: Arc<State>, req: Request) -> Handled {
     let records: Vec<DispatchRecord> = state
         .recent()
+        .map_err(|e| HandlerError::Failed(format!("history: {e}")))?
         .into_iter()
         .map(|r| {
             let r = r.counted();
@@ -172,6 +220,21 @@ async fn on_results(state: Arc<State>, req: Request) -> Handled {
         })
         .collect();
     paged(&req, cmd::RESULT_LIST, &records)
+}
+
+async fn on_dispatch_results(state: Arc<State>, req: Request) -> Handled {
+    let dispatch = req.message.param("dispatch").ok_or_else(|| {
+        HandlerError::Invalid(comms::Invalid::new(
+            "dispatch",
+            "required parameter is missing",
+        ))
+    })?;
+    let record = state
+        .store
+        .recent_one(dispatch)
+        .map_err(|e| HandlerError::Failed(format!("history: {e}")))?
+        .ok_or_else(|| HandlerError::Failed(format!("unknown dispatch `{dispatch}`")))?;
+    paged(&req, cmd::TARGET_RESULTS, &record.results)
 }
 
 async fn on_cancel(state: Arc<State>, req: Request) -> Handled {
@@ -217,15 +280,19 @@ async fn on_status(state: Arc<State>, req: Request) -> Handled {
     ))
 }
 
-async fn on_result(state: Arc<State>, result: TaskResult) -> Handled {
+async fn on_result(state: Arc<State>, req: Request, result: TaskResult) -> Handled {
+    // Acknowledged whether or not a dispatch waits for it: the agent may stop resending.
+    if let Some(agent) = req.message.from.clone() {
+        ack_result(&req.endpoint, &state, agent, &result.task).await;
+    }
     let Some(route) = state.route(&result.task) else {
-        tracing::debug!(task = %result.task, "result for a task no dispatch waits for");
+        tracing::info!(task = %result.task, "result for a task no dispatch waits for (dropped)");
         return Ok(Outcome::Done);
     };
     let target = TargetResult {
         dispatch: route.dispatch.clone(),
         agent: route.agent.to_string(),
-        outcome: dispatch::outcome_of(&result),
+        outcome: outcome_of(&result),
         result: Some(result),
     };
     // The dispatch may have just finished (deadline): then nobody listens, which is fine.
@@ -243,8 +310,23 @@ async fn on_output(state: Arc<State>, req: Request, output: TaskOutput) -> Handl
         stream: output.stream,
         data: output.data,
     };
-    let msg =
-        comms::Message::new(cmd::TARGET_OUTPUT, route.requester.clone())?.with_data(&chunk)?;
+    let Some(requester) = route.requester else {
+        return Ok(Outcome::Done); // resumed after a restart: nobody watches the stream
+    };
+    let msg = comms::Message::new(cmd::TARGET_OUTPUT, requester)?.with_data(&chunk)?;
     req.endpoint.send(msg).await?;
     Ok(Outcome::Done)
+}
+
+/// Tells an agent its `RESULT` for `task` is kept (`RESULT_ACK`, at-most-once: a lost ack
+/// only means one more resend).
+async fn ack_result(ep: &Endpoint, state: &State, agent: comms::Address, task: &str) {
+    let msg = comms::Message::new(task_cmd::RESULT_ACK, agent)
+        .map(|m| m.with_param("task", task).at_most_once());
+    if let Ok(mut msg) = msg {
+        state.sign(&mut msg);
+        if let Err(e) = ep.send(msg).await {
+            tracing::debug!(%task, error = %e, "result ack not sent");
+        }
+    }
 }

@@ -1,35 +1,39 @@
-//! What the server keeps: the agent directory view, task routes, recent dispatches.
+//! What the server keeps: the agent directory view, task routes, running dispatches, and
+//! the dispatch history ([`Store`], SQLite).
 
-use comms_agent::auth::{FleetKey, ReplayGuard};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Instant, UNIX_EPOCH};
 
 use comms::{Address, Directory, Query};
+use comms_fleet::auth::{AuthError, FleetAuth, FleetKey};
+use comms_fleet::control::{AgentInfo, DispatchRecord, TargetResult, SERVER_SERVICE};
 use tokio::sync::mpsc;
 
 use crate::config::ServerConfig;
-use crate::protocol::{AgentInfo, DispatchRecord, TargetResult};
+use crate::store::{Store, StoreError};
 
 /// Where a running task's messages go.
 #[derive(Debug, Clone)]
 pub(crate) struct Route {
     pub(crate) dispatch: String,
     pub(crate) agent: Address,
-    pub(crate) requester: Address,
+    /// Where output goes; `None` for a dispatch resumed after a restart.
+    pub(crate) requester: Option<Address>,
     pub(crate) results: mpsc::Sender<TargetResult>,
 }
 
 #[derive(Debug)]
 pub(crate) struct State {
     /// The fleet key and the ids of requests it already accepted.
-    pub(crate) auth: Option<(FleetKey, Mutex<ReplayGuard>)>,
+    pub(crate) auth: Option<FleetAuth>,
     pub(crate) directory: Directory,
     pub(crate) config: ServerConfig,
     pub(crate) started: Instant,
     pub(crate) backend: String,
     routes: Mutex<HashMap<String, Route>>,
-    recent: Mutex<VecDeque<DispatchRecord>>,
+    active: Mutex<HashSet<String>>,
+    pub(crate) store: Store,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -42,33 +46,31 @@ impl State {
         config: ServerConfig,
         backend: String,
         key: Option<FleetKey>,
+        store: Store,
     ) -> Self {
         Self {
-            auth: key.map(|k| (k, Mutex::default())),
+            auth: key.map(FleetAuth::new),
             directory,
             config,
             started: Instant::now(),
             backend,
             routes: Mutex::default(),
-            recent: Mutex::default(),
+            active: Mutex::default(),
+            store,
         }
     }
 
     /// Signs `msg` with the fleet key, if the server has one.
     pub(crate) fn sign(&self, msg: &mut comms::Message) {
-        if let Some((key, _)) = &self.auth {
-            key.sign(msg);
+        if let Some(auth) = &self.auth {
+            auth.sign(msg);
         }
     }
 
     /// With a fleet key: whether `msg` is signed with it for the server, fresh and new.
-    pub(crate) fn admit(&self, msg: &comms::Message) -> Result<(), comms_agent::auth::AuthError> {
+    pub(crate) fn admit(&self, msg: &comms::Message) -> Result<(), AuthError> {
         match &self.auth {
-            Some((key, guard)) => guard.lock().unwrap_or_else(|p| p.into_inner()).check(
-                key,
-                msg,
-                crate::protocol::SERVER_SERVICE,
-            ),
+            Some(auth) => auth.admit(msg, SERVER_SERVICE),
             None => Ok(()),
         }
     }
@@ -117,35 +119,42 @@ impl State {
     }
 
     pub(crate) fn running(&self) -> usize {
-        lock(&self.recent).iter().filter(|r| !r.done).count()
+        lock(&self.active).len()
     }
 
-    /// Record a new dispatch; the oldest finished ones are dropped past the bound.
-    pub(crate) fn begin(&self, record: DispatchRecord) {
-        let mut recent = lock(&self.recent);
-        recent.push_back(record);
-        while recent.len() > self.config.recent.max(1) {
-            match recent.iter().position(|r| r.done) {
-                Some(i) => {
-                    recent.remove(i);
-                }
-                None => break,
-            }
+    /// Record a new (or resumed) dispatch as running.
+    pub(crate) fn begin(
+        &self,
+        record: &DispatchRecord,
+        deadline_unix: u64,
+    ) -> Result<(), StoreError> {
+        self.store.begin(record, deadline_unix)?;
+        lock(&self.active).insert(record.dispatch.clone());
+        Ok(())
+    }
+
+    /// Mark a running dispatch resumed after a restart (already in the store).
+    pub(crate) fn resume(&self, dispatch: &str) {
+        lock(&self.active).insert(dispatch.to_owned());
+    }
+
+    /// Keep one target's result; a failure is logged (the result still goes to the requester).
+    pub(crate) fn keep(&self, result: &TargetResult) {
+        if let Err(e) = self.store.add_result(result) {
+            tracing::error!(dispatch = %result.dispatch, error = %e, "result not stored");
         }
     }
 
-    pub(crate) fn update(
-        &self,
-        dispatch: &str,
-        change: impl FnOnce(&mut DispatchRecord),
-    ) -> Option<DispatchRecord> {
-        let mut recent = lock(&self.recent);
-        let record = recent.iter_mut().find(|r| r.dispatch == dispatch)?;
-        change(record);
-        Some(record.clone())
+    /// The dispatch is over.
+    pub(crate) fn finish(&self, dispatch: &str) {
+        lock(&self.active).remove(dispatch);
+        if let Err(e) = self.store.finish(dispatch) {
+            tracing::error!(%dispatch, error = %e, "dispatch end not stored");
+        }
     }
 
-    pub(crate) fn recent(&self) -> Vec<DispatchRecord> {
-        lock(&self.recent).iter().cloned().collect()
+    /// The newest `config.recent` dispatches, oldest first.
+    pub(crate) fn recent(&self) -> Result<Vec<DispatchRecord>, StoreError> {
+        self.store.recent(self.config.recent.max(1))
     }
 }

@@ -6,10 +6,12 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use comms::{Endpoint, TypedMessage};
-use comms_agent::protocol::{RunTask, TaskResult, TaskStatus};
 use comms_agent::{Agent, AgentConfig};
+use comms_fleet::auth::FleetKey;
+use comms_fleet::control::{DispatchRequest, Outcome, Selector, TargetResult};
+use comms_fleet::task::{RunTask, TaskResult, TaskStatus};
+use comms_fleet::Job;
 use comms_server::client::{Client, Event};
-use comms_server::protocol::{DispatchRequest, Outcome, Selector, TargetResult};
 use comms_server::{Server, ServerConfig};
 
 fn url(hub: &str) -> String {
@@ -61,11 +63,13 @@ async fn run(
 ) -> (Vec<TargetResult>, String) {
     let request = DispatchRequest {
         selector,
-        argv: argv.iter().map(|s| (*s).to_owned()).collect(),
-        env: BTreeMap::new(),
-        cwd: None,
-        timeout_ms,
-        output_cap: 1 << 20,
+        job: Job {
+            argv: argv.iter().map(|s| (*s).to_owned()).collect(),
+            env: BTreeMap::new(),
+            cwd: None,
+            timeout_ms,
+            output_cap: 1 << 20,
+        },
     };
     let accepted = client.dispatch(&request).await.unwrap();
     let mut output = String::new();
@@ -118,7 +122,10 @@ async fn dispatch_cancel_timeout_down_and_back() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(
         comms::connect_url(&url(&hub)).await.unwrap(),
-        ServerConfig::default(),
+        ServerConfig {
+            state_dir: dir.path().join("server-state"),
+            ..ServerConfig::default()
+        },
     )
     .await
     .unwrap();
@@ -196,11 +203,13 @@ async fn dispatch_cancel_timeout_down_and_back() {
     // Cancel a long task.
     let request = DispatchRequest {
         selector: Selector::Agent("agent_two".into()),
-        argv: vec!["sleep".into(), "30".into()],
-        env: BTreeMap::new(),
-        cwd: None,
-        timeout_ms: 60_000,
-        output_cap: 1024,
+        job: Job {
+            argv: vec!["sleep".into(), "30".into()],
+            env: BTreeMap::new(),
+            cwd: None,
+            timeout_ms: 60_000,
+            output_cap: 1024,
+        },
     };
     let accepted = client.dispatch(&request).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -253,14 +262,16 @@ async fn agents_refuse_tasks_from_anyone_but_the_server() {
     let (rogue, results) = result_collector(&hub, "mallory").await;
     let run = RunTask {
         task: "t1".into(),
-        argv: vec![
-            "touch".into(),
-            dir.path().join("pwned").display().to_string(),
-        ],
-        env: BTreeMap::new(),
-        cwd: None,
-        timeout_ms: 1000,
-        output_cap: 10,
+        job: Job {
+            argv: vec![
+                "touch".into(),
+                dir.path().join("pwned").display().to_string(),
+            ],
+            env: BTreeMap::new(),
+            cwd: None,
+            timeout_ms: 1000,
+            output_cap: 10,
+        },
     };
     rogue
         .send(run.to_message(a.endpoint().address().clone()).unwrap())
@@ -308,17 +319,19 @@ async fn with_a_fleet_key_the_server_name_alone_runs_nothing() {
         let marker = dir.path().join(task);
         RunTask {
             task: task.into(),
-            argv: vec!["touch".into(), marker.display().to_string()],
-            env: BTreeMap::new(),
-            cwd: None,
-            timeout_ms: 5000,
-            output_cap: 10,
+            job: Job {
+                argv: vec!["touch".into(), marker.display().to_string()],
+                env: BTreeMap::new(),
+                cwd: None,
+                timeout_ms: 5000,
+                output_cap: 10,
+            },
         }
         .to_message(a.endpoint().address().clone())
         .unwrap()
     };
-    let right = comms_agent::auth::FleetKey::from_file(&key_file).unwrap();
-    let wrong = comms_agent::auth::FleetKey::new(vec![7u8; 32]).unwrap();
+    let right = FleetKey::from_file(&key_file).unwrap();
+    let wrong = FleetKey::new(vec![7u8; 32]).unwrap();
     let unsigned = run("unsigned");
     let mut forged = run("forged");
     wrong.sign(&mut forged);

@@ -6,8 +6,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use comms::{Address, Advertisement, Destination, Message, Transport};
-use comms_native::daemon::{Daemon, DaemonConfig, DaemonHandle};
 use comms_native::transport::NativeTransport;
+use commsd::{Daemon, DaemonConfig, DaemonHandle};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
 

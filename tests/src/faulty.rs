@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use comms_core::conformance::Backend;
+use comms_conformance::Backend;
 use comms_core::transport::{Acker, NoAck};
 use comms_core::{
     commands, Address, Advertisement, Capabilities, Delivery, DeliveryMode, Destination, Inbox,

@@ -11,7 +11,7 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::bins::binary;
+use crate::binary;
 
 /// A running fleet's files and processes.
 pub struct Fleet {
@@ -55,8 +55,9 @@ impl Fleet {
         let key_file = dir.path().join("fleet.key");
         std::fs::write(&key_file, format!("{:032x}\n", std::process::id())).expect("write key");
         let text = format!(
-            "[transport]\n{transport}\n\n[server]\ndeadline_grace_secs = 5\nttl_secs = 1\nkey_file = \"{key}\"\n\n[agent]\nserver = \"server\"\nttl_secs = 1\nmax_tasks = 4\nkey_file = \"{key}\"\n",
-            key = key_file.display()
+            "[transport]\n{transport}\n\n[server]\ndeadline_grace_secs = 5\nttl_secs = 1\nkey_file = \"{key}\"\nstate_dir = \"{state}\"\n\n[agent]\nserver = \"server\"\nttl_secs = 1\nmax_tasks = 4\nkey_file = \"{key}\"\n",
+            key = key_file.display(),
+            state = dir.path().join("server-state").display()
         );
         std::fs::write(&config, text).expect("write config");
         let mut fleet = Fleet {
@@ -78,7 +79,40 @@ impl Fleet {
         self.dir.path().join(format!("{name}.log"))
     }
 
-    fn start_server(&mut self) {
+    /// The config file every process of the fleet reads.
+    pub fn config(&self) -> &Path {
+        &self.config
+    }
+
+    /// SIGKILL the server (its history stays in the fleet's temp dir).
+    pub async fn kill_server(&mut self) {
+        if let Some(mut child) = self.server.take() {
+            child.kill().await.expect("kill server");
+        }
+    }
+
+    /// SIGTERM the server and wait (up to `limit`) for it to exit: its exit code and how long
+    /// it took; `None` if it was still running at `limit` (it is killed then).
+    pub async fn term_server(&mut self, limit: Duration) -> Option<(Option<i32>, Duration)> {
+        let mut child = self.server.take()?;
+        let pid = child.id().expect("server pid");
+        let started = Instant::now();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "SIGTERM to the server");
+        match tokio::time::timeout(limit, child.wait()).await {
+            Ok(status) => Some((status.expect("wait").code(), started.elapsed())),
+            Err(_) => {
+                let _ = child.kill().await;
+                None
+            }
+        }
+    }
+
+    /// Start the server (again) with the fleet's config.
+    pub fn start_server(&mut self) {
         let cfg = self.config.display().to_string();
         self.server = Some(spawn(
             &binary("server", "server"),

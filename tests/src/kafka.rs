@@ -1,47 +1,18 @@
-//! The Kafka backend for the cross-backend suites: a real `tansu` broker per backend, on a
-//! free port, with its SQLite store in a temporary directory, so that
-//! [`Backend::kill_and_restart`] is SIGKILL and a restart on the same port and file.
-//!
-//! `tansu` comes from `cargo install tansu --locked --features dynostore,libsql`; the
-//! binary is looked up in `$TANSU_BIN`, then `PATH`, then `~/.cargo/bin`. When it is missing,
-//! starting the backend fails with a message saying how to build it (tests never skip).
+//! The Kafka backend for the cross-backend suites: a real `tansu` broker per backend
+//! ([`comms_test_support::Tansu`]: a free port, its SQLite store in a temporary directory), so
+//! that [`Backend::kill_and_restart`] is SIGKILL and a restart on the same port and file.
+//! When `tansu` is missing, starting the backend fails with a message saying how to build it
+//! (tests never skip).
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::Stdio;
-use std::time::Duration;
-
-use anyhow::{bail, Context};
 use async_trait::async_trait;
-use comms_core::conformance::Backend;
+use comms_conformance::Backend;
 use comms_core::{Capabilities, Config, Error, Result, Transport};
-use tokio::process::{Child, Command};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::FutureProducer;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio::sync::Mutex;
 
-/// How to build the broker, printed when it is missing.
-pub const TANSU_HINT: &str =
-    "the `tansu` broker is needed for the Kafka tests: build it with `cargo install tansu --locked --features dynostore,libsql` (or set TANSU_BIN)";
-
-/// Where the `tansu` binary is.
-pub fn tansu_binary() -> anyhow::Result<PathBuf> {
-    if let Some(p) = std::env::var_os("TANSU_BIN") {
-        let p = PathBuf::from(p);
-        if p.is_file() {
-            return Ok(p);
-        }
-        bail!("TANSU_BIN={} does not exist; {TANSU_HINT}", p.display());
-    }
-    let mut candidates: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).map(|d| d.join("tansu")).collect())
-        .unwrap_or_default();
-    if let Some(home) = std::env::var_os("HOME") {
-        candidates.push(PathBuf::from(home).join(".cargo/bin/tansu"));
-    }
-    candidates
-        .into_iter()
-        .find(|p| p.is_file())
-        .with_context(|| format!("tansu not found; {TANSU_HINT}"))
-}
+pub use comms_test_support::tansu::{tansu_binary, Tansu, TANSU_HINT};
 
 /// Log to the test output as `RUST_LOG` says (nothing by default).
 pub fn init_logging() {
@@ -49,107 +20,6 @@ pub fn init_logging() {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    let l = TcpListener::bind("127.0.0.1:0")?;
-    Ok(l.local_addr()?.port())
-}
-
-/// A running tansu broker.
-#[derive(Debug)]
-pub struct Tansu {
-    binary: PathBuf,
-    port: u16,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-    starts: u32,
-}
-
-impl Tansu {
-    /// Start a broker with a SQLite store in a fresh temporary directory.
-    pub async fn start() -> anyhow::Result<Self> {
-        let mut t = Self {
-            binary: tansu_binary()?,
-            port: free_port()?,
-            dir: tempfile::tempdir()?,
-            child: None,
-            starts: 0,
-        };
-        t.spawn().await?;
-        Ok(t)
-    }
-
-    /// `127.0.0.1:port`.
-    pub fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// `kafka://127.0.0.1:port`.
-    pub fn url(&self) -> String {
-        format!("kafka://{}", self.bootstrap())
-    }
-
-    async fn spawn(&mut self) -> anyhow::Result<()> {
-        self.starts += 1;
-        let listener = format!("tcp://127.0.0.1:{}", self.port);
-        let log =
-            std::fs::File::create(self.dir.path().join(format!("tansu-{}.log", self.starts)))?;
-        let child = Command::new(&self.binary)
-            .current_dir(self.dir.path())
-            .args(["broker", "--listener-url", &listener])
-            .args(["--advertised-listener-url", &listener])
-            .args(["--storage-engine", "sqlite://tansu.db"])
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log.try_clone()?))
-            .stderr(Stdio::from(log))
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("starting {}", self.binary.display()))?;
-        self.child = Some(child);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-                .await
-                .is_ok()
-            {
-                return Ok(());
-            }
-            if let Some(c) = self.child.as_mut() {
-                if let Some(status) = c.try_wait()? {
-                    bail!(
-                        "tansu exited with {status} on start; log:\n{}",
-                        self.log_tail()
-                    );
-                }
-            }
-            if tokio::time::Instant::now() > deadline {
-                bail!(
-                    "tansu did not accept connections within 60 s; log:\n{}",
-                    self.log_tail()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// The end of the current log.
-    pub fn log_tail(&self) -> String {
-        let path = self.dir.path().join(format!("tansu-{}.log", self.starts));
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    }
-
-    /// SIGKILL the broker and start it again on the same port and store.
-    pub async fn kill_and_restart(&mut self) -> anyhow::Result<()> {
-        if let Some(mut c) = self.child.take() {
-            c.start_kill()?; // SIGKILL
-            c.wait().await?;
-        }
-        self.spawn().await
-    }
 }
 
 /// The Kafka backend: slot `n` is node `n{n}`, a namespace is a topic prefix.
@@ -172,6 +42,32 @@ impl KafkaBackend {
     /// The broker URL.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The broker's `host:port`.
+    pub fn bootstrap(&self) -> &str {
+        self.url.trim_start_matches("kafka://")
+    }
+
+    /// A plain rdkafka producer: another tool writing straight onto comms topics.
+    pub fn raw_producer(&self) -> anyhow::Result<FutureProducer> {
+        Ok(ClientConfig::new()
+            .set("bootstrap.servers", self.bootstrap())
+            .create()?)
+    }
+
+    /// A plain rdkafka consumer of `topic` (partition 0) from its beginning, in its own group
+    /// `{namespace}-inspect` that commits nothing.
+    pub fn inspector(&self, namespace: &str, topic: &str) -> anyhow::Result<BaseConsumer> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", self.bootstrap())
+            .set("group.id", format!("{namespace}-inspect"))
+            .set("enable.auto.commit", "false")
+            .create()?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, 0, Offset::Beginning)?;
+        consumer.assign(&tpl)?;
+        Ok(consumer)
     }
 
     /// A configuration for `node` in `namespace`.

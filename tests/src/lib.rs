@@ -1,19 +1,32 @@
 //! Shared helpers for the cross-backend suites in `tests/tests/`.
 //!
-//! Each backend provides a [`comms_core::conformance::Backend`]; the suites in `tests/tests/`
+//! Each backend provides a [`comms_conformance::Backend`]; the suites in `tests/tests/`
 //! run the one conformance body against each of them: [`MemoryBackend`] (in-process) and
 //! [`native::NativeBackend`] (real `commsd` processes, see [`native`] for how the binary is
 //! found and how namespaces and slots map onto daemons).
+//!
+//! Processes, brokers, raw line clients, unique names and free ports come from
+//! [`comms_test_support`] (one copy for every test crate and the bench); this crate keeps
+//! what is particular to the suites (the backends and the fleet scenario).
 
-pub mod bins;
 pub mod faulty;
 pub mod fleet;
 pub mod kafka;
+pub mod python;
 pub mod rabbitmq;
+pub mod readme;
+
+use std::path::PathBuf;
 
 use async_trait::async_trait;
-use comms_core::conformance::Backend;
+use comms_conformance::Backend;
 use comms_core::{Capabilities, Result, Transport};
+
+/// The path of binary `name` of `package`, built up to date (see
+/// [`comms_test_support::bins`]); panics with the reason (for test bodies).
+pub fn binary(package: &str, name: &str) -> PathBuf {
+    comms_test_support::binary(package, name).unwrap_or_else(|e| panic!("{e}"))
+}
 
 /// The in-memory backend: slot `n` is node `n{n}`, a namespace is a hub.
 #[derive(Debug, Default)]

@@ -1,7 +1,8 @@
 //! The native backend for the conformance suite: real `commsd` **processes**.
 //!
-//! - **Which binary**: [`commsd_binary`] — `$COMMSD_BIN` when set; otherwise
-//!   [`crate::bins::try_binary`] (built up to date in the test's own target dir).
+//! - **Which binary**: [`comms_test_support::commsd_binary`] — `$COMMSD_BIN` when set;
+//!   otherwise built up to date in the test's own target dir; the process is
+//!   [`comms_test_support::Commsd`].
 //! - **One daemon per namespace**, each on its own Unix socket in a temp directory (a socket
 //!   path is stable across restarts; no TCP or UDP port is used). commsd has no namespaces of
 //!   its own: a deployment is a daemon, so case 4 runs and proves that two daemons share
@@ -15,14 +16,11 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::sync::OnceLock;
-use std::time::Duration;
 
 use async_trait::async_trait;
-use comms_core::conformance::Backend;
+use comms_conformance::Backend;
 use comms_core::{Capabilities, Error, Result, Transport};
-use tokio::process::{Child, Command};
+use comms_test_support::{Commsd, CommsdSpec};
 use tokio::sync::Mutex;
 
 /// The node name every test daemon gets (`--name`), given to transports as `?node=`.
@@ -46,69 +44,38 @@ pub fn test_capabilities(url: &str) -> Capabilities {
     caps
 }
 
-fn err(what: impl Into<String>) -> Error {
-    Error::transport_msg("native", what, false)
+fn err(what: impl std::fmt::Display) -> Error {
+    Error::transport_msg("native", what.to_string(), false)
 }
 
-/// The `commsd` executable to run (see the module docs).
-pub fn commsd_binary() -> Result<PathBuf> {
-    static BIN: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
-    BIN.get_or_init(find_commsd).clone().map_err(err)
-}
-
-fn find_commsd() -> std::result::Result<PathBuf, String> {
-    match std::env::var_os("COMMSD_BIN") {
-        Some(p) => Ok(PathBuf::from(p)),
-        None => crate::bins::try_binary("comms-native", "commsd"),
-    }
+/// Why one daemon per namespace is a single node (for [`Backend::single_node`]).
+pub fn single_node() -> Option<String> {
+    Some(format!("every slot is the one commsd of the namespace (node `{NODE}`); two instances of one service need two nodes (see the native-cluster backend)"))
 }
 
 /// One `commsd` child process on a Unix socket.
 #[derive(Debug)]
 pub struct CommsdProcess {
     socket: PathBuf,
-    child: Child,
+    daemon: Commsd,
 }
 
 impl CommsdProcess {
-    /// Start `commsd --name NODE --unix SOCKET --no-tcp --no-udp` and wait until it accepts.
+    /// Start `commsd --name NODE --no-tcp --no-udp --unix SOCKET --max-line MAX_LINE` and wait
+    /// until it accepts.
     pub async fn start(socket: &Path) -> Result<Self> {
-        let bin = commsd_binary()?;
-        let child = Command::new(bin)
-            .args(["--name", NODE, "--no-tcp", "--no-udp"])
-            .args(["--max-line", &MAX_LINE.to_string(), "--unix"])
-            .arg(socket)
-            .stdout(Stdio::null())
-            .stderr(if std::env::var_os("COMMSD_LOG").is_some() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            })
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| err(format!("spawn commsd: {e}")))?;
-        let mut p = Self {
+        let daemon = CommsdSpec::find()
+            .map_err(err)?
+            .name(NODE)
+            .unix_only(socket)
+            .max_line(MAX_LINE)
+            .start()
+            .await
+            .map_err(err)?;
+        Ok(Self {
             socket: socket.to_path_buf(),
-            child,
-        };
-        p.wait_accepting().await?;
-        Ok(p)
-    }
-
-    async fn wait_accepting(&mut self) -> Result<()> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            if tokio::net::UnixStream::connect(&self.socket).await.is_ok() {
-                return Ok(());
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(err(format!("commsd exited: {status}")));
-            }
-            if tokio::time::Instant::now() > deadline {
-                return Err(err("commsd did not accept connections within 20 s"));
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+            daemon,
+        })
     }
 
     /// The `cd:` URL of this daemon, with test options.
@@ -118,12 +85,7 @@ impl CommsdProcess {
 
     /// SIGKILL, then start again on the same socket.
     pub async fn kill_and_restart(&mut self) -> Result<()> {
-        self.child
-            .kill()
-            .await
-            .map_err(|e| err(format!("kill commsd: {e}")))?;
-        *self = Self::start(&self.socket.clone()).await?;
-        Ok(())
+        self.daemon.restart().await.map_err(err)
     }
 }
 
@@ -180,7 +142,7 @@ impl Backend for NativeBackend {
     }
 
     fn single_node(&self) -> Option<String> {
-        Some(format!("every slot is the one commsd of the namespace (node `{NODE}`); two instances of one service need two nodes (see the native-cluster backend)"))
+        single_node()
     }
 
     async fn kill_and_restart(&self) -> Result<()> {

@@ -20,17 +20,16 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use comms_core::conformance::Backend;
+use comms_conformance::Backend;
 use comms_core::{Capabilities, Error, Result, Transport};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, Command};
+use comms_test_support::line::{self, LineClient};
+use comms_test_support::{loopback_any, Commsd, CommsdSpec};
 use tokio::sync::Mutex;
 
-use crate::native::{commsd_binary, MAX_LINE, TEST_QUERY};
+use crate::native::{MAX_LINE, TEST_QUERY};
 
 /// Node suffixes in ring order: n – x – m – y – n.
 const RING: [&str; 4] = ["n", "x", "m", "y"];
@@ -41,8 +40,8 @@ const VICTIM: usize = 2;
 /// Bound on starting a daemon or the ring converging.
 const START: Duration = Duration::from_secs(30);
 
-fn err(what: impl Into<String>) -> Error {
-    Error::transport_msg("native-cluster", what, false)
+fn err(what: impl std::fmt::Display) -> Error {
+    Error::transport_msg("native-cluster", what.to_string(), false)
 }
 
 /// One ring member.
@@ -50,60 +49,34 @@ fn err(what: impl Into<String>) -> Error {
 struct Member {
     name: String,
     socket: PathBuf,
-    peer: SocketAddr,
-    neighbors: Vec<SocketAddr>,
-    child: Child,
+    daemon: Commsd,
 }
 
 impl Member {
-    async fn start(
-        name: &str,
-        socket: &Path,
-        peer: SocketAddr,
-        neighbors: &[SocketAddr],
-    ) -> Result<Self> {
-        let list: Vec<String> = neighbors.iter().map(|a| a.to_string()).collect();
-        let mut cmd = Command::new(commsd_binary()?);
-        cmd.args(["--name", name, "--no-tcp", "--no-udp"])
-            .args(["--max-line", &MAX_LINE.to_string()])
-            .args(["--allow-loopback-peers", "--peer-retry-secs", "0,0.2"])
-            .args(["--remote-listen", &peer.to_string()])
-            .arg("--unix")
-            .arg(socket);
-        if !list.is_empty() {
-            cmd.args(["--neighbors", &list.join(",")]);
-        }
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(if std::env::var_os("COMMSD_LOG").is_some() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            })
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| err(format!("spawn commsd: {e}")))?;
-        let stdout = child.stdout.take().ok_or_else(|| err("commsd stdout"))?;
-        let mut lines = BufReader::new(stdout).lines();
-        let bound = loop {
-            let line = tokio::time::timeout(START, lines.next_line())
-                .await
-                .map_err(|_| err("commsd did not print its listeners"))?
-                .map_err(|e| err(format!("commsd stdout: {e}")))?
-                .ok_or_else(|| err("commsd exited before listening"))?;
-            if let Some(a) = line.strip_prefix("commsd: listening peer ") {
-                break a
-                    .parse::<SocketAddr>()
-                    .map_err(|e| err(format!("peer address {a}: {e}")))?;
-            }
-        };
+    async fn start(name: &str, socket: &Path, neighbors: &[SocketAddr]) -> Result<Self> {
+        let daemon = CommsdSpec::find()
+            .map_err(err)?
+            .name(name)
+            .unix_only(socket)
+            .max_line(MAX_LINE)
+            .args(["--peer-retry-secs", "0,0.2"])
+            .peers(loopback_any(), neighbors)
+            .timeout(START)
+            .start()
+            .await
+            .map_err(err)?;
         Ok(Self {
             name: name.to_owned(),
             socket: socket.to_path_buf(),
-            peer: bound,
-            neighbors: neighbors.to_vec(),
-            child,
+            daemon,
         })
+    }
+
+    fn peer(&self) -> Result<SocketAddr> {
+        self.daemon
+            .listeners()
+            .peer
+            .ok_or_else(|| err("commsd announced no peer listener"))
     }
 
     fn url(&self) -> String {
@@ -116,27 +89,18 @@ impl Member {
 
     /// `CLUSTER_MAP`'s `links` count, asked over the Unix socket.
     async fn links(&self) -> Result<usize> {
-        let s = tokio::net::UnixStream::connect(&self.socket)
+        let mut c = LineClient::unix(&self.socket)
             .await
-            .map_err(|e| err(format!("connect {}: {e}", self.socket.display())))?;
-        let (r, mut w) = s.into_split();
-        w.write_all(b"CLUSTER_MAP\n")
+            .map_err(|e| err(format!("connect {}: {e}", self.socket.display())))?
+            .with_wait(START);
+        c.send("CLUSTER_MAP")
             .await
             .map_err(|e| err(format!("write: {e}")))?;
-        let mut line = String::new();
-        tokio::time::timeout(START, BufReader::new(r).read_line(&mut line))
+        let line = c
+            .line()
             .await
-            .map_err(|_| err("no CLUSTER_MAP answer"))?
-            .map_err(|e| err(format!("read: {e}")))?;
-        let links = line
-            .trim_end()
-            .split_once(' ')
-            .map(|(_, p)| p)
-            .unwrap_or_default()
-            .split(';')
-            .find_map(|p| p.strip_prefix("links="))
-            .unwrap_or_default();
-        Ok(links.split(',').filter(|l| !l.is_empty()).count())
+            .map_err(|e| err(format!("no CLUSTER_MAP answer: {e}")))?;
+        Ok(line::list(&line, "links").len())
     }
 }
 
@@ -148,19 +112,18 @@ struct Ring {
 
 impl Ring {
     async fn start(dir: &Path, tag: &str, index: usize) -> Result<Self> {
-        let any: SocketAddr = "127.0.0.1:0".parse().map_err(|_| err("addr"))?;
         let mut members: Vec<Member> = Vec::new();
         for (i, suffix) in RING.iter().enumerate() {
             let mut neighbors = Vec::new();
             if let Some(prev) = members.last() {
-                neighbors.push(prev.peer);
+                neighbors.push(prev.peer()?);
             }
             if i == RING.len() - 1 {
-                neighbors.push(members[0].peer);
+                neighbors.push(members[0].peer()?);
             }
             let name = format!("{tag}{suffix}");
             let socket = dir.join(format!("{index}-{name}.sock"));
-            members.push(Member::start(&name, &socket, any, &neighbors).await?);
+            members.push(Member::start(&name, &socket, &neighbors).await?);
         }
         let ring = Self { members };
         ring.converged().await?;
@@ -185,18 +148,12 @@ impl Ring {
     }
 
     async fn kill_victim(&mut self) -> Result<()> {
-        self.members[VICTIM]
-            .child
-            .kill()
-            .await
-            .map_err(|e| err(format!("kill commsd: {e}")))
+        self.members[VICTIM].daemon.kill().await.map_err(err)
     }
 
+    /// Same name, socket, peer port and neighbours.
     async fn restart_victim(&mut self) -> Result<()> {
-        let m = &mut self.members[VICTIM];
-        let fresh = Member::start(&m.name, &m.socket.clone(), m.peer, &m.neighbors.clone()).await?;
-        *m = fresh;
-        Ok(())
+        self.members[VICTIM].daemon.restart().await.map_err(err)
     }
 }
 
@@ -232,7 +189,7 @@ impl Backend for NativeClusterBackend {
             if !rings.contains_key(namespace) {
                 // The same node names in every ring (rings never peer with each other), so
                 // an address means the same slot in every namespace, as on one daemon.
-                let tag = format!("k{}", std::process::id());
+                let tag = comms_test_support::names::process_name("k");
                 let ring = Ring::start(self.dir.path(), &tag, rings.len()).await?;
                 rings.insert(namespace.to_owned(), ring);
             }

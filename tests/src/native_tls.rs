@@ -1,151 +1,80 @@
 //! The native backend over TLS (`cds:`) for the conformance suite: the same real `commsd`
 //! processes as [`crate::native`], each also listening on a TLS port that requires a client
 //! certificate (mutual TLS), and transports connecting with `cds://localhost:PORT?ca=..&
-//! cert=..&key=..`. Certificates are made at start with `rcgen` (a CA, a server certificate
+//! cert=..&key=..`. Certificates are made at start with `comms_test_support::Pki` (a CA, a server certificate
 //! for `localhost`, a client certificate). A daemon keeps its TLS port across
 //! `kill_and_restart` (first bound on port 0, then rebound on the port it got).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::Duration;
 
 use async_trait::async_trait;
-use comms_core::conformance::Backend;
+use comms_conformance::Backend;
 use comms_core::{Capabilities, Error, Result, Transport};
-use rcgen::{
-    BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
-};
-use tokio::process::{Child, Command};
+use comms_test_support::{Commsd, CommsdSpec, Leaf};
 use tokio::sync::Mutex;
 
-use crate::native::{commsd_binary, MAX_LINE, NODE, TEST_QUERY};
+use crate::native::{MAX_LINE, NODE, TEST_QUERY};
 
-fn err(what: impl Into<String>) -> Error {
-    Error::transport_msg("native", what, false)
+fn err(what: impl std::fmt::Display) -> Error {
+    Error::transport_msg("native", what.to_string(), false)
 }
 
-/// PEM files of the test PKI.
-#[derive(Debug, Clone)]
+/// PEM files of the test PKI (made with [`comms_test_support::Pki`]).
+#[derive(Debug)]
 struct Pki {
     ca: PathBuf,
-    server_cert: PathBuf,
-    server_key: PathBuf,
-    client_cert: PathBuf,
-    client_key: PathBuf,
+    server: Leaf,
+    client: Leaf,
+    _files: comms_test_support::Pki,
 }
 
-fn make_pki(dir: &Path) -> std::result::Result<Pki, String> {
-    let e = |e: rcgen::Error| e.to_string();
-    let ca_key = KeyPair::generate().map_err(e)?;
-    let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(e)?;
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca = ca.self_signed(&ca_key).map_err(e)?;
-    let leaf = |san: &str| -> std::result::Result<(String, String), String> {
-        let key = KeyPair::generate().map_err(e)?;
-        let mut p = CertificateParams::new(vec![san.to_owned()]).map_err(e)?;
-        p.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        let cert = p.signed_by(&key, &ca, &ca_key).map_err(e)?;
-        Ok((cert.pem(), key.serialize_pem()))
-    };
-    let (server, server_key) = leaf("localhost")?;
-    let (client, client_key) = leaf("conformance.client")?;
-    let pki = Pki {
-        ca: dir.join("ca.pem"),
-        server_cert: dir.join("server.crt"),
-        server_key: dir.join("server.key"),
-        client_cert: dir.join("client.crt"),
-        client_key: dir.join("client.key"),
-    };
-    for (path, text) in [
-        (&pki.ca, ca.pem()),
-        (&pki.server_cert, server),
-        (&pki.server_key, server_key),
-        (&pki.client_cert, client),
-        (&pki.client_key, client_key),
-    ] {
-        std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
-    }
-    Ok(pki)
+fn make_pki() -> comms_test_support::Result<Pki> {
+    let files = comms_test_support::Pki::new()?;
+    let ca = files.ca("conformance")?;
+    Ok(Pki {
+        server: files.leaf(&ca, "server", &["localhost"])?,
+        client: files.leaf(&ca, "client", &["conformance.client"])?,
+        ca: ca.pem,
+        _files: files,
+    })
 }
 
 /// One `commsd` with a Unix socket and a mutual-TLS listener.
 #[derive(Debug)]
 struct TlsCommsd {
-    socket: PathBuf,
-    tls: SocketAddr,
-    child: Child,
+    daemon: Commsd,
 }
 
 impl TlsCommsd {
-    async fn start(socket: &Path, tls: SocketAddr, pki: &Pki) -> Result<Self> {
-        let ready = socket.with_extension("ready");
-        let _ = std::fs::remove_file(&ready);
-        let child = Command::new(commsd_binary()?)
-            .args(["--name", NODE, "--no-tcp", "--no-udp"])
-            .args(["--max-line", &MAX_LINE.to_string(), "--unix"])
-            .arg(socket)
-            .arg("--tls")
-            .arg(tls.to_string())
-            .arg("--tls-cert")
-            .arg(&pki.server_cert)
-            .arg("--tls-key")
-            .arg(&pki.server_key)
-            .arg("--tls-client-ca")
-            .arg(&pki.ca)
-            .arg("--ready-file")
-            .arg(&ready)
-            .stdout(Stdio::null())
-            .stderr(if std::env::var_os("COMMSD_LOG").is_some() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            })
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| err(format!("spawn commsd: {e}")))?;
-        let mut d = Self {
-            socket: socket.to_path_buf(),
-            tls,
-            child,
-        };
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(text) = std::fs::read_to_string(&ready) {
-                if let Some(a) = text
-                    .lines()
-                    .find_map(|l| l.strip_prefix("commsd: listening tls "))
-                {
-                    d.tls = a.parse().map_err(|_| err(format!("bad tls line {a:?}")))?;
-                    return Ok(d);
-                }
-            }
-            if let Ok(Some(status)) = d.child.try_wait() {
-                return Err(err(format!("commsd exited: {status}")));
-            }
-            if tokio::time::Instant::now() > deadline {
-                return Err(err("commsd was not ready within 20 s"));
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+    async fn start(socket: &Path, pki: &Pki) -> Result<Self> {
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        let daemon = CommsdSpec::find()
+            .map_err(err)?
+            .name(NODE)
+            .unix_only(socket)
+            .max_line(MAX_LINE)
+            .tls(any, &pki.server.cert, &pki.server.key, Some(&pki.ca))
+            .start()
+            .await
+            .map_err(err)?;
+        Ok(Self { daemon })
     }
 
-    fn url(&self, pki: &Pki) -> String {
-        format!(
+    fn url(&self, pki: &Pki) -> Result<String> {
+        let tls = self
+            .daemon
+            .listeners()
+            .tls
+            .ok_or_else(|| err("commsd announced no tls listener"))?;
+        Ok(format!(
             "cds://localhost:{}?node={NODE}&{TEST_QUERY}&ca={}&cert={}&key={}",
-            self.tls.port(),
+            tls.port(),
             pki.ca.display(),
-            pki.client_cert.display(),
-            pki.client_key.display()
-        )
+            pki.client.cert.display(),
+            pki.client.key.display()
+        ))
     }
 }
 
@@ -164,7 +93,7 @@ impl NativeTlsBackend {
             .prefix("comms-native-tls-")
             .tempdir()
             .map_err(|e| err(format!("temp dir: {e}")))?;
-        let pki = make_pki(dir.path()).map_err(|e| err(format!("test certificates: {e}")))?;
+        let pki = make_pki().map_err(|e| err(format!("test certificates: {e}")))?;
         Ok(Self {
             dir,
             pki,
@@ -184,14 +113,13 @@ impl Backend for NativeTlsBackend {
             let mut daemons = self.daemons.lock().await;
             if !daemons.contains_key(namespace) {
                 let socket = self.dir.path().join(format!("{}.sock", daemons.len()));
-                let any = SocketAddr::from(([127, 0, 0, 1], 0));
-                let d = TlsCommsd::start(&socket, any, &self.pki).await?;
+                let d = TlsCommsd::start(&socket, &self.pki).await?;
                 daemons.insert(namespace.to_owned(), d);
             }
             daemons
                 .get(namespace)
-                .map(|d| d.url(&self.pki))
                 .ok_or_else(|| err("daemon vanished"))?
+                .url(&self.pki)?
         };
         comms::connect_url(&url).await
     }
@@ -205,18 +133,14 @@ impl Backend for NativeTlsBackend {
     }
 
     fn single_node(&self) -> Option<String> {
-        Some(format!("every slot is the one commsd of the namespace (node `{NODE}`); two instances of one service need two nodes (see the native-cluster backend)"))
+        crate::native::single_node()
     }
 
     async fn kill_and_restart(&self) -> Result<()> {
         let mut daemons = self.daemons.lock().await;
         for d in daemons.values_mut() {
-            d.child
-                .kill()
-                .await
-                .map_err(|e| err(format!("kill commsd: {e}")))?;
-            // Same socket, same TLS port: clients reconnect to the URL they have.
-            *d = TlsCommsd::start(&d.socket.clone(), d.tls, &self.pki).await?;
+            // SIGKILL; same socket, same TLS port: clients reconnect to the URL they have.
+            d.daemon.restart().await.map_err(err)?;
         }
         Ok(())
     }

@@ -2,29 +2,24 @@
 //! `COMMS_RABBITMQ_URL`; `COMMS_RABBITMQ_QUEUE_TYPE=quorum` runs on quorum queues), a namespace per case, cleanup of every queue and exchange the run
 //! created, and a restart hook that always leaves the broker running.
 //!
-//! Restart (the [`Backend::kill_and_restart`] contract): by default the Erlang VM is killed
-//! with SIGKILL (`kill -9` of the pid `rabbitmqctl eval 'os:getpid().'` reports) and started
-//! again with `rabbitmq-server -detached` (run as root, it switches to the `rabbitmq` user);
-//! with `COMMS_RABBITMQ_RESTART=stop_app` it is `rabbitmqctl stop_app` + `start_app` instead
-//! (every connection is cut, queues are recovered from disk, the VM stays). Either way we wait
-//! for `rabbitmqctl await_startup`, and a [`BrokerGuard`] starts the broker again if a test
-//! fails half-way.
+//! Restart (the [`Backend::kill_and_restart`] contract) is
+//! [`comms_test_support::rabbitmq::restart_broker`]: by default SIGKILL of the Erlang VM and
+//! `rabbitmq-server -detached` (run as root, it switches to the `rabbitmq` user); with
+//! `COMMS_RABBITMQ_RESTART=stop_app`, `rabbitmqctl stop_app` + `start_app` (every connection
+//! is cut, queues are recovered from disk, the VM stays). A [`BrokerGuard`] starts the broker
+//! again if a test fails half-way.
 
 use std::collections::BTreeSet;
-use std::process::Command;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use async_trait::async_trait;
-use comms_core::conformance::Backend;
+use comms_conformance::Backend;
 use comms_core::{Capabilities, Config, Error, Result, Transport};
 use comms_rabbitmq::{RabbitOptions, RabbitTransport};
 
-/// The broker URL for tests.
-pub fn url() -> String {
-    std::env::var("COMMS_RABBITMQ_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
-}
+pub use comms_test_support::rabbitmq::{
+    await_startup, ensure_running, rabbitmqctl, restart_broker, url, BrokerGuard,
+};
 
 /// Queue bound used by the suite (small enough for the backpressure case to fill quickly).
 pub const TEST_QUEUE_BOUND: usize = 2_000;
@@ -104,81 +99,8 @@ impl Backend for RabbitBackend {
         tokio::task::spawn_blocking(restart_broker)
             .await
             .map_err(|e| Error::transport_msg("rabbitmq", format!("restart task: {e}"), false))?
-            .map_err(|e| Error::transport_msg("rabbitmq", format!("restart: {e:#}"), false))
+            .map_err(|e| Error::transport_msg("rabbitmq", format!("restart: {e}"), false))
     }
-}
-
-/// Starts the broker again when dropped (tests that stop it hold one).
-#[derive(Debug)]
-pub struct BrokerGuard;
-
-impl Drop for BrokerGuard {
-    fn drop(&mut self) {
-        if let Err(e) = ensure_running() {
-            eprintln!("BrokerGuard: could not start the broker again: {e:#}");
-        }
-    }
-}
-
-/// Run `rabbitmqctl args`, returning its stdout.
-pub fn rabbitmqctl(args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new("rabbitmqctl").args(args).output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "rabbitmqctl {}: {}{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// Start the broker if it is not running, and wait until it accepts work.
-pub fn ensure_running() -> anyhow::Result<()> {
-    if rabbitmqctl(&["await_startup", "--timeout", "5"]).is_ok() {
-        return Ok(());
-    }
-    if rabbitmqctl(&["start_app"]).is_err() {
-        // The VM itself is gone: start the server.
-        let status = Command::new("rabbitmq-server").arg("-detached").status()?;
-        anyhow::ensure!(status.success(), "rabbitmq-server -detached failed");
-        std::thread::sleep(Duration::from_secs(2));
-        let _ = rabbitmqctl(&["start_app"]);
-    }
-    await_startup()
-}
-
-/// Wait (up to two minutes) until the node answers and the app is running. Right after
-/// `rabbitmq-server -detached` the node is not even reachable, which `await_startup` reports
-/// as an error: retry it.
-pub fn await_startup() -> anyhow::Result<()> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        match rabbitmqctl(&["await_startup", "--timeout", "30"]) {
-            Ok(_) => return Ok(()),
-            Err(e) if std::time::Instant::now() > deadline => return Err(e),
-            Err(_) => std::thread::sleep(Duration::from_millis(500)),
-        }
-    }
-}
-
-fn restart_broker() -> anyhow::Result<()> {
-    let _guard = BrokerGuard;
-    if std::env::var("COMMS_RABBITMQ_RESTART").as_deref() != Ok("stop_app") {
-        let pid = rabbitmqctl(&["eval", "list_to_integer(os:getpid())."])?;
-        let pid = pid.trim();
-        let status = Command::new("kill").args(["-9", pid]).status()?;
-        anyhow::ensure!(status.success(), "kill -9 {pid} failed");
-        std::thread::sleep(Duration::from_millis(500));
-        let status = Command::new("rabbitmq-server").arg("-detached").status()?;
-        anyhow::ensure!(status.success(), "rabbitmq-server -detached failed");
-        std::thread::sleep(Duration::from_secs(2));
-    } else {
-        rabbitmqctl(&["stop_app"])?;
-        std::thread::sleep(Duration::from_millis(500));
-        rabbitmqctl(&["start_app"])?;
-    }
-    await_startup()
 }
 
 /// Delete the queues and exchanges of `namespaces` (names `comms.{ns}` and `comms.{ns}.*`).

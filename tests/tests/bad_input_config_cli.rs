@@ -13,12 +13,12 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use comms_tests::bins::binary;
+use comms_tests::binary;
 
 /// The package of each binary.
 fn package(bin: &str) -> &'static str {
     match bin {
-        "commsd" => "comms-native",
+        "commsd" => "commsd",
         "server" | "commsctl" => "server",
         "agent" => "agent",
         other => panic!("unknown binary {other}"),

@@ -11,14 +11,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use comms_core::conformance::Recorder;
+use comms_conformance::Recorder;
 use comms_core::Message;
 use comms_kafka::dead_letter::REASON_HEADER;
+use comms_test_support::unique_name;
 use comms_tests::kafka::KafkaBackend;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message as _};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::producer::FutureRecord;
 
 /// (record key, payload (`None`: a null payload), what the reason must contain).
 fn hostile_records() -> Vec<(&'static str, Option<Vec<u8>>, &'static str)> {
@@ -51,7 +50,7 @@ async fn kafka_hostile_records_are_dead_lettered_and_nothing_else_is_disturbed()
     let backend = KafkaBackend::start()
         .await
         .unwrap_or_else(|e| panic!("cannot start the Kafka broker: {e:#}"));
-    let ns = format!("hostile{}", std::process::id());
+    let ns = unique_name("hostile");
     let rec_b = Recorder::new();
     let rec_d = Recorder::new();
     let b = backend
@@ -66,11 +65,7 @@ async fn kafka_hostile_records_are_dead_lettered_and_nothing_else_is_disturbed()
     let c = backend.endpoint(&ns, "n2", "c", |e| e).await.unwrap();
     let names = comms_kafka::Names::new(&ns);
     let topic = names.instance(b.address());
-    let bootstrap = backend.url().trim_start_matches("kafka://").to_owned();
-    let raw: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .create()
-        .unwrap();
+    let raw = backend.raw_producer().unwrap();
     let records = hostile_records();
     for (i, (key, payload, _)) in records.iter().enumerate() {
         let mut record = FutureRecord::<str, [u8]>::to(&topic).key(*key);
@@ -105,16 +100,7 @@ async fn kafka_hostile_records_are_dead_lettered_and_nothing_else_is_disturbed()
         .unwrap();
 
     // Every hostile record is on the dead-letter topic, unchanged, with the reason.
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .set("group.id", format!("{ns}-inspect"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(&names.dead_letter(), 0, Offset::Beginning)
-        .unwrap();
-    consumer.assign(&tpl).unwrap();
+    let consumer = backend.inspector(&ns, &names.dead_letter()).unwrap();
     let mut found = BTreeMap::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while found.len() < n && std::time::Instant::now() < deadline {

@@ -10,18 +10,14 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use comms_core::conformance::Recorder;
+use comms_conformance::Recorder;
 use comms_core::{Endpoint, Message};
 use comms_rabbitmq::dead_letter::{header_text, ERROR_HEADER};
 use comms_rabbitmq::RabbitTransport;
+use comms_test_support::unique_name;
 use comms_tests::rabbitmq::{config, delete_namespaces, ensure_running, url};
 use lapin::options::{BasicGetOptions, BasicPublishOptions};
 use lapin::BasicProperties;
-
-fn namespace(base: &str) -> String {
-    let u = ulid::Ulid::generate().to_string().to_ascii_lowercase();
-    format!("{base}_{}", &u[u.len() - 10..])
-}
 
 async fn endpoint(
     ns: &str,
@@ -93,7 +89,7 @@ fn hostile_bodies() -> Vec<(&'static str, Vec<u8>, &'static str)> {
 async fn rabbitmq_hostile_bodies_are_dead_lettered_and_nothing_else_is_disturbed(
 ) -> anyhow::Result<()> {
     ensure_running()?;
-    let ns = namespace("hostile");
+    let ns = unique_name("hostile");
     let rec_b = Recorder::new();
     let rec_d = Recorder::new();
     let b = endpoint(&ns, 1, "b", Some((&rec_b, "SEQ"))).await?;

@@ -4,6 +4,6 @@ use comms_tests::MemoryBackend;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory() {
-    let report = comms_core::conformance::run(&MemoryBackend).await;
+    let report = comms_conformance::run(&MemoryBackend).await;
     assert!(report.is_ok(), "\n{report}");
 }

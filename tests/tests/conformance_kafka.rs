@@ -10,6 +10,6 @@ async fn kafka() {
         Ok(b) => b,
         Err(e) => panic!("cannot start the Kafka broker: {e:#}"),
     };
-    let report = comms_core::conformance::run(&backend).await;
+    let report = comms_conformance::run(&backend).await;
     assert!(report.is_ok(), "\n{report}");
 }

@@ -6,6 +6,6 @@ use comms_tests::native::NativeBackend;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn native() {
     let backend = NativeBackend::new().expect("temp dir");
-    let report = comms_core::conformance::run(&backend).await;
+    let report = comms_conformance::run(&backend).await;
     assert!(report.is_ok(), "\n{report}");
 }

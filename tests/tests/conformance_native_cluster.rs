@@ -7,6 +7,6 @@ use comms_tests::native_cluster::NativeClusterBackend;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn native_cluster() {
     let backend = NativeClusterBackend::new().expect("temp dir");
-    let report = comms_core::conformance::run(&backend).await;
+    let report = comms_conformance::run(&backend).await;
     assert!(report.is_ok(), "\n{report}");
 }

@@ -7,7 +7,7 @@ use comms_tests::native_tls::NativeTlsBackend;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn native_over_tls() {
     let backend = NativeTlsBackend::new().expect("temp dir and certificates");
-    let report = comms_core::conformance::run(&backend).await;
+    let report = comms_conformance::run(&backend).await;
     eprintln!("{report}");
     assert!(report.is_ok(), "\n{report}");
 }

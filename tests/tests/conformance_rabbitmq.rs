@@ -8,14 +8,14 @@ use comms_tests::rabbitmq::RabbitBackend;
 async fn conformance_rabbitmq() {
     comms_tests::rabbitmq::ensure_running().expect("the broker is running");
     if std::env::var("COMMS_CONFORMANCE_ONLY").is_err() {
-        let names: Vec<&str> = comms_core::conformance::case_names()
+        let names: Vec<&str> = comms_conformance::case_names()
             .into_iter()
             .filter(|n| !matches!(*n, "kill_and_restart" | "reconnect_state"))
             .collect();
         std::env::set_var("COMMS_CONFORMANCE_ONLY", names.join(","));
     }
     let backend = RabbitBackend::new();
-    let report = comms_core::conformance::run(&backend).await;
+    let report = comms_conformance::run(&backend).await;
     match backend.cleanup().await {
         Ok(n) => println!("cleanup: {n} queues and exchanges deleted"),
         Err(e) => println!("cleanup failed: {e:#}"),

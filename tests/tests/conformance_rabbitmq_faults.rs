@@ -12,7 +12,7 @@ async fn conformance_rabbitmq_faults() {
         std::env::set_var("COMMS_CONFORMANCE_ONLY", "kill_and_restart,reconnect_state");
     }
     let backend = RabbitBackend::new();
-    let report = comms_core::conformance::run(&backend).await;
+    let report = comms_conformance::run(&backend).await;
     comms_tests::rabbitmq::ensure_running().expect("the broker is running again");
     match backend.cleanup().await {
         Ok(n) => println!("cleanup: {n} queues and exchanges deleted"),

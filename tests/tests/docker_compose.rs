@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 
 use comms::TransportUrl;
-use comms_tests::bins::binary;
+use comms_tests::binary;
 use yaml_rust2::{Yaml, YamlLoader};
 
 fn root() -> &'static Path {
@@ -33,7 +33,7 @@ fn merged(service: &Yaml) -> yaml_rust2::yaml::Hash {
 
 fn package_of(bin: &str) -> &'static str {
     match bin {
-        "commsd" => "comms-native",
+        "commsd" => "commsd",
         "agent" => "agent",
         "server" | "commsctl" => "server",
         other => panic!("`{other}` is not one of our binaries"),

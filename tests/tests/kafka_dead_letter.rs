@@ -4,21 +4,20 @@
 
 use std::time::Duration;
 
-use comms_core::conformance::Recorder;
+use comms_conformance::Recorder;
 use comms_core::Message;
 use comms_kafka::dead_letter::{OFFSET_HEADER, REASON_HEADER, TOPIC_HEADER};
+use comms_test_support::unique_name;
 use comms_tests::kafka::KafkaBackend;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message as _};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::producer::FutureRecord;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_records_go_to_the_dead_letter_topic() {
     let backend = KafkaBackend::start()
         .await
         .unwrap_or_else(|e| panic!("cannot start the Kafka broker: {e:#}"));
-    let ns = format!("dlq{}", std::process::id());
+    let ns = unique_name("dlq");
     let rec = Recorder::new();
     let b = backend
         .endpoint(&ns, "n1", "b", |e| e.handle("GOOD", rec.handler()))
@@ -27,11 +26,7 @@ async fn invalid_records_go_to_the_dead_letter_topic() {
     let a = backend.endpoint(&ns, "n0", "a", |e| e).await.unwrap();
     let names = comms_kafka::Names::new(&ns);
     let topic = names.instance(b.address());
-    let bootstrap = backend.url().trim_start_matches("kafka://").to_owned();
-    let raw: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .create()
-        .unwrap();
+    let raw = backend.raw_producer().unwrap();
     for bad in [
         &b"not json at all"[..],
         br#"{"v":2,"id":"x","command":"GOOD","to":"b"}"#,
@@ -58,16 +53,7 @@ async fn invalid_records_go_to_the_dead_letter_topic() {
 
     // Both bad records are on the dead-letter topic, unchanged, with the reason.
     let dlq = names.dead_letter();
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .set("group.id", format!("{ns}-inspect"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(&dlq, 0, Offset::Beginning)
-        .unwrap();
-    consumer.assign(&tpl).unwrap();
+    let consumer = backend.inspector(&ns, &dlq).unwrap();
     let mut found = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while found.len() < 2 && std::time::Instant::now() < deadline {

@@ -5,8 +5,9 @@
 
 use std::time::Duration;
 
-use comms_core::conformance::Recorder;
+use comms_conformance::Recorder;
 use comms_core::{Destination, Message};
+use comms_test_support::unique_name;
 use comms_tests::kafka::KafkaBackend;
 use tokio::process::Command;
 
@@ -39,50 +40,14 @@ if p.flush(30) != 0:
 print(json.dumps(got))
 "#;
 
-async fn ensure_confluent_kafka() {
-    let ok = |out: std::process::Output| out.status.success();
-    let probe = Command::new("python3")
-        .args(["-c", "import confluent_kafka"])
-        .output()
-        .await
-        .expect("python3 is needed for the interop test");
-    if ok(probe) {
-        return;
-    }
-    let pip = Command::new("python3")
-        .args(["-m", "pip", "install", "--quiet", "confluent-kafka"])
-        .output()
-        .await
-        .unwrap();
-    if ok(pip) {
-        return;
-    }
-    let pip = Command::new("python3")
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--break-system-packages",
-            "confluent-kafka",
-        ])
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        pip.status.success(),
-        "pip install confluent-kafka failed: {}",
-        String::from_utf8_lossy(&pip.stderr)
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_confluent_kafka_reads_and_writes_envelopes() {
-    ensure_confluent_kafka().await;
+    comms_tests::python::ensure_module("confluent_kafka", "confluent-kafka")
+        .expect("python3 with confluent_kafka is needed for the interop test");
     let backend = KafkaBackend::start()
         .await
         .unwrap_or_else(|e| panic!("cannot start the Kafka broker: {e:#}"));
-    let ns = format!("interop{}", std::process::id());
+    let ns = unique_name("interop");
     let rec = Recorder::new();
     let b = backend
         .endpoint(&ns, "n1", "b", |e| e.handle("FROM_PY", rec.handler()))
@@ -97,7 +62,7 @@ async fn python_confluent_kafka_reads_and_writes_envelopes() {
         a.send(msg).await.unwrap();
     }
     let names = comms_kafka::Names::new(&ns);
-    let bootstrap = backend.url().trim_start_matches("kafka://").to_owned();
+    let bootstrap = backend.bootstrap().to_owned();
     let out = tokio::time::timeout(
         Duration::from_secs(120),
         Command::new("python3")

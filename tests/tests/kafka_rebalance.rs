@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
-use comms_core::conformance::{check_increasing, check_no_duplicates, Recorder};
+use comms_conformance::{check_increasing, check_no_duplicates, Recorder};
 use comms_core::{Destination, Endpoint, Error, Message};
+use comms_test_support::unique_name;
 use comms_tests::kafka::KafkaBackend;
 
 const TOTAL: usize = 3000;
@@ -47,7 +48,7 @@ async fn consumers_join_and_leave_during_a_stream() {
     let backend = KafkaBackend::start()
         .await
         .unwrap_or_else(|e| panic!("cannot start the Kafka broker: {e:#}"));
-    let ns = format!("rebal{}", std::process::id());
+    let ns = unique_name("rebal");
     let rec = Recorder::new();
     let own = [Recorder::new(), Recorder::new(), Recorder::new()];
     let w1 = worker(&backend, &ns, "n1", &rec, &own[0]).await;

@@ -8,15 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use comms::{Endpoint, Message, Outcome};
+use comms_test_support::unique_name;
 use comms_tests::kafka::{config_for, Tansu};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_sniff_copies_messages_and_consumes_nothing() {
     let broker = Tansu::start().await.expect("start tansu");
-    let ns = format!(
-        "sniff_{}",
-        ulid::Ulid::generate().to_string().to_ascii_lowercase()
-    );
+    let ns = unique_name("sniff");
     let config = |node: &str| config_for(&broker.url(), &ns, node).unwrap();
     let handled = Arc::new(AtomicUsize::new(0));
     let h = handled.clone();

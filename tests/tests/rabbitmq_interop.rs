@@ -11,18 +11,14 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use comms_core::conformance::Recorder;
+use comms_conformance::Recorder;
 use comms_core::{Destination, Endpoint, Message};
 use comms_rabbitmq::dead_letter::{header_text, ERROR_HEADER, SOURCE_HEADER};
 use comms_rabbitmq::RabbitTransport;
+use comms_test_support::unique_name;
 use comms_tests::rabbitmq::{config, delete_namespaces, ensure_running, url};
 use lapin::options::{BasicGetOptions, BasicPublishOptions};
 use lapin::BasicProperties;
-
-fn namespace(base: &str) -> String {
-    let u = ulid::Ulid::generate().to_string().to_ascii_lowercase();
-    format!("{base}_{}", &u[u.len() - 10..])
-}
 
 async fn endpoint(
     ns: &str,
@@ -37,32 +33,6 @@ async fn endpoint(
         b = b.handle(command, rec.handler());
     }
     Ok(b.start().await?)
-}
-
-fn ensure_pika() -> anyhow::Result<()> {
-    let have = Command::new("python3")
-        .args(["-c", "import pika"])
-        .status()?;
-    if have.success() {
-        return Ok(());
-    }
-    let installed = Command::new("python3")
-        .args(["-m", "pip", "install", "--quiet", "pika"])
-        .status()?;
-    if !installed.success() {
-        let again = Command::new("python3")
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--break-system-packages",
-                "pika",
-            ])
-            .status()?;
-        anyhow::ensure!(again.success(), "pip install pika failed");
-    }
-    Ok(())
 }
 
 const PIKA_SCRIPT: &str = r#"
@@ -98,8 +68,8 @@ conn.close()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rabbitmq_interop_with_pika() -> anyhow::Result<()> {
     ensure_running()?;
-    ensure_pika()?;
-    let ns = namespace("pika");
+    comms_tests::python::ensure_module("pika", "pika")?;
+    let ns = unique_name("pika");
     let rec = Recorder::new();
     let rx = endpoint(&ns, 1, "py_rx", Some(&rec), "HELLO").await?;
     let tx = endpoint(&ns, 0, "rs_tx", None, "").await?;
@@ -157,7 +127,7 @@ async fn rabbitmq_interop_with_pika() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rabbitmq_bad_input_is_dead_lettered() -> anyhow::Result<()> {
     ensure_running()?;
-    let ns = namespace("bad");
+    let ns = unique_name("bad");
     let rec = Recorder::new();
     let b = endpoint(&ns, 1, "b", Some(&rec), "SEQ").await?;
     let a = endpoint(&ns, 0, "a", None, "").await?;
@@ -236,7 +206,7 @@ async fn rabbitmq_bad_input_is_dead_lettered() -> anyhow::Result<()> {
 async fn rabbitmq_deleted_queue_is_declared_again() -> anyhow::Result<()> {
     use lapin::options::QueueDeleteOptions;
     ensure_running()?;
-    let ns = namespace("gone");
+    let ns = unique_name("gone");
     let a = endpoint(&ns, 0, "a", None, "").await?;
     let to = Destination::service("later")?;
     a.send(Message::new("X", to.clone())?).await?;

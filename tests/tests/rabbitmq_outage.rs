@@ -5,9 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use comms_core::conformance::Recorder;
+use comms_conformance::Recorder;
 use comms_core::{Endpoint, Message};
 use comms_rabbitmq::RabbitTransport;
+use comms_test_support::unique_name;
 use comms_tests::rabbitmq::{
     await_startup, config_with, delete_namespaces, ensure_running, rabbitmqctl, BrokerGuard,
 };
@@ -16,8 +17,7 @@ use comms_tests::rabbitmq::{
 async fn rabbitmq_send_during_outage() -> anyhow::Result<()> {
     let guard = BrokerGuard;
     ensure_running()?;
-    let u = ulid::Ulid::generate().to_string().to_ascii_lowercase();
-    let ns = format!("outage_{}", &u[u.len() - 10..]);
+    let ns = unique_name("outage");
     let rec = Recorder::new();
     let b = Endpoint::builder(
         RabbitTransport::connect(&config_with(&ns, 1, 30_000)?).await?,

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use comms_core::conformance::{run_only, Verdict};
+use comms_conformance::{run_only, Verdict};
 use comms_tests::faulty::{Fault, FaultyBackend};
 
 async fn failing_cases(fault: Fault, cases: &[&str]) -> Vec<&'static str> {

@@ -9,7 +9,7 @@ use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
-use crate::commsd::Commsd;
+use crate::commsd;
 use crate::rss::rss_kib;
 
 type Conn = BufReader<UnixStream>;
@@ -51,8 +51,9 @@ async fn settle() {
 /// Runs the connection load and returns the report.
 pub async fn run(count: usize, concurrency: usize) -> anyhow::Result<serde_json::Value> {
     anyhow::ensure!(count >= 2, "--count must be at least 2");
-    let daemon = Commsd::start(count + 16).await?;
-    let pid = daemon.pid()?;
+    let daemon = commsd::start(count + 16).await?;
+    let pid = commsd::pid(&daemon)?;
+    let socket = commsd::socket(&daemon)?;
     settle().await;
     let before = rss_kib(Some(pid))?;
     let client_before = rss_kib(None)?;
@@ -60,7 +61,7 @@ pub async fn run(count: usize, concurrency: usize) -> anyhow::Result<serde_json:
     eprintln!("comms-load: opening {count} connections ({concurrency} at a time)...");
     let started = Instant::now();
     let mut conns: Vec<Conn> = stream::iter(0..count)
-        .map(|i| open(&daemon.socket, i))
+        .map(|i| open(socket, i))
         .buffered(concurrency.max(1))
         .try_collect()
         .await?;
@@ -80,7 +81,7 @@ pub async fn run(count: usize, concurrency: usize) -> anyhow::Result<serde_json:
     let got = read_until(&mut conns[last], "LOAD_PING").await?;
     let ping_ms = sent.elapsed().as_secs_f64() * 1000.0;
     anyhow::ensure!(got.starts_with("<load:load_0 "), "unexpected {got:?}");
-    let mut probe = BufReader::new(UnixStream::connect(&daemon.socket).await?);
+    let mut probe = BufReader::new(UnixStream::connect(socket).await?);
     probe.get_mut().write_all(b"LIST_SERVICES\n").await?;
     let list = read_until(&mut probe, "SERVICES").await?;
     let listed = list

@@ -5,16 +5,17 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use comms_agent::auth::FleetKey;
 use comms_agent::{Agent, AgentConfig};
+use comms_fleet::auth::FleetKey;
+use comms_fleet::control::{DispatchRequest, Selector};
+use comms_fleet::Job;
 use comms_native::transport::NativeTransport;
 use comms_server::client::{Client, Event};
-use comms_server::protocol::{DispatchRequest, Selector};
 use comms_server::{Server, ServerConfig};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use serde_json::json;
 
-use crate::commsd::Commsd;
+use crate::commsd;
 use crate::rss::rss_kib;
 
 fn transport(url: &str) -> anyhow::Result<Box<dyn comms_core::Transport>> {
@@ -28,8 +29,8 @@ pub async fn run(
     concurrency: usize,
 ) -> anyhow::Result<serde_json::Value> {
     anyhow::ensure!(agents >= 1, "--agents must be at least 1");
-    let daemon = Commsd::start(agents + 64).await?;
-    let url = daemon.url();
+    let daemon = commsd::start(agents + 64).await?;
+    let url = format!("cd://{}", commsd::socket(&daemon)?.display());
     let dir = tempfile::Builder::new()
         .prefix("comms-load-fleet-")
         .tempdir()?;
@@ -41,6 +42,7 @@ pub async fn run(
         ServerConfig {
             ttl_secs,
             key_file: Some(key_file.clone()),
+            state_dir: dir.path().join("server-state"),
             ..ServerConfig::default()
         },
     )
@@ -92,11 +94,13 @@ pub async fn run(
         .with_key(key);
     let request = DispatchRequest {
         selector: Selector::Group("load".into()),
-        argv: vec!["true".into()],
-        env: BTreeMap::new(),
-        cwd: None,
-        timeout_ms: 120_000,
-        output_cap: 1024,
+        job: Job {
+            argv: vec!["true".into()],
+            env: BTreeMap::new(),
+            cwd: None,
+            timeout_ms: 120_000,
+            output_cap: 1024,
+        },
     };
     let sent = Instant::now();
     let accepted = client.dispatch(&request).await.context("dispatch")?;
@@ -130,7 +134,7 @@ pub async fn run(
     // DISPATCH_DONE is a summary (the results were streamed): its outcome counts.
     let ok = record.outcomes.get("ok").copied().unwrap_or(0);
     let targets: usize = record.outcomes.values().sum();
-    let daemon_rss = rss_kib(Some(daemon.pid()?))?;
+    let daemon_rss = rss_kib(Some(commsd::pid(&daemon)?))?;
     let process_rss = rss_kib(None)?;
     // Heartbeats keep flowing while the fleet idles: every agent stays up.
     tokio::time::sleep(Duration::from_secs(ttl_secs.max(1) * 2)).await;

@@ -10,12 +10,9 @@
 //!
 //! Both print a short report and, with `--json FILE`, write it as JSON. `commsd` is found
 //! beside this executable or through `$COMMSD_BIN`:
-//! `cargo build --release -p comms-native -p comms-bench --bins`.
+//! `cargo build --release -p commsd -p comms-bench --bins`.
 
 mod commsd;
-#[path = "../commsd_bin.rs"]
-#[allow(dead_code)] // shared with comms-bench; the load daemons always log to stderr
-mod commsd_bin;
 mod conns;
 mod fleet;
 mod rss;

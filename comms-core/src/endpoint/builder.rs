@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -22,6 +23,9 @@ use super::dedup::{DedupWindow, DEFAULT_DEDUP_CAPACITY};
 use super::handler::{Handler, HandlerResult, Request};
 use super::{dispatch, Endpoint, Inner};
 
+/// Default [`EndpointBuilder::handler_timeout`].
+pub const DEFAULT_HANDLER_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Builds an [`Endpoint`].
 pub struct EndpointBuilder {
     transport: Arc<dyn Transport>,
@@ -36,6 +40,8 @@ pub struct EndpointBuilder {
     dedup_capacity: usize,
     lanes: usize,
     max_attempts: u32,
+    handler_timeout: Duration,
+    command_timeouts: Vec<(String, Duration)>,
     error: Option<Error>,
 }
 
@@ -63,6 +69,8 @@ impl EndpointBuilder {
             dedup_capacity: DEFAULT_DEDUP_CAPACITY,
             lanes: 16,
             max_attempts: 16,
+            handler_timeout: DEFAULT_HANDLER_TIMEOUT,
+            command_timeouts: Vec::new(),
             error: None,
         }
     }
@@ -103,7 +111,8 @@ impl EndpointBuilder {
         self
     }
 
-    /// Number of concurrent sender lanes (order is kept per sender). Default 16.
+    /// How many handlers run at once (each sender has its own lane, and order is kept per
+    /// sender). Default 16.
     pub fn lanes(mut self, n: usize) -> Self {
         self.lanes = n.max(1);
         self
@@ -112,6 +121,21 @@ impl EndpointBuilder {
     /// Give up on a message after this many `Retry` failures (it is then answered `ERROR`).
     pub fn max_attempts(mut self, n: u32) -> Self {
         self.max_attempts = n.max(1);
+        self
+    }
+
+    /// How long a handler may run before it is dropped and its message fails (a request gets
+    /// an `ERROR` reply naming the timeout). Default [`DEFAULT_HANDLER_TIMEOUT`] (60 s).
+    /// A handler with long work to do hands it to a task of its own and returns.
+    pub fn handler_timeout(mut self, timeout: Duration) -> Self {
+        self.handler_timeout = timeout;
+        self
+    }
+
+    /// Override [`EndpointBuilder::handler_timeout`] for the handler of `command` (registered
+    /// before or after this call; `start` fails when `command` has no handler).
+    pub fn command_timeout(mut self, command: &str, timeout: Duration) -> Self {
+        self.command_timeouts.push((command.to_owned(), timeout));
         self
     }
 
@@ -172,9 +196,21 @@ impl EndpointBuilder {
         if let Some(e) = self.error {
             return Err(e);
         }
+        let mut handlers = self.handlers;
+        for (command, timeout) in self.command_timeouts {
+            match handlers.get_mut(&command) {
+                Some(h) => h.timeout = Some(timeout),
+                None => {
+                    return Err(Error::invalid(
+                        "command",
+                        format!("a timeout for {command}, which has no handler"),
+                    ))
+                }
+            }
+        }
         let node = self.node.unwrap_or_else(|| self.transport.node());
         let address = Address::new(node, &self.service)?;
-        let mut ad = Advertisement::new(address.clone(), self.handlers.keys().cloned());
+        let mut ad = Advertisement::new(address.clone(), handlers.keys().cloned());
         if self.directory.is_some() {
             ad.commands.insert(commands::ADVERTISE.to_owned());
         }
@@ -193,7 +229,7 @@ impl EndpointBuilder {
             transport: self.transport,
             address,
             ad: Mutex::new(ad),
-            handlers: self.handlers,
+            handlers,
             pending: Mutex::default(),
             dedup: Mutex::new(DedupWindow::new(self.dedup_capacity)),
             attempts: Mutex::default(),
@@ -202,6 +238,8 @@ impl EndpointBuilder {
             tracker: TaskTracker::new(),
             lanes: self.lanes,
             max_attempts: self.max_attempts,
+            handler_timeout: self.handler_timeout,
+            failed: AtomicBool::new(false),
             closed_tx,
             handle_guard: Mutex::new(Weak::new()),
         });

@@ -1,35 +1,68 @@
 //! The dispatcher tasks of an endpoint: reader, sender lanes, heartbeat, directory sweep.
 //!
+//! # Reader and lanes
 //! One reader takes deliveries off the inbox. Replies to pending requests and advertisements are
-//! settled right there; everything else goes to the lane of its sender (hash of `from`), and each
-//! lane runs its messages one after another, which keeps per-sender order.
+//! settled right there; everything else is queued on the **lane of its sender** (one FIFO per
+//! exact `from`, not a hash bucket shared with other senders). A lane task runs its sender's
+//! messages one after another (per-sender order) and ends when its queue is empty; at most
+//! [`EndpointBuilder::lanes`](super::EndpointBuilder::lanes) handlers run at once over all lanes.
+//!
+//! The reader **never waits for a lane**: queuing on a lane cannot block, so a slow or hung
+//! handler holds back only the later messages of its own sender, never another sender's. What
+//! bounds the memory is the number of deliveries the endpoint holds (queued or running):
+//! [`MAX_HELD`]; the reader takes the next delivery only when one of those is settled. In
+//! practice the backend's own bound on unacknowledged deliveries (its prefetch or credit) is
+//! the tighter one. A sender that floods a stuck handler with more than that bound does hold
+//! the others back, but only until the stuck handler's timeout (60 s by default) frees it:
+//! the handler timeout is what turns "hung" into "slow".
+//!
+//! # Failure of a dispatcher task
+//! Handlers run inside `catch_unwind` and under a timeout (see the `process` module), so a
+//! handler cannot end a lane. Should a dispatcher task end anyway (a bug, or the inbox ending
+//! without `close`), the endpoint logs one error and closes itself: the heartbeat stops, the
+//! advertisement is withdrawn and the transport closed, so it is never advertised "up" while
+//! no one reads its messages.
 
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
+use crate::address::Address;
 use crate::advertisement::Advertisement;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::message::{commands, Message};
 use crate::transport::{Delivery, Inbox};
 
-use super::dedup::Digest;
-use super::handler::{HandlerError, Outcome, Request};
-use super::{lock, Endpoint, Inner};
+use super::process::{process, settle};
+use super::{lock, Inner};
 
-const LANE_DEPTH: usize = 32;
-const RETRY_PAUSE: Duration = Duration::from_millis(10);
+/// Most deliveries an endpoint holds at once (queued on lanes or being handled).
+pub const MAX_HELD: usize = 1024;
+
+/// A delivery queued on a lane, with its share of [`MAX_HELD`].
+struct Held {
+    delivery: Delivery,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// The lanes: one queue per sender, created on demand and removed once empty.
+struct Lanes {
+    queues: Mutex<HashMap<Option<Address>, mpsc::UnboundedSender<Held>>>,
+    /// Handlers running at once.
+    running: Arc<Semaphore>,
+    /// Deliveries held at once.
+    held: Arc<Semaphore>,
+}
 
 pub(crate) fn spawn(inner: &Arc<Inner>, inbox: Inbox) {
-    let mut lanes = Vec::with_capacity(inner.lanes);
-    for _ in 0..inner.lanes {
-        let (tx, rx) = mpsc::channel(LANE_DEPTH);
-        lanes.push(tx);
-        inner.tracker.spawn(lane(inner.clone(), rx));
-    }
+    let lanes = Arc::new(Lanes {
+        queues: Mutex::default(),
+        running: Arc::new(Semaphore::new(inner.lanes)),
+        held: Arc::new(Semaphore::new(MAX_HELD)),
+    });
     inner.tracker.spawn(reader(inner.clone(), inbox, lanes));
     inner.tracker.spawn(heartbeat(inner.clone()));
     if let Some(directory) = inner.directory.clone() {
@@ -46,14 +79,62 @@ pub(crate) fn spawn(inner: &Arc<Inner>, inbox: Inbox) {
     }
 }
 
-async fn reader(inner: Arc<Inner>, mut inbox: Inbox, lanes: Vec<mpsc::Sender<Delivery>>) {
+/// Watches a dispatcher task: if it ends while the endpoint is not closing (any end for the
+/// reader, a panic for the others), the endpoint closes itself (see the module docs).
+struct Sentinel {
+    inner: Arc<Inner>,
+    task: &'static str,
+    any_end: bool,
+}
+
+impl Drop for Sentinel {
+    fn drop(&mut self) {
+        if self.inner.cancel.is_cancelled() || !(self.any_end || std::thread::panicking()) {
+            return;
+        }
+        if self.inner.failed.swap(true, Ordering::SeqCst) {
+            return; // reported once
+        }
+        tracing::error!(
+            address = %self.inner.address,
+            task = self.task,
+            "an endpoint dispatcher task ended; closing the endpoint (advertisement withdrawn)"
+        );
+        let inner = self.inner.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    if let Err(e) = close(&inner).await {
+                        tracing::warn!(error = %e, "closing a failed endpoint");
+                    }
+                });
+            }
+            Err(_) => self.inner.cancel.cancel(),
+        }
+    }
+}
+
+async fn reader(inner: Arc<Inner>, mut inbox: Inbox, lanes: Arc<Lanes>) {
+    let _sentinel = Sentinel {
+        inner: inner.clone(),
+        task: "reader",
+        any_end: true,
+    };
     loop {
-        let delivery = tokio::select! {
-            d = inbox.recv() => d,
+        let permit = tokio::select! {
+            biased;
             _ = inner.cancel.cancelled() => break,
+            p = lanes.held.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+        };
+        let delivery = tokio::select! {
+            biased;
+            _ = inner.cancel.cancelled() => break,
+            d = inbox.recv() => d,
         };
         let Some(delivery) = delivery else {
-            tracing::debug!(address = %inner.address, "inbox closed");
+            if !inner.cancel.is_cancelled() {
+                tracing::debug!(address = %inner.address, "inbox closed");
+            }
             break;
         };
         let msg = delivery.message();
@@ -70,16 +151,73 @@ async fn reader(inner: Arc<Inner>, mut inbox: Inbox, lanes: Vec<mpsc::Sender<Del
             settle(delivery.ack().await);
             continue;
         }
-        let lane = &lanes[lane_of(msg, lanes.len())];
-        let delivery = match lane.try_send(delivery) {
-            Ok(()) => continue,
-            Err(mpsc::error::TrySendError::Closed(_)) => break,
-            Err(mpsc::error::TrySendError::Full(d)) => d,
+        enqueue(&inner, &lanes, delivery, permit);
+    }
+}
+
+/// Queue `delivery` on its sender's lane, starting the lane's task if it has none. Never waits.
+fn enqueue(
+    inner: &Arc<Inner>,
+    lanes: &Arc<Lanes>,
+    delivery: Delivery,
+    permit: OwnedSemaphorePermit,
+) {
+    let key = delivery.message().from.clone();
+    let held = Held {
+        delivery,
+        _permit: permit,
+    };
+    let mut queues = lock(&lanes.queues);
+    let held = match queues.get(&key) {
+        Some(tx) => match tx.send(held) {
+            Ok(()) => return,
+            Err(mpsc::error::SendError(held)) => held,
+        },
+        None => held,
+    };
+    let (tx, rx) = mpsc::unbounded_channel();
+    // Cannot fail: rx is alive.
+    let _ = tx.send(held);
+    queues.insert(key.clone(), tx);
+    drop(queues);
+    inner
+        .tracker
+        .spawn(lane(inner.clone(), lanes.clone(), key, rx));
+}
+
+/// One sender's lane: its messages one at a time, in order; ends when its queue is empty (the
+/// queue is removed under the same lock the reader queues under, so nothing is stranded).
+async fn lane(
+    inner: Arc<Inner>,
+    lanes: Arc<Lanes>,
+    key: Option<Address>,
+    mut rx: mpsc::UnboundedReceiver<Held>,
+) {
+    let _sentinel = Sentinel {
+        inner: inner.clone(),
+        task: "sender lane",
+        any_end: false,
+    };
+    loop {
+        let held = match rx.try_recv() {
+            Ok(held) => held,
+            Err(_) => {
+                let mut queues = lock(&lanes.queues);
+                match rx.try_recv() {
+                    Ok(held) => held,
+                    Err(_) => {
+                        queues.remove(&key);
+                        return;
+                    }
+                }
+            }
         };
-        tokio::select! {
-            r = lane.send(delivery) => if r.is_err() { break },
-            _ = inner.cancel.cancelled() => break,
-        }
+        let _running = tokio::select! {
+            biased;
+            _ = inner.cancel.cancelled() => return,
+            p = lanes.running.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+        };
+        process(&inner, held.delivery).await;
     }
 }
 
@@ -93,30 +231,12 @@ fn observe(inner: &Inner, msg: &Message) {
     }
 }
 
-fn lane_of(msg: &Message, lanes: usize) -> usize {
-    if lanes <= 1 {
-        return 0;
-    }
-    let mut h = DefaultHasher::new();
-    msg.from.hash(&mut h);
-    (h.finish() % lanes as u64) as usize
-}
-
-async fn lane(inner: Arc<Inner>, mut rx: mpsc::Receiver<Delivery>) {
-    loop {
-        let delivery = tokio::select! {
-            biased;
-            _ = inner.cancel.cancelled() => break,
-            d = rx.recv() => d,
-        };
-        match delivery {
-            Some(d) => process(&inner, d).await,
-            None => break,
-        }
-    }
-}
-
 async fn heartbeat(inner: Arc<Inner>) {
+    let _sentinel = Sentinel {
+        inner: inner.clone(),
+        task: "heartbeat",
+        any_end: false,
+    };
     let period = (lock(&inner.ad).ttl / 3).max(Duration::from_millis(50));
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     loop {
@@ -127,155 +247,6 @@ async fn heartbeat(inner: Arc<Inner>) {
         let ad = lock(&inner.ad).clone();
         if let Err(e) = inner.transport.advertise(&ad).await {
             tracing::warn!(address = %inner.address, error = %e, "heartbeat advertisement failed");
-        }
-    }
-}
-
-fn settle(result: Result<()>) {
-    if let Err(e) = result {
-        tracing::warn!(error = %e, "settling a delivery failed; it may be delivered again");
-    }
-}
-
-/// Whether `msg` may be answered with an error reply (never replies or error replies: no loops).
-fn may_answer(msg: &Message) -> bool {
-    msg.from.is_some() && !msg.is_reply() && !commands::is_error_reply(&msg.command)
-}
-
-async fn answer_error(inner: &Inner, msg: &Message, command: &str, params: &[(&str, &str)]) {
-    if !may_answer(msg) {
-        if commands::is_error_reply(&msg.command) {
-            tracing::warn!(from = ?msg.from, command = %msg.command, params = ?msg.params, "error reply received");
-        }
-        return;
-    }
-    let reply = msg.reply(command).map(|mut r| {
-        r.params.insert("command".into(), msg.command.clone());
-        for (k, v) in params {
-            r.params.insert((*k).into(), (*v).into());
-        }
-        r
-    });
-    let result = match reply {
-        Ok(r) => inner.transport.send(r).await,
-        Err(e) => Err(e),
-    };
-    if let Err(e) = result {
-        tracing::warn!(to = ?msg.from, command, error = %e, "could not send an error reply");
-    }
-}
-
-async fn complete(inner: &Inner, delivery: Delivery, key: Digest) {
-    {
-        let mut attempts = lock(&inner.attempts);
-        if !attempts.is_empty() {
-            attempts.remove(&delivery.message().id);
-        }
-    }
-    lock(&inner.dedup).insert(key);
-    settle(delivery.ack().await);
-}
-
-/// Runs the handler of one delivery and settles it. The handler's [`Request`] shares the
-/// delivery's message (no copy).
-async fn process(inner: &Arc<Inner>, delivery: Delivery) {
-    let msg = delivery.message();
-    let (key, seen) = {
-        let dedup = lock(&inner.dedup);
-        let key = dedup.digest(&msg.id, msg.hops);
-        (key, dedup.contains(key))
-    };
-    if seen {
-        tracing::debug!(id = %msg.id, "duplicate delivery acknowledged without running the handler");
-        settle(delivery.ack().await);
-        return;
-    }
-    let Some(handler) = inner.handlers.get(&msg.command) else {
-        answer_error(inner, msg, commands::UNKNOWN, &[]).await;
-        complete(inner, delivery, key).await;
-        return;
-    };
-    if let Some(schema) = &handler.schema {
-        if let Err(invalid) = schema.validate(msg) {
-            answer_error(
-                inner,
-                msg,
-                commands::INVALID,
-                &[("field", &invalid.field), ("reason", &invalid.reason)],
-            )
-            .await;
-            complete(inner, delivery, key).await;
-            return;
-        }
-    }
-    let Some(endpoint) = Endpoint::upgrade(inner) else {
-        return; // shutting down: dropping the delivery puts it back
-    };
-    let result = (handler.call)(Request {
-        message: delivery.shared_message(),
-        endpoint,
-    })
-    .await;
-    let id = &msg.id;
-    match result {
-        Ok(Outcome::Done) => complete(inner, delivery, key).await,
-        Ok(Outcome::Reply(reply)) => match inner.transport.send(reply).await {
-            Ok(()) => complete(inner, delivery, key).await,
-            Err(e) if e.is_retryable() => {
-                tracing::warn!(%id, error = %e, "reply not sent; the request will be handled again");
-                settle(delivery.nack(true).await);
-            }
-            Err(e) => {
-                tracing::warn!(%id, error = %e, "reply not sent");
-                complete(inner, delivery, key).await;
-            }
-        },
-        Ok(Outcome::Forward(to)) => {
-            let (from, command, id) = (msg.from.clone(), msg.command.clone(), msg.id.clone());
-            match inner.transport.forward(delivery, to).await {
-                Ok(()) => {
-                    lock(&inner.dedup).insert(key);
-                }
-                Err(e @ Error::HopLimit { .. }) => {
-                    tracing::error!(%id, ?from, %command, error = %e, "forward dropped");
-                    lock(&inner.dedup).insert(key);
-                }
-                Err(e) => {
-                    tracing::warn!(%id, error = %e, "forward failed; the message will be delivered again")
-                }
-            }
-        }
-        Err(HandlerError::Retry(reason)) => {
-            let attempts = {
-                let mut a = lock(&inner.attempts);
-                let n = a.entry(id.clone()).or_insert(0);
-                *n += 1;
-                *n
-            };
-            if attempts >= inner.max_attempts {
-                tracing::error!(%id, attempts, %reason, "giving up on a message");
-                let reason = format!("gave up after {attempts} attempts: {reason}");
-                answer_error(inner, msg, commands::ERROR, &[("reason", &reason)]).await;
-                complete(inner, delivery, key).await;
-            } else {
-                tracing::debug!(%id, attempts, %reason, "handler asked for redelivery");
-                tokio::time::sleep(RETRY_PAUSE).await;
-                settle(delivery.nack(true).await);
-            }
-        }
-        Err(HandlerError::Failed(reason)) => {
-            answer_error(inner, msg, commands::ERROR, &[("reason", &reason)]).await;
-            complete(inner, delivery, key).await;
-        }
-        Err(HandlerError::Invalid(invalid)) => {
-            answer_error(
-                inner,
-                msg,
-                commands::INVALID,
-                &[("field", &invalid.field), ("reason", &invalid.reason)],
-            )
-            .await;
-            complete(inner, delivery, key).await;
         }
     }
 }

@@ -77,6 +77,8 @@ type BoxFuture = Pin<Box<dyn Future<Output = HandlerResult> + Send>>;
 #[derive(Clone)]
 pub(crate) struct Handler {
     pub(crate) schema: Option<Schema>,
+    /// This command's timeout, when it overrides the endpoint's.
+    pub(crate) timeout: Option<std::time::Duration>,
     pub(crate) call: Arc<dyn Fn(Request) -> BoxFuture + Send + Sync>,
 }
 
@@ -96,6 +98,7 @@ impl Handler {
     {
         Self {
             schema,
+            timeout: None,
             call: Arc::new(move |req| Box::pin(f(req))),
         }
     }
@@ -109,6 +112,7 @@ impl Handler {
         let f = Arc::new(f);
         Self {
             schema: Some(T::schema()),
+            timeout: None,
             call: Arc::new(move |req: Request| {
                 let f = f.clone();
                 Box::pin(async move {

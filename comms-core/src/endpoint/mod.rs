@@ -9,9 +9,21 @@
 //!   [`Error::Timeout`] (distinct) or [`Error::Remote`] for an error reply.
 //! - **Dedup window**: (id, hops) of completed messages (bounded, [`DEFAULT_DEDUP_CAPACITY`]);
 //!   a redelivered message is acknowledged without running its handler again.
-//! - **Order**: messages from one sender are handled one at a time, in arrival order (lanes keyed
-//!   by sender); different senders are handled concurrently. Replies to pending requests bypass
-//!   the lanes, so a handler may itself make requests.
+//! - **Order**: messages from one sender are handled one at a time, in arrival order (one lane
+//!   per sender); different senders are handled concurrently (up to
+//!   [`EndpointBuilder::lanes`] handlers at once). Replies to pending requests bypass the lanes,
+//!   so a handler may itself make requests.
+//! - **Isolation**: a slow or hung handler holds back only its own sender's later messages: the
+//!   reader never waits for a lane (bounded by [`MAX_HELD`] held deliveries and the backend's
+//!   prefetch). A handler that **panics** is contained: its message fails like
+//!   [`HandlerError::Failed`] (a request gets an `ERROR` reply naming the panic), and every lane
+//!   keeps serving. Should a dispatcher task end anyway, the endpoint logs an error and closes
+//!   itself (advertisement withdrawn): it is never advertised while deaf.
+//! - **Timeouts**: a handler running longer than its timeout ([`DEFAULT_HANDLER_TIMEOUT`], 60 s,
+//!   set per endpoint with [`EndpointBuilder::handler_timeout`] and per command with
+//!   [`EndpointBuilder::command_timeout`]) is dropped and its message fails the same way
+//!   (`ERROR`, reason `handler timed out after N ms`). Long work belongs in a task the handler
+//!   spawns.
 //! - **Heartbeat**: the advertisement is repeated every TTL/3; an attached [`Directory`] is fed
 //!   with every `ADVERTISE` received and swept for expiry.
 //! - **Shutdown**: [`Endpoint::close`] withdraws the advertisement, stops taking deliveries (those
@@ -23,8 +35,10 @@ mod builder;
 mod dedup;
 mod dispatch;
 mod handler;
+mod process;
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -32,8 +46,9 @@ use tokio::sync::{oneshot, watch};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 
-pub use builder::EndpointBuilder;
+pub use builder::{EndpointBuilder, DEFAULT_HANDLER_TIMEOUT};
 pub use dedup::{DedupWindow, Digest, DEFAULT_DEDUP_CAPACITY};
+pub use dispatch::MAX_HELD;
 pub use handler::{HandlerError, HandlerResult, Outcome, Request};
 
 use crate::address::{Address, Destination};
@@ -75,6 +90,9 @@ pub(crate) struct Inner {
     pub(crate) tracker: TaskTracker,
     pub(crate) lanes: usize,
     pub(crate) max_attempts: u32,
+    pub(crate) handler_timeout: Duration,
+    /// A dispatcher task ended unexpectedly (reported once; the endpoint closes itself).
+    pub(crate) failed: AtomicBool,
     pub(crate) closed_tx: watch::Sender<bool>,
     pub(crate) handle_guard: Mutex<Weak<DropGuard>>,
 }

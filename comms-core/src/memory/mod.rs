@@ -20,8 +20,7 @@
 mod hub;
 mod queue;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -30,11 +29,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::address::{Address, Destination};
 use crate::advertisement::Advertisement;
+use crate::backend::{service_unavailable_report, Acker, Binding, NoAck, DEFAULT_HOP_LIMIT};
 use crate::capabilities::Capabilities;
 use crate::config::{hostname_node, Scheme, TransportUrl};
 use crate::error::{Error, Result};
-use crate::message::{commands, DeliveryMode, Message};
-use crate::transport::{prepare_forward, Acker, Delivery, Inbox, Transport, DEFAULT_HOP_LIMIT};
+use crate::message::{DeliveryMode, Message};
+use crate::transport::{Delivery, Inbox, Transport};
 
 use hub::{Hub, Route};
 use queue::{Item, Queue};
@@ -107,9 +107,7 @@ impl MemoryOptions {
 pub struct MemoryTransport {
     hub: Arc<Hub>,
     opts: MemoryOptions,
-    bound: Mutex<Option<Address>>,
-    listening: AtomicBool,
-    closed: AtomicBool,
+    binding: Binding,
     stop: CancellationToken,
 }
 
@@ -125,23 +123,9 @@ impl MemoryTransport {
     pub fn with_options(opts: MemoryOptions) -> Self {
         Self {
             hub: Hub::named(&opts.hub, opts.queue_bound),
+            binding: Binding::new(opts.node.clone()),
             opts,
-            bound: Mutex::new(None),
-            listening: AtomicBool::new(false),
-            closed: AtomicBool::new(false),
             stop: CancellationToken::new(),
-        }
-    }
-
-    fn address(&self) -> Option<Address> {
-        self.bound.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    fn check_open(&self) -> Result<()> {
-        if self.closed.load(Ordering::SeqCst) {
-            Err(Error::Closed)
-        } else {
-            Ok(())
         }
     }
 
@@ -236,11 +220,7 @@ impl MemoryTransport {
                 let delivery = if item.msg.mode == DeliveryMode::AtMostOnce {
                     queue.settle(None);
                     drop(permit);
-                    Delivery::shared(
-                        item.msg,
-                        item.redelivered,
-                        Box::new(crate::transport::NoAck),
-                    )
+                    Delivery::shared(item.msg, item.redelivered, Box::new(NoAck))
                 } else {
                     let (msg, redelivered) = (item.msg.clone(), item.redelivered);
                     Delivery::shared(
@@ -266,7 +246,7 @@ impl MemoryTransport {
 
     fn release(&self) {
         self.stop.cancel();
-        if let Some(addr) = self.address() {
+        if let Some(addr) = self.binding.address() {
             self.hub.unregister(&addr);
         }
     }
@@ -276,17 +256,10 @@ fn send_unavailable(hub: &Hub, expired: &Message) {
     let Some(origin) = expired.from.clone() else {
         return;
     };
-    let Ok(mut report) = Message::new(commands::SERVICE_UNAVAILABLE, origin.clone()) else {
+    let hub_address = Address::new("memory", "hub").ok();
+    let Ok(report) = service_unavailable_report(expired, origin.clone(), hub_address) else {
         return;
     };
-    report.correlation = Some(expired.id.clone());
-    report.from = Address::new("memory", "hub").ok();
-    report
-        .params
-        .insert("destination_service".into(), expired.to.to_string());
-    report
-        .params
-        .insert("unsent_command".into(), expired.command.clone());
     hub.copy_to_sniffers(&report);
     if !hub.instance_queue(&origin).try_push(Item {
         msg: Arc::new(report),
@@ -328,32 +301,9 @@ impl Drop for MemoryAcker {
 #[async_trait]
 impl Transport for MemoryTransport {
     async fn advertise(&self, ad: &Advertisement) -> Result<()> {
-        self.check_open()?;
-        ad.validate()?;
-        if ad.address.node() != self.opts.node {
-            return Err(Error::IdentityConflict {
-                bound: format!("node {}", self.opts.node),
-                requested: ad.address.to_string(),
-            });
-        }
-        let rebind = {
-            let mut bound = self.bound.lock().unwrap_or_else(|p| p.into_inner());
-            match &*bound {
-                Some(b) if b != &ad.address => {
-                    return Err(Error::IdentityConflict {
-                        bound: b.to_string(),
-                        requested: ad.address.to_string(),
-                    })
-                }
-                Some(_) => true,
-                None => {
-                    *bound = Some(ad.address.clone());
-                    false
-                }
-            }
-        };
+        let rebind = !self.binding.bind(ad)?;
         if let Err(e) = self.hub.register(&ad.address, ad.commands.clone(), rebind) {
-            *self.bound.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            self.binding.unbind();
             return Err(e);
         }
         let mut msg = ad.to_message()?;
@@ -362,41 +312,25 @@ impl Transport for MemoryTransport {
     }
 
     async fn listen(&self) -> Result<Inbox> {
-        self.check_open()?;
-        let address = self.address().ok_or(Error::NotAdvertised)?;
-        if self.listening.swap(true, Ordering::SeqCst) {
-            return Err(Error::AlreadyListening);
-        }
+        let address = self.binding.start_listening()?;
         let (tx, rx) = mpsc::channel(self.opts.prefetch);
         self.spawn_consumer(address, tx);
         Ok(Inbox::new(rx))
     }
 
-    async fn send(&self, mut msg: Message) -> Result<()> {
-        self.check_open()?;
-        msg.validate()?;
-        msg.check_size(MAX_MESSAGE_SIZE)?;
-        msg.from = Some(self.address().ok_or(Error::NotAdvertised)?);
+    async fn send(&self, msg: Message) -> Result<()> {
+        let msg = self.binding.prepare_send(msg, MAX_MESSAGE_SIZE)?;
         self.enqueue(msg).await
     }
 
     async fn forward(&self, delivery: Delivery, to: Destination) -> Result<()> {
-        self.check_open()?;
-        let (msg, acker) = delivery.into_parts();
-        match prepare_forward(msg, to, self.opts.hop_limit) {
-            Ok(fwd) => {
-                self.enqueue(fwd).await?;
-                acker.ack().await
-            }
-            Err(e) => {
-                acker.ack().await?;
-                Err(e)
-            }
-        }
+        self.binding
+            .forward(delivery, to, self.opts.hop_limit, |fwd| self.enqueue(fwd))
+            .await
     }
 
     async fn close(&self) -> Result<()> {
-        self.closed.store(true, Ordering::SeqCst);
+        self.binding.close();
         self.release();
         Ok(())
     }
@@ -415,11 +349,11 @@ impl Transport for MemoryTransport {
     }
 
     fn local_address(&self) -> Option<Address> {
-        self.address()
+        self.binding.address()
     }
 
     async fn sniff(&self) -> Result<Inbox> {
-        self.check_open()?;
+        self.binding.check_open()?;
         let mut tap = self.hub.tap();
         let (tx, rx) = mpsc::channel(self.opts.prefetch.max(1));
         let stop = self.stop.clone();
@@ -443,7 +377,7 @@ impl Transport for MemoryTransport {
                     }
                     Err(broadcast::error::RecvError::Closed) => break,
                 };
-                let copy = Delivery::new(msg, false, Box::new(crate::transport::NoAck));
+                let copy = Delivery::new(msg, false, Box::new(NoAck));
                 tokio::select! {
                     r = tx.send(copy) => if r.is_err() { break },
                     _ = stop.cancelled() => break,
@@ -463,6 +397,7 @@ impl Drop for MemoryTransport {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::message::commands;
 
     fn transport(hub: &str, prefetch: usize) -> MemoryTransport {
         let mut opts = MemoryOptions::from_url(

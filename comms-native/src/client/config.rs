@@ -47,7 +47,7 @@ impl ClientConfig {
     /// an error now, not a retry loop later.
     pub fn from_url(url: &str, service: impl Into<String>) -> Result<Self, ClientError> {
         let service = service.into();
-        if !crate::codec::is_valid_name(&service) {
+        if !cd_wire::is_valid_name(&service) {
             return Err(ClientError::BadUrl {
                 url: url.to_owned(),
                 reason: format!("service name `{service}` breaks the name rule"),

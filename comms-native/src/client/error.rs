@@ -25,7 +25,7 @@ pub enum ClientError {
     Tls(#[from] crate::tls::TlsError),
     /// A message cannot be written on the wire.
     #[error("message cannot be serialized: {0}")]
-    Serialize(#[from] crate::codec::SerializeError),
+    Serialize(#[from] cd_wire::SerializeError),
 }
 
 impl ClientError {

@@ -12,7 +12,7 @@ use super::config::ClientConfig;
 use super::error::ClientError;
 use super::state::ConnectionState;
 use super::task;
-use crate::codec::WireMessage;
+use cd_wire::WireMessage;
 
 /// What a handle asks of the connection task (one bounded channel, processed in order).
 #[derive(Debug)]

@@ -1,5 +1,5 @@
 //! The permanent Communicator client connection (`cd:`), as the C++
-//! `communicator_connection` (cd-wire.md §3, §5).
+//! `communicator_connection` (docs/PROTOCOL.md §3, §5).
 //!
 //! [`Client`] is a cheap `Clone` handle over a bounded channel to **one task that owns the
 //! socket** ([`ClientConfig::outgoing_capacity`]); messages from the daemon come out of a
@@ -28,8 +28,9 @@
 //! ```
 //!
 //! - Either side may start first: the task keeps trying on the schedule, default
-//!   `1,1,1,3,5,10,20,30,60` s (cd-wire §3), overridable by the URL query `?retry=0.05,0.1`
-//!   or [`ClientConfig::with_retry`].
+//!   `0.5,1,2` s, the last repeating, each pause shortened by up to 25 % at random (the stock
+//!   client's is `1,1,1,3,5,10,20,30,60`, cd-wire §3), overridable by the URL query `?retry=0.05,0.1`
+//!   or [`ClientConfig::with_retry`]. A reconnect after a lost session logs one line.
 //! - While not registered, lines handed to the task are **dropped and counted** (and
 //!   [`Client::send`] fails fast with [`ClientError::NotConnected`]): like the C++ client, the
 //!   connection is not a store. The native transport keeps its own copy of every at-least-once
@@ -49,6 +50,7 @@ mod state;
 mod target;
 mod task;
 
+pub use cd_wire::DAEMON_SERVICE;
 pub use config::{
     commands_list, ClientConfig, BASE_COMMANDS, CONNECT_TIMEOUT, DEFAULT_INCOMING_CAPACITY,
     DEFAULT_MAX_LINE, DEFAULT_OUTGOING_CAPACITY,
@@ -58,4 +60,3 @@ pub(crate) use handle::RawIncoming;
 pub use handle::{Client, Incoming};
 pub use state::ConnectionState;
 pub use target::{default_retry, parse_retry, Target, DEFAULT_PORT, DEFAULT_RETRY};
-pub use task::DAEMON_SERVICE;

@@ -17,8 +17,22 @@ pub const DEFAULT_PORT: u16 = 4040;
 /// The daemon's default secure (TLS) port.
 pub const DEFAULT_TLS_PORT: u16 = 4043;
 
-/// The Communicator's default reconnect schedule (seconds); the last value repeats.
-pub const DEFAULT_RETRY: [f64; 9] = [1.0, 1.0, 1.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0];
+/// The default reconnect schedule (seconds); the last value repeats. Unlike the stock
+/// Communicator's `1,1,1,3,5,10,20,30,60`, it never waits more than 2 s, so a client is back
+/// within a few seconds of its daemon's return; each pause is shortened by up to a quarter at
+/// random ([`jittered`]) so that many clients do not reconnect in step.
+pub const DEFAULT_RETRY: [f64; 3] = [0.5, 1.0, 2.0];
+
+/// `pause` shortened by a random 0–25 % (never lengthened: a schedule's values are upper
+/// bounds).
+pub fn jittered(pause: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    // A cheap varying fraction in [0, 0.25): enough to spread clients apart.
+    let fraction = f64::from(nanos % 1_000_000) / 4_000_000.0;
+    pause.mul_f64(1.0 - fraction)
+}
 
 /// Where the daemon listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,6 +176,19 @@ pub fn retry_from_query(raw: &str) -> Result<Vec<Duration>, ClientError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn default_pauses_stay_within_two_seconds_and_jitter_only_shortens() {
+        let schedule = default_retry();
+        assert!(schedule.iter().all(|d| *d <= Duration::from_secs(2)));
+        for _ in 0..100 {
+            let d = jittered(Duration::from_secs(2));
+            assert!(
+                d <= Duration::from_secs(2) && d >= Duration::from_millis(1500),
+                "{d:?}"
+            );
+        }
+    }
 
     #[test]
     fn targets() {

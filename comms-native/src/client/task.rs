@@ -17,11 +17,8 @@ use super::config::{commands_list, ClientConfig, CONNECT_TIMEOUT};
 use super::handle::Command;
 use super::state::ConnectionState;
 use super::target::Target;
-use crate::codec::head::{scan_head, trim_bounds};
-use crate::codec::{parse, LineCodec, RawLines, WireMessage};
-
-/// The daemon's own service name in its `<node:communicatord` prefix.
-pub const DAEMON_SERVICE: &str = "communicatord";
+use cd_wire::raw::{scan_head, trim_bounds};
+use cd_wire::{parse, LineCodec, RawLines, WireMessage, DAEMON_SERVICE};
 
 /// Lines written per socket write at most (batching).
 const WRITE_BATCH: usize = 512;
@@ -62,6 +59,24 @@ struct Ctx {
     dropped: u64,
 }
 
+impl Ctx {
+    fn new(
+        cfg: ClientConfig,
+        rx: mpsc::Receiver<Command>,
+        in_tx: InSink,
+        state: watch::Sender<ConnectionState>,
+    ) -> Self {
+        Self {
+            commands: cfg.commands.clone(),
+            cfg,
+            rx,
+            in_tx,
+            state,
+            dropped: 0,
+        }
+    }
+}
+
 pub(crate) async fn run(
     cfg: ClientConfig,
     rx: mpsc::Receiver<Command>,
@@ -69,15 +84,7 @@ pub(crate) async fn run(
     state: watch::Sender<ConnectionState>,
     cancel: CancellationToken,
 ) {
-    let commands = cfg.commands.clone();
-    let mut ctx = Ctx {
-        cfg,
-        rx,
-        in_tx,
-        state,
-        commands,
-        dropped: 0,
-    };
+    let mut ctx = Ctx::new(cfg, rx, in_tx, state);
     tokio::select! {
         done = lifecycle(&mut ctx) => {
             if let Some(done) = done {
@@ -139,7 +146,7 @@ async fn lifecycle(ctx: &mut Ctx) -> Option<oneshot::Sender<()>> {
                 });
             }
         }
-        let delay = ctx.cfg.retry[attempt.min(ctx.cfg.retry.len() - 1)];
+        let delay = super::target::jittered(ctx.cfg.retry[attempt.min(ctx.cfg.retry.len() - 1)]);
         attempt += 1;
         if let Idle::Close(done) = idle(ctx, tokio::time::sleep(delay)).await {
             return done;
@@ -317,7 +324,11 @@ where
                         "READY" => {
                             registered = true;
                             let node = msg.sent_from_server.clone();
-                            tracing::debug!(%node, service = %ctx.cfg.service, "registered");
+                            if session_no > 1 {
+                                tracing::info!(%node, service = %ctx.cfg.service, "reconnected to the daemon");
+                            } else {
+                                tracing::debug!(%node, service = %ctx.cfg.service, "registered");
+                            }
                             ctx.state.send_replace(ConnectionState::Connected { node, session: session_no });
                         }
                         "INVALID" if !registered && msg.param("command") == Some("REGISTER") => {
@@ -469,14 +480,7 @@ mod tests {
         let (tx, rx) = mpsc::channel(8);
         let (in_tx, mut in_rx) = mpsc::channel(8);
         let (state_tx, mut state) = watch::channel(ConnectionState::Disconnected);
-        let mut ctx = Ctx {
-            commands: cfg.commands.clone(),
-            cfg,
-            rx,
-            in_tx: InSink::Parsed(in_tx),
-            state: state_tx,
-            dropped: 0,
-        };
+        let mut ctx = Ctx::new(cfg, rx, InSink::Parsed(in_tx), state_tx);
         let daemon = tokio::spawn(async move {
             let (r, mut w) = tokio::io::split(theirs);
             let mut lines = BufReader::new(r).lines();
@@ -533,14 +537,7 @@ mod tests {
         let (_tx, rx) = mpsc::channel(8);
         let (in_tx, _in_rx) = mpsc::channel(8);
         let (state_tx, _state) = watch::channel(ConnectionState::Disconnected);
-        let mut ctx = Ctx {
-            commands: cfg.commands.clone(),
-            cfg,
-            rx,
-            in_tx: InSink::Parsed(in_tx),
-            state: state_tx,
-            dropped: 0,
-        };
+        let mut ctx = Ctx::new(cfg, rx, InSink::Parsed(in_tx), state_tx);
         let (r, mut w) = tokio::io::split(theirs);
         w.write_all(
             b"<vm:communicatord INVALID command=REGISTER;reason=\"dup is live\";service=dup\n",

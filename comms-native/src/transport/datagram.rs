@@ -22,24 +22,21 @@
 //! stats, never answered.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
 
 use async_trait::async_trait;
 use tokio::net::UdpSocket;
 use tokio::sync::OnceCell;
 
+use comms_core::backend::{Binding, DEFAULT_HOP_LIMIT};
 use comms_core::config::{hostname_node, Scheme, TransportUrl};
 use comms_core::name::validate_name;
-use comms_core::transport::{prepare_forward, DEFAULT_HOP_LIMIT};
 use comms_core::{
     Address, Advertisement, Capabilities, Delivery, DeliveryMode, Destination, Error, Inbox,
     Message, Result, Transport,
 };
 
-use super::lock;
 use super::mapping::to_wire;
-use crate::codec::{SECRET_CODE_PARAM, UDP_MAX_DATAGRAM};
+use cd_wire::{SECRET_CODE_PARAM, UDP_MAX_DATAGRAM};
 
 /// The daemon's default UDP port.
 pub const DEFAULT_UDP_PORT: u16 = 4041;
@@ -149,8 +146,7 @@ impl DatagramOptions {
 pub struct DatagramTransport {
     opts: DatagramOptions,
     socket: OnceCell<UdpSocket>,
-    address: Mutex<Option<Address>>,
-    closed: AtomicBool,
+    binding: Binding,
 }
 
 impl DatagramTransport {
@@ -164,10 +160,9 @@ impl DatagramTransport {
     /// A transport with explicit options.
     pub fn with_options(opts: DatagramOptions) -> Self {
         Self {
+            binding: Binding::new(opts.node.clone()),
             opts,
             socket: OnceCell::new(),
-            address: Mutex::new(None),
-            closed: AtomicBool::new(false),
         }
     }
 
@@ -255,14 +250,6 @@ impl DatagramTransport {
             )),
         }
     }
-
-    fn check_open(&self) -> Result<()> {
-        if self.closed.load(Ordering::SeqCst) {
-            Err(Error::Closed)
-        } else {
-            Ok(())
-        }
-    }
 }
 
 #[async_trait]
@@ -270,25 +257,7 @@ impl Transport for DatagramTransport {
     /// Binds the identity (node must match); publishes nothing (over UDP the daemon cannot
     /// tell who sent an advertisement).
     async fn advertise(&self, ad: &Advertisement) -> Result<()> {
-        self.check_open()?;
-        ad.validate()?;
-        if ad.address.node() != self.opts.node {
-            return Err(Error::IdentityConflict {
-                bound: format!("node {}", self.opts.node),
-                requested: ad.address.to_string(),
-            });
-        }
-        let mut bound = lock(&self.address);
-        match bound.as_ref() {
-            Some(a) if *a != ad.address => Err(Error::IdentityConflict {
-                bound: a.to_string(),
-                requested: ad.address.to_string(),
-            }),
-            _ => {
-                *bound = Some(ad.address.clone());
-                Ok(())
-            }
-        }
+        self.binding.bind(ad).map(drop)
     }
 
     async fn listen(&self) -> Result<Inbox> {
@@ -299,31 +268,24 @@ impl Transport for DatagramTransport {
         })
     }
 
+    /// No `advertise` needed: `from` is stamped when bound. The size limit is the
+    /// datagram's, checked on the serialized line ([`DatagramTransport::datagram`]).
     async fn send(&self, mut msg: Message) -> Result<()> {
-        self.check_open()?;
-        msg.validate()?;
-        msg.from = lock(&self.address).clone();
+        self.binding.check_message(&msg, usize::MAX)?;
+        msg.from = self.binding.address();
         self.put(&msg, None).await
     }
 
     async fn forward(&self, delivery: Delivery, to: Destination) -> Result<()> {
-        self.check_open()?;
-        let (msg, acker) = delivery.into_parts();
-        let origin = msg.from.clone();
-        match prepare_forward(msg, to, self.opts.hop_limit) {
-            Ok(fwd) => {
-                self.put(&fwd, origin.as_ref()).await?;
-                acker.ack().await
-            }
-            Err(e) => {
-                acker.ack().await?;
-                Err(e)
-            }
-        }
+        self.binding
+            .forward(delivery, to, self.opts.hop_limit, |fwd| async move {
+                self.put(&fwd, fwd.from.as_ref()).await
+            })
+            .await
     }
 
     async fn close(&self) -> Result<()> {
-        self.closed.store(true, Ordering::SeqCst);
+        self.binding.close();
         Ok(())
     }
 
@@ -342,7 +304,7 @@ impl Transport for DatagramTransport {
     }
 
     fn local_address(&self) -> Option<Address> {
-        lock(&self.address).clone()
+        self.binding.address()
     }
 }
 

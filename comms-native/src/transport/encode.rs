@@ -1,8 +1,8 @@
 //! A [`Message`] straight to its cd: line, serialized once ([`Encoded`]).
 //!
-//! The same bytes [`super::mapping::to_wire`] + [`crate::codec::serialize`] write (parameters
+//! The same bytes [`super::mapping::to_wire`] + [`cd_wire::serialize`] write (parameters
 //! byte-sorted, canonically escaped, so the daemon copies them verbatim), without building a
-//! [`WireMessage`](crate::codec::WireMessage): the message's parameters and the `comms_*`
+//! [`WireMessage`](cd_wire::WireMessage): the message's parameters and the `comms_*`
 //! envelope parameters are merged in name order as they are written.
 //!
 //! The outbox keeps the [`Encoded`] form as its copy of an at-least-once message and writes
@@ -18,9 +18,9 @@ use comms_core::{Address, DeliveryMode, Destination, Message, Scope};
 use super::mapping::{
     P_AMO, P_BASE, P_CACHE, P_CORR, P_FROM, P_HOPS, P_ID, P_LAST, P_SEQ, P_TRACE,
 };
-use crate::codec::serialize::{write_address, write_value};
-use crate::codec::wire::{is_valid_name, validate_address, validate_command};
-use crate::codec::SerializeError;
+use cd_wire::is_valid_name;
+use cd_wire::raw::{validate_address, validate_command, write_address, write_value};
+use cd_wire::SerializeError;
 
 /// A message serialized once: the head, then every parameter as `;name=value`, and where the
 /// three sequence parameters go. See the module docs.
@@ -53,7 +53,7 @@ const SLOT_NAMES: [&str; 3] = [P_BASE, P_LAST, P_SEQ];
 
 impl Encoded {
     /// Serialize `msg` (`origin`: set for forwards, kept in `comms_from`). Fails, writing
-    /// nothing, on what [`WireMessage::validate`](crate::codec::WireMessage::validate) refuses.
+    /// nothing, on what [`WireMessage::validate`](cd_wire::WireMessage::validate) refuses.
     pub fn new(msg: &Message, origin: Option<&Address>) -> Result<Self, SerializeError> {
         let (server, service) = match &msg.to {
             Destination::Instance(a) => (a.node(), a.service()),

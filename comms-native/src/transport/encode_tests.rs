@@ -5,8 +5,8 @@ use std::time::Duration;
 use comms_core::{Address, Destination, Message, MessageId, Scope};
 
 use super::*;
-use crate::codec::WireMessage;
 use crate::transport::mapping::to_wire;
+use cd_wire::WireMessage;
 
 fn old_line(msg: &Message, origin: Option<&Address>, seq: Option<&Seq<'_>>) -> String {
     let mut w: WireMessage = to_wire(msg, origin);

@@ -19,7 +19,7 @@ use comms_core::{Address, DeliveryMode, Destination, Message, MessageId, Params,
 
 use std::borrow::Cow;
 
-use crate::codec::{WireMessage, WireView};
+use cd_wire::{WireMessage, WireView};
 
 /// `comms_id`: the message id.
 pub const P_ID: &str = "comms_id";
@@ -182,7 +182,7 @@ pub fn from_wire(w: WireMessage, local: &Address) -> Inbound {
     decode(&head, Cow::Owned(command), params, local, &mut None)
 }
 
-/// Decode a line parsed in place ([`crate::codec::parse_view`]): only what the message keeps
+/// Decode a line parsed in place ([`cd_wire::parse_view`]): only what the message keeps
 /// is copied. `last_stamp` keeps the previous line's sender (reused when the next line has the same one).
 pub fn from_view(v: &WireView<'_>, local: &Address, last_stamp: &mut Option<Address>) -> Inbound {
     let head = Head {

@@ -16,6 +16,8 @@
 //!   daemon reports it undeliverable (`SERVICE_UNAVAILABLE` with `comms_corr` = its id).
 //! - Resend: after every (re)registration, **everything** held, in stream order; otherwise
 //!   an entry unacknowledged for `ack_timeout × 2^k` (k = resends so far, capped at 3).
+//! - Replies (a correlation set) beyond [`outbox::REPLY_QUOTA`] held for one destination are
+//!   written once, not kept: a peer that never acknowledges cannot wedge the outbox.
 //! - At-most-once messages, broadcasts and messages to stock Communicator services (which
 //!   never acknowledge; learnt from lines without `comms_id`, [`stock`]) are written once,
 //!   nothing kept; while disconnected they are dropped (fire-and-forget). Broadcasts reach the
@@ -51,6 +53,10 @@
 //! trying), a daemon that keeps refusing the name is [`Error::AddressInUse`]. `close` waits
 //! (up to `close_timeout`) until the outbox is empty, then UNREGISTERs and stops the tasks
 //! (CancellationToken + TaskTracker); dropping the transport stops them abruptly.
+//!
+//! Size: over 450 lines (this guide, then `NativeTransport` with its send, resend and
+//! `Transport` paths); left whole here because the throughput issue reshapes this contract
+//! and the shared transport bookkeeping moves to `comms-core` then.
 
 pub mod ack;
 pub mod datagram;
@@ -58,6 +64,7 @@ pub(crate) mod encode;
 pub mod mapping;
 mod options;
 pub(crate) mod outbox;
+pub mod probe;
 mod receiver;
 pub mod sniff;
 pub mod stock;
@@ -66,7 +73,8 @@ pub mod streams;
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -77,8 +85,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use comms_core::backend::Binding;
 use comms_core::config::TransportUrl;
-use comms_core::transport::prepare_forward;
 use comms_core::{
     Address, Advertisement, Capabilities, Delivery, DeliveryMode, Destination, Error, Inbox,
     Message, MessageId, Result, Transport,
@@ -105,8 +113,8 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// What the first `advertise` starts (the address itself is in the [`Binding`]).
 struct Bound {
-    address: Address,
     client: Client,
     commands: BTreeSet<String>,
     inbox_tx: Option<oneshot::Sender<mpsc::Sender<Delivery>>>,
@@ -122,9 +130,11 @@ pub struct NativeTransport {
     /// Notified when a send waits for a permit (the receiver must read the acks).
     wanted: Arc<Notify>,
     stock: Arc<Mutex<StockPeers>>,
+    binding: Binding,
+    /// Set together with the binding's address, under this lock.
     bound: Mutex<Option<Bound>>,
-    listening: AtomicBool,
-    closed: AtomicBool,
+    /// Replies written once over [`outbox::REPLY_QUOTA`] (for the rate-limited warning).
+    unkept_replies: AtomicU64,
     cancel: CancellationToken,
     tracker: TaskTracker,
 }
@@ -147,18 +157,34 @@ impl NativeTransport {
         )?))
     }
 
-    /// A transport with explicit options.
-    pub fn with_options(opts: NativeOptions) -> Self {
+    /// A transport with explicit options. Without `node=` (`opts.node_given` false), the
+    /// daemon is asked its name first ([`probe`], bounded, blocking: a Unix socket or loopback
+    /// port answers at once) and `opts.node` becomes it; the host name stays when it cannot
+    /// be asked.
+    pub fn with_options(mut opts: NativeOptions) -> Self {
+        if !opts.node_given {
+            match probe::daemon_node(&opts.url) {
+                Some(node) => {
+                    if node != opts.node {
+                        tracing::info!(daemon = %node, host = %opts.node, "native: node learnt from the daemon");
+                    }
+                    opts.node = node;
+                }
+                None => {
+                    tracing::debug!(url = %opts.url, node = %opts.node, "native: the daemon could not be asked its name; using the host name")
+                }
+            }
+        }
         let epoch = format!("{:x}", ulid::Ulid::generate().random() as u64);
         Self {
             permits: Arc::new(Semaphore::new(opts.queue_bound.max(1))),
             wanted: Arc::default(),
             outbox: Arc::new(Mutex::new(Outbox::new(epoch))),
             stock: Arc::default(),
+            binding: Binding::new(opts.node.clone()),
             opts,
             bound: Mutex::new(None),
-            listening: AtomicBool::new(false),
-            closed: AtomicBool::new(false),
+            unkept_replies: AtomicU64::new(0),
             cancel: CancellationToken::new(),
             tracker: TaskTracker::new(),
         }
@@ -179,14 +205,6 @@ impl NativeTransport {
         lock(&self.outbox).len()
     }
 
-    fn check_open(&self) -> Result<()> {
-        if self.closed.load(Ordering::SeqCst) {
-            Err(Error::Closed)
-        } else {
-            Ok(())
-        }
-    }
-
     /// The client, once advertised (what `send` and `forward` need: the daemon stamps the
     /// sender, so the message's `from` is not written).
     fn client(&self) -> Result<Client> {
@@ -196,18 +214,17 @@ impl NativeTransport {
             .ok_or(Error::NotAdvertised)
     }
 
-    /// Bind on first use; the client to wait on when this call bound it.
+    /// The checks of `advertise` and the binding ([`Binding::bind`]); on the first, start
+    /// the client and return it to wait on.
     fn bind(&self, ad: &Advertisement) -> Result<Option<Client>> {
         let mut commands = ad.commands.clone();
         commands.insert(ACK_COMMAND.to_owned());
         let mut bound = lock(&self.bound);
-        if let Some(b) = bound.as_mut() {
-            if b.address != ad.address {
-                return Err(Error::IdentityConflict {
-                    bound: b.address.to_string(),
-                    requested: ad.address.to_string(),
-                });
-            }
+        let first = self.binding.bind(ad)?;
+        if !first {
+            let Some(b) = bound.as_mut() else {
+                return Ok(None);
+            };
             if b.commands != commands {
                 b.commands = commands.clone();
                 let client = b.client.clone();
@@ -217,10 +234,15 @@ impl NativeTransport {
             }
             return Ok(None);
         }
-        let cfg = ClientConfig::from_url(&self.opts.url, ad.address.service())
-            .map_err(Error::from)?
-            .with_commands(commands.iter().cloned())
-            .with_retry(self.opts.retry.clone());
+        let cfg = match ClientConfig::from_url(&self.opts.url, ad.address.service()) {
+            Ok(cfg) => cfg
+                .with_commands(commands.iter().cloned())
+                .with_retry(self.opts.retry.clone()),
+            Err(e) => {
+                self.binding.unbind();
+                return Err(e.into());
+            }
+        };
         let cancel = self.cancel.child_token();
         let (client, incoming) = Client::spawn_raw(cfg, &self.tracker, cancel.clone());
         let (inbox_tx, inbox_rx) = oneshot::channel();
@@ -249,7 +271,6 @@ impl NativeTransport {
             cancel.clone(),
         ));
         *bound = Some(Bound {
-            address: ad.address.clone(),
             client: client.clone(),
             commands,
             inbox_tx: Some(inbox_tx),
@@ -293,9 +314,7 @@ impl NativeTransport {
         if let Some(reason) = tls_failed {
             // The client keeps retrying (a certificate may be fixed on either side), but a
             // TLS failure is a configuration problem the caller must see now.
-            if let Some(b) = lock(&self.bound).take() {
-                b.cancel.cancel();
-            }
+            self.unbind();
             return Err(Error::transport_msg(
                 "native",
                 format!(
@@ -308,9 +327,7 @@ impl NativeTransport {
         match refused {
             Some(reason) => {
                 tracing::warn!(%address, %reason, "native: REGISTER refused until the register timeout");
-                if let Some(b) = lock(&self.bound).take() {
-                    b.cancel.cancel();
-                }
+                self.unbind();
                 Err(Error::AddressInUse(address.to_string()))
             }
             None => {
@@ -318,6 +335,15 @@ impl NativeTransport {
                 Ok(())
             }
         }
+    }
+
+    /// Undo a first `advertise` that failed: stop its client, forget the address.
+    fn unbind(&self) {
+        let mut bound = lock(&self.bound);
+        if let Some(b) = bound.take() {
+            b.cancel.cancel();
+        }
+        self.binding.unbind();
     }
 
     /// The synchronous part of a send: serialize, and for an at-least-once message take a
@@ -334,6 +360,13 @@ impl NativeTransport {
             return Ok(Step::Once(line.plain()));
         }
         let (key, id) = (destination_key(&msg.to), msg.id);
+        if msg.correlation.is_some() && lock(&self.outbox).held_for(key) >= outbox::REPLY_QUOTA {
+            let n = self.unkept_replies.fetch_add(1, Ordering::Relaxed);
+            if n % 1000 == 0 {
+                tracing::warn!(to = %key, quota = outbox::REPLY_QUOTA, unkept = n + 1, "native: replies to a destination that does not acknowledge are over quota; written once, not kept");
+            }
+            return Ok(Step::Once(line.plain()));
+        }
         match self.permits.clone().try_acquire_owned() {
             Ok(permit) => Ok(Step::Kept(self.keep(key, line, id, permit))),
             Err(TryAcquireError::Closed) => Err(Error::Closed),
@@ -473,14 +506,6 @@ async fn resend(
 #[async_trait]
 impl Transport for NativeTransport {
     async fn advertise(&self, ad: &Advertisement) -> Result<()> {
-        self.check_open()?;
-        ad.validate()?;
-        if ad.address.node() != self.opts.node {
-            return Err(Error::IdentityConflict {
-                bound: format!("node {}", self.opts.node),
-                requested: ad.address.to_string(),
-            });
-        }
         if let Some(client) = self.bind(ad)? {
             self.wait_registered(&client, &ad.address).await?;
         }
@@ -491,14 +516,10 @@ impl Transport for NativeTransport {
     }
 
     async fn listen(&self) -> Result<Inbox> {
-        self.check_open()?;
         let inbox_tx = {
             let mut bound = lock(&self.bound);
-            let b = bound.as_mut().ok_or(Error::NotAdvertised)?;
-            if self.listening.swap(true, Ordering::SeqCst) {
-                return Err(Error::AlreadyListening);
-            }
-            b.inbox_tx.take()
+            self.binding.start_listening()?;
+            bound.as_mut().and_then(|b| b.inbox_tx.take())
         };
         let (tx, rx) = mpsc::channel(self.opts.prefetch.max(1));
         if let Some(inbox_tx) = inbox_tx {
@@ -518,9 +539,9 @@ impl Transport for NativeTransport {
         Self: 'async_trait,
     {
         Box::pin(async move {
-            self.check_open()?;
-            msg.validate()?;
-            msg.check_size(self.opts.max_message_size)?;
+            // The daemon stamps the sender: `from` is not written.
+            self.binding
+                .check_message(&msg, self.opts.max_message_size)?;
             let client = self.client()?;
             let step = self.prepare(msg, None)?;
             self.enqueue(&client, step).await
@@ -528,25 +549,19 @@ impl Transport for NativeTransport {
     }
 
     async fn forward(&self, delivery: Delivery, to: Destination) -> Result<()> {
-        self.check_open()?;
-        let (msg, acker) = delivery.into_parts();
-        let origin = msg.from.clone();
-        match prepare_forward(msg, to, self.opts.hop_limit) {
-            Ok(fwd) => {
+        let hop_limit = self.opts.hop_limit;
+        self.binding
+            .forward(delivery, to, hop_limit, |fwd| async move {
+                let origin = fwd.from.clone();
                 let client = self.client()?;
                 let step = self.prepare(fwd, origin.as_ref())?;
-                self.enqueue(&client, step).await?;
-                acker.ack().await
-            }
-            Err(e) => {
-                acker.ack().await?;
-                Err(e)
-            }
-        }
+                self.enqueue(&client, step).await
+            })
+            .await
     }
 
     async fn close(&self) -> Result<()> {
-        if self.closed.swap(true, Ordering::SeqCst) {
+        if !self.binding.close() {
             return Ok(());
         }
         let deadline = Instant::now() + self.opts.close_timeout;
@@ -595,11 +610,11 @@ impl Transport for NativeTransport {
     }
 
     fn local_address(&self) -> Option<Address> {
-        lock(&self.bound).as_ref().map(|b| b.address.clone())
+        self.binding.address()
     }
 
     async fn sniff(&self) -> Result<Inbox> {
-        self.check_open()?;
+        self.binding.check_open()?;
         sniff::open(&self.opts, &self.tracker, self.cancel.child_token()).await
     }
 }

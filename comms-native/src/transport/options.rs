@@ -22,8 +22,11 @@ pub const DEFAULT_PREFETCH: usize = 256;
 pub struct NativeOptions {
     /// The URL (scheme, target) as written.
     pub url: String,
-    /// The node name endpoints get (`?node=`; default: the hostname as communicatord makes it).
+    /// The node name endpoints get (`?node=`; without it, the daemon's own name, asked by
+    /// [`super::NativeTransport::with_options`], else the hostname as communicatord makes it).
     pub node: String,
+    /// Whether `node` was given (`?node=`); if not, the transport asks the daemon.
+    pub node_given: bool,
     /// Reconnect schedule (`?retry=` seconds, comma-separated).
     pub retry: Vec<Duration>,
     /// Unacknowledged at-least-once messages kept before `send` waits.
@@ -84,6 +87,7 @@ impl NativeOptions {
         let ms = |name: &str, default: u64| number(name, default).map(Duration::from_millis);
         Ok(Self {
             url: url.as_str().to_owned(),
+            node_given: url.query("node").is_some(),
             node,
             retry,
             queue_bound: number("queue_bound", DEFAULT_QUEUE_BOUND as u64)? as usize,

@@ -16,6 +16,9 @@
 //!   Lines of a stream that opens are returned by [`Outbox::take_released`].
 //! - Bounded: each entry holds a semaphore permit of the transport's `queue_bound`; `send`
 //!   waits for a permit (then fails with `Backpressure`), an acknowledgement releases it.
+//! - **Reply quota**: replies owed to one destination hold at most [`REPLY_QUOTA`] entries;
+//!   beyond it they are written once, unkept, so a peer that never acknowledges cannot fill
+//!   `queue_bound` for every destination with the replies it provokes.
 //! - Resend: every written entry remembers when it was last written; [`Outbox::due`] returns
 //!   those unacknowledged for `ack_timeout × 2^attempts` (capped at 8×),
 //!   [`Outbox::everything`] returns all of them (after a reconnect), in stream and position
@@ -52,6 +55,13 @@ struct Entry {
     attempts: u32,
     _permit: Option<OwnedSemaphorePermit>,
 }
+
+/// Replies (messages with a correlation) held for one destination at most. A peer that asks
+/// and never acknowledges (a raw client sending fake `PING`s, a crashed asker) would otherwise
+/// fill the shared `queue_bound` with the copies of its answers and wedge every other send;
+/// past this quota a reply to that destination is written once and not kept (at-most-once;
+/// the asker's own timeout and retry cover a loss), so it costs the others nothing.
+pub const REPLY_QUOTA: usize = 256;
 
 /// Streams kept even when idle.
 pub const KEEP_STREAMS: usize = 1024;
@@ -122,6 +132,15 @@ impl Outbox {
     /// Messages held (written or waiting for their stream to open).
     pub(crate) fn len(&self) -> usize {
         self.len
+    }
+
+    /// Messages held in the newest stream of destination `key` (for an instance, its only
+    /// stream: what [`REPLY_QUOTA`] counts).
+    pub(crate) fn held_for(&self, key: &str) -> usize {
+        self.streams
+            .get(key)
+            .and_then(|id| self.out.get(id))
+            .map_or(0, |s| s.entries.len())
     }
 
     fn new_stream(&mut self, key: &str, open: bool, now: Instant) -> u64 {
@@ -349,9 +368,9 @@ impl Outbox {
 
 #[cfg(test)]
 mod test_support {
-    pub(super) use crate::codec::WireMessage;
     pub(super) use crate::transport::mapping::{P_BASE, P_LAST, P_SEQ};
     use bytes::Bytes;
+    pub(super) use cd_wire::WireMessage;
     pub(super) use comms_core::MessageId;
     use comms_core::{Destination, Message};
 
@@ -377,7 +396,7 @@ mod test_support {
 
     /// A written line, parsed back.
     pub(super) fn wire(line: &Bytes) -> WireMessage {
-        crate::codec::parse(line).unwrap()
+        cd_wire::parse(line).unwrap()
     }
 }
 

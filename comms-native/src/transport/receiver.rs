@@ -38,7 +38,7 @@ use super::outbox::Outbox;
 use super::stock::StockPeers;
 use super::streams::{StreamKey, Streams};
 use crate::client::{Client, RawIncoming, DAEMON_SERVICE};
-use crate::codec::{parse, parse_view, Parsed, WireMessage, WireView};
+use cd_wire::{parse, parse_view, Parsed, WireMessage, WireView};
 
 /// Incoming batches (of up to [`crate::client::task::RAW_BATCH`] lines) taken per turn.
 const LINE_BATCH: usize = 4;
@@ -446,7 +446,7 @@ impl State {
                 redelivered: false,
             }),
             _ => {
-                tracing::warn!(command = %msg.command, from = ?msg.from, "native: inbox full, at-most-once message dropped")
+                tracing::warn!(command = %msg.command, from = %comms_core::address::or_dash(msg.from.as_ref()), "native: inbox full, at-most-once message dropped")
             }
         }
     }

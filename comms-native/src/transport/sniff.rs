@@ -29,7 +29,7 @@ use comms_core::{Address, Delivery, Error, Inbox, Result};
 use super::mapping::{from_wire, ACK_COMMAND};
 use super::NativeOptions;
 use crate::client::{Target, CONNECT_TIMEOUT, DAEMON_SERVICE, DEFAULT_MAX_LINE};
-use crate::codec::LineCodec;
+use cd_wire::LineCodec;
 
 /// The daemon command (a comms extension of the cd: protocol).
 pub const SNIFF_COMMAND: &str = "SNIFF";

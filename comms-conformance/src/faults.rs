@@ -1,0 +1,136 @@
+//! Cases 23–24: the daemon or broker killed and restarted.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use comms_core::directory::Directory;
+use comms_core::error::Error;
+use comms_core::message::Message;
+
+use crate::harness::{
+    check_increasing, check_no_duplicates, ensure, CaseResult, Ctx, OrFail, Recorder, Stop, WAIT,
+};
+
+/// Send, retrying the same message (same id) while the error is retryable.
+async fn send_retrying(ep: &comms_core::endpoint::Endpoint, msg: Message) -> Result<(), Error> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        match ep.send(msg.clone()).await {
+            Err(e) if e.is_retryable() && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+pub(crate) async fn kill_and_restart(ctx: &Ctx<'_>) -> CaseResult {
+    const TOTAL: usize = 10_000;
+    let rec = Recorder::new();
+    let b = ctx
+        .endpoint(2, "b", |e| e.handle("SEQ", rec.handler()))
+        .await?;
+    let to = b.address().clone();
+    let senders = [
+        ctx.endpoint(0, "a0", |e| e).await?,
+        ctx.endpoint(1, "a1", |e| e).await?,
+    ];
+    let mut tasks = tokio::task::JoinSet::new();
+    for (k, a) in senders.iter().cloned().enumerate() {
+        let to = to.clone();
+        tasks.spawn(async move {
+            for i in 0..TOTAL / 2 {
+                let msg = Message::new("SEQ", to.clone())?.with_param("seq", i.to_string());
+                send_retrying(&a, msg).await?;
+                if i % 500 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+            Ok::<_, Error>(k)
+        });
+    }
+    for at in [TOTAL / 5, TOTAL * 3 / 5] {
+        rec.wait_distinct(at, WAIT * 2).await?;
+        ctx.backend
+            .kill_and_restart()
+            .await
+            .or_fail("kill and restart")?;
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.or_fail("sender task")?.or_fail("send")?;
+    }
+    rec.wait_distinct(TOTAL, WAIT * 3).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    check_no_duplicates(&rec)?;
+    let mut per_sender: HashMap<String, Vec<u64>> = HashMap::new();
+    for m in rec.messages() {
+        let seq = m
+            .param("seq")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(u64::MAX);
+        per_sender
+            .entry(m.from.map(|f| f.to_string()).unwrap_or_default())
+            .or_default()
+            .push(seq);
+    }
+    for (from, seqs) in &per_sender {
+        check_increasing(seqs, from)?;
+    }
+    for ep in senders.into_iter().chain([b]) {
+        ep.close().await.or_fail("close")?;
+    }
+    Ok(())
+}
+
+pub(crate) async fn reconnect_state(ctx: &Ctx<'_>) -> CaseResult {
+    let dir = Directory::new();
+    let w = ctx
+        .endpoint(0, "watch", |e| {
+            e.directory(dir.clone()).ttl(Duration::from_secs(1))
+        })
+        .await?;
+    let rec = Recorder::new();
+    let b = ctx
+        .endpoint(1, "b", |e| {
+            e.handle("AFTER", rec.handler()).ttl(Duration::from_secs(1))
+        })
+        .await?;
+    let a = ctx.endpoint(0, "a", |e| e).await?;
+    ensure(dir.wait_up(b.address(), WAIT).await, || {
+        "b never listed up".into()
+    })?;
+    ctx.backend
+        .kill_and_restart()
+        .await
+        .or_fail("kill and restart")?;
+    let restarted = SystemTime::now();
+    for i in 0..10 {
+        let msg = Message::new("AFTER", b.address().clone())
+            .or_fail("build")?
+            .with_param("seq", i.to_string());
+        send_retrying(&a, msg)
+            .await
+            .or_fail("send after the restart")?;
+    }
+    rec.wait_distinct(10, WAIT).await?;
+    // Advertisements flow again: b is heard from after the restart.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let fresh = dir
+            .get(b.address())
+            .is_some_and(|e| e.up && e.last_seen > restarted);
+        if fresh {
+            break;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(Stop::Fail(
+                "no advertisement from b after the restart".into(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for ep in [a, b, w] {
+        ep.close().await.or_fail("close")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,174 @@
+//! Shared helpers for the cluster tests (included with `#[path]`): real `commsd` processes
+//! ([`comms_test_support::Commsd`]) on loopback peer addresses, and raw line clients
+//! ([`comms_test_support::Probe`]) with the cluster's registration steps.
+#![allow(dead_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[allow(unused_imports)] // not every test uses each
+pub use comms_test_support::line::{list, param};
+#[allow(unused_imports)]
+pub use comms_test_support::names::{loopback_any as loopback0, process_name as unique};
+use comms_test_support::{Commsd, CommsdSpec, LineClient, Probe, Stderr};
+use commsd::tls::PeerTls;
+use commsd::{Daemon, DaemonConfig, DaemonHandle, PeerConfig};
+use tokio::net::TcpStream;
+
+/// Bound on one expected line.
+pub const WAIT: Duration = Duration::from_secs(10);
+/// Bound on the cluster converging (links up, announcements flooded).
+pub const CONVERGE: Duration = Duration::from_secs(30);
+
+/// One `commsd` child process with a peer listener on 127.0.0.1.
+#[derive(Debug)]
+pub struct Node {
+    pub name: String,
+    pub tcp: SocketAddr,
+    pub peer: SocketAddr,
+    daemon: Commsd,
+    _dir: tempfile::TempDir,
+}
+
+impl Node {
+    /// Starts `name` with its peer listener on `peer` (port 0: any) and `neighbors`.
+    pub async fn start(
+        name: &str,
+        peer: SocketAddr,
+        neighbors: &[SocketAddr],
+        extra: &[&str],
+    ) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let daemon = CommsdSpec::new(env!("CARGO_BIN_EXE_commsd"))
+            .name(name)
+            .tcp_any()
+            .args([
+                "--no-udp",
+                "--peer-retry-secs",
+                "1",
+                "--allow-stop-from-tcp",
+            ])
+            .peers(peer, neighbors)
+            .args(extra)
+            .arg("--unix")
+            .arg(dir.path().join("commsd.sock"))
+            .env("RUST_LOG", "comms_native=debug")
+            .stderr(Stderr::File(log_path(name)))
+            .start()
+            .await
+            .expect("commsd starts");
+        let l = daemon.listeners();
+        Self {
+            name: name.to_owned(),
+            tcp: l.tcp.expect("tcp listener"),
+            peer: l.peer.expect("peer listener"),
+            daemon,
+            _dir: dir,
+        }
+    }
+
+    /// SIGKILL (no DISCONNECT, no flush).
+    pub async fn kill(&mut self) {
+        self.daemon.kill().await.expect("SIGKILL");
+    }
+
+    /// Starts the same daemon again (same name, same ports, same neighbours).
+    pub async fn restart(&mut self) {
+        self.daemon.restart().await.expect("commsd restarts");
+    }
+
+    /// A raw client on this node's TCP listener.
+    pub async fn client(&self) -> Raw {
+        Raw::connect(self.tcp).await
+    }
+
+    /// Polls `CLUSTER_MAP` until `check` accepts its line (bounded by [`CONVERGE`]).
+    pub async fn wait_map(&self, what: &str, check: impl Fn(&str) -> bool) -> String {
+        let deadline = tokio::time::Instant::now() + CONVERGE;
+        let mut c = self.client().await;
+        loop {
+            c.send("CLUSTER_MAP").await;
+            let l = c.expect_prefix("CLUSTER_MAP ").await;
+            if check(&l) {
+                return l;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{}: cluster map never showed {what}; last: {l}",
+                self.name
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// An in-process daemon `name` (Unix socket in `dir`, TCP, no UDP) with a peer listener on
+/// 127.0.0.1 port 0, `neighbors`, redials every 200 ms and, when given, peer TLS.
+pub async fn in_process(
+    dir: &Path,
+    name: &str,
+    neighbors: Vec<SocketAddr>,
+    tls: Option<PeerTls>,
+) -> DaemonHandle {
+    let mut cfg = DaemonConfig::ephemeral(name, dir.join(format!("{name}.sock")));
+    cfg.udp = None;
+    cfg.peers = PeerConfig {
+        listen: Some(loopback0()),
+        allow_loopback: true,
+        neighbors,
+        retry: vec![Duration::from_millis(200)],
+        insecure: tls.is_none(),
+        tls,
+        ..PeerConfig::default()
+    };
+    Daemon::start(cfg).await.unwrap()
+}
+
+/// The `CLUSTER_MAP` line of an in-process daemon.
+pub async fn map(h: &DaemonHandle) -> String {
+    let mut c = Raw::connect(h.tcp_addr().unwrap()).await;
+    c.send("CLUSTER_MAP").await;
+    c.expect_prefix("CLUSTER_MAP ").await
+}
+
+/// Where a node's stderr goes (kept for post-mortems of failed runs).
+pub fn log_path(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("commsd-cluster-{name}.log"))
+}
+
+comms_test_support::probe_newtype! {
+    /// A raw line client, as a stock Communicator service (or daemon) talks.
+    pub struct Raw;
+}
+
+impl Raw {
+    pub async fn connect(addr: SocketAddr) -> Self {
+        Self(Probe::tcp(addr).await)
+    }
+
+    pub fn from_stream(s: TcpStream) -> Self {
+        Self(LineClient::from_stream(s).into())
+    }
+
+    /// REGISTER on `node` and declare `commands`; waits for the HELP round trip.
+    pub async fn register(&mut self, node: &str, service: &str, commands: &str) {
+        self.send(&format!("REGISTER service={service};version=1"))
+            .await;
+        self.expect(&format!("<{node}:communicatord HELP")).await;
+        self.expect_prefix(&format!("<{node}:communicatord READY "))
+            .await;
+        self.send(&format!("COMMANDS list={commands}")).await;
+        self.send("HELP").await;
+        self.skip_to(&format!("{node}:{service}/COMMANDS list="))
+            .await;
+    }
+
+    /// SNIFF (a dedicated connection).
+    pub async fn sniff(&mut self, node: &str) {
+        self.send("SNIFF").await;
+        self.expect_prefix(&format!("<{node}:communicatord SNIFFING "))
+            .await;
+    }
+}

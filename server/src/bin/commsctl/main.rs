@@ -1,0 +1,463 @@
+//! `commsctl`: talk to the fleet server (agents, run, send, status, results, cancel), or watch
+//! the whole transport (`sniff`, which needs no server). See `commsctl --help` for the exit
+//! codes; every command fails within --connect-timeout (daemon or broker) and --wait (server).
+
+mod cli;
+mod out;
+mod run;
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches};
+use comms::startup::Resolved;
+use comms::{Destination, Message};
+use comms_fleet::auth::FleetKey;
+use comms_fleet::control::{DispatchRequest, Selector};
+use comms_fleet::{Job, DEFAULT_URL};
+use comms_server::client::Client;
+use comms_server::sniff::{Filter, Output as SniffOutput};
+
+use cli::{Args, Command};
+
+/// An error with its own exit code.
+#[derive(Debug)]
+struct Exit(u8, String);
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.1)
+    }
+}
+impl std::error::Error for Exit {}
+
+fn kv(s: &str) -> anyhow::Result<(String, String)> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .with_context(|| format!("`{s}` is not key=value"))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+    let matches = Args::command().get_matches();
+    let args = match Args::from_arg_matches(&matches) {
+        Ok(a) => a,
+        Err(e) => e.exit(),
+    };
+    let from_cli = |id: &str| {
+        let src = matches
+            .subcommand()
+            .and_then(|(_, m)| m.value_source(id))
+            .or_else(|| matches.value_source(id));
+        src == Some(ValueSource::CommandLine)
+    };
+    let url_from_flag = from_cli("url");
+    let sniff_extra = ["wait", "key_file"].into_iter().find(|id| from_cli(id));
+    let json = args.json;
+    match run(args, url_from_flag, sniff_extra).await {
+        Ok(code) => code,
+        Err(e) => {
+            // Each cause once: anyhow's chain, skipping a cause already in the text before it.
+            let mut text = String::new();
+            for cause in e.chain() {
+                let c = causes(cause);
+                if !text.contains(&c) {
+                    if !text.is_empty() {
+                        text.push_str(": ");
+                    }
+                    text.push_str(&c);
+                }
+            }
+            out::error(json, &text);
+            let code = e.downcast_ref::<Exit>().map_or(2, |x| x.0);
+            ExitCode::from(code)
+        }
+    }
+}
+
+async fn run(
+    args: Args,
+    url_from_flag: bool,
+    sniff_extra: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    match &args.command {
+        Command::Keygen { path, force } => {
+            comms_server::keygen::write_key_file(path, *force)?;
+            out::note(
+                false,
+                &format!("wrote a new fleet key to {} (mode 0600)", path.display()),
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                *shell,
+                &mut Args::command(),
+                "commsctl",
+                &mut std::io::stdout(),
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Man => {
+            clap_mangen::Man::new(Args::command()).render(&mut std::io::stdout())?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Sniff { .. } => {
+            if let Some(flag) = sniff_extra {
+                bail!("sniff does not use --{}", flag.replace('_', "-"));
+            }
+        }
+        _ => {}
+    }
+    let env_url = std::env::var(comms::config::URL_ENV).ok();
+    let flag_url = if url_from_flag {
+        args.url.as_deref()
+    } else {
+        None
+    };
+    let resolved = Resolved::resolve(
+        args.config.as_deref(),
+        flag_url,
+        env_url.as_deref(),
+        DEFAULT_URL,
+    )?;
+    tracing::info!("{}", resolved.describe());
+    if resolved.overridden_file_url.is_some() {
+        tracing::warn!("{}", resolved.describe());
+    }
+    let config = &resolved.config;
+    let masked = resolved.masked_url();
+    let what = match resolved.backend() {
+        "native" => "daemon",
+        "memory" => "transport",
+        _ => "broker",
+    };
+    let connect_timeout = Duration::from_secs(args.connect_timeout.max(1));
+    let unreachable = |why: String| {
+        anyhow::anyhow!(
+            "cannot reach the {} {what} at {masked}: {why}",
+            resolved.backend()
+        )
+    };
+    if let Err(e) = comms::probe(config, connect_timeout).await {
+        return Err(unreachable(causes(&e)));
+    }
+    let transport = match tokio::time::timeout(connect_timeout, comms::connect(config)).await {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => return Err(unreachable(causes(&e))),
+        Err(_) => {
+            return Err(unreachable(format!(
+                "no connection within {} s",
+                connect_timeout.as_secs()
+            )))
+        }
+    };
+    if resolved.backend() == "native" && !config.transport.url.starts_with("cdu:") {
+        if let Err(why) = probe_native(&config.transport.url, connect_timeout).await {
+            return Err(unreachable(why));
+        }
+    }
+    if let Command::Sniff {
+        commands,
+        services,
+        count,
+    } = args.command
+    {
+        return sniff(transport, commands, services, count, args.json).await;
+    }
+    let me = format!("commsctl_{}", std::process::id());
+    let wait = Duration::from_secs(args.wait.max(1));
+    let key = match &args.key_file {
+        Some(p) => Some(FleetKey::from_file(p)?),
+        None => None,
+    };
+    let mut client =
+        match tokio::time::timeout(connect_timeout, Client::connect(transport, &me, wait)).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return Err(unreachable(causes(&e))),
+            Err(_) => {
+                return Err(unreachable(format!(
+                    "no connection within {} s",
+                    connect_timeout.as_secs()
+                )))
+            }
+        };
+    if let Some(key) = key {
+        client = client.with_key(key);
+    }
+    let no_server = |e: comms::Error| {
+        anyhow::anyhow!(
+            "no answer from the server (service `server`, namespace {}) over {masked} within {} s: \
+             {} (is `server` running on this URL and namespace?)",
+            resolved.namespace,
+            wait.as_secs(),
+            causes(&e)
+        )
+    };
+    let json = args.json;
+    let code = match args.command {
+        Command::Agents => {
+            let agents = client.agents().await.map_err(no_server)?;
+            if json {
+                for a in &agents {
+                    out::line("agent", a);
+                }
+            } else {
+                print_agents(&agents);
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Status => {
+            let s = client.status().await.map_err(no_server)?;
+            if json {
+                out::line("status", &s);
+            } else {
+                println!(
+                    "server {} over {}: {} agents up, {} down, {} dispatches running, up {} s",
+                    s.address,
+                    s.backend,
+                    s.agents_up,
+                    s.agents_down,
+                    s.dispatches_running,
+                    s.uptime_secs
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Cancel { dispatch } => {
+            let tasks = client.cancel(&dispatch).await.map_err(no_server)?;
+            if tasks == 0 {
+                let known = client.results().await.map_err(no_server)?;
+                if !known.iter().any(|d| d.dispatch == dispatch) {
+                    return Err(
+                        Exit(2, format!("no dispatch `{dispatch}` known to the server")).into(),
+                    );
+                }
+            }
+            if json {
+                out::line(
+                    "cancelled",
+                    &serde_json::json!({"dispatch": dispatch, "tasks": tasks}),
+                );
+            } else {
+                println!("cancel sent for {dispatch} ({tasks} running tasks)");
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Results { dispatch } => {
+            let mut r = client.results().await.map_err(no_server)?;
+            if let Some(id) = &dispatch {
+                r.retain(|d| &d.dispatch == id);
+                if r.is_empty() {
+                    return Err(Exit(2, format!("no dispatch `{id}` known to the server")).into());
+                }
+            }
+            for d in &r {
+                if json {
+                    out::line("dispatch", d);
+                } else {
+                    let ok = d.outcomes.get("ok").copied().unwrap_or(0);
+                    let targets: usize = d.outcomes.values().sum();
+                    println!(
+                        "{} {} {}/{} ok{}",
+                        d.dispatch,
+                        d.argv.join(" "),
+                        ok,
+                        targets,
+                        if d.done { "" } else { " (running)" }
+                    );
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Send {
+            target,
+            params,
+            reply,
+        } => {
+            let (to, command) = target
+                .rsplit_once('/')
+                .with_context(|| format!("`{target}` is not [node:]service/CMD"))?;
+            let to: Destination = to.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+            let mut msg = Message::new(command, to)?;
+            for p in &params {
+                let (k, v) = kv(p)?;
+                msg.params.insert(k, v);
+            }
+            if reply {
+                let answer = client.endpoint().request(msg, wait).await?;
+                if json {
+                    out::line("reply", &answer);
+                } else {
+                    let params: Vec<String> = answer
+                        .params
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect();
+                    println!(
+                        "{} from {}: {}",
+                        answer.command,
+                        answer.from.map(|f| f.to_string()).unwrap_or_default(),
+                        params.join(" ")
+                    );
+                }
+            } else {
+                client.endpoint().send(msg).await?;
+                if json {
+                    out::line("sent", &serde_json::json!({"target": target}));
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Run {
+            agent,
+            group,
+            label,
+            all,
+            timeout,
+            deadline,
+            output_cap,
+            env,
+            cwd,
+            argv,
+        } => {
+            let selector = match (agent, group, label, all) {
+                (Some(a), _, _, _) => Selector::Agent(a),
+                (_, Some(g), _, _) => Selector::Group(g),
+                (_, _, Some(l), _) => {
+                    let (k, v) = kv(&l)?;
+                    Selector::Label(k, v)
+                }
+                (_, _, _, true) => Selector::All,
+                _ => bail!("say where to run: --agent ID, --group G, --label k=v or --all"),
+            };
+            let env: BTreeMap<String, String> =
+                env.iter().map(|e| kv(e)).collect::<anyhow::Result<_>>()?;
+            let request = DispatchRequest {
+                selector,
+                job: Job {
+                    argv,
+                    env,
+                    cwd,
+                    timeout_ms: timeout.saturating_mul(1000),
+                    output_cap,
+                },
+            };
+            let deadline = Duration::from_secs(deadline.unwrap_or(timeout.saturating_add(15)));
+            run::run_dispatch(&mut client, &request, deadline, json)
+                .await
+                .map_err(|e| match e.downcast::<comms::Error>() {
+                    Ok(e) => no_server(e),
+                    Err(e) => e,
+                })?
+        }
+        Command::Sniff { .. }
+        | Command::Keygen { .. }
+        | Command::Completions { .. }
+        | Command::Man => {
+            unreachable!("handled above")
+        }
+    };
+    // Closing must not hang either (a broker that went away).
+    let _ = tokio::time::timeout(connect_timeout, client.close()).await;
+    Ok(code)
+}
+
+/// An error and its sources, each cause once, joined with `: `.
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let c = s.to_string();
+        if !text.contains(&c) {
+            text.push_str(": ");
+            text.push_str(&c);
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// A native URL's daemon accepts connections (the native client itself retries forever).
+async fn probe_native(url: &str, within: Duration) -> Result<(), String> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.split(['?', '#']).next().unwrap_or_default();
+    let attempt = async {
+        if let Some(path) = rest.strip_prefix('/') {
+            #[cfg(unix)]
+            return tokio::net::UnixStream::connect(format!("/{path}"))
+                .await
+                .map(drop);
+            #[cfg(not(unix))]
+            return Ok::<(), std::io::Error>(());
+        }
+        let authority = rest.split('/').next().unwrap_or_default();
+        tokio::net::TcpStream::connect(authority).await.map(drop)
+    };
+    match tokio::time::timeout(within, attempt).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no connection within {} s", within.as_secs())),
+    }
+}
+
+fn print_agents(agents: &[comms_fleet::control::AgentInfo]) {
+    println!(
+        "{:<6} {:<32} {:<12} {:<16} LABELS",
+        "STATE", "ADDRESS", "ID", "GROUPS"
+    );
+    for a in agents {
+        let labels: Vec<String> = a.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let id: String = a.id.chars().take(12).collect();
+        println!(
+            "{:<6} {:<32} {:<12} {:<16} {}",
+            if a.up { "up" } else { "down" },
+            a.address,
+            id,
+            a.groups.join(","),
+            labels.join(",")
+        );
+    }
+    println!(
+        "{} agents, {} up",
+        agents.len(),
+        agents.iter().filter(|a| a.up).count()
+    );
+}
+
+async fn sniff(
+    transport: Box<dyn comms::Transport>,
+    commands: Vec<String>,
+    services: Vec<String>,
+    count: Option<u64>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let backend = transport.capabilities().backend;
+    let filter = Filter { commands, services };
+    let output = SniffOutput { json, count };
+    let stop = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let started = || eprintln!("commsctl: sniffing the {backend} transport (Ctrl-C to stop)");
+    let mut stdout = std::io::stdout().lock();
+    let result =
+        comms_server::sniff::run(&*transport, &filter, output, &mut stdout, stop, started).await;
+    let _ = transport.close().await;
+    match result {
+        Ok(_) => Ok(ExitCode::SUCCESS),
+        Err(e @ comms::Error::Unsupported { .. }) => {
+            bail!("{e}: this backend cannot sniff (memory, native commsd, RabbitMQ and Kafka can)")
+        }
+        Err(e) => Err(e).context("sniff"),
+    }
+}
