@@ -14,10 +14,23 @@
 //! time and at most once: a [`ReplayGuard`] remembers the ids it accepted for that long
 //! (bounded: at most [`REPLAY_CAPACITY`] ids; when full, the oldest are forgotten early).
 //! [`FleetAuth`] holds both for one endpoint: it signs what the endpoint sends and admits what
-//! it receives.
+//! it receives. A guard given a file ([`ReplayGuard::persistent`], the agent's
+//! `<state_dir>/replay-guard`, the server's `<state_dir>/replay-guard`) appends each accepted id
+//! with its time and reads them back at start, so a restart does not reopen the window.
+//!
+//! **Key files and rotation.** A key file holds one key per line: the first is the current
+//! key (it signs), the others are previous keys, still accepted when verifying. To rotate
+//! without downtime: put `new` above `old` in every agent's file, then in the server's and
+//! commsctl's, then drop `old` everywhere.
+//!
+//! **Where the key is found** ([`find_key_file`]): an explicit file (`--key-file`,
+//! `COMMS_FLEET_KEY_FILE`, `key_file` in the config), else [`default_key_path`], the file the
+//! `server` creates on its first start in its state directory, so that `agent` and `commsctl`
+//! on the same host (same working directory, or the same `COMMS_SERVER_STATE_DIR`) find it.
 
 use std::collections::{HashMap, VecDeque};
-use std::path::Path;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -32,6 +45,34 @@ pub const MAX_SKEW: Duration = Duration::from_secs(300);
 /// Ids a [`ReplayGuard`] remembers at most.
 pub const REPLAY_CAPACITY: usize = 100_000;
 const DOMAIN: &[u8] = b"comms-fleet-auth-v1";
+/// The environment variable naming a fleet key file (`--key-file` of every binary).
+pub const KEY_FILE_ENV: &str = "COMMS_FLEET_KEY_FILE";
+/// The environment variable naming the server's state directory (`--state-dir` of `server`).
+pub const STATE_DIR_ENV: &str = "COMMS_SERVER_STATE_DIR";
+/// The server's state directory when nothing names one (relative to the working directory).
+pub const DEFAULT_STATE_DIR: &str = "server-state";
+/// The name of the key file the server creates in its state directory.
+pub const KEY_FILE_NAME: &str = "fleet.key";
+/// The name of a persistent replay guard's file in a state directory.
+pub const REPLAY_GUARD_FILE: &str = "replay-guard";
+
+/// Where the server keeps (and, keyless, creates) its fleet key by default:
+/// `$COMMS_SERVER_STATE_DIR/fleet.key`, else `./server-state/fleet.key`.
+pub fn default_key_path() -> PathBuf {
+    let dir = std::env::var_os(STATE_DIR_ENV)
+        .filter(|d| !d.is_empty())
+        .map_or_else(|| PathBuf::from(DEFAULT_STATE_DIR), PathBuf::from);
+    dir.join(KEY_FILE_NAME)
+}
+
+/// The fleet key file to use: `explicit` (a flag, `COMMS_FLEET_KEY_FILE` or the config) if
+/// given, else [`default_key_path`] if that file exists; `None` when there is none.
+pub fn find_key_file(explicit: Option<&Path>) -> Option<PathBuf> {
+    match explicit {
+        Some(p) => Some(p.to_path_buf()),
+        None => Some(default_key_path()).filter(|p| p.is_file()),
+    }
+}
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -73,11 +114,21 @@ pub enum AuthError {
         /// The service the signature names.
         signed_for: String,
     },
+    /// The persistent replay guard could not be read or written (the request is refused:
+    /// accepting it unrecorded would let it be replayed after a restart).
+    #[error("replay guard {path}: {reason}")]
+    Guard {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
-/// The shared secret of a fleet. `Debug` never shows it.
+/// The shared secret of a fleet: the current key (it signs) and any previous keys still
+/// accepted during a rotation. `Debug` never shows them.
 #[derive(Clone)]
-pub struct FleetKey(Vec<u8>);
+pub struct FleetKey(Vec<Vec<u8>>);
 
 impl std::fmt::Debug for FleetKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -98,11 +149,23 @@ impl FleetKey {
                 reason: format!("shorter than {} bytes", Self::MIN_LEN),
             });
         }
-        Ok(Self(bytes))
+        Ok(Self(vec![bytes]))
     }
 
-    /// Reads a key file: its content without surrounding whitespace (e.g. the output of
-    /// `openssl rand -hex 32`), at least [`FleetKey::MIN_LEN`] bytes.
+    /// This key, also accepting `previous` when verifying (a rotation in progress).
+    pub fn with_previous(mut self, previous: FleetKey) -> Self {
+        self.0.extend(previous.0);
+        self
+    }
+
+    /// How many keys are accepted (1 + the previous keys).
+    pub fn accepted(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Reads a key file: one key per non-empty line, without surrounding whitespace (e.g. the
+    /// output of `openssl rand -hex 32`), each at least [`FleetKey::MIN_LEN`] bytes. The first
+    /// line is the current key; the others are previous keys, accepted but never used to sign.
     pub fn from_file(path: &Path) -> Result<Self, AuthError> {
         let err = |reason: String| AuthError::Key {
             path: path.display().to_string(),
@@ -113,16 +176,34 @@ impl FleetKey {
             return Err(err("larger than 4 KiB: not a key file".into()));
         }
         let text = std::fs::read(path).map_err(|e| err(e.to_string()))?;
-        let key = text.trim_ascii();
-        if key.len() < Self::MIN_LEN {
-            return Err(err(format!("shorter than {} bytes", Self::MIN_LEN)));
+        let mut keys = Vec::new();
+        for (n, line) in text.split(|b| *b == b'\n').enumerate() {
+            let key = line.trim_ascii();
+            if key.is_empty() {
+                continue;
+            }
+            if key.len() < Self::MIN_LEN {
+                return Err(err(format!(
+                    "line {}: shorter than {} bytes",
+                    n + 1,
+                    Self::MIN_LEN
+                )));
+            }
+            keys.push(key.to_vec());
         }
-        Ok(Self(key.to_vec()))
+        if keys.is_empty() {
+            return Err(err("empty: no key".into()));
+        }
+        Ok(Self(keys))
     }
 
-    fn mac(&self, msg: &Message, service: &str, issued_ms: u64) -> HmacSha256 {
+    fn current(&self) -> &[u8] {
+        self.0.first().map_or(&[], Vec::as_slice)
+    }
+
+    fn mac(key: &[u8], msg: &Message, service: &str, issued_ms: u64) -> HmacSha256 {
         // `new_from_slice` accepts keys of any length for HMAC.
-        let mut mac = match HmacSha256::new_from_slice(&self.0) {
+        let mut mac = match HmacSha256::new_from_slice(key) {
             Ok(m) => m,
             Err(_) => unreachable!("HMAC takes keys of any length"),
         };
@@ -150,13 +231,16 @@ impl FleetKey {
     /// [`FleetKey::sign`] with an explicit issue time (tests).
     pub fn sign_at(&self, msg: &mut Message, issued_ms: u64) {
         let service = destination_service(&msg.to);
-        let tag = self.mac(msg, &service, issued_ms).finalize().into_bytes();
+        let tag = Self::mac(self.current(), msg, &service, issued_ms)
+            .finalize()
+            .into_bytes();
         let value = format!("v1.{issued_ms}.{}", hex(&tag));
         msg.params.insert(AUTH_PARAM.to_owned(), value);
     }
 
-    /// Checks `msg`'s signature, that it was signed for `me` (this endpoint's service name)
-    /// and that it is fresh. Does not check replays: see [`ReplayGuard::check`].
+    /// Checks `msg`'s signature (by the current or a previous key), that it was signed for
+    /// `me` (this endpoint's service name) and that it is fresh. Does not check replays: see
+    /// [`ReplayGuard::check`].
     pub fn verify(&self, msg: &Message, me: &str, now_ms: u64) -> Result<u64, AuthError> {
         let value = msg.param(AUTH_PARAM).ok_or(AuthError::Missing)?;
         let mut parts = value.splitn(3, '.');
@@ -167,9 +251,14 @@ impl FleetKey {
         let issued: u64 = issued.parse().map_err(|_| AuthError::Malformed)?;
         let sig = unhex(sig).ok_or(AuthError::Malformed)?;
         let signed_for = destination_service(&msg.to);
-        self.mac(msg, &signed_for, issued)
-            .verify_slice(&sig)
-            .map_err(|_| AuthError::BadSignature)?;
+        let signed = self.0.iter().any(|k| {
+            Self::mac(k, msg, &signed_for, issued)
+                .verify_slice(&sig)
+                .is_ok()
+        });
+        if !signed {
+            return Err(AuthError::BadSignature);
+        }
         if signed_for != me {
             return Err(AuthError::WrongDestination { signed_for });
         }
@@ -185,12 +274,23 @@ impl FleetKey {
 }
 
 /// Remembers accepted message ids for [`MAX_SKEW`] so that a captured signed message cannot
-/// be played again. Bounded by [`REPLAY_CAPACITY`].
+/// be played again. Bounded by [`REPLAY_CAPACITY`]. With a file ([`ReplayGuard::persistent`])
+/// it also survives a restart of its process.
 #[derive(Debug)]
 pub struct ReplayGuard {
     seen: HashMap<String, u64>,
     order: VecDeque<(u64, String)>,
     capacity: usize,
+    file: Option<GuardFile>,
+}
+
+/// The append-only file of a persistent guard: one `<accepted unix ms> <id>` line per id.
+#[derive(Debug)]
+struct GuardFile {
+    path: PathBuf,
+    out: std::fs::File,
+    /// Lines appended since the file was last rewritten with the live ids only.
+    appended: usize,
 }
 
 impl Default for ReplayGuard {
@@ -199,21 +299,87 @@ impl Default for ReplayGuard {
     }
 }
 
+/// How long an accepted id is remembered: past it the message is stale anyway.
+fn horizon(now: u64) -> u64 {
+    now.saturating_sub(2 * MAX_SKEW.as_millis() as u64)
+}
+
 impl ReplayGuard {
-    /// A guard that remembers at most `capacity` ids.
+    /// A guard that remembers at most `capacity` ids, in memory only.
     pub fn with_capacity(capacity: usize) -> Self {
         Self {
             seen: HashMap::new(),
             order: VecDeque::new(),
             capacity: capacity.max(1),
+            file: None,
         }
     }
 
-    /// Verifies `msg` with `key` for `me`, then records its id; a second time is `Replayed`.
+    /// A guard kept in `path` as well: the ids accepted within the last 2 × [`MAX_SKEW`] (at
+    /// most `capacity`, the newest) are read back, the file is rewritten with them only, and
+    /// every id accepted from now on is appended (and synced) before it is admitted. Lines
+    /// that do not parse are skipped. The directory is created if missing.
+    pub fn persistent(path: &Path, capacity: usize) -> Result<Self, AuthError> {
+        let err = |reason: String| AuthError::Guard {
+            path: path.display().to_string(),
+            reason,
+        };
+        let mut guard = Self::with_capacity(capacity);
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(err(e.to_string())),
+        };
+        let oldest = horizon(now_ms());
+        let mut entries: Vec<(u64, String)> = text
+            .lines()
+            .filter_map(|l| {
+                let (t, id) = l.split_once(' ')?;
+                let t: u64 = t.parse().ok()?;
+                (t >= oldest && !id.is_empty() && !id.contains(' ')).then(|| (t, id.to_owned()))
+            })
+            .collect();
+        entries.sort();
+        let skip = entries.len().saturating_sub(guard.capacity);
+        for (t, id) in entries.into_iter().skip(skip) {
+            if guard.seen.insert(id.clone(), t).is_none() {
+                guard.order.push_back((t, id));
+            }
+        }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+        }
+        guard.file = Some(guard.rewrite(path).map_err(|e| err(e.to_string()))?);
+        Ok(guard)
+    }
+
+    /// Writes the live ids to `path` (atomically) and opens it for appending.
+    fn rewrite(&self, path: &Path) -> std::io::Result<GuardFile> {
+        let mut name = path.file_name().unwrap_or_default().to_os_string();
+        name.push(".tmp");
+        let tmp = path.with_file_name(name);
+        let mut text = String::new();
+        for (t, id) in &self.order {
+            text.push_str(&format!("{t} {id}\n"));
+        }
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        let out = std::fs::OpenOptions::new().append(true).open(path)?;
+        Ok(GuardFile {
+            path: path.to_path_buf(),
+            out,
+            appended: 0,
+        })
+    }
+
+    /// Verifies `msg` with `key` for `me`, then records its id; a second time is `Replayed`
+    /// (also after a restart, for a persistent guard).
     pub fn check(&mut self, key: &FleetKey, msg: &Message, me: &str) -> Result<(), AuthError> {
         let now = now_ms();
         key.verify(msg, me, now)?;
-        let horizon = now.saturating_sub(2 * MAX_SKEW.as_millis() as u64);
+        let horizon = horizon(now);
         while let Some((t, _)) = self.order.front() {
             if *t >= horizon && self.order.len() < self.capacity {
                 break;
@@ -226,8 +392,42 @@ impl ReplayGuard {
         if self.seen.contains_key(&id) {
             return Err(AuthError::Replayed);
         }
+        self.record(now, &id)?;
         self.seen.insert(id.clone(), now);
         self.order.push_back((now, id));
+        Ok(())
+    }
+
+    /// Appends `id` to the file, if any; rewrites the file when it grew past the capacity.
+    fn record(&mut self, now: u64, id: &str) -> Result<(), AuthError> {
+        let Some(file) = &mut self.file else {
+            return Ok(());
+        };
+        if id.contains(['\n', ' ']) {
+            return Err(AuthError::Malformed);
+        }
+        let path = file.path.clone();
+        let err = |e: std::io::Error| AuthError::Guard {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        };
+        file.out
+            .write_all(format!("{now} {id}\n").as_bytes())
+            .and_then(|()| file.out.sync_data())
+            .map_err(err)?;
+        file.appended += 1;
+        if file.appended > self.capacity {
+            // The ids recorded above stay in the file until this rewrite has replaced it.
+            let mut live = self.order.clone();
+            live.push_back((now, id.to_owned()));
+            let snapshot = Self {
+                seen: HashMap::new(),
+                order: live,
+                capacity: self.capacity,
+                file: None,
+            };
+            self.file = Some(snapshot.rewrite(&path).map_err(err)?);
+        }
         Ok(())
     }
 }
@@ -241,12 +441,20 @@ pub struct FleetAuth {
 }
 
 impl FleetAuth {
-    /// `key`, with an empty [`ReplayGuard`] of the default capacity.
+    /// `key`, with an empty in-memory [`ReplayGuard`] of the default capacity.
     pub fn new(key: FleetKey) -> Self {
         Self {
             key,
             guard: Mutex::default(),
         }
+    }
+
+    /// `key`, with a [`ReplayGuard::persistent`] guard kept in `guard_file`.
+    pub fn persistent(key: FleetKey, guard_file: &Path) -> Result<Self, AuthError> {
+        Ok(Self {
+            key,
+            guard: Mutex::new(ReplayGuard::persistent(guard_file, REPLAY_CAPACITY)?),
+        })
     }
 
     /// Signs `msg` for its destination, issued now ([`FleetKey::sign`]).
@@ -391,6 +599,107 @@ mod tests {
             FleetAuth::new(key(5)).admit(&m, "agent_a"),
             Err(AuthError::BadSignature)
         );
+    }
+
+    #[test]
+    fn a_key_file_of_several_lines_signs_with_the_first_and_accepts_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let (new, old) = ("n".repeat(32), "o".repeat(32));
+        let p = dir.path().join("k");
+        std::fs::write(&p, format!("{new}\n\n  {old}  \n")).unwrap();
+        let both = FleetKey::from_file(&p).unwrap();
+        assert_eq!(both.accepted(), 2);
+        let now = now_ms();
+        for signer in [&new, &old] {
+            let mut m = run_for("a");
+            FleetKey::new(signer.as_bytes()).unwrap().sign(&mut m);
+            assert!(both.verify(&m, "a", now).is_ok());
+        }
+        let mut m = run_for("a");
+        both.sign(&mut m);
+        let only_new = FleetKey::new(new.as_bytes()).unwrap();
+        let only_old = FleetKey::new(old.as_bytes()).unwrap();
+        assert!(
+            only_new.verify(&m, "a", now).is_ok(),
+            "signed with the first line"
+        );
+        assert_eq!(only_old.verify(&m, "a", now), Err(AuthError::BadSignature));
+        assert!(only_new
+            .clone()
+            .with_previous(only_old)
+            .verify(&m, "a", now)
+            .is_ok());
+        std::fs::write(&p, format!("{new}\nshort\n")).unwrap();
+        let e = FleetKey::from_file(&p).unwrap_err().to_string();
+        assert!(e.contains("line 2"), "{e}");
+        std::fs::write(&p, "\n \n").unwrap();
+        assert!(FleetKey::from_file(&p).is_err());
+    }
+
+    #[test]
+    fn a_persistent_guard_refuses_a_replay_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("state/replay-guard");
+        let k = key(6);
+        let mut m = run_for("a");
+        k.sign(&mut m);
+        let mut other = run_for("a");
+        k.sign(&mut other);
+        {
+            let mut g = ReplayGuard::persistent(&file, 100).unwrap();
+            assert_eq!(g.check(&k, &m, "a"), Ok(()));
+        }
+        // A stale line and garbage are dropped at the next start.
+        let mut text = std::fs::read_to_string(&file).unwrap();
+        text.push_str("1 ancient\nnot a line\n");
+        std::fs::write(&file, text).unwrap();
+        let mut g = ReplayGuard::persistent(&file, 100).unwrap();
+        assert_eq!(g.check(&k, &m, "a"), Err(AuthError::Replayed));
+        assert_eq!(g.check(&k, &other, "a"), Ok(()));
+        drop(g);
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(
+            !text.contains("ancient") && !text.contains("not a line"),
+            "{text}"
+        );
+        let mut g = ReplayGuard::persistent(&file, 100).unwrap();
+        assert_eq!(g.check(&k, &other, "a"), Err(AuthError::Replayed));
+        // An in-memory guard forgets at a restart (what this replaces).
+        assert_eq!(ReplayGuard::default().check(&k, &m, "a"), Ok(()));
+    }
+
+    #[test]
+    fn a_persistent_guard_file_stays_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("replay-guard");
+        let k = key(7);
+        let mut g = ReplayGuard::persistent(&file, 10).unwrap();
+        for _ in 0..35 {
+            let mut m = run_for("a");
+            k.sign(&mut m);
+            g.check(&k, &m, "a").unwrap();
+        }
+        let lines = std::fs::read_to_string(&file).unwrap().lines().count();
+        assert!(lines <= 2 * 10 + 1, "{lines} lines");
+        let g = ReplayGuard::persistent(&file, 10).unwrap();
+        assert!(g.order.len() <= 10);
+    }
+
+    #[test]
+    fn the_default_key_path_follows_the_server_state_dir() {
+        // Only this test touches the variable in this crate's tests.
+        std::env::remove_var(STATE_DIR_ENV);
+        assert_eq!(default_key_path(), Path::new("server-state/fleet.key"));
+        std::env::set_var(STATE_DIR_ENV, "/srv/comms");
+        assert_eq!(default_key_path(), Path::new("/srv/comms/fleet.key"));
+        assert_eq!(find_key_file(None), None, "not there: not found");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(KEY_FILE_NAME), "x".repeat(32)).unwrap();
+        std::env::set_var(STATE_DIR_ENV, dir.path());
+        assert_eq!(find_key_file(None), Some(dir.path().join(KEY_FILE_NAME)));
+        let explicit = Path::new("/elsewhere/k");
+        assert_eq!(find_key_file(Some(explicit)), Some(explicit.to_path_buf()));
+        std::env::remove_var(STATE_DIR_ENV);
     }
 
     #[test]

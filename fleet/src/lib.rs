@@ -8,9 +8,10 @@
 //!   `SERVER_STATUS`; lists paged ([`control::page`]).
 //! - [`Job`]: what to run (argv, env, cwd, timeout, output cap), declared once and carried
 //!   flattened by both `RunTask` and `DispatchRequest`, so their encodings are unchanged.
-//! - [`auth`]: the fleet key ([`auth::FleetKey`]): HMAC signatures bound to the destination,
-//!   id and issue time, and a bounded replay guard; [`auth::FleetAuth`] is one endpoint's
-//!   signer and gate.
+//! - [`auth`]: the fleet key ([`auth::FleetKey`], several lines during a rotation): HMAC
+//!   signatures bound to the destination, id and issue time, and a bounded replay guard that
+//!   can persist across restarts; [`auth::FleetAuth`] is one endpoint's signer and gate;
+//!   [`auth::find_key_file`] is where every binary looks for the key (the server creates it).
 //! - [`DEFAULT_URL`] and [`shutdown_signal`]: what the `agent`, `server` and `commsctl`
 //!   binaries share.
 //!
