@@ -207,17 +207,18 @@ impl Fleet {
         (child, lines)
     }
 
-    /// Agents as `commsctl agents` lists them (empty while the server is not answering).
+    /// Agents as `commsctl --json agents` lists them, one `"event":"agent"` line each (empty
+    /// while the server is not answering).
     pub async fn agents(&self) -> Vec<Value> {
         match self.ctl(&["agents"]).await {
             (0, lines) => lines
                 .into_iter()
-                .next()
-                .and_then(|v| v.as_array().cloned())
-                .unwrap_or_default(),
+                .filter(|v| v["event"] == "agent")
+                .collect(),
             _ => Vec::new(),
         }
     }
+
 
     /// Wait until `want(agents)` holds; how long it took.
     pub async fn wait_agents(
