@@ -11,9 +11,10 @@ use serde::Deserialize;
 /// [agent]
 /// name = "web01"              # service name; default agent_<first 10 characters of the id>
 /// state_dir = "/var/lib/comms-agent"
-/// server = "server"           # only this service (or node:service) may run tasks here
-/// key_file = "/etc/comms/fleet.key"  # tasks must be signed with this fleet key (see `auth`)
-/// allow_unsigned_tasks = false # without key_file, trust the transport-stamped origin alone
+/// key_file = "/etc/comms/fleet.key"  # tasks must be signed with this fleet key; default: the
+///                             # server's ($COMMS_SERVER_STATE_DIR or ./server-state)/fleet.key
+/// insecure = false            # run keyless: any client may run commands (alias
+///                             # allow_unsigned_tasks); logged as INSECURE
 /// groups = ["web"]
 /// labels = { zone = "eu1" }
 /// max_tasks = 4
@@ -28,14 +29,18 @@ pub struct AgentConfig {
     pub name: Option<String>,
     /// Where the stable id is kept.
     pub state_dir: PathBuf,
-    /// The server identity allowed to run tasks: `service` or `node:service`.
+    /// Accepted for compatibility and ignored: a task is authorised by the fleet key's
+    /// signature, never by the name of its sender (any client can take a name).
     pub server: String,
-    /// The fleet key: `RUN`/`CANCEL` must be signed with it ([`comms_fleet::auth`]).
+    /// The fleet key: `RUN`/`CANCEL` must be signed with it ([`comms_fleet::auth`]). The
+    /// `agent` binary fills it from `--key-file`, `COMMS_FLEET_KEY_FILE` or the server's
+    /// default key ([`comms_fleet::auth::find_key_file`]); [`crate::Agent::start`] refuses to
+    /// start without one unless `insecure`.
     pub key_file: Option<PathBuf>,
-    /// Without `key_file`, accept tasks on the transport-stamped origin alone. The `agent`
-    /// binary requires a key (or this) on broker transports, where any client can forge the
-    /// origin; on `cd:` the daemon stamps it.
-    pub allow_unsigned_tasks: bool,
+    /// Run without a fleet key, accepting unsigned tasks from any client (logged as a
+    /// warning). Also read as `allow_unsigned_tasks` (its former name).
+    #[serde(alias = "allow_unsigned_tasks")]
+    pub insecure: bool,
     /// Groups.
     pub groups: Vec<String>,
     /// Labels.
@@ -57,7 +62,7 @@ impl Default for AgentConfig {
             state_dir: PathBuf::from("agent-state"),
             server: "server".into(),
             key_file: None,
-            allow_unsigned_tasks: false,
+            insecure: false,
             groups: Vec::new(),
             labels: BTreeMap::new(),
             max_tasks: 4,

@@ -6,10 +6,11 @@
 //!   to a cap; at the timeout or on cancel the **whole group** is killed.
 //! - [`Agent`]: advertises `role=agent` with facts (hostname, OS, CPUs, memory, version, id),
 //!   groups and labels, heartbeats every TTL/3, keeps a stable id on disk
-//!   ([`identity`]), runs at most `max_tasks` tasks (more are `rejected`), and accepts tasks only
-//!   from the configured server identity (checked against the transport-stamped origin) and,
-//!   with a fleet key, only when signed with it ([`comms_fleet::auth`]). `PONG` is at-most-once, so
-//!   fake `PING`s from a peer that never acknowledges cannot wedge the agent's outbox.
+//!   ([`identity`]), runs at most `max_tasks` tasks (more are `rejected`), and accepts a task
+//!   only when it is signed with the fleet key ([`comms_fleet::auth`]), whoever sent it, and at
+//!   most once, also across restarts (the replay guard is kept in `<state_dir>/replay-guard`).
+//!   Without a key it does not start, unless `insecure`. `PONG` is at-most-once, so fake
+//!   `PING`s from a peer that never acknowledges cannot wedge the agent's outbox.
 
 pub mod config;
 pub mod facts;
@@ -18,7 +19,7 @@ pub mod runner;
 mod service;
 
 pub use config::AgentConfig;
-pub use service::{authorized, Agent};
+pub use service::{no_key_hint, Agent};
 
 /// What can stop an agent.
 #[derive(Debug, thiserror::Error)]
@@ -27,9 +28,12 @@ pub enum AgentError {
     /// The state directory or id file.
     #[error("agent state: {0}")]
     State(String),
-    /// The fleet key.
+    /// The fleet key or the replay guard.
     #[error(transparent)]
     Auth(#[from] comms_fleet::auth::AuthError),
+    /// No fleet key was given or found, and `insecure` is not set.
+    #[error("{0}")]
+    NoKey(String),
     /// A value of the `[agent]` configuration is out of range.
     #[error("invalid [agent] configuration: {0}")]
     Config(String),

@@ -8,17 +8,24 @@ use clap::Parser;
 const AFTER_HELP: &str = "\
 Examples:
   agent --name web1 --group web --label env=dev
-  agent --config configs/rabbitmq.toml --key-file fleet.key --name web1
+  agent --config configs/rabbitmq.toml --key-file /etc/comms/fleet.key --name web1
+
+Fleet key: tasks run only when signed with it. Without --key-file (or COMMS_FLEET_KEY_FILE, or
+[agent] key_file) the agent uses the key the server created in its state directory on this
+host: $COMMS_SERVER_STATE_DIR/fleet.key, else ./server-state/fleet.key. With no key found it
+refuses to start; --insecure runs keyless (anyone may run commands), logged as INSECURE.
 
 Environment:
-  COMMS_URL             transport URL (--url wins, then COMMS_URL, then the [transport] url of
-                        --config, then cd://127.0.0.1:4040); the start-up log names the one used
-  COMMS_FLEET_KEY_FILE  fleet key file (like --key-file)
-  RUST_LOG              log filter (default: info); logs go to stdout, coloured only on a terminal
+  COMMS_URL               transport URL (--url wins, then COMMS_URL, then the [transport] url
+                          of --config, then cd://127.0.0.1:4040); the start-up log names it
+  COMMS_FLEET_KEY_FILE    fleet key file (like --key-file)
+  COMMS_SERVER_STATE_DIR  the server's state directory, where its fleet.key is looked for
+  RUST_LOG                log filter (default: info); logs go to stdout, coloured only on a
+                          terminal
 
 Exit codes:
   0  stopped by SIGTERM or Ctrl-C
-  1  error at start (bad config, missing fleet key on a broker, ...), named in one line";
+  1  error at start (bad config, no fleet key found, ...), named in one line";
 
 /// How long the start-up check of a Kafka broker waits before logging that it is not there yet.
 const PROBE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -44,16 +51,18 @@ struct Args {
     /// Where the stable id is kept.
     #[arg(long)]
     state_dir: Option<PathBuf>,
-    /// Server identity allowed to run tasks (`service` or `node:service`).
-    #[arg(long)]
+    /// Ignored (kept for old command lines): tasks are authorised by the fleet key's
+    /// signature, never by the sender's name.
+    #[arg(long, hide = true)]
     server: Option<String>,
-    /// Fleet key file: tasks must be signed with it (also COMMS_FLEET_KEY_FILE).
+    /// Fleet key file: tasks must be signed with it (also COMMS_FLEET_KEY_FILE) [default:
+    /// the server's, $COMMS_SERVER_STATE_DIR/fleet.key or ./server-state/fleet.key].
     #[arg(long, env = "COMMS_FLEET_KEY_FILE", value_name = "FILE")]
     key_file: Option<PathBuf>,
-    /// Without a key, trust the transport-stamped origin alone, even on a broker transport
-    /// where any client can forge it.
-    #[arg(long)]
-    allow_unsigned_tasks: bool,
+    /// Run without a fleet key: any client that reaches the agent can run commands on it.
+    /// Logged as INSECURE. (Also --allow-unsigned-tasks, its former name.)
+    #[arg(long, alias = "allow-unsigned-tasks")]
+    insecure: bool,
     /// Join a group (repeatable).
     #[arg(long = "group")]
     groups: Vec<String>,
@@ -109,12 +118,6 @@ async fn run(args: Args, url_from_flag: bool) -> anyhow::Result<()> {
     if resolved.overridden_file_url.is_some() {
         tracing::warn!("--config does not set the URL: {}", resolved.describe());
     }
-    if let Err(e) = comms::probe(&resolved.config, PROBE_WAIT).await {
-        tracing::warn!(
-            "the broker at {} does not answer yet ({e}); retrying in the background",
-            resolved.masked_url()
-        );
-    }
     let masked = resolved.masked_url();
     let config = resolved.config;
     let mut agent_config: AgentConfig = config.section("agent")?;
@@ -130,22 +133,22 @@ async fn run(args: Args, url_from_flag: bool) -> anyhow::Result<()> {
     if args.key_file.is_some() {
         agent_config.key_file = args.key_file;
     }
-    agent_config.allow_unsigned_tasks |= args.allow_unsigned_tasks;
-    let scheme = config.url()?.scheme();
-    let stamped_by_daemon = matches!(
-        scheme,
-        comms::config::Scheme::Cd | comms::config::Scheme::Cds | comms::config::Scheme::Memory
-    );
-    if agent_config.key_file.is_none() {
-        anyhow::ensure!(
-            stamped_by_daemon || agent_config.allow_unsigned_tasks,
-            "on a {} transport any client can forge a message's origin: give the agent the \
-             fleet key (--key-file, COMMS_FLEET_KEY_FILE or [agent] key_file; the server and \
-             commsctl need the same key) or accept that risk with --allow-unsigned-tasks",
-            scheme.as_str()
-        );
+    agent_config.insecure |= args.insecure;
+    // Out-of-range values first (Agent::start checks again): they are named before the key.
+    agent_config
+        .validate()
+        .map_err(|p| anyhow::anyhow!("invalid [agent] configuration: {p}"))?;
+    if !agent_config.insecure {
+        // An explicit key file first, else the server's on this host; none: refuse to start.
+        agent_config.key_file = comms_fleet::auth::find_key_file(agent_config.key_file.as_deref());
+        let Some(key) = &agent_config.key_file else {
+            anyhow::bail!("{}", comms_agent::no_key_hint());
+        };
+        tracing::info!(key_file = %key.display(), "fleet key");
+    }
+    if let Err(e) = comms::probe(&config, PROBE_WAIT).await {
         tracing::warn!(
-            "no fleet key: tasks are authorised by the transport-stamped origin only (set key_file)"
+            "the broker at {masked} does not answer yet ({e}); retrying in the background"
         );
     }
     agent_config.groups.extend(args.groups);

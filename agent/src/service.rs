@@ -1,4 +1,9 @@
-//! The agent endpoint: advertises, accepts tasks from the server only, runs them.
+//! The agent endpoint: advertises, accepts tasks signed with the fleet key only, runs them.
+//!
+//! A `RUN` or `CANCEL` is admitted when it is signed with the fleet key for this agent, fresh
+//! and new ([`FleetAuth`], its replay guard kept in `<state_dir>/replay-guard`, so a restart
+//! does not reopen the window); the sender's name counts for nothing. Keyless (`insecure`)
+//! the agent accepts every task, and says so loudly at start.
 //!
 //! Replies owed to peers never wedge the agent: `PONG` is sent at-most-once, and the native
 //! transport keeps at most `REPLY_QUOTA` unacknowledged replies per destination (beyond it a
@@ -10,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use comms::{Address, Endpoint, HandlerError, Outcome, Request, Transport};
-use comms_fleet::auth::{FleetAuth, FleetKey};
+use comms_fleet::auth::{FleetAuth, FleetKey, REPLAY_GUARD_FILE};
 use comms_fleet::task::{
     cmd, CancelTask, RunTask, TaskOutput, TaskResult, TaskStatus, AGENT_PREFIX,
 };
@@ -25,7 +30,8 @@ use crate::{facts, identity, AgentError};
 #[derive(Debug)]
 struct Tasks {
     running: Mutex<HashMap<String, CancellationToken>>,
-    /// With a fleet key: requests must be signed, and each is accepted once.
+    /// With a fleet key: requests must be signed, and each is accepted once. `None` only
+    /// when `insecure`.
     auth: Option<FleetAuth>,
     /// This agent's service name (what signatures must name).
     name: String,
@@ -35,20 +41,15 @@ struct Tasks {
 }
 
 impl Tasks {
-    /// Whether `msg` may act on this agent: from the configured server and, with a fleet
-    /// key, signed with it, fresh, and not seen before. `Err` says why not.
+    /// Whether `msg` may act on this agent: signed with the fleet key for it, fresh, and
+    /// not seen before (whoever sent it). Keyless (`insecure`): always. `Err` says why not.
     fn admit(&self, msg: &comms::Message) -> Result<(), String> {
-        if !authorized(&self.config.server, msg.from.as_ref()) {
-            return Err(format!(
-                "not authorized: this agent takes commands only from `{}`",
-                self.config.server
-            ));
+        match &self.auth {
+            Some(auth) => auth
+                .admit(msg, &self.name)
+                .map_err(|e| format!("not authorized: {e}")),
+            None => Ok(()),
         }
-        if let Some(auth) = &self.auth {
-            auth.admit(msg, &self.name)
-                .map_err(|e| format!("not authorized: {e}"))?;
-        }
-        Ok(())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, CancellationToken>> {
@@ -64,17 +65,9 @@ pub struct Agent {
     id: String,
 }
 
-/// Whether `from` is the configured server identity (`service` or `node:service`).
-pub fn authorized(server: &str, from: Option<&Address>) -> bool {
-    let Some(from) = from else { return false };
-    match server.split_once(':') {
-        Some((node, service)) => from.node() == node && from.service() == service,
-        None => from.service() == server,
-    }
-}
-
 impl Agent {
-    /// Load (or make) the stable id, advertise, and start serving tasks.
+    /// Load (or make) the stable id and the replay guard, advertise, and start serving tasks.
+    /// Without `key_file` it refuses to start ([`AgentError::NoKey`]) unless `insecure`.
     pub async fn start(
         transport: Box<dyn Transport>,
         config: AgentConfig,
@@ -85,9 +78,19 @@ impl Agent {
             .name
             .clone()
             .unwrap_or_else(|| format!("{AGENT_PREFIX}{}", &id[..10.min(id.len())]));
-        let auth = match &config.key_file {
-            Some(path) => Some(FleetAuth::new(FleetKey::from_file(path)?)),
-            None => None,
+        let auth = match (&config.key_file, config.insecure) {
+            (Some(path), _) => Some(FleetAuth::persistent(
+                FleetKey::from_file(path)?,
+                &config.state_dir.join(REPLAY_GUARD_FILE),
+            )?),
+            (None, true) => {
+                tracing::warn!(
+                    "INSECURE: no fleet key (--insecure): this agent runs unsigned tasks from \
+                     any client that can reach it"
+                );
+                None
+            }
+            (None, false) => return Err(AgentError::NoKey(no_key_hint())),
         };
         let tasks = Arc::new(Tasks {
             running: Mutex::default(),
@@ -167,6 +170,17 @@ impl Agent {
         self.endpoint.close().await?;
         Ok(())
     }
+}
+
+/// Where the agent looked for a key and how to give it one (the text of [`AgentError::NoKey`]).
+pub fn no_key_hint() -> String {
+    format!(
+        "no fleet key: none given (--key-file, COMMS_FLEET_KEY_FILE, [agent] key_file) and \
+         none at {} (the server creates it there; run the agent in the server's working \
+         directory or set COMMS_SERVER_STATE_DIR to its state directory), or run keyless with \
+         --insecure",
+        comms_fleet::auth::default_key_path().display()
+    )
 }
 
 async fn send_result(ep: &Endpoint, to: &Address, result: &TaskResult) {
@@ -263,19 +277,4 @@ async fn on_cancel(
         None => tracing::info!(task = %cancel.task, "cancel for a task that is not running"),
     }
     Ok(Outcome::Done)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn authorization_by_service_or_address() {
-        let a = Address::new("n1", "server").unwrap();
-        assert!(authorized("server", Some(&a)));
-        assert!(authorized("n1:server", Some(&a)));
-        assert!(!authorized("n2:server", Some(&a)));
-        assert!(!authorized("other", Some(&a)));
-        assert!(!authorized("server", None));
-    }
 }

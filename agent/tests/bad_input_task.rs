@@ -3,14 +3,16 @@
 //!
 //! For each request: a clear answer (an `INVALID` reply naming the field for a request the
 //! schema or decoder refuses, else a `RESULT` with status `rejected`/`error` and the reason);
-//! the agent keeps serving: the authorized server's next task runs, and a bystander's `PING`
-//! gets its `PONG` throughout.
+//! the agent keeps serving: the server's next signed task runs, and a bystander's `PING`
+//! gets its `PONG` throughout. Every task here is signed with the fleet key, so what is tested
+//! is the agent's handling of the request itself.
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
 
 use comms::{Destination, Endpoint, Message, Outcome};
 use comms_agent::{Agent, AgentConfig};
+use comms_fleet::auth::FleetKey;
 use comms_fleet::task::{TaskOutput, TaskResult, TaskStatus};
 use tokio::sync::mpsc;
 
@@ -24,6 +26,7 @@ struct Fixture {
     results: mpsc::UnboundedReceiver<TaskResult>,
     outputs: mpsc::UnboundedReceiver<TaskOutput>,
     bystander: Endpoint,
+    key: FleetKey,
     n: u32,
 }
 
@@ -41,10 +44,13 @@ impl Fixture {
     }
 
     async fn start_on(url: &str, dir: tempfile::TempDir, f: impl FnOnce(&mut AgentConfig)) -> Self {
+        let key_file = dir.path().join("fleet.key");
+        std::fs::write(&key_file, "0123456789abcdef0123456789abcdef\n").unwrap();
+        let key = FleetKey::from_file(&key_file).unwrap();
         let mut config = AgentConfig {
             name: Some("agent_t".into()),
             state_dir: dir.path().join("state"),
-            server: "server".into(),
+            key_file: Some(key_file),
             ..AgentConfig::default()
         };
         f(&mut config);
@@ -76,6 +82,7 @@ impl Fixture {
             results,
             outputs,
             bystander,
+            key,
             n: 0,
         }
     }
@@ -106,8 +113,9 @@ impl Fixture {
         reason
     }
 
-    /// Sends a well-formed `RUN` and returns its `RESULT`.
-    async fn result_of(&mut self, msg: Message) -> TaskResult {
+    /// Signs a well-formed `RUN`, sends it, and returns its `RESULT`.
+    async fn result_of(&mut self, mut msg: Message) -> TaskResult {
+        self.key.sign(&mut msg);
         let task = msg.param("task").unwrap().to_owned();
         self.server.send(msg).await.unwrap();
         loop {
@@ -426,7 +434,7 @@ async fn nul_bytes_in_output_reach_the_server_over_the_native_daemon() {
     daemon.shutdown().await;
 }
 
-/// Only the configured server may run tasks; anyone else gets a `rejected` result.
+/// Only signed tasks run; an unsigned one gets a `rejected` result, whoever sends it.
 #[tokio::test]
 async fn tasks_from_anyone_but_the_server_are_rejected() {
     let hub = "bad_task_unauthorized";

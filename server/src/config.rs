@@ -14,6 +14,8 @@ use serde::Deserialize;
 /// max_running = 64           # dispatches at once; more are refused
 /// ttl_secs = 10              # the server's own advertisement TTL
 /// key_file = "/etc/comms/fleet.key"  # sign tasks with it; answer only signed requests
+///                            # (default: <state_dir>/fleet.key, created on the first start)
+/// insecure = false           # run keyless: answer anyone (logged as INSECURE)
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -34,8 +36,12 @@ pub struct ServerConfig {
     /// Advertisement TTL of the server.
     pub ttl_secs: u64,
     /// The fleet key ([`comms_fleet::auth`]): the server signs every `RUN`/`CANCEL` with it
-    /// and answers only requests (from `commsctl` or any tool) signed with it.
+    /// and answers only requests (from `commsctl` or any tool) signed with it. Default:
+    /// `<state_dir>/fleet.key`, created (mode 0600) on the first start.
     pub key_file: Option<std::path::PathBuf>,
+    /// Run without a fleet key: sign nothing, answer unsigned requests from anyone (logged as
+    /// a warning). Ignored when `key_file` is set.
+    pub insecure: bool,
 }
 
 impl Default for ServerConfig {
@@ -49,6 +55,7 @@ impl Default for ServerConfig {
             max_running: 64,
             ttl_secs: 10,
             key_file: None,
+            insecure: false,
         }
     }
 }

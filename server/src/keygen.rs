@@ -1,7 +1,8 @@
-//! `commsctl keygen`: writes a fresh fleet key file that only its owner can read.
+//! Fleet key files: `commsctl keygen`, and a keyless server's first start, write a fresh key
+//! file that only its owner can read.
 //!
 //! The key is 32 random bytes from the operating system, written as 64 lowercase hex digits
-//! and a newline: the format `comms_agent::auth::FleetKey::from_file` reads. The file is
+//! and a newline: the format `comms_fleet::auth::FleetKey::from_file` reads. The file is
 //! created with mode 0600 (never world- or group-readable, whatever the umask); an existing
 //! file is kept unless the caller forces a new key, which replaces it atomically.
 

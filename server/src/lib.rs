@@ -10,7 +10,8 @@
 //! running and accepts their results. The messages (to agents: [`comms_fleet::task`]; from tools:
 //! [`comms_fleet::control`]) and the fleet key ([`comms_fleet::auth`]) are the fleet protocol,
 //! in `comms-fleet`, shared with the agent. Dispatch logic: `dispatch.rs`. State: `state.rs`.
-//! Fleet key files for `commsctl keygen`: [`keygen`].
+//! Fleet key files (made by the server on its first start when it has none, and by
+//! `commsctl keygen`): [`keygen`]. The server is keyed unless `insecure` (see `service.rs`).
 
 pub mod client;
 pub mod config;

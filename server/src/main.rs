@@ -11,13 +11,20 @@ const AFTER_HELP: &str = "\
 Examples:
   server
   server --url 'amqp://guest:guest@127.0.0.1:5672/%2f'
-  server --config configs/kafka.toml --key-file fleet.key
+  server --config configs/kafka.toml --key-file /etc/comms/fleet.key
+
+Fleet key: the server signs every task with it and answers only signed requests. Without
+--key-file (or COMMS_FLEET_KEY_FILE, or [server] key_file) it uses <state dir>/fleet.key,
+creating it (mode 0600) on the first start and logging its path; agent and commsctl on this
+host find it there. --insecure runs keyless (anyone may ask), logged as INSECURE.
 
 Environment:
-  COMMS_URL             transport URL (--url wins, then COMMS_URL, then the [transport] url of
-                        --config, then cd://127.0.0.1:4040); the start-up log names the one used
-  COMMS_FLEET_KEY_FILE  fleet key file (like --key-file)
-  RUST_LOG              log filter (default: info); logs go to stdout, coloured only on a terminal
+  COMMS_URL               transport URL (--url wins, then COMMS_URL, then the [transport] url
+                          of --config, then cd://127.0.0.1:4040); the start-up log names it
+  COMMS_FLEET_KEY_FILE    fleet key file (like --key-file)
+  COMMS_SERVER_STATE_DIR  state directory (like --state-dir)
+  RUST_LOG                log filter (default: info); logs go to stdout, coloured only on a
+                          terminal
 
 Exit codes:
   0  stopped by SIGTERM or Ctrl-C
@@ -42,9 +49,14 @@ struct Args {
     /// Transport URL [default: cd://127.0.0.1:4040] (overrides the config).
     #[arg(long, env = "COMMS_URL")]
     url: Option<String>,
-    /// Fleet key file: sign tasks, answer only signed requests (also COMMS_FLEET_KEY_FILE).
+    /// Fleet key file: sign tasks, answer only signed requests (also COMMS_FLEET_KEY_FILE)
+    /// [default: <state dir>/fleet.key, created on the first start].
     #[arg(long, env = "COMMS_FLEET_KEY_FILE", value_name = "FILE")]
     key_file: Option<PathBuf>,
+    /// Run without a fleet key: answer unsigned requests from any client and send unsigned
+    /// tasks. Logged as INSECURE.
+    #[arg(long)]
+    insecure: bool,
     /// Directory of the dispatch history (`server.sqlite3`); default `[server] state_dir`,
     /// else `server-state` in the working directory (also COMMS_SERVER_STATE_DIR).
     #[arg(long, env = "COMMS_SERVER_STATE_DIR", value_name = "DIR")]
@@ -110,6 +122,7 @@ async fn run(args: Args, url_from_flag: bool) -> anyhow::Result<()> {
     if let Some(dir) = args.state_dir {
         server_config.state_dir = dir;
     }
+    server_config.insecure |= args.insecure;
     let daemon = if args.no_embed {
         None
     } else {

@@ -1,10 +1,16 @@
 //! The server endpoint and its handlers.
+//!
+//! Its fleet key ([`fleet_auth`]): `key_file`, else `<state_dir>/fleet.key`, created on the
+//! first start (mode 0600, [`crate::keygen`]) so that `agent` and `commsctl` on the same host
+//! find it; keyless only when `insecure`. With a key every request must be signed (its
+//! replay guard is kept in `<state_dir>/replay-guard`), and the history records the origin
+//! of each `DISPATCH` (`requester`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use comms::{Directory, Endpoint, HandlerError, Outcome, Request, Transport, TypedMessage};
-use comms_fleet::auth::FleetKey;
+use comms_fleet::auth::{FleetAuth, FleetKey, KEY_FILE_NAME, REPLAY_GUARD_FILE};
 use comms_fleet::control::{
     cmd, outcome_of, page, AgentInfo, DispatchRecord, DispatchRequest, ServerStatus, TargetOutput,
     TargetResult, PAGE_BYTES, SERVER_SERVICE,
@@ -39,12 +45,6 @@ impl Server {
         config.validate().map_err(comms::Error::Config)?;
         let directory = Directory::new();
         let backend = transport.capabilities().backend.to_owned();
-        let key = match &config.key_file {
-            Some(path) => {
-                Some(FleetKey::from_file(path).map_err(|e| comms::Error::Config(e.to_string()))?)
-            }
-            None => None,
-        };
         let store = Store::open(
             &config.state_dir,
             config.retain_dispatches,
@@ -54,11 +54,12 @@ impl Server {
         let unfinished = store
             .unfinished()
             .map_err(|e| comms::Error::Config(e.to_string()))?;
+        let auth = fleet_auth(&config).map_err(comms::Error::Config)?;
         let state = Arc::new(State::new(
             directory.clone(),
             config.clone(),
             backend,
-            key,
+            auth,
             store,
         ));
         let endpoint = Endpoint::builder(transport, SERVER_SERVICE)
@@ -114,6 +115,53 @@ impl Server {
                 Ok(())
             }
         }
+    }
+}
+
+/// The server's key and replay guard (see the module docs); `None` only when `insecure`.
+fn fleet_auth(config: &ServerConfig) -> Result<Option<FleetAuth>, String> {
+    let path = match &config.key_file {
+        Some(p) => p.clone(),
+        None if config.insecure => {
+            tracing::warn!(
+                "INSECURE: no fleet key (--insecure): this server answers unsigned requests \
+                 from any client and sends unsigned tasks"
+            );
+            return Ok(None);
+        }
+        None => {
+            let path = config.state_dir.join(KEY_FILE_NAME);
+            let created = create_key(&path)
+                .map_err(|e| format!("creating the fleet key {}: {e}", path.display()))?;
+            if created {
+                tracing::info!(
+                    "created a fleet key at {} (mode 0600): agents and commsctl on this host \
+                     find it there; give it to agents on other hosts (--key-file)",
+                    path.display()
+                );
+            }
+            path
+        }
+    };
+    let key = FleetKey::from_file(&path).map_err(|e| e.to_string())?;
+    tracing::debug!(key_file = %path.display(), keys = key.accepted(), "fleet key");
+    FleetAuth::persistent(key, &config.state_dir.join(REPLAY_GUARD_FILE))
+        .map(Some)
+        .map_err(|e| e.to_string())
+}
+
+/// Creates a key file at `path` (and its directory) unless one is there; whether it did.
+fn create_key(path: &std::path::Path) -> Result<bool, String> {
+    if path.exists() {
+        return Ok(false);
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    }
+    match crate::keygen::write_key_file(path, false) {
+        Ok(()) => Ok(true),
+        Err(crate::keygen::KeygenError::Exists(_)) => Ok(false), // another start made it
+        Err(e) => Err(e.to_string()),
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Instant, UNIX_EPOCH};
 
 use comms::{Address, Directory, Query};
-use comms_fleet::auth::{AuthError, FleetAuth, FleetKey};
+use comms_fleet::auth::{AuthError, FleetAuth};
 use comms_fleet::control::{AgentInfo, DispatchRecord, TargetResult, SERVER_SERVICE};
 use tokio::sync::mpsc;
 
@@ -45,11 +45,11 @@ impl State {
         directory: Directory,
         config: ServerConfig,
         backend: String,
-        key: Option<FleetKey>,
+        auth: Option<FleetAuth>,
         store: Store,
     ) -> Self {
         Self {
-            auth: key.map(FleetAuth::new),
+            auth,
             directory,
             config,
             started: Instant::now(),
@@ -68,6 +68,7 @@ impl State {
     }
 
     /// With a fleet key: whether `msg` is signed with it for the server, fresh and new.
+    /// Keyless (`insecure`): always.
     pub(crate) fn admit(&self, msg: &comms::Message) -> Result<(), AuthError> {
         match &self.auth {
             Some(auth) => auth.admit(msg, SERVER_SERVICE),

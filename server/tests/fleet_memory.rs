@@ -18,9 +18,21 @@ fn url(hub: &str) -> String {
     format!("memory://{hub}?node=n1")
 }
 
+/// The fleet key of the fleet in `dir`: the one the server creates in its state directory
+/// (made here first when an agent starts without a server).
+fn key_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("server-state").join("fleet.key");
+    if !path.exists() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        comms_server::keygen::write_key_file(&path, false).unwrap();
+    }
+    path
+}
+
 async fn agent(hub: &str, name: &str, dir: &std::path::Path, groups: &[&str], zone: &str) -> Agent {
     let config = AgentConfig {
         name: Some(name.into()),
+        key_file: Some(key_file(dir)),
         state_dir: dir.join(name),
         groups: groups.iter().map(|g| (*g).to_owned()).collect(),
         labels: BTreeMap::from([("zone".into(), zone.into())]),
@@ -132,13 +144,15 @@ async fn dispatch_cancel_timeout_down_and_back() {
     let a1 = agent(&hub, "agent_one", dir.path(), &["web"], "eu").await;
     let a2 = agent(&hub, "agent_two", dir.path(), &["web"], "us").await;
     let a3 = agent(&hub, "agent_three", dir.path(), &["db"], "eu").await;
+    // The server made the fleet key in its state directory; the client signs with it.
     let mut client = Client::connect(
         comms::connect_url(&url(&hub)).await.unwrap(),
         "ctl",
         Duration::from_secs(10),
     )
     .await
-    .unwrap();
+    .unwrap()
+    .with_key(FleetKey::from_file(&key_file(dir.path())).unwrap());
     wait_agents(&client, 3).await;
     let agents = client.agents().await.unwrap();
     assert!(agents
@@ -244,8 +258,13 @@ async fn dispatch_cancel_timeout_down_and_back() {
     assert_eq!(a3.id(), id3);
     wait_agents(&client, 3).await;
 
-    // Recent results are kept and queryable.
-    assert!(client.results().await.unwrap().len() >= 7);
+    // Recent results are kept and queryable, each with who asked for it.
+    let history = client.results().await.unwrap();
+    assert!(history.len() >= 7);
+    for d in &history {
+        let by = d.requester.as_deref().unwrap_or_default();
+        assert!(by.ends_with(":ctl"), "requester {by:?}");
+    }
 
     client.close().await.unwrap();
     for a in [a1, a2, a3] {
@@ -255,7 +274,7 @@ async fn dispatch_cancel_timeout_down_and_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn agents_refuse_tasks_from_anyone_but_the_server() {
+async fn agents_refuse_unsigned_tasks() {
     let hub = format!("rogue{}", std::process::id());
     let dir = tempfile::tempdir().unwrap();
     let a = agent(&hub, "agent_victim", dir.path(), &[], "eu").await;
@@ -298,8 +317,8 @@ async fn agents_refuse_tasks_from_anyone_but_the_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_a_fleet_key_the_server_name_alone_runs_nothing() {
-    // mallory takes the name `server` (no real server on this hub), so the origin check
-    // passes: only the fleet key stands between it and the agent.
+    // mallory takes the name `server` (no real server on this hub): the name counts for
+    // nothing, only the fleet key stands between it and the agent.
     let hub = format!("keyed{}", std::process::id());
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("fleet.key");

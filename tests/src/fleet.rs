@@ -164,11 +164,15 @@ impl Fleet {
         (code, lines)
     }
 
-    /// Run `commsctl --json ARGS`, with or without the fleet key; exit code, stdout lines
-    /// parsed as JSON, stderr.
+    /// Run `commsctl --json ARGS`, with the fleet key, or without it (`--insecure`: unsigned
+    /// requests, as anyone without the key would send); exit code, stdout lines parsed as
+    /// JSON, stderr.
     pub async fn ctl_keyed(&self, args: &[&str], key: bool) -> (i32, Vec<Value>, String) {
         let cfg = self.config.display().to_string();
         let mut full = vec!["--config", cfg.as_str(), "--json"];
+        if !key {
+            full.push("--insecure");
+        }
         full.extend_from_slice(args);
         let mut cmd = Command::new(binary("server", "commsctl"));
         cmd.args(&full).env_remove("COMMS_FLEET_KEY_FILE");
@@ -218,7 +222,6 @@ impl Fleet {
             _ => Vec::new(),
         }
     }
-
 
     /// Wait until `want(agents)` holds; how long it took.
     pub async fn wait_agents(

@@ -2,7 +2,7 @@
 //! bounded failures naming the masked URL, no hang when the server dies mid-run, exit codes,
 //! `--json` events, completions, no ANSI in logs written to a pipe. Real processes throughout.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,11 +13,19 @@ fn bin(package: &str, name: &str) -> PathBuf {
 }
 
 fn commsctl(args: &[&str]) -> (Output, Duration) {
+    commsctl_in(Path::new("."), args)
+}
+
+/// `commsctl` run in `dir`: beside a server started there, it finds the server's fleet key
+/// (`./server-state/fleet.key`) as an operator's would.
+fn commsctl_in(dir: &Path, args: &[&str]) -> (Output, Duration) {
     let started = Instant::now();
     let out = Command::new(bin("server", "commsctl"))
         .args(args)
+        .current_dir(dir)
         .env_remove("COMMS_URL")
         .env_remove("COMMS_FLEET_KEY_FILE")
+        .env_remove("COMMS_SERVER_STATE_DIR")
         .env_remove("RUST_LOG")
         .output()
         .expect("commsctl runs");
@@ -32,6 +40,7 @@ fn text(b: &[u8]) -> String {
 struct Server {
     child: Child,
     url: String,
+    dir: PathBuf,
 }
 
 impl Server {
@@ -42,22 +51,34 @@ impl Server {
             .args(["--url", &url])
             .env_remove("COMMS_URL")
             .env_remove("COMMS_FLEET_KEY_FILE")
+            .env_remove("COMMS_SERVER_STATE_DIR")
             .env("RUST_LOG", "info")
             .current_dir(dir)
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()
             .expect("server starts");
-        let server = Server { child, url };
+        let server = Server {
+            child,
+            url,
+            dir: dir.to_path_buf(),
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            let (out, _) = commsctl(&["--url", &server.url, "--wait", "2", "status"]);
+            let (out, _) = server.ctl(&["--url", &server.url, "--wait", "2", "status"]);
             if out.status.success() {
                 return server;
             }
             std::thread::sleep(Duration::from_millis(200));
         }
         panic!("server did not come up");
+    }
+}
+
+impl Server {
+    /// `commsctl ARGS` in the server's directory (where it finds the server's key).
+    fn ctl(&self, args: &[&str]) -> (Output, Duration) {
+        commsctl_in(&self.dir, args)
     }
 }
 
@@ -165,7 +186,7 @@ fn help_documents_environment_exit_codes_and_examples_and_sniff_rejects_unused_f
 fn cancel_unknown_is_exit_2_json_lines_have_events_and_logs_have_no_ansi() {
     let dir = tempfile::tempdir().expect("dir");
     let server = Server::start(dir.path());
-    let (out, _) = commsctl(&["--url", &server.url, "cancel", "nosuchdispatch"]);
+    let (out, _) = server.ctl(&["--url", &server.url, "cancel", "nosuchdispatch"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("nosuchdispatch"));
     // No agents: `run` answers at once, with an accepted and a summary event.
@@ -173,7 +194,7 @@ fn cancel_unknown_is_exit_2_json_lines_have_events_and_logs_have_no_ansi() {
         vec!["--json", "--url", &server.url, "status"],
         vec!["--json", "--url", &server.url, "run", "--all", "--", "true"],
     ] {
-        let (out, _) = commsctl(&args);
+        let (out, _) = server.ctl(&args);
         let stdout = text(&out.stdout);
         assert!(!stdout.trim().is_empty(), "{args:?}");
         for line in stdout.lines() {
@@ -204,15 +225,17 @@ fn run_exits_non_zero_within_seconds_when_the_server_is_killed() {
     let mut agent = Command::new(bin("agent", "agent"))
         .args(["--url", &server.url, "--name", "a1", "--state-dir"])
         .arg(dir.path().join("agent-state"))
+        .current_dir(dir.path())
         .env_remove("COMMS_URL")
         .env_remove("COMMS_FLEET_KEY_FILE")
+        .env_remove("COMMS_SERVER_STATE_DIR")
         .stdout(agent_log.try_clone().expect("log"))
         .stderr(agent_log)
         .spawn()
         .expect("agent starts");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let (out, _) = commsctl(&["--url", &server.url, "agents"]);
+        let (out, _) = server.ctl(&["--url", &server.url, "agents"]);
         if text(&out.stdout).contains("1 up") {
             break;
         }
@@ -221,8 +244,10 @@ fn run_exits_non_zero_within_seconds_when_the_server_is_killed() {
     }
     let mut run = Command::new(bin("server", "commsctl"))
         .args(["--url", &server.url, "run", "--all", "--", "sleep", "30"])
+        .current_dir(dir.path())
         .env_remove("COMMS_URL")
         .env_remove("COMMS_FLEET_KEY_FILE")
+        .env_remove("COMMS_SERVER_STATE_DIR")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

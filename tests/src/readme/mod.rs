@@ -4,7 +4,8 @@
 //! What the runner does, and the only liberties it takes (README.md says the same in its
 //! "Set up" note):
 //! - every command runs through `bash` in a fresh directory inside the workspace (so `cargo run`
-//!   finds the workspace and `./web1`, `fleet.key` land in that directory, not in the checkout);
+//!   finds the workspace and `./web1`, `./server-state` (the history and the fleet key the
+//!   server creates) land in that directory, not in the checkout);
 //!   the environment a block exports carries over to the next block, as in one terminal;
 //! - the environment starts without `COMMS_*` and `RUST_LOG`, plus what the test substitutes:
 //!   `COMMS_URL` pointing at a daemon on a free port instead of 4040, or at a broker of the

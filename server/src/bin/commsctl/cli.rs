@@ -8,8 +8,13 @@ pub const ENV_AND_EXIT: &str = "\
 Environment:
   COMMS_URL             transport URL (like --url; --url wins, then COMMS_URL, then the
                         [transport] url of --config, then cd://127.0.0.1:4040)
-  COMMS_FLEET_KEY_FILE  fleet key file (like --key-file)
-  RUST_LOG              log filter for stderr (default: warn)
+  COMMS_FLEET_KEY_FILE    fleet key file (like --key-file)
+  COMMS_SERVER_STATE_DIR  the server's state directory, where its fleet.key is looked for
+  RUST_LOG                log filter for stderr (default: warn)
+
+Fleet key: requests to the server are signed with --key-file (or COMMS_FLEET_KEY_FILE), else
+with the key the server created on this host: $COMMS_SERVER_STATE_DIR/fleet.key, else
+./server-state/fleet.key. With none found, server commands fail (exit 2) unless --insecure.
 
 Exit codes:
   0    success
@@ -44,9 +49,13 @@ pub struct Args {
     /// errors as JSON on stderr.
     #[arg(long, global = true)]
     pub json: bool,
-    /// Fleet key file: sign requests with it (not used by sniff, keygen, completions, man).
+    /// Fleet key file: sign requests with it (not used by sniff, keygen, completions, man)
+    /// [default: the server's, $COMMS_SERVER_STATE_DIR/fleet.key or ./server-state/fleet.key].
     #[arg(long, env = "COMMS_FLEET_KEY_FILE", global = true, value_name = "FILE")]
     pub key_file: Option<PathBuf>,
+    /// Send unsigned requests, for a server started with --insecure. Logged as INSECURE.
+    #[arg(long, global = true)]
+    pub insecure: bool,
     /// Seconds to wait for each answer of the server (not used by sniff).
     #[arg(long, global = true, default_value_t = 10, value_name = "SECS")]
     pub wait: u64,
@@ -149,7 +158,9 @@ pub enum Command {
         count: Option<u64>,
     },
     /// Write a fresh fleet key (32 random bytes, hex) to PATH with mode 0600; needs no
-    /// server. Give the file to server, agents and commsctl (COMMS_FLEET_KEY_FILE).
+    /// server. The server makes its own on its first start; keygen is for a key made ahead
+    /// (give it to server, agents and commsctl: --key-file, COMMS_FLEET_KEY_FILE). To rotate,
+    /// put the new key's line above the old one in each file; drop the old line at the end.
     #[command(after_help = "Examples:\n  commsctl keygen fleet.key\n  \
         export COMMS_FLEET_KEY_FILE=$PWD/fleet.key")]
     Keygen {

@@ -177,10 +177,24 @@ async fn run(
     }
     let me = format!("commsctl_{}", std::process::id());
     let wait = Duration::from_secs(args.wait.max(1));
-    let key = match &args.key_file {
-        Some(p) => Some(FleetKey::from_file(p)?),
-        None => None,
+    let key = if args.insecure {
+        tracing::warn!("INSECURE: --insecure: requests are not signed (for a keyless server)");
+        None
+    } else {
+        match comms_fleet::auth::find_key_file(args.key_file.as_deref()) {
+            Some(p) => Some(FleetKey::from_file(&p)?),
+            // `send` may go anywhere: unsigned without a key; the server's commands need one.
+            None if matches!(args.command, Command::Send { .. }) => None,
+            None => bail!(
+                "no fleet key: none given (--key-file, COMMS_FLEET_KEY_FILE) and none at {} \
+                 (the server creates it there: run commsctl in the server's working directory or \
+                 set COMMS_SERVER_STATE_DIR to its state directory), or --insecure for a keyless \
+                 server",
+                comms_fleet::auth::default_key_path().display()
+            ),
+        }
     };
+    let signer = key.clone();
     let mut client =
         match tokio::time::timeout(connect_timeout, Client::connect(transport, &me, wait)).await {
             Ok(Ok(c)) => c,
@@ -268,8 +282,13 @@ async fn run(
                 } else {
                     let ok = d.outcomes.get("ok").copied().unwrap_or(0);
                     let targets: usize = d.outcomes.values().sum();
+                    let by = d
+                        .requester
+                        .as_deref()
+                        .map(|r| format!(" by {r}"))
+                        .unwrap_or_default();
                     println!(
-                        "{} {} {}/{} ok{}",
+                        "{} {} {}/{} ok{}{by}",
                         d.dispatch,
                         d.argv.join(" "),
                         ok,
@@ -293,6 +312,9 @@ async fn run(
             for p in &params {
                 let (k, v) = kv(p)?;
                 msg.params.insert(k, v);
+            }
+            if let Some(key) = &signer {
+                key.sign(&mut msg);
             }
             if reply {
                 let answer = client.endpoint().request(msg, wait).await?;
