@@ -3,7 +3,8 @@
 //! A `RUN` or `CANCEL` is admitted when it is signed with the fleet key for this agent, fresh
 //! and new ([`FleetAuth`], its replay guard kept in `<state_dir>/replay-guard`, so a restart
 //! does not reopen the window); the sender's name counts for nothing. Keyless (`insecure`)
-//! the agent accepts every task, and says so loudly at start.
+//! the agent accepts every task, and says so loudly at start. A task's `secret_env` (sealed
+//! with the fleet key) is opened here and added to its environment; it is never logged.
 //!
 //! Replies owed to peers never wedge the agent: `PONG` is sent at-most-once, and the native
 //! transport keeps at most `REPLY_QUOTA` unacknowledged replies per destination (beyond it a
@@ -224,7 +225,13 @@ async fn on_run(tasks: Arc<Tasks>, req: Request, run: RunTask) -> Result<Outcome
         let why = format!("busy: {} tasks already running", config.max_tasks);
         return reject(&req, &from, &run.task, why).await;
     };
-    let job = run.job;
+    let mut job = run.job;
+    if let Some(sealed) = job.secret_env.take() {
+        match open_secret_env(&tasks, &sealed) {
+            Ok(vars) => job.env.extend(vars),
+            Err(why) => return reject(&req, &from, &run.task, why).await,
+        }
+    }
     let spec = TaskSpec {
         task: run.task.clone(),
         argv: job.argv,
@@ -261,6 +268,18 @@ async fn on_run(tasks: Arc<Tasks>, req: Request, run: RunTask) -> Result<Outcome
         drop(permit);
     });
     Ok(Outcome::Done)
+}
+
+/// The variables of a task's `secret_env`, opened with the fleet key.
+fn open_secret_env(
+    tasks: &Tasks,
+    sealed: &str,
+) -> Result<std::collections::BTreeMap<String, String>, String> {
+    let Some(auth) = &tasks.auth else {
+        return Err("secret_env needs a fleet key: this agent runs keyless (--insecure)".into());
+    };
+    let plain = auth.open(sealed).map_err(|e| format!("secret_env: {e}"))?;
+    serde_json::from_slice(&plain).map_err(|e| format!("secret_env: not a JSON object: {e}"))
 }
 
 async fn on_cancel(

@@ -473,3 +473,44 @@ async fn tasks_from_anyone_but_the_server_are_rejected() {
     f.all_well().await;
     f.agent.shutdown().await.unwrap();
 }
+
+/// `secret_env` sealed with the fleet key reaches the task's environment; one sealed with
+/// another key, or not a JSON object, is a `rejected` result saying why.
+#[tokio::test]
+async fn secret_env_is_opened_with_the_fleet_key_and_a_foreign_seal_is_refused() {
+    let mut f = Fixture::start("bad_task_secret_env").await;
+    let run = |task: &'static str, sealed: &str| {
+        Fixture::run_msg(&[
+            ("task", task),
+            ("argv", r#"["sh","-c","echo \"$TOKEN\""]"#),
+            ("timeout_ms", "10000"),
+            ("output_cap", "1024"),
+            ("secret_env", sealed),
+        ])
+    };
+    let good = f.key.seal(br#"{"TOKEN":"abc"}"#).unwrap();
+    let r = f.result_of(run("sealed_ok", &good)).await;
+    assert_eq!(
+        (r.status, r.stdout_tail.as_str()),
+        (TaskStatus::Ok, "abc\n")
+    );
+    let other = FleetKey::new(vec![7u8; 32]).unwrap();
+    let foreign = other.seal(br#"{"TOKEN":"abc"}"#).unwrap();
+    let not_json = f.key.seal(b"TOKEN=abc").unwrap();
+    for (task, sealed, why) in [
+        (
+            "sealed_foreign",
+            foreign.as_str(),
+            "not sealed with this fleet's key",
+        ),
+        ("sealed_not_json", not_json.as_str(), "not a JSON object"),
+        ("sealed_garbage", "s1.zz", "malformed"),
+    ] {
+        let r = f.result_of(run(task, sealed)).await;
+        assert_eq!(r.status, TaskStatus::Rejected, "{r:?}");
+        let error = r.error.unwrap_or_default();
+        assert!(error.contains(why), "{task}: {error}");
+        f.all_well().await;
+    }
+    f.agent.shutdown().await.unwrap();
+}

@@ -23,6 +23,12 @@
 //! without downtime: put `new` above `old` in every agent's file, then in the server's and
 //! commsctl's, then drop `old` everywhere.
 //!
+//! **Sealed values** ([`FleetKey::seal`], [`FleetKey::open`]): what must not be readable by a
+//! client that may sniff the transport (the values of a task's `secret_env`) travels as
+//! `s1.<nonce>.<ciphertext>.<tag>` (hex): HMAC-SHA256 in counter mode as the key stream and an
+//! HMAC-SHA256 tag over nonce and ciphertext (encrypt-then-MAC), both keys derived from the
+//! fleet key; a random 16-byte nonce per value. Only fleet key holders can read it.
+//!
 //! **Where the key is found** ([`find_key_file`]): an explicit file (`--key-file`,
 //! `COMMS_FLEET_KEY_FILE`, `key_file` in the config), else [`default_key_path`], the file the
 //! `server` creates on its first start in its state directory, so that `agent` and `commsctl`
@@ -45,6 +51,11 @@ pub const MAX_SKEW: Duration = Duration::from_secs(300);
 /// Ids a [`ReplayGuard`] remembers at most.
 pub const REPLAY_CAPACITY: usize = 100_000;
 const DOMAIN: &[u8] = b"comms-fleet-auth-v1";
+const SEAL_ENC: &[u8] = b"comms-fleet-seal-enc-v1";
+const SEAL_MAC: &[u8] = b"comms-fleet-seal-mac-v1";
+const NONCE_LEN: usize = 16;
+/// Longest value [`FleetKey::seal`] takes (a sealed value must fit in one message).
+pub const MAX_SEALED: usize = 16 * 1024;
 /// The environment variable naming a fleet key file (`--key-file` of every binary).
 pub const KEY_FILE_ENV: &str = "COMMS_FLEET_KEY_FILE";
 /// The environment variable naming the server's state directory (`--state-dir` of `server`).
@@ -114,6 +125,9 @@ pub enum AuthError {
         /// The service the signature names.
         signed_for: String,
     },
+    /// A sealed value is malformed, altered, or sealed with another key.
+    #[error("sealed value: malformed, altered, or not sealed with this fleet's key")]
+    Sealed,
     /// The persistent replay guard could not be read or written (the request is refused:
     /// accepting it unrecorded would let it be replayed after a restart).
     #[error("replay guard {path}: {reason}")]
@@ -249,7 +263,7 @@ impl FleetKey {
             return Err(AuthError::Malformed);
         };
         let issued: u64 = issued.parse().map_err(|_| AuthError::Malformed)?;
-        let sig = unhex(sig).ok_or(AuthError::Malformed)?;
+        let sig = unhex(sig, 128).ok_or(AuthError::Malformed)?;
         let signed_for = destination_service(&msg.to);
         let signed = self.0.iter().any(|k| {
             Self::mac(k, msg, &signed_for, issued)
@@ -270,6 +284,86 @@ impl FleetKey {
             });
         }
         Ok(issued)
+    }
+}
+
+/// HMAC-SHA256 of the length-prefixed `parts` under `key`.
+fn prf(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    let mut mac = match HmacSha256::new_from_slice(key) {
+        Ok(m) => m,
+        Err(_) => unreachable!("HMAC takes keys of any length"),
+    };
+    for p in parts {
+        mac.update(&(p.len() as u64).to_be_bytes());
+        mac.update(p);
+    }
+    mac.finalize().into_bytes().into()
+}
+
+/// XORs `data` with the key stream of `enc_key` and `nonce` (HMAC-SHA256 in counter mode).
+fn apply_stream(enc_key: &[u8], nonce: &[u8], data: &mut [u8]) {
+    for (n, chunk) in data.chunks_mut(32).enumerate() {
+        let block = prf(enc_key, &[nonce, &(n as u64).to_be_bytes()]);
+        for (b, k) in chunk.iter_mut().zip(block) {
+            *b ^= k;
+        }
+    }
+}
+
+impl FleetKey {
+    /// Encrypts and authenticates `plain` with the current key (see the module docs):
+    /// `s1.<nonce>.<ciphertext>.<tag>`, hex. At most [`MAX_SEALED`] bytes.
+    pub fn seal(&self, plain: &[u8]) -> Result<String, AuthError> {
+        if plain.len() > MAX_SEALED {
+            return Err(AuthError::Sealed);
+        }
+        let mut nonce = [0u8; NONCE_LEN];
+        getrandom::fill(&mut nonce).map_err(|_| AuthError::Sealed)?;
+        Ok(Self::seal_with(self.current(), &nonce, plain))
+    }
+
+    fn seal_with(key: &[u8], nonce: &[u8], plain: &[u8]) -> String {
+        let (enc, mac) = (prf(key, &[SEAL_ENC]), prf(key, &[SEAL_MAC]));
+        let mut data = plain.to_vec();
+        apply_stream(&enc, nonce, &mut data);
+        let tag = prf(&mac, &[nonce, &data]);
+        format!("s1.{}.{}.{}", hex(nonce), hex(&data), hex(&tag))
+    }
+
+    /// The plain bytes of a value made by [`FleetKey::seal`] with this key or a previous one.
+    pub fn open(&self, sealed: &str) -> Result<Vec<u8>, AuthError> {
+        let mut parts = sealed.split('.');
+        let (Some("s1"), Some(nonce), Some(data), Some(tag), None) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
+            return Err(AuthError::Sealed);
+        };
+        let max = 2 * MAX_SEALED;
+        let (nonce, data, tag) = match (unhex(nonce, max), unhex(data, max), unhex(tag, max)) {
+            (Some(n), Some(d), Some(t)) if n.len() == NONCE_LEN && t.len() == 32 => (n, d, t),
+            _ => return Err(AuthError::Sealed),
+        };
+        for key in &self.0 {
+            let mac = prf(key, &[SEAL_MAC]);
+            let mut check = match HmacSha256::new_from_slice(&mac) {
+                Ok(m) => m,
+                Err(_) => unreachable!("HMAC takes keys of any length"),
+            };
+            for p in [&nonce[..], &data[..]] {
+                check.update(&(p.len() as u64).to_be_bytes());
+                check.update(p);
+            }
+            if check.verify_slice(&tag).is_ok() {
+                let mut plain = data.clone();
+                apply_stream(&prf(key, &[SEAL_ENC]), &nonce, &mut plain);
+                return Ok(plain);
+            }
+        }
+        Err(AuthError::Sealed)
     }
 }
 
@@ -462,6 +556,11 @@ impl FleetAuth {
         self.key.sign(msg);
     }
 
+    /// Opens a sealed value ([`FleetKey::open`]).
+    pub fn open(&self, sealed: &str) -> Result<Vec<u8>, AuthError> {
+        self.key.open(sealed)
+    }
+
     /// Whether `msg` is signed with the key for `me` (this endpoint's service name), fresh,
     /// and not accepted before ([`ReplayGuard::check`]).
     pub fn admit(&self, msg: &Message, me: &str) -> Result<(), AuthError> {
@@ -493,8 +592,9 @@ fn hex(bytes: &[u8]) -> String {
     s
 }
 
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 || s.len() > 128 {
+/// The bytes of lowercase or uppercase hex `s` of at most `max` digits.
+fn unhex(s: &str, max: usize) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 || s.len() > max {
         return None;
     }
     (0..s.len())
@@ -700,6 +800,36 @@ mod tests {
         let explicit = Path::new("/elsewhere/k");
         assert_eq!(find_key_file(Some(explicit)), Some(explicit.to_path_buf()));
         std::env::remove_var(STATE_DIR_ENV);
+    }
+
+    #[test]
+    fn sealed_values_open_only_with_the_fleet_key_and_hide_the_plain_text() {
+        let (old, new) = (key(8), key(9));
+        let plain = b"TOKEN=correct horse battery staple, longer than one 32-byte block";
+        let sealed = old.seal(plain).unwrap();
+        assert!(sealed.starts_with("s1."), "{sealed}");
+        assert!(!sealed.contains("correct") && !sealed.contains(&hex(b"correct")));
+        assert_ne!(old.seal(plain).unwrap(), sealed, "a fresh nonce each time");
+        assert_eq!(old.open(&sealed).unwrap(), plain);
+        assert_eq!(new.open(&sealed), Err(AuthError::Sealed));
+        let rotated = new.clone().with_previous(old.clone());
+        assert_eq!(
+            rotated.open(&sealed).unwrap(),
+            plain,
+            "a previous key opens"
+        );
+        // Any flipped digit (nonce, data or tag) is refused.
+        for at in [3, 40, sealed.len() - 1] {
+            let mut bytes = sealed.clone().into_bytes();
+            bytes[at] = if bytes[at] == b'0' { b'1' } else { b'0' };
+            let altered = String::from_utf8(bytes).unwrap();
+            assert_eq!(old.open(&altered), Err(AuthError::Sealed), "{at}");
+        }
+        for bad in ["", "s1", "s2.00.00.00", "s1.zz.00.00", "s1.00.00.00.00"] {
+            assert_eq!(old.open(bad), Err(AuthError::Sealed), "{bad:?}");
+        }
+        assert_eq!(old.open(&old.seal(b"").unwrap()).unwrap(), b"");
+        assert!(old.seal(&vec![0; MAX_SEALED + 1]).is_err());
     }
 
     #[test]

@@ -22,6 +22,11 @@ pub struct Job {
     pub timeout_ms: u64,
     /// Stop collecting output past this many bytes per stream (the process keeps running).
     pub output_cap: u64,
+    /// Environment variables no sniffer may read: their JSON object sealed with the fleet key
+    /// ([`crate::auth::FleetKey::seal`]). The server passes it through unopened; the agent
+    /// opens it and adds the variables to `env` (they win). Absent from the wire when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_env: Option<String>,
 }
 
 #[cfg(test)]
@@ -40,6 +45,7 @@ mod tests {
             cwd: Some("/tmp".into()),
             timeout_ms: 5000,
             output_cap: 1024,
+            secret_env: None,
         }
     }
 
@@ -89,6 +95,7 @@ mod tests {
                 cwd: None,
                 timeout_ms: 7,
                 output_cap: 0,
+                secret_env: None,
             }
         );
         // No cwd: the parameter is absent, not empty.

@@ -55,6 +55,7 @@ impl TypedMessage for RunTask {
             .optional("cwd", ParamType::String)
             .required("timeout_ms", ParamType::Integer)
             .required("output_cap", ParamType::Integer)
+            .optional("secret_env", ParamType::String)
     }
 }
 

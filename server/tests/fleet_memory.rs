@@ -81,6 +81,7 @@ async fn run(
             cwd: None,
             timeout_ms,
             output_cap: 1 << 20,
+            secret_env: None,
         },
     };
     let accepted = client.dispatch(&request).await.unwrap();
@@ -223,6 +224,7 @@ async fn dispatch_cancel_timeout_down_and_back() {
             cwd: None,
             timeout_ms: 60_000,
             output_cap: 1024,
+            secret_env: None,
         },
     };
     let accepted = client.dispatch(&request).await.unwrap();
@@ -290,6 +292,7 @@ async fn agents_refuse_unsigned_tasks() {
             cwd: None,
             timeout_ms: 1000,
             output_cap: 10,
+            secret_env: None,
         },
     };
     rogue
@@ -344,6 +347,7 @@ async fn with_a_fleet_key_the_server_name_alone_runs_nothing() {
                 cwd: None,
                 timeout_ms: 5000,
                 output_cap: 10,
+                secret_env: None,
             },
         }
         .to_message(a.endpoint().address().clone())

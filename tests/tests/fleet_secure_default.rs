@@ -11,7 +11,9 @@
 //! - a process registered as `server` (a bare `commsd` without a real server, where anyone may
 //!   take the name) cannot run an unsigned task: the name counts for nothing;
 //! - a signed `RUN` accepted once is refused after the agent restarts (SIGKILL);
-//! - a key file `new\nold` accepts tasks signed with either key (rotation without downtime).
+//! - a key file `new\nold` accepts tasks signed with either key (rotation without downtime);
+//! - `commsctl run --secret-env K=V`: the task gets the variable, a sniffer of the transport
+//!   and the server's history never see its value.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
@@ -225,7 +227,7 @@ async fn an_agent_without_a_key_it_can_find_refuses_to_start() {
 }
 
 #[test]
-fn agent_and_commsctl_find_the_server_key_by_default_and_results_say_who_asked() {
+fn agent_and_commsctl_find_the_server_key_by_default_results_say_who_asked_secrets_stay_sealed() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("cd://127.0.0.1:{}", free_port().unwrap());
     let env = [("COMMS_URL", url.as_str())];
@@ -248,6 +250,50 @@ fn agent_and_commsctl_find_the_server_key_by_default_and_results_say_who_asked()
     };
     assert_eq!(code, 0, "{out}{err}\n{}\n{}", server.text(), agent.text());
     assert!(out.contains("hello"), "{out}");
+
+    // A secret variable reaches the task; a sniffer (and the history) never sees its value.
+    let sniff_args = [
+        "--json",
+        "sniff",
+        "--command",
+        "DISPATCH",
+        "--command",
+        "RUN",
+        "--count",
+        "2",
+    ];
+    let mut sniff = Proc::start("commsctl", &sniff_args, dir.path(), &env, "sniff.log");
+    sniff.wait_for("sniffing");
+    let (code, out, err) = commsctl(
+        &[
+            "run",
+            "--agent",
+            "web1",
+            "--secret-env",
+            "TOKEN=s3cr3t-value",
+            "--",
+            "sh",
+            "-c",
+            // The value itself appears nowhere but in the sealed variable.
+            "test \"$(echo \"$TOKEN\" | tr 3 e)\" = secret-value && echo token-ok",
+        ],
+        dir.path(),
+        &env,
+    );
+    assert_eq!(code, 0, "{out}{err}\n{}", agent.text());
+    assert!(out.contains("token-ok"), "{out}");
+    assert_eq!(sniff.exit_code(), 0, "{}", sniff.text());
+    let seen = sniff.text();
+    assert!(
+        seen.contains("secret_env") && seen.contains("\"RUN\""),
+        "{seen}"
+    );
+    assert!(
+        !seen.contains("s3cr3t"),
+        "a sniffer read the secret: {seen}"
+    );
+    let (_, history, _) = commsctl(&["--json", "results"], dir.path(), &env);
+    assert!(!history.contains("s3cr3t"), "{history}");
 
     // From elsewhere, with the server's state directory named.
     let elsewhere = tempfile::tempdir().unwrap();
@@ -332,6 +378,7 @@ impl Bench {
                 cwd: None,
                 timeout_ms: 10_000,
                 output_cap: 1024,
+                secret_env: None,
             },
         }
         .to_message(Destination::Service("web1".into()))

@@ -100,6 +100,7 @@ pub async fn run(
             cwd: None,
             timeout_ms: 120_000,
             output_cap: 1024,
+            secret_env: None,
         },
     };
     let sent = Instant::now();

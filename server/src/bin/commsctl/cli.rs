@@ -78,7 +78,8 @@ pub enum Command {
     /// dispatch, waits up to 5 s for the cancelled results, and exits 130.
     #[command(after_help = "Examples:\n  commsctl run --all -- uname -a\n  \
         commsctl run --group web --timeout 5 -- sh -c 'echo hi; exit 3'\n  \
-        commsctl run --label env=prod --deadline 120 -- systemctl restart app\n\n\
+        commsctl run --label env=prod --deadline 120 -- systemctl restart app\n  \
+        commsctl run --all --secret-env TOKEN=s3cret -- sh -c 'deploy --token \"$TOKEN\"'\n\n\
         Exit codes: 0 all ok, 1 a target failed or none matched, 2 error, 3 incomplete \
         (server gone or deadline), 130 Ctrl-C.")]
     Run {
@@ -106,6 +107,10 @@ pub enum Command {
         /// Environment `KEY=VALUE` (repeatable).
         #[arg(long = "env")]
         env: Vec<String>,
+        /// Secret environment `KEY=VALUE` (repeatable): sealed with the fleet key, so only
+        /// the agents can read it (not the server's history, not a sniffer).
+        #[arg(long = "secret-env", value_name = "KEY=VALUE")]
+        secret_env: Vec<String>,
         /// Working directory on the agents.
         #[arg(long)]
         cwd: Option<String>,

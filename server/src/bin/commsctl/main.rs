@@ -350,6 +350,7 @@ async fn run(
             deadline,
             output_cap,
             env,
+            secret_env,
             cwd,
             argv,
         } => {
@@ -365,6 +366,18 @@ async fn run(
             };
             let env: BTreeMap<String, String> =
                 env.iter().map(|e| kv(e)).collect::<anyhow::Result<_>>()?;
+            let secret_env = if secret_env.is_empty() {
+                None
+            } else {
+                let vars: BTreeMap<String, String> = secret_env
+                    .iter()
+                    .map(|e| kv(e))
+                    .collect::<anyhow::Result<_>>()?;
+                let Some(key) = &signer else {
+                    bail!("--secret-env needs the fleet key (its values are sealed with it)");
+                };
+                Some(key.seal(serde_json::to_string(&vars)?.as_bytes())?)
+            };
             let request = DispatchRequest {
                 selector,
                 job: Job {
@@ -373,6 +386,7 @@ async fn run(
                     cwd,
                     timeout_ms: timeout.saturating_mul(1000),
                     output_cap,
+                    secret_env,
                 },
             };
             let deadline = Duration::from_secs(deadline.unwrap_or(timeout.saturating_add(15)));
