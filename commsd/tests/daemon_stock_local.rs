@@ -132,6 +132,7 @@ async fn ready_my_address_peer_loadavg_and_cluster_status_form() {
     let (_d, h) = start_with(|c| {
         c.peers.listen = Some("127.0.0.2:0".parse().unwrap());
         c.peers.allow_loopback = true;
+        c.peers.insecure = true;
     })
     .await;
     let peer = h.peer_addr().expect("peer listener");

@@ -236,6 +236,8 @@ impl Router {
             Stats::bump(&self.stats.udp_dropped);
             if let Some(suppressed) = self.stats.logs.allow(crate::ratelog::Gate::Udp) {
                 tracing::warn!(%peer, %command, suppressed, "udp: daemon commands are not accepted over udp, dropped");
+            } else {
+                tracing::debug!(%peer, %command, "udp: daemon commands are not accepted over udp, dropped");
             }
             return;
         }
