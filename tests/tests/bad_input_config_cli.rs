@@ -396,7 +396,7 @@ fn bad_command_lines_are_usage_errors() {
         (
             "commsctl",
             os(&["--wait", "soon", "agents"]),
-            vec!["invalid value 'soon' for '--wait <WAIT>'"],
+            vec!["invalid value 'soon' for '--wait <SECS>'"],
         ),
         (
             "commsctl",

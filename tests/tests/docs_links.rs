@@ -200,7 +200,7 @@ fn docs_readme_flags_exist_in_help() {
         ("server", binary("server", "server")),
         ("agent", binary("agent", "agent")),
         ("commsctl", binary("server", "commsctl")),
-        ("commsd", binary("comms-native", "commsd")),
+        ("commsd", binary("commsd", "commsd")),
     ];
     let mut helps: Vec<(String, String)> = Vec::new();
     for (name, exe) in &exes {

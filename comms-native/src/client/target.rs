@@ -232,7 +232,10 @@ mod tests {
 
     #[test]
     fn retry_schedule() {
-        assert_eq!(retry_from_query("cd:///x").unwrap().len(), DEFAULT_RETRY.len());
+        assert_eq!(
+            retry_from_query("cd:///x").unwrap().len(),
+            DEFAULT_RETRY.len()
+        );
         let r = retry_from_query("cd:///x?retry=0.05,2").unwrap();
         assert_eq!(r, vec![Duration::from_millis(50), Duration::from_secs(2)]);
         assert!(retry_from_query("cd:///x?retry=a").is_err());

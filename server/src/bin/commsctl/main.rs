@@ -24,6 +24,9 @@ use comms_server::sniff::{Filter, Output as SniffOutput};
 
 use cli::{Args, Command};
 
+/// How long closing may take at exit (flushing what is still unacknowledged).
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
 /// An error with its own exit code.
 #[derive(Debug)]
 struct Exit(u8, String);
@@ -404,8 +407,9 @@ async fn run(
             unreachable!("handled above")
         }
     };
-    // Closing must not hang either (a broker that went away).
-    let _ = tokio::time::timeout(connect_timeout, client.close()).await;
+    // Closing must not hang either (a broker or a server that went away): what is still
+    // unacknowledged then is a request whose answer nobody waits for any more.
+    let _ = tokio::time::timeout(CLOSE_WAIT, client.close()).await;
     Ok(code)
 }
 
