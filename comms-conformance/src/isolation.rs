@@ -15,12 +15,14 @@ use comms_core::message::{commands, Message};
 
 use crate::harness::{ensure, CaseResult, Ctx, OrFail};
 
-/// The hung handler's timeout in these cases.
-const HUNG_TIMEOUT: Duration = Duration::from_secs(3);
+/// The hung handler's timeout in these cases: long enough that every other sender's
+/// messages are sent and handled while it still hangs, even on a slow broker.
+const HUNG_TIMEOUT: Duration = Duration::from_secs(20);
 /// Other senders' messages, all to be handled while one handler hangs.
 const SENDERS: usize = 10;
 const PER_SENDER: usize = 100;
-/// The limit for those 1,000 messages.
+/// The limit for those 1,000 messages to be handled once sent (sending itself is bounded
+/// by the hung handler's timeout: all of it happens while that handler hangs).
 const OTHERS_WITHIN: Duration = Duration::from_secs(5);
 
 fn ask(to: &Address, command: &str) -> Result<Message, Error> {
@@ -128,13 +130,18 @@ pub(crate) async fn hung_handler(ctx: &Ctx<'_>) -> CaseResult {
     while let Some(r) = tasks.join_next().await {
         r.or_fail("sender task")?.or_fail("send")?;
     }
+    let sent_in = started.elapsed();
+    let sent = Instant::now();
     let want = SENDERS * PER_SENDER;
-    while handled.load(Ordering::SeqCst) < want && started.elapsed() < OTHERS_WITHIN {
+    while handled.load(Ordering::SeqCst) < want && sent.elapsed() < OTHERS_WITHIN {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let done = handled.load(Ordering::SeqCst);
     ensure(done >= want, || {
-        format!("{done} of {want} messages from other senders handled within {OTHERS_WITHIN:?} while one handler hung")
+        format!("{done} of {want} messages from other senders handled within {OTHERS_WITHIN:?} of being sent (sending took {sent_in:?}) while one handler hung")
+    })?;
+    ensure(!hung.is_finished(), || {
+        format!("the other senders' messages took {:?}: the hung handler had already timed out, so they may have waited for it", started.elapsed())
     })?;
     // The hung handler is dropped at its timeout: ERROR naming it, then its sender's queue runs.
     let (result, elapsed) = hung.await.or_fail("hung task")?.or_fail("build")?;
