@@ -265,6 +265,13 @@ pub struct TransportSection {
     /// Prefix that keeps deployments apart on a shared broker.
     #[serde(default)]
     pub namespace: Option<String>,
+    /// A short-lived endpoint (a command-line tool such as `commsctl`): what a broker keeps
+    /// for it goes away when it closes. RabbitMQ: its queues are classic, non-durable and
+    /// auto-delete; Kafka: no service topic, and its instance topic is deleted on `close`;
+    /// native and memory keep nothing for a closed endpoint anyway. Messages for it after it
+    /// closed are lost, so a long-running service never sets it.
+    #[serde(default)]
+    pub ephemeral: bool,
 }
 
 /// A whole configuration file.
@@ -286,6 +293,7 @@ impl Config {
                 url: url.into(),
                 node: None,
                 namespace: None,
+                ephemeral: false,
             },
             sections: toml::Table::new(),
         };

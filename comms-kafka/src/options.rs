@@ -77,6 +77,9 @@ pub struct KafkaOptions {
     pub node: String,
     /// The `[kafka]` section.
     pub section: KafkaSection,
+    /// `[transport] ephemeral`: no service topic or group, and the instance topic is deleted
+    /// on `close`.
+    pub ephemeral: bool,
 }
 
 impl KafkaOptions {
@@ -105,6 +108,7 @@ impl KafkaOptions {
             namespace,
             node,
             section,
+            ephemeral: config.transport.ephemeral,
         };
         opts.check()?;
         Ok(opts)

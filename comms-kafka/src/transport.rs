@@ -109,12 +109,16 @@ impl KafkaTransport {
 
 impl Inner {
     fn own_topics(&self, address: &Address) -> Vec<(String, Option<i32>)> {
-        vec![
+        let mut topics = vec![
             (self.names.instance(address), None),
-            (self.names.service(address.service()), None),
             (self.names.broadcast(), Some(1)),
             (self.names.dead_letter(), Some(1)),
-        ]
+        ];
+        // An ephemeral endpoint is reached by its address only (replies): no service topic.
+        if !self.opts.ephemeral {
+            topics.push((self.names.service(address.service()), None));
+        }
+        topics
     }
 
     async fn destination(&self, topic: &str, key: &str, rotate: bool) -> Result<Dest> {
@@ -287,14 +291,10 @@ impl Transport for KafkaTransport {
         };
         let instance = inner.names.instance(&address);
         let service = inner.names.service(address.service());
-        let sources = [
+        let mut sources = vec![
             Source::Group {
                 group: instance.clone(),
                 topic: instance,
-            },
-            Source::Group {
-                group: service.clone(),
-                topic: service,
             },
             Source::Tail {
                 topic: inner.names.broadcast(),
@@ -302,6 +302,12 @@ impl Transport for KafkaTransport {
                 commands: inner.commands.clone(),
             },
         ];
+        if !inner.opts.ephemeral {
+            sources.push(Source::Group {
+                group: service.clone(),
+                topic: service,
+            });
+        }
         let mut waits = Vec::new();
         for source in sources {
             let (shared, thread) = consumer::spawn(&inner.opts, source, sink.clone())?;
@@ -364,6 +370,27 @@ impl Transport for KafkaTransport {
         // on their own (their last commit is already done or impossible anyway).
         if tokio::time::timeout(CLOSE_WAIT, joined).await.is_err() {
             tracing::warn!("kafka: consumers still closing after {CLOSE_WAIT:?}; not waiting");
+        }
+        if inner.opts.ephemeral {
+            if let Some(address) = inner.binding.address() {
+                let topic = inner.names.instance(&address);
+                match tokio::time::timeout(
+                    CLOSE_WAIT,
+                    inner.topics.delete(std::slice::from_ref(&topic)),
+                )
+                .await
+                {
+                    Ok(Ok(())) => {
+                        tracing::debug!(%topic, "kafka: ephemeral instance topic deleted")
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!(%topic, "kafka: could not delete the ephemeral instance topic: {e}")
+                    }
+                    Err(_) => {
+                        tracing::warn!(%topic, "kafka: deleting the ephemeral instance topic timed out")
+                    }
+                }
+            }
         }
         flushed
     }

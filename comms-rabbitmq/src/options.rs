@@ -133,6 +133,9 @@ pub struct RabbitOptions {
     pub queue_expires: Option<Duration>,
     /// Hop limit for `forward`.
     pub hop_limit: u8,
+    /// `[transport] ephemeral`: service and instance queues are classic, non-durable and
+    /// auto-delete (gone once this endpoint's consumers are), whatever `queue_type` says.
+    pub ephemeral: bool,
 }
 
 impl RabbitOptions {
@@ -140,12 +143,14 @@ impl RabbitOptions {
     pub fn from_config(config: &Config) -> Result<Self> {
         let url = config.url()?;
         let section: RabbitSection = config.section("rabbitmq")?;
-        Self::build(
+        let mut opts = Self::build(
             &url,
             config.transport.node.clone(),
             config.transport.namespace.clone(),
             section,
-        )
+        )?;
+        opts.ephemeral = config.transport.ephemeral;
+        Ok(opts)
     }
 
     /// Options from a URL alone, every other setting at its default.
@@ -237,6 +242,7 @@ impl RabbitOptions {
             default_ttl: positive("default_ttl_ms", section.default_ttl_ms)?.map(ms),
             queue_expires: positive("queue_expires_ms", section.queue_expires_ms)?.map(ms),
             hop_limit: comms_core::transport::DEFAULT_HOP_LIMIT,
+            ephemeral: false,
         })
     }
 }

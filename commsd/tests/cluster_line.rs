@@ -108,11 +108,13 @@ async fn unicast_crosses_the_intermediate_once_and_status_map_and_refusals_are_s
         "CONNECT my_address=127.0.0.1:9;server_name={an}z;version=1"
     ))
     .await;
-    let accept = p.expect_prefix("ACCEPT ").await;
+    let accept = p
+        .expect_prefix(&format!("<{an}:communicatord ACCEPT "))
+        .await;
     assert_eq!(param(&accept, "server_name"), an);
     assert_eq!(param(&accept, "my_address"), a.peer.to_string());
     assert_eq!(param(&accept, "services"), "ln_sa");
-    p.expect("HELP").await;
+    p.expect(&format!("<{an}:communicatord HELP")).await;
     p.send("HELP").await;
     let cmds = p.expect_prefix("COMMANDS list=").await;
     assert!(

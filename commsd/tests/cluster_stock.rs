@@ -57,7 +57,7 @@ async fn a_stock_peer_gossips_is_dialed_routed_to_and_redialed_after_hangup() {
         "ACCEPT my_address={fake_addr};server_name={stock}"
     ))
     .await;
-    p.expect("HELP").await;
+    p.expect(&format!("<{xn}:communicatord HELP")).await;
     p.send("COMMANDS list=ACCEPT,CONNECT,HELP").await;
     w.expect(&format!(
         "<{xn}:communicatord NEW_REMOTE_CONNECTION server_name={stock}"
@@ -130,10 +130,12 @@ async fn commsd_gossips_to_a_larger_neighbour_until_received() {
         "CONNECT my_address={fake_addr};server_name={base}stock;version=1"
     ))
     .await;
-    let accept_line = p.expect_prefix("ACCEPT ").await;
+    let accept_line = p
+        .expect_prefix(&format!("<{}:communicatord ACCEPT ", y.name))
+        .await;
     assert_eq!(param(&accept_line, "server_name"), y.name);
     assert_eq!(param(&accept_line, "comms_link_state"), "1");
-    p.expect("HELP").await;
+    p.expect(&format!("<{}:communicatord HELP", y.name)).await;
     let map = y
         .wait_map("the stock link", |l| param(l, "links").contains("stock"))
         .await;

@@ -74,7 +74,7 @@ async fn linked(tag: &str, extra: &[&str]) -> Linked {
         "ACCEPT my_address={fake_addr};server_name={stock}"
     ))
     .await;
-    p.expect("HELP").await;
+    p.expect(&format!("<{xn}:communicatord HELP")).await;
     p.send("COMMANDS list=ACCEPT,CONNECT,FORGET,GOSSIP,HELP,PING")
         .await;
     w.expect(&format!(
@@ -184,7 +184,9 @@ async fn gossip_and_connect_cannot_grow_the_neighbour_set_nor_the_accept_line() 
         "CONNECT my_address=0.0.0.0:9;server_name={base}rogue;version=1"
     ))
     .await;
-    let acc = c.expect_prefix("ACCEPT ").await;
+    let acc = c
+        .expect_prefix(&format!("<{}:communicatord ACCEPT ", x.name))
+        .await;
     assert!(acc.len() < 1024, "ACCEPT over max_line: {} B", acc.len());
     let ns = util::list(&acc, "neighbors");
     assert!(ns.len() <= 64, "{} neighbours", ns.len());
@@ -262,7 +264,7 @@ async fn forget_drops_the_neighbour_persists_and_is_rebroadcast() {
         "ACCEPT my_address={fake2_addr};server_name={base}cxx"
     ))
     .await;
-    p.expect("HELP").await;
+    p.expect(&format!("<{}:communicatord HELP", y.name)).await;
     p.send(&format!(
         "<{base}cxx:communicatord *:communicatord/FORGET broadcast_hops=1;broadcast_msgid={base}cxx-1;ip=10.9.9.9"
     ))

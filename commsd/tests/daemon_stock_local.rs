@@ -165,8 +165,15 @@ async fn ready_my_address_peer_loadavg_and_cluster_status_form() {
     .await
     .unwrap();
     let accept = next_line(&mut r).await;
-    assert!(accept.starts_with("ACCEPT "), "{accept}");
-    assert_eq!(next_line(&mut r).await, "HELP");
+    // Stamped as the stock daemon stamps them.
+    assert!(
+        accept.starts_with(&format!("<{NODE}:communicatord ACCEPT ")),
+        "{accept}"
+    );
+    assert_eq!(
+        next_line(&mut r).await,
+        format!("<{NODE}:communicatord HELP")
+    );
     loop {
         let l = next_line(&mut r).await;
         assert!(!l.contains("UNKNOWN"), "{l}");

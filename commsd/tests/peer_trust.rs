@@ -76,7 +76,7 @@ async fn rogue(to: SocketAddr, name: &str, comms: bool) -> tokio::net::tcp::Owne
     let mut first = String::new();
     r.read_line(&mut first).await.unwrap();
     assert!(
-        first.starts_with("ACCEPT "),
+        first.contains(":communicatord ACCEPT "),
         "rogue not accepted: {first:?}"
     );
     tokio::spawn(async move {

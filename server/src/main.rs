@@ -136,7 +136,10 @@ async fn run(args: Args, url_from_flag: bool) -> anyhow::Result<()> {
         scheme,
         comms::config::Scheme::Cd | comms::config::Scheme::Cds
     ) {
-        let probe = comms::connect(&config)
+        // The probe endpoint lives for one question: nothing of it stays on the broker.
+        let mut probe_config = config.clone();
+        probe_config.transport.ephemeral = true;
+        let probe = comms::connect(&probe_config)
             .await
             .with_context(|| format!("connecting to {masked}"))?;
         comms_server::single::ensure_alone(probe, server_config.key_file.as_deref()).await?;

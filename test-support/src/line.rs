@@ -171,6 +171,11 @@ impl LineClient {
 
 /// The value of parameter `name` in a line `COMMAND a=1;b=x,y` (`""` when absent).
 pub fn param<'a>(line: &'a str, name: &str) -> &'a str {
+    // A `<server:service ` stamp is not a parameter.
+    let line = match line.strip_prefix('<') {
+        Some(stamped) => stamped.split_once(' ').map_or("", |(_, rest)| rest),
+        None => line,
+    };
     line.split_once(' ')
         .map_or("", |(_, p)| p)
         .split(';')
@@ -201,6 +206,10 @@ mod tests {
         assert_eq!(param(l, "missing"), "");
         assert_eq!(list(l, "nodes"), ["a", "b"]);
         assert!(list(l, "x").is_empty());
+        assert_eq!(
+            param("<n1:communicatord ACCEPT server_name=n1", "server_name"),
+            "n1"
+        );
     }
 
     #[tokio::test]

@@ -103,33 +103,32 @@ impl Backend for RabbitBackend {
     }
 }
 
-/// Delete the queues and exchanges of `namespaces` (names `comms.{ns}` and `comms.{ns}.*`).
-pub async fn delete_namespaces(namespaces: &[String]) -> anyhow::Result<usize> {
-    use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
-    if namespaces.is_empty() {
-        return Ok(0);
-    }
-    let listed = |what: &str| -> anyhow::Result<Vec<String>> {
-        Ok(rabbitmqctl(&[what, "-q", "--no-table-headers", "name"])?
-            .lines()
-            .map(|l| l.trim().to_owned())
-            .filter(|l| !l.is_empty())
-            .collect())
-    };
+/// The names of the broker's queues (`what` = `list_queues`) or exchanges
+/// (`list_exchanges`) that belong to `namespaces` (`comms.{ns}` and `comms.{ns}.*`), sorted.
+pub fn namespace_objects(what: &str, namespaces: &[String]) -> anyhow::Result<Vec<String>> {
     let ours = |name: &str| {
         namespaces.iter().any(|ns| {
             let base = format!("comms.{ns}");
             name == base || name.starts_with(&format!("{base}."))
         })
     };
-    let queues: Vec<String> = listed("list_queues")?
-        .into_iter()
-        .filter(|n| ours(n))
+    let mut names: Vec<String> = rabbitmqctl(&[what, "-q", "--no-table-headers", "name"])?
+        .lines()
+        .map(|l| l.trim().to_owned())
+        .filter(|l| !l.is_empty() && ours(l))
         .collect();
-    let exchanges: Vec<String> = listed("list_exchanges")?
-        .into_iter()
-        .filter(|n| ours(n))
-        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// Delete the queues and exchanges of `namespaces` (names `comms.{ns}` and `comms.{ns}.*`).
+pub async fn delete_namespaces(namespaces: &[String]) -> anyhow::Result<usize> {
+    use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+    if namespaces.is_empty() {
+        return Ok(0);
+    }
+    let queues = namespace_objects("list_queues", namespaces)?;
+    let exchanges = namespace_objects("list_exchanges", namespaces)?;
     let conn = lapin::Connection::connect(&url(), lapin::ConnectionProperties::default()).await?;
     let ch = conn.create_channel().await?;
     for q in &queues {

@@ -63,7 +63,8 @@ impl Router {
     }
 
     /// `CONNECT`/`ACCEPT` body: `my_address`, `server_name`, `services`, `neighbors`, and the
-    /// comms extension flag.
+    /// comms extension flag. `ACCEPT` is stamped `<NODE:communicatord ` as the stock daemon
+    /// sends it (before the line is fitted to `max_line`, so the stamp counts).
     pub(crate) fn hello(&self, command: &str) -> WireMessage {
         let mut services: Vec<&str> = self.names.keys().map(|n| &**n).collect();
         services.sort_unstable();
@@ -77,6 +78,9 @@ impl Router {
             .with_param("my_address", &self.cluster.my_address)
             .with_param("server_name", &*self.node)
             .with_param(LINK_STATE_PARAM, "1");
+        if command == "ACCEPT" {
+            m = m.with_sent_from(&*self.node, replies::DAEMON_SERVICE);
+        }
         if !services.is_empty() {
             m.set_param("services", services.join(","));
         }
@@ -330,7 +334,7 @@ impl Router {
         }
         let accept = self.hello("ACCEPT");
         self.send(id, &accept);
-        self.send(id, &WireMessage::new("HELP"));
+        self.send(id, &replies::notification(&self.node, "HELP"));
         self.remember_neighbor(&address);
         self.link_up(id);
     }
@@ -363,7 +367,7 @@ impl Router {
         if let Some(st) = dialed.and_then(|a| self.cluster.dialers.get(&a)) {
             st.accepted.store(true, Ordering::Relaxed);
         }
-        self.send(id, &WireMessage::new("HELP"));
+        self.send(id, &replies::notification(&self.node, "HELP"));
         self.link_up(id);
     }
 

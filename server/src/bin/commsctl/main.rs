@@ -138,7 +138,10 @@ async fn run(
     if resolved.overridden_file_url.is_some() {
         tracing::warn!("{}", resolved.describe());
     }
-    let config = &resolved.config;
+    // A short-lived tool: whatever a broker keeps for its endpoint goes when it exits.
+    let mut config = resolved.config.clone();
+    config.transport.ephemeral = true;
+    let config = &config;
     let masked = resolved.masked_url();
     let what = match resolved.backend() {
         "native" => "daemon",
