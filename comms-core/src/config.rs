@@ -266,8 +266,9 @@ pub struct TransportSection {
     #[serde(default)]
     pub namespace: Option<String>,
     /// A short-lived endpoint (a command-line tool such as `commsctl`): what a broker keeps
-    /// for it goes away when it closes. RabbitMQ: its queues are classic, non-durable and
-    /// auto-delete; Kafka: no service topic, and its instance topic is deleted on `close`;
+    /// for it goes away when it closes. RabbitMQ: `close` deletes its instance and service
+    /// queues; Kafka: no service topic or group (its instance topic stays, as topics are
+    /// not deleted by comms);
     /// native and memory keep nothing for a closed endpoint anyway. Messages for it after it
     /// closed are lost, so a long-running service never sets it.
     #[serde(default)]

@@ -19,7 +19,9 @@
 //! | `comms.{ns}.deadletter` (1 partition) | records that were not envelopes | operators |
 //!
 //! Topics are created through the admin API with the `[kafka]` section's `partitions` and
-//! `replication` (see [`KafkaSection`]): an endpoint creates its own topics when it first
+//! `replication` (see [`KafkaSection`]). An ephemeral endpoint (`[transport] ephemeral`,
+//! `commsctl`) gets no service topic or group, only its instance topic, which stays after it
+//! closes (comms deletes no topic). An endpoint creates its own topics when it first
 //! advertises, a sender creates a destination's topic on first use. Every record value is the
 //! JSON envelope of [`comms_core::envelope`], with header `content-type:
 //! application/vnd.comms.envelope+json` and `comms-id`; the key is the sender's address.

@@ -77,8 +77,8 @@ pub struct KafkaOptions {
     pub node: String,
     /// The `[kafka]` section.
     pub section: KafkaSection,
-    /// `[transport] ephemeral`: no service topic or group, and the instance topic is deleted
-    /// on `close`.
+    /// `[transport] ephemeral`: no service topic or group (the endpoint is reached by its
+    /// address only). Its instance topic stays: see the crate docs.
     pub ephemeral: bool,
 }
 

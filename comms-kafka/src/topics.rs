@@ -111,33 +111,6 @@ impl Topics {
         }
         Ok(())
     }
-
-    /// Delete `topics` (an ephemeral endpoint's own, at `close`); a topic already gone is fine.
-    pub async fn delete(&self, topics: &[String]) -> Result<()> {
-        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-        let opts = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT));
-        let results = self
-            .admin
-            .delete_topics(&names, &opts)
-            .await
-            .map_err(|e| map("deleting topics", e))?;
-        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
-        for r in results {
-            match r {
-                Ok(t) | Err((t, RDKafkaErrorCode::UnknownTopicOrPartition)) => {
-                    known.remove(&t);
-                }
-                Err((t, code)) => {
-                    return Err(Error::transport_msg(
-                        BACKEND,
-                        format!("deleting topic {t}: {code}"),
-                        true,
-                    ))
-                }
-            }
-        }
-        Ok(())
-    }
 }
 
 /// The partition count of `topic` from the producer's metadata (retried briefly while a new

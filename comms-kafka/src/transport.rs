@@ -371,27 +371,6 @@ impl Transport for KafkaTransport {
         if tokio::time::timeout(CLOSE_WAIT, joined).await.is_err() {
             tracing::warn!("kafka: consumers still closing after {CLOSE_WAIT:?}; not waiting");
         }
-        if inner.opts.ephemeral {
-            if let Some(address) = inner.binding.address() {
-                let topic = inner.names.instance(&address);
-                match tokio::time::timeout(
-                    CLOSE_WAIT,
-                    inner.topics.delete(std::slice::from_ref(&topic)),
-                )
-                .await
-                {
-                    Ok(Ok(())) => {
-                        tracing::debug!(%topic, "kafka: ephemeral instance topic deleted")
-                    }
-                    Ok(Err(e)) => {
-                        tracing::warn!(%topic, "kafka: could not delete the ephemeral instance topic: {e}")
-                    }
-                    Err(_) => {
-                        tracing::warn!(%topic, "kafka: deleting the ephemeral instance topic timed out")
-                    }
-                }
-            }
-        }
         flushed
     }
 

@@ -133,8 +133,8 @@ pub struct RabbitOptions {
     pub queue_expires: Option<Duration>,
     /// Hop limit for `forward`.
     pub hop_limit: u8,
-    /// `[transport] ephemeral`: service and instance queues are classic, non-durable and
-    /// auto-delete (gone once this endpoint's consumers are), whatever `queue_type` says.
+    /// `[transport] ephemeral`: `close` deletes this endpoint's instance and service queues
+    /// (declared as every other queue, since senders declare the queues they send to).
     pub ephemeral: bool,
 }
 

@@ -134,6 +134,17 @@ impl Session {
         Ok(())
     }
 
+    /// Delete `queue` (an ephemeral endpoint's own, at close), messages and all.
+    pub(crate) async fn delete_queue(&self, queue: &str) -> Result<()> {
+        let admin = self.admin().await?;
+        admin
+            .queue_delete(queue.into(), lapin::options::QueueDeleteOptions::default())
+            .await
+            .map_err(|e| amqp(format!("delete queue {queue}"), e))?;
+        self.forget(queue);
+        Ok(())
+    }
+
     /// Forget that `queue` was declared (it was deleted behind our back): declare it again.
     pub(crate) fn forget(&self, queue: &str) {
         self.declared

@@ -129,26 +129,6 @@ fn queue_args(opts: &RabbitOptions, names: &Names) -> FieldTable {
     args
 }
 
-/// An ephemeral endpoint's queue: as [`queue_args`] but always classic (a quorum queue
-/// cannot be auto-delete) and without `x-expires` (auto-delete removes it sooner).
-fn ephemeral_args(opts: &RabbitOptions, names: &Names) -> FieldTable {
-    let mut args = queue_args(opts, names).inner().clone();
-    args.remove("x-expires");
-    args.insert(
-        "x-queue-type".into(),
-        AMQPValue::LongString(LongString::from("classic")),
-    );
-    FieldTable::from(args)
-}
-
-fn ephemeral() -> QueueDeclareOptions {
-    QueueDeclareOptions {
-        durable: false,
-        auto_delete: true,
-        ..QueueDeclareOptions::default()
-    }
-}
-
 fn diagnostic_args() -> FieldTable {
     let mut args = FieldTable::default();
     args.insert(
@@ -216,12 +196,7 @@ pub async fn declare_queue(
     queue: &str,
     keys: &[String],
 ) -> comms_core::Result<()> {
-    let (declare, args) = if opts.ephemeral {
-        (ephemeral(), ephemeral_args(opts, names))
-    } else {
-        (durable(), queue_args(opts, names))
-    };
-    ch.queue_declare(queue.into(), declare, args)
+    ch.queue_declare(queue.into(), durable(), queue_args(opts, names))
         .await
         .map_err(|e| amqp(format!("declare queue {queue}"), e))?;
     for key in keys {

@@ -33,6 +33,9 @@ pub struct RabbitTransport {
     _stop_on_drop: DropGuard,
 }
 
+/// How long an ephemeral endpoint's close may spend deleting its queues.
+const EPHEMERAL_CLEANUP: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl RabbitTransport {
     /// Connect with a whole configuration.
     pub async fn connect(config: &Config) -> Result<Self> {
@@ -105,6 +108,34 @@ impl RabbitTransport {
         Ok(())
     }
 
+    /// An ephemeral endpoint's close: its instance and service queues go (bounded wait; a
+    /// failure is logged, the queues then stay as after a crash).
+    async fn delete_own_queues(&self) {
+        let Some(address) = self.binding.address() else {
+            return;
+        };
+        let names = self.link.names();
+        let queues = [names.instance(&address), names.service(address.service())];
+        let deleted = async {
+            let session = self
+                .link
+                .session_until(Instant::now() + EPHEMERAL_CLEANUP)
+                .await?;
+            for queue in &queues {
+                session.delete_queue(queue).await?;
+            }
+            Ok::<_, Error>(())
+        };
+        match tokio::time::timeout(EPHEMERAL_CLEANUP, deleted).await {
+            Ok(Ok(())) => tracing::debug!(?queues, "rabbitmq: ephemeral queues deleted"),
+            Ok(Err(e)) => tracing::warn!(
+                ?queues,
+                "rabbitmq: could not delete the ephemeral queues: {e}"
+            ),
+            Err(_) => tracing::warn!(?queues, "rabbitmq: deleting the ephemeral queues timed out"),
+        }
+    }
+
     async fn publish_tracked(&self, msg: &Message) -> Result<()> {
         self.sends
             .track_future(publisher::publish(&self.link, msg))
@@ -162,6 +193,9 @@ impl Transport for RabbitTransport {
         // Sends already accepted by a caller finish (confirmed) before the connection goes.
         self.sends.close();
         let flushed = tokio::time::timeout(self.link.opts().send_timeout, self.sends.wait()).await;
+        if self.link.opts().ephemeral {
+            self.delete_own_queues().await;
+        }
         self.cancel.cancel();
         self.tasks.close();
         self.tasks.wait().await;

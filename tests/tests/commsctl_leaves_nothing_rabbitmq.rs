@@ -1,5 +1,5 @@
-//! `commsctl` is a short-lived client: on RabbitMQ its endpoint is ephemeral (classic,
-//! non-durable, auto-delete queues), so 20 calls leave the broker's queue list as it was.
+//! `commsctl` is a short-lived client: on RabbitMQ its endpoint is ephemeral (its queues are
+//! deleted when it closes), so 20 calls leave the broker's queue list as it was.
 
 use std::time::Duration;
 
@@ -12,11 +12,15 @@ async fn twenty_commsctl_calls_leave_no_queue_behind() {
     let ns = unique_name("ctl_eph");
     let fleet = Fleet::start(&format!("url = \"{}\"\nnamespace = \"{ns}\"", url()));
     let started = std::time::Instant::now();
-    while fleet.ctl(&["agents"]).await.0 != 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the server never answered"
-        );
+    loop {
+        let (code, _, stderr) = fleet.ctl_keyed(&["status"], true).await;
+        if code == 0 {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            fleet.dump_logs();
+            panic!("the server never answered: {stderr}");
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let queues = || namespace_objects("list_queues", std::slice::from_ref(&ns)).expect("list");
@@ -26,11 +30,9 @@ async fn twenty_commsctl_calls_leave_no_queue_behind() {
         "the server's queue is listed: {before:?}"
     );
     for _ in 0..20 {
-        let (code, _) = fleet.ctl(&["agents"]).await;
-        assert_eq!(code, 0, "commsctl agents");
+        let (code, _, stderr) = fleet.ctl_keyed(&["status"], true).await;
+        assert_eq!(code, 0, "commsctl status: {stderr}");
     }
-    // Auto-delete queues go when their consumer's connection closes: at once, give or take
-    // the broker's bookkeeping.
     let mut after = queues();
     for _ in 0..50 {
         if after == before {
