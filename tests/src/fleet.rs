@@ -223,6 +223,22 @@ impl Fleet {
         }
     }
 
+    /// Wait until the server answers `commsctl status` (panics with the logs after `timeout`).
+    pub async fn wait_server(&self, timeout: Duration) {
+        let started = Instant::now();
+        loop {
+            let (code, _, stderr) = self.ctl_keyed(&["status"], true).await;
+            if code == 0 {
+                return;
+            }
+            if started.elapsed() > timeout {
+                self.dump_logs();
+                panic!("the server never answered within {timeout:?}: {stderr}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Wait until `want(agents)` holds; how long it took.
     pub async fn wait_agents(
         &self,

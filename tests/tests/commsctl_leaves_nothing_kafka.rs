@@ -40,18 +40,7 @@ async fn twenty_commsctl_calls_create_no_service_topic() {
     let broker = Tansu::start().await.expect("start tansu");
     let ns = unique_name("ctl_eph");
     let fleet = Fleet::start(&format!("url = \"{}\"\nnamespace = \"{ns}\"", broker.url()));
-    let started = std::time::Instant::now();
-    loop {
-        let (code, _, stderr) = fleet.ctl_keyed(&["status"], true).await;
-        if code == 0 {
-            break;
-        }
-        if started.elapsed() > Duration::from_secs(60) {
-            fleet.dump_logs();
-            panic!("the server never answered: {stderr}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    fleet.wait_server(Duration::from_secs(60)).await;
     for _ in 0..20 {
         let (code, _, stderr) = fleet.ctl_keyed(&["status"], true).await;
         assert_eq!(code, 0, "commsctl status: {stderr}");

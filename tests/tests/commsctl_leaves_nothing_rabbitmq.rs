@@ -11,18 +11,7 @@ use comms_tests::rabbitmq::{delete_namespaces, namespace_objects, url};
 async fn twenty_commsctl_calls_leave_no_queue_behind() {
     let ns = unique_name("ctl_eph");
     let fleet = Fleet::start(&format!("url = \"{}\"\nnamespace = \"{ns}\"", url()));
-    let started = std::time::Instant::now();
-    loop {
-        let (code, _, stderr) = fleet.ctl_keyed(&["status"], true).await;
-        if code == 0 {
-            break;
-        }
-        if started.elapsed() > Duration::from_secs(60) {
-            fleet.dump_logs();
-            panic!("the server never answered: {stderr}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    fleet.wait_server(Duration::from_secs(60)).await;
     let queues = || namespace_objects("list_queues", std::slice::from_ref(&ns)).expect("list");
     let before = queues();
     assert!(
