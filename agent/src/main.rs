@@ -102,22 +102,12 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: Args, url_from_flag: bool) -> anyhow::Result<()> {
-    let env_url = std::env::var(comms::config::URL_ENV).ok();
     let flag_url = if url_from_flag {
         args.url.as_deref()
     } else {
         None
     };
-    let resolved = Resolved::resolve(
-        args.config.as_deref(),
-        flag_url,
-        env_url.as_deref(),
-        DEFAULT_URL,
-    )?;
-    tracing::info!("{}", resolved.describe());
-    if resolved.overridden_file_url.is_some() {
-        tracing::warn!("--config does not set the URL: {}", resolved.describe());
-    }
+    let resolved = Resolved::at_start(args.config.as_deref(), flag_url, DEFAULT_URL)?;
     let masked = resolved.masked_url();
     let config = resolved.config;
     let mut agent_config: AgentConfig = config.section("agent")?;

@@ -106,6 +106,23 @@ impl Resolved {
         })
     }
 
+    /// What a binary does at start: resolve with `COMMS_URL` from the environment, log the
+    /// result ([`Resolved::describe`]) at INFO, and warn when the `--config` file's own URL
+    /// is overridden.
+    pub fn at_start(
+        path: Option<&Path>,
+        flag_url: Option<&str>,
+        default_url: &str,
+    ) -> Result<Self> {
+        let env_url = std::env::var(URL_ENV).ok();
+        let resolved = Self::resolve(path, flag_url, env_url.as_deref(), default_url)?;
+        tracing::info!("{}", resolved.describe());
+        if resolved.overridden_file_url.is_some() {
+            tracing::warn!("--config does not set the URL: {}", resolved.describe());
+        }
+        Ok(resolved)
+    }
+
     /// The URL with its password masked.
     pub fn masked_url(&self) -> String {
         mask_url(&self.config.transport.url)

@@ -91,22 +91,12 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: Args, url_from_flag: bool) -> anyhow::Result<()> {
-    let env_url = std::env::var(comms::config::URL_ENV).ok();
     let flag_url = if url_from_flag {
         args.url.as_deref()
     } else {
         None
     };
-    let resolved = Resolved::resolve(
-        args.config.as_deref(),
-        flag_url,
-        env_url.as_deref(),
-        DEFAULT_URL,
-    )?;
-    tracing::info!("{}", resolved.describe());
-    if resolved.overridden_file_url.is_some() {
-        tracing::warn!("--config does not set the URL: {}", resolved.describe());
-    }
+    let resolved = Resolved::at_start(args.config.as_deref(), flag_url, DEFAULT_URL)?;
     if let Err(e) = comms::probe(&resolved.config, PROBE_WAIT).await {
         tracing::warn!(
             "the broker at {} does not answer yet ({e}); retrying in the background",

@@ -122,22 +122,12 @@ async fn run(
         }
         _ => {}
     }
-    let env_url = std::env::var(comms::config::URL_ENV).ok();
     let flag_url = if url_from_flag {
         args.url.as_deref()
     } else {
         None
     };
-    let resolved = Resolved::resolve(
-        args.config.as_deref(),
-        flag_url,
-        env_url.as_deref(),
-        DEFAULT_URL,
-    )?;
-    tracing::info!("{}", resolved.describe());
-    if resolved.overridden_file_url.is_some() {
-        tracing::warn!("{}", resolved.describe());
-    }
+    let resolved = Resolved::at_start(args.config.as_deref(), flag_url, DEFAULT_URL)?;
     // A short-lived tool: whatever a broker keeps for its endpoint goes when it exits.
     let mut config = resolved.config.clone();
     config.transport.ephemeral = true;
