@@ -303,6 +303,18 @@ fn results(lines: &[Value]) -> Vec<&Value> {
         .collect()
 }
 
+/// The dispatch id of the `accepted` line a `commsctl --json run` prints first.
+pub async fn accepted_dispatch(
+    out: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+) -> String {
+    let line = out.next_line().await.unwrap().expect("accepted line");
+    let accepted: Value = serde_json::from_str(&line).unwrap();
+    accepted["dispatch"]
+        .as_str()
+        .expect("dispatch id")
+        .to_owned()
+}
+
 /// The scenario of the fleet issue: run on all, on a group; cancel a long task; kill an agent
 /// (reported down within the TTL); restart it (same id, back up).
 pub async fn scenario(transport: &str) {
@@ -368,12 +380,7 @@ pub async fn scenario(transport: &str) {
         "sleep",
         "30",
     ]);
-    let accepted: Value =
-        serde_json::from_str(&out.next_line().await.unwrap().expect("accepted line")).unwrap();
-    let dispatch = accepted["dispatch"]
-        .as_str()
-        .expect("dispatch id")
-        .to_owned();
+    let dispatch = accepted_dispatch(&mut out).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (code, _) = fleet.ctl(&["cancel", &dispatch]).await;
     assert_eq!(code, 0);

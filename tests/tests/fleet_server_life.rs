@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use comms_test_support::{free_port, unique_name};
-use comms_tests::fleet::Fleet;
+use comms_tests::fleet::{accepted_dispatch, Fleet};
 use serde_json::Value;
 
 fn up(agents: &[Value]) -> usize {
@@ -43,12 +43,7 @@ async fn results_survive_a_server_kill_and_agents_return_quickly() {
         "-c",
         "sleep 4; echo survived",
     ]);
-    let accepted: Value =
-        serde_json::from_str(&out.next_line().await.unwrap().expect("accepted line")).unwrap();
-    let dispatch = accepted["dispatch"]
-        .as_str()
-        .expect("dispatch id")
-        .to_owned();
+    let dispatch = accepted_dispatch(&mut out).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     fleet.kill_server().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
