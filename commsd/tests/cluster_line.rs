@@ -178,3 +178,33 @@ async fn line_with_b_down_caches_or_answers_and_restarting_b_heals() {
     let want = vec![an.clone(), b.name.clone(), cn.clone()];
     a.wait_map("healed", |l| list(l, "nodes") == want).await;
 }
+
+#[tokio::test]
+async fn a_line_cached_for_a_service_not_yet_up_reaches_it_when_it_registers_on_another_node() {
+    // The route appears only through C's announcement (nothing changes on A itself): A must
+    // replay its cache when a remote announcement makes the service reachable, not at its
+    // next re-announcement half a minute later.
+    let (a, _b, c) = line("lr", &[]).await;
+    let (an, cn) = (a.name.clone(), c.name.clone());
+    let mut sa = a.client().await;
+    sa.register(&an, "lr_sa", "TRANSMISSION_REPORT").await;
+    sa.send("lr_late/PING n=1;transmission_report=failure")
+        .await;
+    sa.expect(&format!(
+        "<{an}:communicatord TRANSMISSION_REPORT command=PING;status=cached"
+    ))
+    .await;
+
+    // Registered by hand: the helper skips lines until its COMMANDS reply, and the cached
+    // line may come first.
+    let mut sc = c.client().await;
+    sc.send("REGISTER service=lr_late;version=1").await;
+    sc.expect(&format!("<{cn}:communicatord HELP")).await;
+    sc.expect_prefix(&format!("<{cn}:communicatord READY "))
+        .await;
+    sc.expect(&format!(
+        "<{an}:lr_sa lr_late/PING n=1;transmission_report=failure"
+    ))
+    .await;
+    sc.silent(300).await;
+}

@@ -54,7 +54,7 @@ impl Node {
             .args(extra)
             .arg("--unix")
             .arg(dir.path().join("commsd.sock"))
-            .env("RUST_LOG", "comms_native=debug")
+            .env("RUST_LOG", "commsd=debug")
             .stderr(Stderr::File(log_path(name)))
             .start()
             .await

@@ -5,6 +5,8 @@
 //!   after the node restarts;
 //! - forged origin stamps (the local node, `communicatord`, a node not behind the peer) are
 //!   refused and counted;
+//! - a line whose origin the peer announces just after it (routes lagging the line) is held,
+//!   then delivered, not refused;
 //! - 1,000 announcements a second from a peer do not stall local round trips (< 100 ms);
 //! - a peer listener needs authentication, `plain_peers` or `insecure`.
 #![allow(clippy::unwrap_used)]
@@ -169,6 +171,33 @@ async fn forged_node_state_changes_nothing_also_after_the_rogue_leaves_and_a_res
     .await;
     reaches(&mut cli, &mut listener, &an, 6).await;
     b2.shutdown().await;
+    a.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_line_ahead_of_the_announcement_that_links_its_origin_is_delivered() {
+    // A relay forwards a line as soon as its link is up; the announcement that puts the
+    // origin behind it may come just after. The line waits for the routes, it is not lost.
+    let dir = tempfile::tempdir().unwrap();
+    let an = unique("pth");
+    let a = start(&dir, &an, vec![]).await;
+    let mut agent = Raw::connect(a.tcp_addr().unwrap()).await;
+    agent.register(&an, "agent_one", "RUN").await;
+
+    let (rn, gn) = (unique("pthr"), unique("pthg"));
+    let mut w = rogue(a.peer_addr().unwrap(), &rn, true).await;
+    let epoch = now_us();
+    let lines = format!(
+        "<{gn}:server agent_one/RUN n=1\n<{rn}:x agent_one/RUN n=2\n\
+         NODE_STATE address=127.0.0.1:9;epoch={epoch};node={rn};peers={an},{gn};seq=1;services=\n\
+         NODE_STATE address=127.0.0.1:8;epoch={epoch};node={gn};peers={rn};seq=1;services=server\n"
+    );
+    w.write_all(lines.as_bytes()).await.unwrap();
+    agent
+        .expect(&format!("<{gn}:server agent_one/RUN n=1"))
+        .await;
+    agent.expect(&format!("<{rn}:x agent_one/RUN n=2")).await;
+    assert_eq!(a.stats().forged_origins, 0);
     a.shutdown().await;
 }
 

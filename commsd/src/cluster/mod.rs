@@ -14,13 +14,16 @@
 //!   unicasts flooded to stock peers, the bounded neighbour set, `FORGET`;
 //! - `routes.rs`: the pure link-state routing table (shortest paths; no I/O);
 //! - `trust.rs`: what a peer may announce or stamp, and the bounded cost of link state;
+//! - `held.rs`: routed lines held (bounded, briefly) until the routes show their origin
+//!   reachable through the peer that sent them;
 //! - `relay.rs`: relaying service lines across peer links (next hop, loop guard) —
 //!   named so, not "forward", to keep apart from `Transport::forward` of the client side.
 //!
-//! `peers.rs`, `state.rs` and `relay.rs` are further `impl Router` blocks: the router stays
+//! `peers.rs`, `state.rs`, `trust.rs`, `held.rs` and `relay.rs` are further `impl Router` blocks: the router stays
 //! the single owner of every piece of routing state, cluster state included.
 
 pub(crate) mod address;
+mod held;
 mod net;
 mod peers;
 pub(crate) mod persist;
@@ -30,5 +33,6 @@ mod state;
 mod stock;
 mod trust;
 
+pub(crate) use held::Held;
 pub(crate) use net::{DialState, PeerNet, PENDING_EXTRA};
 pub(crate) use state::{Cluster, PeerLink};

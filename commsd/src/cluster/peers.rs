@@ -16,7 +16,7 @@ use crate::event::{ConnId, ConnKind};
 use crate::replies::{self, LOG_ONLY};
 use crate::router::Router;
 use crate::stats::Stats;
-use cd_wire::{is_valid_name, parse, peek_route, WireMessage};
+use cd_wire::{is_valid_name, parse, peek_route, RouteHead, WireMessage};
 
 /// Commands a peer may send this daemon (the answer to a peer's `HELP`), sorted.
 pub(crate) const PEER_COMMANDS: &[&str] = &[
@@ -152,13 +152,24 @@ impl Router {
                 }
                 continue;
             }
-            if self.origin_refused(id, &head) {
+            if self.cluster.held.has_from(id) {
+                // Behind a held line of the same link: per-link order.
+                self.hold(id, &head, line);
                 continue;
             }
-            match head.service {
-                "." | "*" | "?" => self.broadcast_from_peer(id, line),
-                _ => self.unicast_from_peer(id, &head, line),
+            match self.origin_problem(id, &head) {
+                None => self.routed_from_peer(id, &head, line),
+                Some((_, true)) => self.hold(id, &head, line),
+                Some((why, false)) => self.refuse_origin(id, &head, why),
             }
+        }
+    }
+
+    /// A routed line from peer link `id` whose origin passed the checks.
+    pub(crate) fn routed_from_peer(&mut self, id: ConnId, head: &RouteHead<'_>, line: &[u8]) {
+        match head.service {
+            "." | "*" | "?" => self.broadcast_from_peer(id, line),
+            _ => self.unicast_from_peer(id, head, line),
         }
     }
 

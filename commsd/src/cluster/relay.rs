@@ -230,6 +230,9 @@ impl Router {
         if !own {
             let origin = (head.sent_from_server, head.sent_from_service);
             if let Some(to) = self.next_link(server, service, any, origin, line) {
+                if Some(to) == from {
+                    tracing::debug!(service, "route points back to the sending link");
+                }
                 if Some(to) != from {
                     let mut out = BytesMut::with_capacity(line.len() + 1);
                     if restamp_head(
@@ -318,6 +321,7 @@ impl Router {
             comms_id: msg.param("comms_id").map(str::to_owned),
         };
         if self.cache.insert(entry) {
+            tracing::debug!(service = head.service, "no route yet: cached");
             Stats::bump(&self.stats.cached);
             if has_origin && msg.param("transmission_report") == Some("failure") {
                 self.report_to_origin(&msg, false, "cached");
@@ -391,6 +395,7 @@ impl Router {
         if !own {
             let origin = (head.sent_from_server, head.sent_from_service);
             if let Some(to) = self.next_link(head.server, head.service, any, origin, body) {
+                tracing::debug!(service = head.service, conn = to, "cached line replayed");
                 self.relay_bytes(to, &line);
                 return;
             }

@@ -182,10 +182,11 @@ impl Routes {
 
     /// Recomputes the shortest paths if announcements changed since; `true` if it did.
     pub(crate) fn recompute_if_dirty(&mut self) -> bool {
-        if self.dirty {
-            self.recompute();
+        if !self.dirty {
+            return false;
         }
-        std::mem::take(&mut self.dirty)
+        self.recompute();
+        true
     }
 
     /// Whether announcements changed since the last recomputation.
@@ -379,6 +380,18 @@ mod tests {
         let v = r.update(node, s, false) == Verdict::New;
         r.recompute_if_dirty();
         v
+    }
+
+    #[test]
+    fn recompute_if_dirty_says_whether_it_recomputed() {
+        // The router replays its cache and re-announces the cluster status only when this
+        // says `true`: a remote announcement must be reported as a change, once.
+        let mut r = Routes::new("a", st(1, &["b"], &[]));
+        assert!(!r.recompute_if_dirty(), "nothing announced yet");
+        assert_eq!(r.update("b", st(1, &["a"], &["x"]), false), Verdict::New);
+        assert!(r.recompute_if_dirty(), "a new announcement is a change");
+        assert_eq!(r.nearest_with("x"), Some("b"));
+        assert!(!r.recompute_if_dirty(), "reported once");
     }
 
     #[test]

@@ -82,6 +82,8 @@ pub(crate) struct Cluster {
     pub(crate) recompute_gap: std::time::Duration,
     /// Next re-announcement and aging check.
     pub(crate) next_tick: std::time::Instant,
+    /// Routed lines waiting for the routes to show their origin (`held.rs`).
+    pub(crate) held: crate::cluster::Held,
     /// `NODE_STATE` budget of each peer link: (tokens, last refill).
     pub(crate) ns_budget: HashMap<ConnId, (f64, std::time::Instant)>,
     /// Where `neighbors.txt` and `cluster-status.txt` are kept (`persist.rs`); `None`: nowhere.
@@ -129,6 +131,7 @@ impl Cluster {
             last_recompute: std::time::Instant::now(),
             recompute_gap: crate::cluster::trust::RECOMPUTE_GAP,
             next_tick: std::time::Instant::now() + crate::cluster::trust::REANNOUNCE,
+            held: crate::cluster::Held::default(),
             ns_budget: HashMap::new(),
             state_dir: None,
         }

@@ -13,6 +13,10 @@
 //!   reachable through that peer. A daemon's own replies toward a remote origin
 //!   (`SERVICE_UNAVAILABLE`, `TRANSMISSION_REPORT`, stamped `<node:communicatord `) remain
 //!   possible from the node that wrote them.
+//!   A line refused only because its origin is not reachable through the peer *yet* is
+//!   held until the routes catch up (at most [`crate::cluster::held::HOLD`], `held.rs`):
+//!   a relay forwards lines as soon as its link is up, and the announcement that links the
+//!   origin in may arrive just after them.
 //! - **Cost**: announcements are stored at once but routes recomputed at most every
 //!   [`RECOMPUTE_GAP`] (or five times the last computation's duration if longer); each peer link may deliver [`NS_RATE`] announcements a second
 //!   (burst [`NS_BURST`], enough for a whole database); beyond, they are dropped and counted
@@ -161,22 +165,27 @@ impl Router {
             self.cluster.recompute_gap =
                 RECOMPUTE_GAP.max(now.saturating_duration_since(start) * 5);
             self.routes_changed();
+            self.release_held();
         }
     }
 
     /// The next cluster timer (pending recomputation, re-announcement), if a cluster.
     pub(crate) fn cluster_deadline(&self) -> Option<Instant> {
         self.cluster.net.as_ref()?;
-        Some(match self.cluster.recompute_at {
+        let next = match self.cluster.recompute_at {
             Some(r) => r.min(self.cluster.next_tick),
             None => self.cluster.next_tick,
-        })
+        };
+        Some(self.cluster.held.deadline().map_or(next, |h| h.min(next)))
     }
 
     /// The cluster timer fired: pending recomputation; re-announcement and aging when due.
     pub(crate) fn cluster_timer(&mut self, now: Instant) {
         if self.cluster.recompute_at.is_some_and(|r| r <= now) {
             self.routes_flush();
+        }
+        if self.cluster.held.deadline().is_some_and(|h| h <= now) {
+            self.release_held();
         }
         if self.cluster.next_tick <= now {
             self.cluster.next_tick = now + REANNOUNCE;
@@ -187,31 +196,45 @@ impl Router {
         }
     }
 
-    /// Whether routed line `head` from peer link `id` carries an origin stamp the peer may
-    /// not write (module docs); counted and logged at debug when so.
-    pub(crate) fn origin_refused(&mut self, id: ConnId, head: &RouteHead<'_>) -> bool {
+    /// What is wrong with the origin stamp of routed line `head` from peer link `id` (module
+    /// docs), if anything: the reason, and whether routes catching up may still clear it (an
+    /// origin not reachable through the peer *yet*: see `held.rs`).
+    pub(crate) fn origin_problem(
+        &mut self,
+        id: ConnId,
+        head: &RouteHead<'_>,
+    ) -> Option<(&'static str, bool)> {
         let (node, svc) = (head.sent_from_server, head.sent_from_service);
-        let Some((peer, comms)) = self.link_of(id) else {
-            return false;
-        };
+        let (peer, comms) = self.link_of(id)?;
         let broadcast = matches!(head.service, "*" | "." | "?");
-        let why = if node == &*self.node {
-            Some("origin names this node")
+        if node == &*self.node {
+            Some(("origin names this node", false))
         } else if svc == DAEMON_SERVICE && (broadcast || !comms) {
-            Some("origin names communicatord")
+            Some(("origin names communicatord", false))
         } else if comms
             && !node.is_empty()
             && node != &*peer
             && !self.reachable_through(&peer, node)
         {
-            Some("origin not reachable through this peer")
+            Some(("origin not reachable through this peer", true))
         } else {
             None
-        };
-        let Some(why) = why else { return false };
+        }
+    }
+
+    /// Refuses routed line `head` from peer link `id` for its origin stamp: counted in
+    /// `forged_origins`, logged at debug.
+    pub(crate) fn refuse_origin(&mut self, id: ConnId, head: &RouteHead<'_>, why: &str) {
         Stats::bump(&self.stats.forged_origins);
-        tracing::debug!(conn = id, %peer, origin = node, service = svc, why, "peer line refused");
-        true
+        let peer = self.link_of(id).map(|(p, _)| p);
+        tracing::debug!(
+            conn = id,
+            peer = peer.as_deref(),
+            origin = head.sent_from_server,
+            service = head.sent_from_service,
+            why,
+            "peer line refused"
+        );
     }
 
     /// `node` reachable through direct peer `peer`, recomputing a stale table first when
