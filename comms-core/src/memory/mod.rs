@@ -7,8 +7,9 @@
 //!   takes from both, up to `prefetch` unacknowledged deliveries.
 //! - At-least-once: a delivery stays counted until acked; nack or drop puts it back at the head.
 //! - Backpressure: `send` waits up to `send_timeout` (default 30 s) for room in a full queue,
-//!   then fails with [`Error::Backpressure`]. At-most-once messages to a full queue are dropped
-//!   with a warning instead of waiting.
+//!   then fails with [`Error::Backpressure`], whatever the delivery mode: an at-most-once
+//!   message is never dropped silently at a full queue (it is not redelivered once handed to
+//!   a consumer).
 //! - A message waiting in a queue nobody consumes expires after its TTL (default 60 s); with
 //!   `report` set, the sender gets `SERVICE_UNAVAILABLE` (correlated to the message).
 //! - Nothing survives the process: the hub is memory.
@@ -151,12 +152,8 @@ impl MemoryTransport {
             msg: Arc::new(msg),
             redelivered: false,
         };
-        if item.msg.mode == DeliveryMode::AtMostOnce {
-            if !q.try_push(item) {
-                tracing::warn!(to = %report.1, "memory: queue full, at-most-once message dropped");
-            }
-            return Ok(());
-        }
+        // Either mode waits for room (backpressure, as on native): at-most-once means no
+        // redelivery once handed to a consumer, not a silent drop at a full queue.
         q.push(item, self.opts.send_timeout).await?;
         if unconsumed {
             let (hub, q) = (Arc::downgrade(&self.hub), q.clone());
@@ -413,6 +410,52 @@ mod tests {
         let ad = Advertisement::new(Address::new("n1", service).unwrap(), ["PING"]);
         t.advertise(&ad).await.unwrap();
         t
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn at_most_once_to_a_full_queue_waits_for_room_and_loses_nothing() {
+        let mut opts =
+            MemoryOptions::from_url(&TransportUrl::parse("memory://amo_full?node=n1").unwrap())
+                .unwrap();
+        opts.queue_bound = 16;
+        opts.prefetch = 1;
+        let b = MemoryTransport::with_options(opts.clone());
+        b.advertise(&Advertisement::new(Address::new("n1", "b").unwrap(), ["PING"]))
+            .await
+            .unwrap();
+        let mut inbox = b.listen().await.unwrap();
+        let a = MemoryTransport::with_options(opts);
+        a.advertise(&Advertisement::new(Address::new("n1", "a").unwrap(), ["PONG"]))
+            .await
+            .unwrap();
+        const N: usize = 2_000;
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            while got.len() < N {
+                let d = tokio::time::timeout(Duration::from_secs(10), inbox.recv())
+                    .await
+                    .expect("a delivery within 10 s")
+                    .expect("inbox open");
+                if d.message().command == "PING" {
+                    got.push(d.message().param("i").unwrap_or_default().to_owned());
+                }
+                d.ack().await.unwrap();
+                if got.len() % 100 == 0 {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+            got
+        });
+        for i in 0..N {
+            let m = Message::new("PING", Destination::Service("b".into()))
+                .unwrap()
+                .with_param("i", i.to_string())
+                .at_most_once();
+            a.send(m).await.unwrap();
+        }
+        let got = reader.await.unwrap();
+        let want: Vec<String> = (0..N).map(|i| i.to_string()).collect();
+        assert_eq!(got, want, "all {N} at-most-once messages, in order");
     }
 
     #[tokio::test]
