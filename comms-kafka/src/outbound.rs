@@ -20,8 +20,16 @@
 //!
 //! **Bound.** The records not yet committed are this sender's share of the destination's lag;
 //! [`Outbound::pending`] is compared with the configured `queue_bound`.
+//!
+//! **Pipelining.** The sender holds the destination's lock only to choose the partition and
+//! hand the record to the producer ([`Outbound::sending`]); it waits for the broker's
+//! acknowledgement without it, so concurrent sends reach the producer together. A record
+//! handed over and not yet acknowledged counts as pending on the current partition (the
+//! [`InFlight`] guard), so the sender never moves on while one is in flight.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long a sender stays on one partition of a service topic before it makes a drain point.
@@ -46,7 +54,18 @@ pub struct Outbound {
     stint: usize,
     misses: u32,
     pending: HashMap<i32, VecDeque<i64>>,
+    in_flight: Arc<AtomicUsize>,
     refreshed: Option<Instant>,
+}
+
+/// One record handed to the producer and not yet acknowledged: pending until dropped.
+#[derive(Debug)]
+pub struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Outbound {
@@ -62,13 +81,23 @@ impl Outbound {
             stint: 0,
             misses: 0,
             pending: HashMap::new(),
+            in_flight: Arc::new(AtomicUsize::new(0)),
             refreshed: None,
         }
     }
 
-    /// Records written and not yet known to be committed.
+    /// Records handed to the producer and not yet known to be committed.
     pub fn pending(&self) -> usize {
-        self.pending.values().map(VecDeque::len).sum()
+        self.in_flight.load(Ordering::Acquire)
+            + self.pending.values().map(VecDeque::len).sum::<usize>()
+    }
+
+    /// A record is being handed to the producer for the current partition: pending until
+    /// the guard is dropped (after [`Outbound::written`], or on failure).
+    pub fn sending(&mut self) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.stint += 1;
+        InFlight(self.in_flight.clone())
     }
 
     /// The partition the next record goes to (moves on when the current one is drained).
@@ -105,10 +134,12 @@ impl Outbound {
         self.current
     }
 
-    /// A record was written at `partition`/`offset`.
+    /// A record was written at `partition`/`offset` (acknowledgements of pipelined records
+    /// may be learnt out of order: kept sorted).
     pub fn written(&mut self, partition: i32, offset: i64) {
-        self.pending.entry(partition).or_default().push_back(offset);
-        self.stint += 1;
+        let q = self.pending.entry(partition).or_default();
+        let at = q.partition_point(|o| *o < offset);
+        q.insert(at, offset);
     }
 
     /// The group committed `point` (the next offset it will read) on `partition`.
@@ -191,9 +222,11 @@ mod tests {
         let mut s = Outbound::new(2, 0, true);
         let p = s.choose();
         for i in 0..STICKY_RECORDS as i64 - 1 {
+            drop(s.sending());
             s.written(p, i);
         }
         assert!(!s.wants_drain(now));
+        drop(s.sending());
         s.written(p, STICKY_RECORDS as i64);
         assert!(
             s.wants_drain(now),
@@ -202,6 +235,30 @@ mod tests {
         s.committed(p, STICKY_RECORDS as i64 + 1);
         assert_ne!(s.choose(), p, "drained: moves on");
         assert!(!s.wants_drain(now), "a new stint");
+    }
+
+    #[test]
+    fn a_record_in_flight_is_pending_and_keeps_the_sender_on_its_partition() {
+        let mut o = Outbound::new(3, 0, true);
+        let p = o.choose();
+        let first = o.sending();
+        assert_eq!(o.pending(), 1, "in flight counts as pending");
+        assert_eq!(o.choose(), p, "no move while a record is in flight");
+        let second = o.sending();
+        o.written(p, 11);
+        drop(second);
+        o.written(p, 10);
+        drop(first);
+        assert_eq!(o.pending(), 2);
+        o.committed(p, 11);
+        assert_eq!(
+            o.pending(),
+            1,
+            "acknowledgements out of order are kept sorted"
+        );
+        o.committed(p, 12);
+        assert_eq!(o.pending(), 0);
+        assert_ne!(o.choose(), p, "drained: moves on");
     }
 
     #[test]

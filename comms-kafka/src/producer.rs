@@ -1,5 +1,7 @@
 //! The producer: idempotent, `acks=all`; [`Producer::deliver`] returns once the broker
 //! acknowledged the record (the delivery report), with its partition and offset.
+//! [`Producer::submit`] and [`Producer::acked`] are its two halves, so that a sender can
+//! hand records over in order under a lock and wait for the acknowledgements without it.
 //!
 //! An idempotent producer can hit a fatal error (for example when a restarted broker lost its
 //! producer state). The producer is then rebuilt and the send fails with a retryable error, so
@@ -10,9 +12,9 @@ use std::time::Duration;
 
 use crate::logs::Quiet;
 use comms_core::{Error, Result};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
-use rdkafka::util::Timeout;
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
 
 use crate::error::{is_retryable, map, BACKEND};
 use crate::options::KafkaOptions;
@@ -49,6 +51,25 @@ pub fn envelope_headers(id: &str) -> OwnedHeaders {
             value: Some(id),
         })
 }
+
+/// A record handed to the producer, its acknowledgement still to come
+/// ([`Producer::acked`]).
+pub struct Queued {
+    future: DeliveryFuture,
+    producer: Arc<FutureProducer<Quiet>>,
+    topic: String,
+}
+
+impl std::fmt::Debug for Queued {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queued")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How often a submit retries while the producer's local queue is full.
+const QUEUE_FULL_POLL: Duration = Duration::from_millis(10);
 
 /// A rebuildable idempotent producer.
 pub struct Producer {
@@ -114,30 +135,69 @@ impl Producer {
 
     /// Write a record and wait for the broker's acknowledgement: `(partition, offset)`.
     pub async fn deliver(&self, r: Record<'_>, queue_wait: Duration) -> Result<(i32, i64)> {
+        let queued = self.submit(&r, queue_wait).await?;
+        self.acked(queued).await
+    }
+
+    /// Hand a record to the producer (waiting at most `queue_wait` for room in its local
+    /// queue) without waiting for the broker. Records submitted one after the other are
+    /// written in that order (idempotent producer), so a caller may keep many in flight and
+    /// await each one's [`Producer::acked`] later.
+    pub async fn submit(&self, r: &Record<'_>, queue_wait: Duration) -> Result<Queued> {
         let p = self.current();
-        match p
-            .send(Self::future_record(&r), Timeout::After(queue_wait))
-            .await
-        {
-            Ok(d) => Ok((d.partition, d.offset)),
-            Err((e, _)) => {
-                if self.rebuild_if_fatal(&p) {
-                    return Err(Error::transport(
-                        BACKEND,
-                        format!("writing to {} (producer rebuilt)", r.topic),
-                        true,
-                        e,
-                    ));
+        let deadline = tokio::time::Instant::now() + queue_wait;
+        let mut fr = Self::future_record(r);
+        loop {
+            match p.send_result(fr) {
+                Ok(future) => {
+                    return Ok(Queued {
+                        future,
+                        producer: p,
+                        topic: r.topic.to_owned(),
+                    })
                 }
-                let retryable = is_retryable(&e);
-                Err(Error::transport(
-                    BACKEND,
-                    format!("writing to {}", r.topic),
-                    retryable,
-                    e,
-                ))
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    fr = back;
+                    tokio::time::sleep(QUEUE_FULL_POLL).await;
+                }
+                Err((e, _)) => return Err(self.failure(&p, r.topic, e)),
             }
         }
+    }
+
+    /// The broker's acknowledgement of a submitted record: `(partition, offset)`.
+    pub async fn acked(&self, q: Queued) -> Result<(i32, i64)> {
+        match q.future.await {
+            Ok(Ok(d)) => Ok((d.partition, d.offset)),
+            Ok(Err((e, _))) => Err(self.failure(&q.producer, &q.topic, e)),
+            Err(_) => Err(Error::transport(
+                BACKEND,
+                format!("writing to {}: the producer went away", q.topic),
+                true,
+                KafkaError::Canceled,
+            )),
+        }
+    }
+
+    /// Records handed to the producer and not yet acknowledged by the broker (or failed).
+    pub fn in_flight(&self) -> i32 {
+        self.current().in_flight_count()
+    }
+
+    /// The error for a failed write to `topic` with producer `p` (rebuilt when fatal).
+    fn failure(&self, p: &Arc<FutureProducer<Quiet>>, topic: &str, e: KafkaError) -> Error {
+        if self.rebuild_if_fatal(p) {
+            return Error::transport(
+                BACKEND,
+                format!("writing to {topic} (producer rebuilt)"),
+                true,
+                e,
+            );
+        }
+        let retryable = is_retryable(&e);
+        Error::transport(BACKEND, format!("writing to {topic}"), retryable, e)
     }
 
     /// Queue a record without waiting for its acknowledgement (at-most-once). A full local

@@ -105,6 +105,12 @@ impl KafkaTransport {
     pub fn names(&self) -> &Names {
         &self.inner.names
     }
+
+    /// Records handed to the producer and not yet acknowledged by the broker: how many of
+    /// this transport's sends are in flight together (a health figure; 0 when idle).
+    pub fn records_in_flight(&self) -> usize {
+        usize::try_from(self.inner.producer.in_flight()).unwrap_or(0)
+    }
 }
 
 impl Inner {
@@ -239,13 +245,17 @@ impl Inner {
                 _ = self.stop.cancelled() => return Err(Error::Closed),
             }
         }
-        let partition = out.choose();
-        let (partition, offset) = self
+        // Hand the record over in order under the lock; wait for the broker without it, so
+        // concurrent sends to this destination are in flight together.
+        let queued = self
             .producer
-            .deliver(record(Some(partition)), QUEUE_WAIT)
+            .submit(&record(Some(out.choose())), QUEUE_WAIT)
             .await?;
-        out.written(partition, offset);
+        let in_flight = out.sending();
         drop(out);
+        let (partition, offset) = self.producer.acked(queued).await?;
+        dest.lock().await.written(partition, offset);
+        drop(in_flight);
         if msg.report {
             let reporter = Reporter {
                 lag: self.lag.clone(),

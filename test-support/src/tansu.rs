@@ -156,6 +156,27 @@ impl Tansu {
         lines[lines.len().saturating_sub(30)..].join("\n")
     }
 
+    /// SIGSTOP (`stop = true`) or SIGCONT the broker: it keeps its connections but answers
+    /// nothing while stopped, so clients' requests wait in flight.
+    pub async fn freeze(&self, stop: bool) -> Result<()> {
+        let pid = self
+            .child
+            .as_ref()
+            .and_then(Child::id)
+            .ok_or_else(|| Error::Failed("tansu is not running".into()))?;
+        let signal = if stop { "-STOP" } else { "-CONT" };
+        let status = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .await
+            .map_err(Error::io("kill"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(Error::Failed(format!("kill {signal} {pid}: {status}")))
+        }
+    }
+
     /// SIGKILL the broker and start it again on the same port and store.
     pub async fn kill_and_restart(&mut self) -> Result<()> {
         if let Some(mut c) = self.child.take() {

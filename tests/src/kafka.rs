@@ -70,6 +70,11 @@ impl KafkaBackend {
         Ok(consumer)
     }
 
+    /// Freezes (SIGSTOP) or thaws (SIGCONT) the broker: while frozen, every request waits.
+    pub async fn freeze(&self, stop: bool) -> anyhow::Result<()> {
+        Ok(self.broker.lock().await.freeze(stop).await?)
+    }
+
     /// A configuration for `node` in `namespace`.
     pub fn config(&self, namespace: &str, node: &str) -> Result<Config> {
         config_for(&self.url, namespace, node)
