@@ -65,12 +65,7 @@ pub async fn measure(
 }
 
 fn message(command: &str, to: &Endpoint, mode: Mode) -> anyhow::Result<Message> {
-    let m = Message::new(command, to.address().clone())?;
-    Ok(if mode == Mode::AtMostOnce {
-        m.at_most_once()
-    } else {
-        m
-    })
+    Ok(mode.apply(Message::new(command, to.address().clone())?))
 }
 
 async fn close_all(eps: &[&Endpoint]) {
@@ -102,24 +97,38 @@ async fn oneway(
         .start()
         .await
         .context("start the sink endpoint")?;
-    let tx = Endpoint::builder_shared(c.connect().await?, "bench_src")
-        .start()
-        .await
-        .context("start the sender endpoint")?;
+    let tx = Arc::new(
+        Endpoint::builder_shared(c.connect().await?, "bench_src")
+            .start()
+            .await
+            .context("start the sender endpoint")?,
+    );
     let result = async {
         // The path is live both ways before the clock starts.
         tx.request(message("PING", &rx, Mode::AtLeastOnce)?, REQUEST_TIMEOUT)
             .await
             .context("probe before timing")?;
-        let body = "x".repeat(payload);
+        let body: Arc<str> = "x".repeat(payload).into();
         let n = scale.oneway_count(payload);
         let t0 = tally.now();
-        let mut sends = scale.sends(n);
-        while sends.next() {
-            let m = message("BENCH", &rx, mode)?
-                .with_param("p", body.as_str())
-                .with_param("r", tag.as_str());
-            tx.send(m).await.context("send")?;
+        let sends = Arc::new(scale.sends(n));
+        let mut senders = tokio::task::JoinSet::new();
+        for _ in 0..scale.senders.max(1) {
+            let (tx, to, sends) = (tx.clone(), rx.address().clone(), sends.clone());
+            let (body, tag) = (body.clone(), tag.clone());
+            senders.spawn(async move {
+                while sends.next() {
+                    let m = mode
+                        .apply(Message::new("BENCH", to.clone())?)
+                        .with_param("p", &*body)
+                        .with_param("r", tag.as_str());
+                    tx.send(m).await.context("send")?;
+                }
+                anyhow::Ok(())
+            });
+        }
+        while let Some(done) = senders.join_next().await {
+            done.context("sending task")??;
         }
         Ok(tally.finish(t0, sends.sent(), scale.drain, payload).await)
     }

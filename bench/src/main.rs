@@ -87,6 +87,10 @@ struct Cli {
     /// Runtime worker threads of this process (1: a current-thread runtime, the default).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Tasks sending concurrently through one endpoint in the one-way rows of the comms
+    /// backends (1: a plain `send` loop, the default; e.g. 64 to measure concurrent sends).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    senders: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -116,11 +120,12 @@ fn loadavg() -> String {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let scale = if cli.quick {
+    let mut scale = if cli.quick {
         Scale::quick()
     } else {
         Scale::full()
     };
+    scale.senders = cli.senders;
     let selected = |name: &str| cli.only.is_empty() || cli.only.iter().any(|o| o == name);
     let progress = Progress::new();
     let load_before = loadavg();
@@ -146,15 +151,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     println!("{}", report::table(&rows));
     println!("{}", ratios::table(&ratios));
     println!(
-        "{} run; {cores} cores; load average before {load_before}, after {load_after} \
-         (a loaded machine makes every figure noisy)",
+        "{} run; {cores} cores; {} sending task(s) per comms one-way row; load average before \
+         {load_before}, after {load_after} (a loaded machine makes every figure noisy)",
         if cli.quick { "quick" } else { "full" },
+        scale.senders,
     );
     if let Some(path) = &cli.json {
         let meta = serde_json::json!({
             "quick": cli.quick,
             "only": cli.only,
             "threads": cli.threads,
+            "senders": cli.senders,
             "cores": cores,
             "load_before": load_before,
             "load_after": load_after,

@@ -81,7 +81,7 @@ async fn oneway(payload: usize, scale: &Scale) -> anyhow::Result<OneWay> {
         }
     });
     let t0 = tally.now();
-    let mut sends = scale.sends(n);
+    let sends = scale.sends(n);
     while sends.next() {
         tx.publish(subject.clone(), body.clone()).await?;
     }

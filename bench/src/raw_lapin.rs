@@ -111,7 +111,7 @@ async fn oneway(url: &str, payload: usize, mode: Mode, scale: &Scale) -> anyhow:
     });
     let body = vec![b'x'; payload];
     let t0 = tally.now();
-    let mut sends = scale.sends(n);
+    let sends = scale.sends(n);
     while sends.next() {
         publish(&tx_ch, Q, &body, mode).await?;
     }

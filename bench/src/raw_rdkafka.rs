@@ -159,7 +159,7 @@ mod imp {
         let body = vec![b'x'; payload];
         let n = scale.oneway_count(payload);
         let t0 = tally.now();
-        let mut sends = scale.sends(n);
+        let sends = scale.sends(n);
         while sends.next() {
             send(&p, &t, &body, mode).await?;
         }

@@ -29,6 +29,15 @@ impl Mode {
             Mode::Na => "-",
         }
     }
+
+    /// `m` sent in this mode (at-most-once, or as built).
+    pub fn apply(self, m: comms_core::Message) -> comms_core::Message {
+        if self == Mode::AtMostOnce {
+            m.at_most_once()
+        } else {
+            m
+        }
+    }
 }
 
 /// One-way throughput of one row.

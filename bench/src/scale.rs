@@ -1,5 +1,6 @@
 //! How much each row measures: message counts and time caps (full run and `--quick`).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Payload sizes every backend is measured at.
@@ -20,6 +21,9 @@ pub struct Scale {
     pub rtt_cap: Duration,
     /// Untimed requests before timing (connection set-up, first-use declarations).
     pub warmup: u64,
+    /// Tasks sending concurrently through one endpoint in the one-way rows of the comms
+    /// backends (`--senders`; 1: a plain `send` loop).
+    pub senders: u64,
 }
 
 impl Scale {
@@ -32,6 +36,7 @@ impl Scale {
             rtt_count: 5_000,
             rtt_cap: Duration::from_secs(3),
             warmup: 100,
+            senders: 1,
         }
     }
 
@@ -44,6 +49,7 @@ impl Scale {
             rtt_count: 100,
             rtt_cap: Duration::from_millis(300),
             warmup: 5,
+            senders: 1,
         }
     }
 
@@ -62,32 +68,40 @@ impl Scale {
         Sends {
             n,
             deadline: Instant::now() + self.oneway_cap,
-            sent: 0,
+            sent: AtomicU64::new(0),
         }
     }
 }
 
 /// Counts a one-way run's sends: `n` at most, and none after the time cap (checked every
-/// 64 sends, so the clock costs nothing per message).
+/// 64 sends, so the clock costs nothing per message). Shared by concurrent senders.
 #[derive(Debug)]
 pub struct Sends {
     n: u64,
     deadline: Instant,
-    sent: u64,
+    sent: AtomicU64,
 }
 
 impl Sends {
     /// Whether to send one more (counted as sent).
-    pub fn next(&mut self) -> bool {
-        if self.sent >= self.n || (self.sent % 64 == 0 && Instant::now() >= self.deadline) {
-            return false;
+    pub fn next(&self) -> bool {
+        let mut k = self.sent.load(Ordering::Relaxed);
+        loop {
+            if k >= self.n || (k % 64 == 0 && Instant::now() >= self.deadline) {
+                return false;
+            }
+            match self
+                .sent
+                .compare_exchange_weak(k, k + 1, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return true,
+                Err(now) => k = now,
+            }
         }
-        self.sent += 1;
-        true
     }
 
     /// How many were sent.
     pub fn sent(&self) -> u64 {
-        self.sent
+        self.sent.load(Ordering::Relaxed)
     }
 }

@@ -420,14 +420,20 @@ mod tests {
         opts.queue_bound = 16;
         opts.prefetch = 1;
         let b = MemoryTransport::with_options(opts.clone());
-        b.advertise(&Advertisement::new(Address::new("n1", "b").unwrap(), ["PING"]))
-            .await
-            .unwrap();
+        b.advertise(&Advertisement::new(
+            Address::new("n1", "b").unwrap(),
+            ["PING"],
+        ))
+        .await
+        .unwrap();
         let mut inbox = b.listen().await.unwrap();
         let a = MemoryTransport::with_options(opts);
-        a.advertise(&Advertisement::new(Address::new("n1", "a").unwrap(), ["PONG"]))
-            .await
-            .unwrap();
+        a.advertise(&Advertisement::new(
+            Address::new("n1", "a").unwrap(),
+            ["PONG"],
+        ))
+        .await
+        .unwrap();
         const N: usize = 2_000;
         let reader = tokio::spawn(async move {
             let mut got = Vec::new();
