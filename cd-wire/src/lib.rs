@@ -42,6 +42,9 @@
 
 mod datagram;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod head;
 mod json;
 mod line_codec;

@@ -68,6 +68,9 @@ pub mod directory;
 pub mod endpoint;
 pub mod envelope;
 pub mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod memory;
 pub mod message;
 pub mod name;

@@ -178,7 +178,7 @@ impl Cache {
     }
 
     /// Number of cached messages.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }

@@ -92,24 +92,53 @@ impl Queued {
     pub(crate) fn len(&self) -> usize {
         self.bytes.len()
     }
+
+    /// The batch (whole lines).
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
 }
 
 impl ConnHandles {
     /// Handles over `out` with generous byte bounds and fresh tokens (the routing bench).
     #[cfg(feature = "bench")]
     pub(crate) fn unbounded(out: mpsc::Sender<Queued>) -> Self {
+        Self::bounded(
+            out,
+            usize::MAX / 4,
+            Arc::new(AtomicUsize::new(0)),
+            usize::MAX / 4,
+        )
+    }
+
+    /// Handles over `out` with the given byte bounds (this connection's, and the daemon's
+    /// over `total`) and fresh tokens, as `run` builds them (the bench, the fuzz harness).
+    #[cfg(any(feature = "bench", feature = "fuzzing"))]
+    pub(crate) fn bounded(
+        out: mpsc::Sender<Queued>,
+        max_conn: usize,
+        total: Arc<AtomicUsize>,
+        max_total: usize,
+    ) -> Self {
         Self {
             out,
             queued: Arc::new(QueueBytes {
                 conn: AtomicUsize::new(0),
-                total: Arc::new(AtomicUsize::new(0)),
-                max_conn: usize::MAX / 4,
-                max_total: usize::MAX / 4,
+                total,
+                max_conn,
+                max_total,
             }),
             proven: CancellationToken::new(),
             stop_reader: CancellationToken::new(),
             abort_writer: CancellationToken::new(),
         }
+    }
+
+    /// Bytes queued for this connection's writer (the fuzz harness checks the bound).
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn queued_bytes(&self) -> usize {
+        self.queued.conn.load(Ordering::Relaxed)
     }
 
     /// Queues `bytes` for the writer without waiting, within every bound.

@@ -163,6 +163,7 @@ impl Daemon {
                     )),
                     retry: cfg.peers.retry.clone().into(),
                     my_address: mine,
+                    offline: false,
                 };
                 if let Some(l) = peer_listener {
                     tracker.spawn(net.clone().run_accept(l));

@@ -135,6 +135,9 @@ pub mod config;
 mod conn;
 mod error;
 mod event;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod handle;
 mod listen;
 mod ratelog;

@@ -14,11 +14,13 @@
 //!   RabbitMQ broker's URL and its start/restart via `rabbitmqctl`.
 //! - [`tls`]: a throw-away PKI (`rcgen`) and a rustls client configuration, for TLS tests.
 //! - [`names`]: unique names (namespaces, topics, nodes) and free loopback ports.
+//! - [`fuzz_corpus`]: replays a fuzz target's corpus through its property-checking body.
 //!
 //! This crate depends on no comms crate, so any of them may use it as a dev-dependency.
 
 pub mod bins;
 pub mod commsd;
+pub mod fuzz_corpus;
 pub mod line;
 pub mod names;
 pub mod probe;

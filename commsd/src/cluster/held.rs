@@ -55,6 +55,19 @@ impl Held {
         self.lines.front().map(|h| h.until)
     }
 
+    /// Panics unless the held lines are within [`MAX_HELD`] / [`MAX_HELD_BYTES`] and their
+    /// byte count is right (the fuzz harness's check).
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn assert_bounded(&self) {
+        let bytes: usize = self.lines.iter().map(|h| h.line.len()).sum();
+        assert_eq!(bytes, self.bytes, "held bytes miscounted");
+        assert!(
+            self.lines.len() <= MAX_HELD && bytes <= MAX_HELD_BYTES,
+            "{} lines, {bytes} bytes held",
+            self.lines.len()
+        );
+    }
+
     fn push(&mut self, h: HeldLine) {
         self.bytes += h.line.len();
         self.lines.push_back(h);

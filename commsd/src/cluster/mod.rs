@@ -36,3 +36,8 @@ mod trust;
 pub(crate) use held::Held;
 pub(crate) use net::{DialState, PeerNet, PENDING_EXTRA};
 pub(crate) use state::{Cluster, PeerLink};
+#[cfg(feature = "fuzzing")]
+pub(crate) use {
+    state::{LinkPhase, MAX_SEEN},
+    stock::MAX_LEARNED_NEIGHBORS,
+};

@@ -54,6 +54,9 @@ pub(crate) struct PeerNet {
     /// Mutual TLS on every link (and gossip), when configured.
     pub tls: Option<Arc<PeerTlsContext>>,
     pub stats: Arc<Stats>,
+    /// Never start a task (dialer, gossip): the fuzz harness (`crate::fuzzing`) drives the
+    /// router without sockets or runtime. `false` in the daemon.
+    pub offline: bool,
 }
 
 /// The router's controls on one dialer.
@@ -121,6 +124,9 @@ impl PeerNet {
     /// Starts the permanent link to `addr`.
     pub(crate) fn spawn_dialer(&self, addr: SocketAddr) -> Arc<DialState> {
         let state = Arc::new(DialState::default());
+        if self.offline {
+            return state;
+        }
         self.ctx
             .tracker
             .spawn(self.clone().run_dialer(addr, state.clone()));
@@ -196,6 +202,9 @@ impl PeerNet {
 
     /// Sends `GOSSIP my_address=<ours>` to `addr` until it answers `RECEIVED`.
     pub(crate) fn spawn_gossip(&self, addr: SocketAddr) {
+        if self.offline {
+            return;
+        }
         self.ctx.tracker.spawn(self.clone().run_gossip(addr));
     }
 

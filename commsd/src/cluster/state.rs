@@ -22,7 +22,7 @@ use crate::router::Router;
 use cd_wire::{serialize, WireMessage};
 
 /// Most broadcast ids remembered for de-duplication.
-const MAX_SEEN: usize = 65_536;
+pub(crate) const MAX_SEEN: usize = 65_536;
 /// The comms extension parameter of `CONNECT`/`ACCEPT` saying "I speak `NODE_STATE`".
 pub(crate) const LINK_STATE_PARAM: &str = "comms_link_state";
 
