@@ -68,7 +68,9 @@ pub(crate) struct Cluster {
     pub(crate) bcast_seq: u64,
     /// Broadcast ids seen → expiry (unix s), with insertion order for the bound.
     pub(crate) seen: HashMap<String, u64>,
-    pub(crate) seen_order: VecDeque<String>,
+    /// Each id with the expiry it was recorded with: an id seen again after it expired is
+    /// queued again, and its older entry, when it leaves, no longer forgets it.
+    pub(crate) seen_order: VecDeque<(String, u64)>,
     /// Last (up, complete) told to local services.
     pub(crate) status: Option<(bool, bool)>,
     /// This daemon's start time (µs), the `epoch` of its announcements.
@@ -143,19 +145,17 @@ impl Cluster {
             return false;
         }
         while self.seen_order.len() >= MAX_SEEN
-            || self
-                .seen_order
-                .front()
-                .and_then(|f| self.seen.get(f))
-                .is_some_and(|&e| e < now)
+            || self.seen_order.front().is_some_and(|(_, e)| *e < now)
         {
-            let Some(f) = self.seen_order.pop_front() else {
+            let Some((f, e)) = self.seen_order.pop_front() else {
                 break;
             };
-            self.seen.remove(&f);
+            if self.seen.get(&f) == Some(&e) {
+                self.seen.remove(&f);
+            }
         }
         self.seen.insert(id.to_owned(), expiry);
-        self.seen_order.push_back(id.to_owned());
+        self.seen_order.push_back((id.to_owned(), expiry));
         true
     }
 }
@@ -460,6 +460,25 @@ mod tests {
         // `broadcast_timeout` check drops such copies before they get here).
         assert!(c.first_sight("b-1", 125, 115));
         assert_eq!(c.seen.len(), 2);
+    }
+
+    #[test]
+    fn an_id_seen_again_after_it_expired_is_not_forgotten_with_its_old_entry() {
+        let mut c = Cluster::single("a");
+        assert!(c.first_sight("early", 200, 100));
+        assert!(c.first_sight("x", 110, 100));
+        // At 150, x has expired but sits behind `early` (not yet purged): seen again.
+        assert!(c.first_sight("x", 1_000, 150));
+        // Fill the order until `early` and x's old entry leave by the bound (x's new one
+        // stays: three entries, then MAX_SEEN - 1 more make two leave).
+        for i in 0..MAX_SEEN - 1 {
+            c.first_sight(&format!("f{i}"), 1_000, 150);
+        }
+        assert!(
+            !c.first_sight("x", 1_000, 150),
+            "x (renewed) still remembered"
+        );
+        assert!(c.seen_order.len() <= MAX_SEEN);
     }
 
     #[test]
