@@ -168,9 +168,19 @@ impl Outbound {
                 .is_none_or(|t| now.duration_since(t) >= every)
     }
 
-    /// Committed offsets were just fetched.
-    pub fn refreshed_at(&mut self, now: Instant) {
+    /// A look at committed offsets starts now: the partitions to ask about, `None` when
+    /// nothing is pending there.
+    pub fn begin_refresh(&mut self, now: Instant) -> Option<Vec<i32>> {
         self.refreshed = Some(now);
+        let parts = self.pending_partitions();
+        (!parts.is_empty()).then_some(parts)
+    }
+
+    /// Applies the committed points `(partition, next offset)` just fetched.
+    pub fn committed_all(&mut self, points: impl IntoIterator<Item = (i32, i64)>) {
+        for (p, point) in points {
+            self.committed(p, point);
+        }
     }
 }
 
@@ -268,8 +278,7 @@ mod tests {
         assert!(!o.wants_refresh(now, Duration::ZERO));
         o.written(0, 5);
         assert!(o.wants_refresh(now, Duration::from_millis(100)));
-        o.refreshed_at(now);
+        assert_eq!(o.begin_refresh(now), Some(vec![0]));
         assert!(!o.wants_refresh(now, Duration::from_millis(100)));
-        assert_eq!(o.pending_partitions(), vec![0]);
     }
 }

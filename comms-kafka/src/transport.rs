@@ -156,23 +156,46 @@ impl Inner {
             .clone())
     }
 
+    /// Fetches the destination group's committed offsets for what `out` has pending, holding
+    /// `out` (the sender waits at a drain point or a full bound anyway).
     async fn refresh(&self, topic: &str, out: &mut Outbound) {
-        let parts = out.pending_partitions();
-        out.refreshed_at(std::time::Instant::now());
-        if parts.is_empty() {
+        let Some(parts) = out.begin_refresh(std::time::Instant::now()) else {
             return;
+        };
+        if let Some(committed) = self.committed(topic, parts).await {
+            out.committed_all(committed);
         }
+    }
+
+    /// The periodic look at committed offsets, in the background: concurrent senders to
+    /// `dest` keep going meanwhile (with a frozen broker, the query waits its timeout).
+    fn refresh_later(self: &Arc<Self>, topic: &str, dest: &Dest, out: &mut Outbound) {
+        let Some(parts) = out.begin_refresh(std::time::Instant::now()) else {
+            return;
+        };
+        let (me, topic, dest) = (self.clone(), topic.to_owned(), dest.clone());
+        self.tasks.spawn(async move {
+            let committed = tokio::select! {
+                c = me.committed(&topic, parts) => c,
+                _ = me.stop.cancelled() => None,
+            };
+            if let Some(committed) = committed {
+                dest.lock().await.committed_all(committed);
+            }
+        });
+    }
+
+    async fn committed(&self, topic: &str, parts: Vec<i32>) -> Option<HashMap<i32, i64>> {
         match self
             .lag
             .committed(topic.to_owned(), topic.to_owned(), parts)
             .await
         {
-            Ok(committed) => {
-                for (p, point) in committed {
-                    out.committed(p, point);
-                }
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::debug!(%topic, error = %e, "kafka: committed offsets unavailable");
+                None
             }
-            Err(e) => tracing::debug!(%topic, error = %e, "kafka: committed offsets unavailable"),
         }
     }
 
@@ -227,8 +250,10 @@ impl Inner {
         let deadline = Instant::now() + self.opts.send_timeout();
         loop {
             let now = std::time::Instant::now();
-            if out.pending() >= bound || out.wants_refresh(now, REFRESH) {
+            if out.pending() >= bound {
                 self.refresh(&topic, &mut out).await;
+            } else if out.wants_refresh(now, REFRESH) {
+                self.refresh_later(&topic, &dest, &mut out);
             }
             if out.pending() < bound {
                 break;

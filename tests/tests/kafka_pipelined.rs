@@ -59,9 +59,10 @@ async fn concurrent_sends_to_one_destination_are_in_flight_together() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     backend.freeze(false).await.unwrap();
-    assert_eq!(
-        most, SENDERS,
-        "{SENDERS} concurrent sends to one destination: at most {most} reached the producer together"
+    // (The endpoint's own advertisements may add a record or two.)
+    assert!(
+        most >= SENDERS,
+        "{SENDERS} concurrent sends to one destination: at most {most} records in flight together"
     );
 
     for s in sends {
