@@ -429,3 +429,41 @@ fn read_token(path: &Path) -> Result<String, ConfigError> {
     }
     Ok(token.to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn sniff_settings_and_the_deprecated_tls_one_still_parse() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("commsd.toml");
+        std::fs::write(
+            &path,
+            "[daemon]\nallow_sniff_from_tcp = true\nallow_sniff_from_tls = true\n",
+        )
+        .unwrap();
+        let cfg = load(Some(&path), DaemonSettings::default()).unwrap();
+        assert!(cfg.admin.allow_sniff_from_tcp);
+        let flags = super::super::Args::try_parse_from([
+            "commsd",
+            "--allow-sniff-from-tls",
+            "--allow-sniff-from-tcp",
+        ])
+        .unwrap();
+        assert!(
+            load(None, flags.settings())
+                .unwrap()
+                .admin
+                .allow_sniff_from_tcp
+        );
+        assert!(
+            !load(None, DaemonSettings::default())
+                .unwrap()
+                .admin
+                .allow_sniff_from_tcp
+        );
+    }
+}
