@@ -170,15 +170,24 @@ async fn run(
         count,
     } = args.command
     {
-        let token = comms_server::embed::admin_token(sniff_key(args.key_file.as_deref())?.as_ref());
-        let transport = match (token, config.url()?.scheme()) {
-            (Some(token), comms::config::Scheme::Cd | comms::config::Scheme::Cds) => {
+        let url = config.url()?;
+        let native = matches!(
+            url.scheme(),
+            comms::config::Scheme::Cd | comms::config::Scheme::Cds
+        );
+        let token = if native {
+            comms_server::embed::admin_token(sniff_key(args.key_file.as_deref())?.as_ref())
+        } else {
+            None
+        };
+        let transport: Box<dyn comms::Transport> = match token {
+            Some(token) => {
                 // The daemon lets only admins sniff: the same transport, with the token.
                 let _ = transport.close().await;
-                let opts = NativeOptions::from_url(&config.url()?)?.with_admin_token(token);
+                let opts = NativeOptions::from_url(&url)?.with_admin_token(token);
                 Box::new(NativeTransport::with_options(opts))
             }
-            (_, _) => transport,
+            None => transport,
         };
         return sniff(transport, commands, services, count, args.json).await;
     }
