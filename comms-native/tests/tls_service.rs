@@ -8,9 +8,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use comms_core::config::TransportUrl;
 use comms_core::{Address, Advertisement, Message, Transport};
 use comms_native::tls::TlsError;
-use comms_native::transport::NativeTransport;
+use comms_native::transport::{NativeOptions, NativeTransport};
 use comms_test_support::{client_config, CommsdSpec, Leaf, LineClient, Pki};
 use commsd::{Daemon, DaemonConfig, DaemonError, DaemonHandle, TlsListenerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -535,17 +536,17 @@ async fn tls_connections_get_no_admin_trust_without_the_token() {
     let pki = Pki::new().unwrap();
     let ca = pki.ca("main").unwrap();
     let server = pki.localhost(&ca).unwrap();
-    let start = |allow_sniff: bool, sock: &str| {
+    let start = |sock: &str| {
         let mut cfg = DaemonConfig::ephemeral(NODE, pki.path(sock));
         cfg.udp = None;
-        // Loopback TCP may stop the daemon; that must not extend to TLS.
+        // Loopback TCP may stop and sniff; that must not extend to TLS.
         cfg.admin.allow_stop_from_tcp = true;
+        cfg.admin.allow_sniff_from_tcp = true;
         cfg.admin.admin_token = Some("letmein".into());
-        cfg.admin.allow_sniff_from_tls = allow_sniff;
         cfg.tls = Some(TlsListenerConfig::new(any(), &server.cert, &server.key));
         Daemon::start(cfg)
     };
-    let h = start(false, "a.sock").await.unwrap();
+    let h = start("a.sock").await.unwrap();
     let addr = h.tls_addr().unwrap();
     let mut raw = LineClient::tls(addr, client_config(&ca.pem, None).unwrap())
         .await
@@ -562,18 +563,18 @@ async fn tls_connections_get_no_admin_trust_without_the_token() {
         .await
         .expect("the token stops it");
 
-    let h = start(true, "b.sock").await.unwrap();
+    let h = start("b.sock").await.unwrap();
     let mut raw = LineClient::tls(h.tls_addr().unwrap(), client_config(&ca.pem, None).unwrap())
         .await
         .unwrap();
-    raw.send("SNIFF").await.unwrap();
+    raw.send("SNIFF admin_token=letmein").await.unwrap();
     let l = raw.line().await.unwrap();
     assert!(l.contains("SNIFFING"), "{l}");
     h.shutdown().await;
 }
 
 #[tokio::test]
-async fn the_transport_sniffs_over_cds_when_the_daemon_allows_it() {
+async fn the_transport_sniffs_over_cds_with_the_admin_token() {
     let pki = Pki::new().unwrap();
     let ca = pki.ca("main").unwrap();
     let server = pki.localhost(&ca).unwrap();
@@ -581,12 +582,19 @@ async fn the_transport_sniffs_over_cds_when_the_daemon_allows_it() {
     let mut cfg = DaemonConfig::ephemeral(NODE, pki.path("d.sock"));
     cfg.tcp = None;
     cfg.udp = None;
-    cfg.admin.allow_sniff_from_tls = true;
+    cfg.admin.admin_token = Some("letmein".into());
     cfg.tls =
         Some(TlsListenerConfig::new(any(), &server.cert, &server.key).with_client_ca(&ca.pem));
     let h = Daemon::start(cfg).await.unwrap();
-    let watcher =
-        NativeTransport::connect(&cds_url(h.tls_addr().unwrap(), &ca.pem, Some(&client))).unwrap();
+    let url = cds_url(h.tls_addr().unwrap(), &ca.pem, Some(&client));
+    // Without the token (a client certificate is not admin trust): refused, the reason says why.
+    let anyone = NativeTransport::connect(&url).unwrap();
+    let refused = anyone.sniff().await.map(|_| ()).unwrap_err().to_string();
+    assert!(refused.contains("admin_token"), "{refused}");
+    let opts = NativeOptions::from_url(&TransportUrl::parse(&url).unwrap())
+        .unwrap()
+        .with_admin_token("letmein");
+    let watcher = NativeTransport::with_options(opts);
     let mut copies = watcher.sniff().await.unwrap();
 
     let plain_url = format!(

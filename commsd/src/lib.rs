@@ -81,7 +81,7 @@
 //! socket file is removed.
 //!
 //! Sniffing (comms extension, `router/sniff.rs`, docs/NATIVE.md): an unregistered connection
-//! that sends `SNIFF` gets a copy of every routed line after stamping, appended to its
+//! of an admin (the same rule as `STOP`, [`AdminRules`]) that sends `SNIFF` gets a copy of every routed line after stamping, appended to its
 //! round output like any destination's. When nobody sniffs the hot path pays one branch
 //! (`sniffers.is_empty()`); a sniffer whose queue is full loses that batch (counted,
 //! reported in band as `SNIFF_LOST`), where a slow service would be disconnected.
@@ -113,12 +113,13 @@
 //!   and logged at most once per 5 s per reason.
 //! - The secure listener (`secure_listen`) can require client certificates (mutual TLS,
 //!   [`TlsListenerConfig::with_client_ca`]); the C++ only checks `CONNECT` credentials.
-//!   A TLS service connection routes like a TCP one, but may `STOP`/`SHUTDOWN` only with the
-//!   admin token and `SNIFF` only when [`AdminRules::allow_sniff_from_tls`] is set.
+//!   A TLS service connection routes like a TCP one, but may `STOP`/`SHUTDOWN`/`SNIFF` only
+//!   with the admin token.
 //! - `STOP`/`SHUTDOWN` are accepted from the Unix socket only by default
 //!   ([`AdminRules`]); C++: from any local client.
-//! - `SNIFF` (extension, not in `HELP`): see above; gated by
-//!   [`AdminRules::deny_sniff_from_tcp`] / [`AdminRules::deny_sniff_from_unix`].
+//! - `SNIFF` (extension, not in `HELP`): see above; admins only, by the same rule as `STOP`
+//!   ([`AdminRules`]: the admin token, root or the daemon's user on the Unix socket, or
+//!   loopback TCP with [`AdminRules::allow_sniff_from_tcp`]).
 //! - `INVALID`, `UNKNOWN`, `QUITTING`, `READY`, `STATUS`... sent *to* the daemon are only
 //!   logged, never answered `UNKNOWN` (avoids ping-pong with a service's catch-all).
 //! - A service may send a unicast to its own name and receives it (C++ drops it).

@@ -9,8 +9,8 @@
 //! more is closed at once, counted in `connections_refused`). A failed handshake is counted
 //! (`tls_handshake_failures`) and logged at most once a second (`LogGates`); a completed one hands the TLS stream to the same connection code as loopback TCP
 //! (`conn.rs` is generic over `AsyncRead + AsyncWrite`), as a [`ConnKind::Tls`] connection:
-//! same commands and routing as TCP; `STOP`/`SHUTDOWN` only with the admin token, `SNIFF`
-//! only with [`AdminRules::allow_sniff_from_tls`](super::AdminRules::allow_sniff_from_tls).
+//! same commands and routing as TCP; `STOP`/`SHUTDOWN`/`SNIFF` only with the admin token
+//! ([`AdminRules`](super::AdminRules)).
 
 use std::collections::HashMap;
 use std::net::IpAddr;

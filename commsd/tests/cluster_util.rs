@@ -49,6 +49,7 @@ impl Node {
                 "--peer-retry-secs",
                 "1",
                 "--allow-stop-from-tcp",
+                "--allow-sniff-from-tcp",
             ])
             .peers(peer, neighbors)
             .args(extra)

@@ -95,3 +95,27 @@ async fn admin_token_allows_stop_from_tcp_and_a_wrong_token_is_refused() {
     tcp.send("STOP admin_token=s3cret-token").await;
     stopped(&h).await;
 }
+
+#[tokio::test]
+async fn deny_stop_refuses_even_the_token_which_still_admits_sniff() {
+    // The server's embedded daemon: its token (derived from the fleet key) is for SNIFF.
+    let (_d, h) = start_with(|c| {
+        c.admin.admin_token = Some("s3cret-token".into());
+        c.admin.deny_stop = true;
+    })
+    .await;
+    let (mut a, mut b) = pair(&h).await;
+    let mut tcp = Raw::tcp(&h).await;
+    tcp.send("STOP admin_token=s3cret-token").await;
+    let line = tcp.expect_prefix("INVALID command=STOP;reason=").await;
+    assert!(line.contains("embeds it"), "{line}");
+    let mut unix = Raw::unix(&h).await;
+    unix.send("SHUTDOWN").await;
+    unix.expect_prefix("INVALID command=SHUTDOWN;reason=").await;
+    still_routes(&h, &mut a, &mut b).await;
+    let mut sniffer = Raw::tcp(&h).await;
+    sniffer.send("SNIFF admin_token=s3cret-token").await;
+    sniffer
+        .expect_prefix(&format!("<{NODE}:communicatord SNIFFING "))
+        .await;
+}

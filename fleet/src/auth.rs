@@ -53,6 +53,7 @@ pub const REPLAY_CAPACITY: usize = 100_000;
 const DOMAIN: &[u8] = b"comms-fleet-auth-v1";
 const SEAL_ENC: &[u8] = b"comms-fleet-seal-enc-v1";
 const SEAL_MAC: &[u8] = b"comms-fleet-seal-mac-v1";
+const DAEMON_ADMIN: &[u8] = b"comms-embedded-commsd-admin-token-v1";
 const NONCE_LEN: usize = 16;
 /// Longest value [`FleetKey::seal`] takes (a sealed value must fit in one message).
 pub const MAX_SEALED: usize = 16 * 1024;
@@ -311,6 +312,14 @@ fn apply_stream(enc_key: &[u8], nonce: &[u8], data: &mut [u8]) {
 }
 
 impl FleetKey {
+    /// The admin token of the daemon a server with this key embeds: HMAC-SHA256 of the current
+    /// key over a fixed label, hex (64 digits). `commsctl sniff` derives the same from the key
+    /// it finds and sends it as `SNIFF admin_token=`; the daemon never holds the key itself,
+    /// and the token reveals nothing of it. Rotating the key rotates the token.
+    pub fn daemon_admin_token(&self) -> String {
+        hex(&prf(self.current(), &[DAEMON_ADMIN]))
+    }
+
     /// Encrypts and authenticates `plain` with the current key (see the module docs):
     /// `s1.<nonce>.<ciphertext>.<tag>`, hex. At most [`MAX_SEALED`] bytes.
     pub fn seal(&self, plain: &[u8]) -> Result<String, AuthError> {
@@ -842,5 +851,17 @@ mod tests {
             g.check(&k, &m, "a").unwrap();
         }
         assert!(g.seen.len() <= 100 && g.order.len() <= 100);
+    }
+
+    #[test]
+    fn daemon_admin_token_is_derived_from_the_current_key_only() {
+        let k = FleetKey::new(b"0123456789abcdef0123".to_vec()).unwrap();
+        let t = k.daemon_admin_token();
+        assert_eq!(t.len(), 64);
+        assert!(t.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert!(!t.contains("0123456789abcdef"));
+        let other = FleetKey::new(b"fedcba9876543210fedc".to_vec()).unwrap();
+        assert_ne!(other.daemon_admin_token(), t);
+        assert_eq!(k.clone().with_previous(other).daemon_admin_token(), t);
     }
 }

@@ -25,4 +25,4 @@ mod state;
 pub mod store;
 
 pub use config::ServerConfig;
-pub use service::{Server, MAX_TASK_TIMEOUT, SHUTDOWN_GRACE};
+pub use service::{fleet_key, Server, MAX_TASK_TIMEOUT, SHUTDOWN_GRACE};

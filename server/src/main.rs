@@ -116,7 +116,11 @@ async fn run(args: Args, url_from_flag: bool) -> anyhow::Result<()> {
     let daemon = if args.no_embed {
         None
     } else {
-        comms_server::embed::start(&config)
+        // Read (or create) the fleet key first: the embedded daemon's admin token, which lets
+        // `commsctl sniff` sniff, is derived from it.
+        let key = comms_server::fleet_key(&server_config).map_err(anyhow::Error::msg)?;
+        let token = comms_server::embed::admin_token(key.as_ref());
+        comms_server::embed::start(&config, token)
             .await
             .context("starting the embedded daemon")?
     };

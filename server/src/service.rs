@@ -1,6 +1,6 @@
 //! The server endpoint and its handlers.
 //!
-//! Its fleet key ([`fleet_auth`]): `key_file`, else `<state_dir>/fleet.key`, created on the
+//! Its fleet key ([`fleet_key`], [`fleet_auth`]): `key_file`, else `<state_dir>/fleet.key`, created on the
 //! first start (mode 0600, [`crate::keygen`]) so that `agent` and `commsctl` on the same host
 //! find it; keyless only when `insecure`. With a key every request must be signed (its
 //! replay guard is kept in `<state_dir>/replay-guard`), and the history records the origin
@@ -118,17 +118,13 @@ impl Server {
     }
 }
 
-/// The server's key and replay guard (see the module docs); `None` only when `insecure`.
-fn fleet_auth(config: &ServerConfig) -> Result<Option<FleetAuth>, String> {
+/// The server's fleet key (see the module docs): `key_file`, else `<state_dir>/fleet.key`,
+/// created if missing; `None` only when `insecure` (and no `key_file`). `main` reads it before
+/// starting the embedded daemon, whose admin token is derived from it.
+pub fn fleet_key(config: &ServerConfig) -> Result<Option<FleetKey>, String> {
     let path = match &config.key_file {
         Some(p) => p.clone(),
-        None if config.insecure => {
-            tracing::warn!(
-                "INSECURE: no fleet key (--insecure): this server answers unsigned requests \
-                 from any client and sends unsigned tasks"
-            );
-            return Ok(None);
-        }
+        None if config.insecure => return Ok(None),
         None => {
             let path = config.state_dir.join(KEY_FILE_NAME);
             let created = create_key(&path)
@@ -145,6 +141,18 @@ fn fleet_auth(config: &ServerConfig) -> Result<Option<FleetAuth>, String> {
     };
     let key = FleetKey::from_file(&path).map_err(|e| e.to_string())?;
     tracing::debug!(key_file = %path.display(), keys = key.accepted(), "fleet key");
+    Ok(Some(key))
+}
+
+/// The server's key and replay guard (see the module docs); `None` only when `insecure`.
+fn fleet_auth(config: &ServerConfig) -> Result<Option<FleetAuth>, String> {
+    let Some(key) = fleet_key(config)? else {
+        tracing::warn!(
+            "INSECURE: no fleet key (--insecure): this server answers unsigned requests \
+             from any client and sends unsigned tasks"
+        );
+        return Ok(None);
+    };
     FleetAuth::persistent(key, &config.state_dir.join(REPLAY_GUARD_FILE))
         .map(Some)
         .map_err(|e| e.to_string())

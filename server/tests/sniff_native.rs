@@ -1,5 +1,7 @@
-//! `commsctl sniff` (the binary) against an embedded commsd on a temp Unix socket: filtered
-//! text output, `--count`, JSON lines.
+//! `commsctl sniff` (the binary) against commsd on a temp Unix socket: filtered text output,
+//! `--count`, JSON lines; and against the server's embedded daemon on loopback TCP, where only
+//! admins sniff: commsctl holding the fleet key (the daemon's token is derived from it) may,
+//! without the key it is refused, the reason naming the admin token.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
 use std::process::Stdio;
@@ -31,9 +33,13 @@ async fn bound(url: &str, service: &str, commands: &[&str]) -> NativeTransport {
     t
 }
 
-/// Starts `commsctl --url URL [args] sniff ...` and waits until it is sniffing.
-async fn commsctl_sniff(url: &str, global: &[&str], sniff: &[&str]) -> Child {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_commsctl"))
+fn commsctl(url: &str, global: &[&str], sniff: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_commsctl"));
+    // Nothing of the caller's: no key file, no token, no state directory of a real server.
+    cmd.env_remove("COMMS_FLEET_KEY_FILE")
+        .env_remove("COMMSD_ADMIN_TOKEN")
+        .env("COMMS_SERVER_STATE_DIR", "/nonexistent/state")
+        .env_remove("COMMS_URL")
         .arg("--url")
         .arg(url)
         .args(global)
@@ -41,9 +47,13 @@ async fn commsctl_sniff(url: &str, global: &[&str], sniff: &[&str]) -> Child {
         .args(sniff)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Starts `commsctl --url URL [args] sniff ...` and waits until it is sniffing.
+async fn commsctl_sniff(url: &str, global: &[&str], sniff: &[&str]) -> Child {
+    let mut child = commsctl(url, global, sniff).spawn().unwrap();
     let mut err = BufReader::new(child.stderr.take().unwrap()).lines();
     tokio::time::timeout(WAIT, async {
         while let Some(l) = err.next_line().await.unwrap() {
@@ -133,5 +143,65 @@ async fn commsctl_sniff_json_lines() {
     assert_eq!(v["params"]["n"], "0");
     assert!(v["time"].as_str().unwrap().ends_with('Z'));
     drop(ts); // nobody consumed b and c: no graceful close to wait for
+    h.shutdown().await;
+}
+
+/// The server's embedded daemon on loopback TCP (port 0), its token derived from a fresh key
+/// written to `<dir>/fleet.key`; the URL of its bound address.
+async fn embedded(dir: &std::path::Path) -> (DaemonHandle, String) {
+    let key_file = dir.join("fleet.key");
+    comms_server::keygen::write_key_file(&key_file, false).unwrap();
+    let key = comms_fleet::auth::FleetKey::from_file(&key_file).unwrap();
+    let config = comms::Config::from_url(format!("cd://127.0.0.1:0?node={NODE}")).unwrap();
+    let token = comms_server::embed::admin_token(Some(&key));
+    let h = comms_server::embed::start(&config, token)
+        .await
+        .unwrap()
+        .unwrap();
+    let url = format!("cd://{}?node={NODE}&retry=0.05", h.tcp_addr().unwrap());
+    (h, url)
+}
+
+#[tokio::test]
+async fn commsctl_sniffs_the_embedded_daemon_with_the_fleet_key_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (h, url) = embedded(dir.path()).await;
+    let key_file = dir.path().join("fleet.key");
+    let child = commsctl_sniff(
+        &url,
+        &["--key-file", key_file.to_str().unwrap()],
+        &["--command", "PING", "--service", "b", "--count", "1"],
+    )
+    .await;
+    let ts = traffic(&url).await;
+    let out = stdout_of(child).await;
+    assert!(out.contains(&format!("{NODE}:a -> b PING n=1")), "{out}");
+    drop(ts);
+
+    // Without the key: refused by the daemon, exit 2, the reason says what would allow it.
+    let out = tokio::time::timeout(WAIT, commsctl(&url, &[], &["--count", "1"]).output())
+        .await
+        .expect("commsctl ends")
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("SNIFF refused") && err.contains("admin_token") && err.contains("fleet key"),
+        "{err}"
+    );
+    // A key of another fleet derives another token: refused too.
+    let other = dir.path().join("other.key");
+    comms_server::keygen::write_key_file(&other, false).unwrap();
+    let out = commsctl(
+        &url,
+        &["--key-file", other.to_str().unwrap()],
+        &["--count", "1"],
+    )
+    .output()
+    .await
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("wrong admin_token"), "{err}");
     h.shutdown().await;
 }

@@ -93,7 +93,7 @@ use comms_core::{
 };
 
 pub use datagram::{connect, DatagramOptions, DatagramTransport};
-pub use options::{NativeOptions, DEFAULT_PREFETCH, DEFAULT_QUEUE_BOUND};
+pub use options::{AdminToken, NativeOptions, DEFAULT_PREFETCH, DEFAULT_QUEUE_BOUND};
 pub use receiver::{READY_BOUND, READY_PAUSE};
 
 use crate::client::{Client, ClientConfig, ClientError, ConnectionState};

@@ -46,6 +46,19 @@ pub struct NativeOptions {
     pub max_message_size: usize,
     /// Hop limit for `forward`.
     pub hop_limit: u8,
+    /// The daemon's admin token, sent with `SNIFF` (`admin_token=`): commsd lets only admins
+    /// sniff. Never in the URL (URLs get logged); set it with [`NativeOptions::with_admin_token`].
+    pub admin_token: Option<AdminToken>,
+}
+
+/// A daemon admin token: `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken(pub String);
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(<redacted>)")
+    }
 }
 
 impl NativeOptions {
@@ -98,6 +111,13 @@ impl NativeOptions {
             prefetch: number("prefetch", DEFAULT_PREFETCH as u64)? as usize,
             max_message_size: number("max_message_size", super::MAX_MESSAGE_SIZE as u64)? as usize,
             hop_limit: DEFAULT_HOP_LIMIT,
+            admin_token: None,
         })
+    }
+
+    /// These options, sending `admin_token=<token>` with `SNIFF`.
+    pub fn with_admin_token(mut self, token: impl Into<String>) -> Self {
+        self.admin_token = Some(AdminToken(token.into()));
+        self
     }
 }

@@ -7,8 +7,11 @@
 //! lets unregistered connections sniff, so nothing but copies and daemon notifications ever
 //! reach this socket.
 //!
+//! - `SNIFF admin_token=<token>` when the options carry one
+//!   ([`NativeOptions::admin_token`](super::NativeOptions)): commsd lets only admins sniff
+//!   (the token, root or the daemon's user on its Unix socket, or an opt-in for loopback TCP).
 //! - Accepted: the daemon answers `<NODE:communicatord SNIFFING`; refused (`INVALID`, admin
-//!   rules) or unknown (`UNKNOWN`: a stock Communicator daemon) → an error from `sniff()`.
+//!   rules: its reason says what would allow it) or unknown (`UNKNOWN`: a stock Communicator daemon) → an error from `sniff()`.
 //! - `COMMS_ACK` lines are skipped: they are this transport's acknowledgements, not comms
 //!   messages. Lost copies (`SNIFF_LOST lost=N;total=T`, the daemon's queue to us was full)
 //!   are logged and counted; while the inbox is full this task stops reading, so the daemon's
@@ -95,7 +98,15 @@ pub(crate) async fn open(
             Error::transport("native", format!("sniff: connecting to {target}"), true, e)
         })?;
     let mut reader = FramedRead::new(r, LineCodec::with_max_line_length(DEFAULT_MAX_LINE));
-    w.write_all(format!("{SNIFF_COMMAND}\n").as_bytes())
+    let mut request = cd_wire::WireMessage::new(SNIFF_COMMAND);
+    if let Some(t) = &opts.admin_token {
+        request = request.with_param("admin_token", t.0.clone());
+    }
+    let mut line = Vec::with_capacity(64);
+    cd_wire::serialize(&request, &mut line)
+        .map_err(|e| err(format!("sniff: the admin token cannot be sent: {e}")))?;
+    line.push(b'\n');
+    w.write_all(&line)
         .await
         .map_err(|e| err(format!("sniff: writing SNIFF to {target}: {e}")))?;
     let node = tokio::time::timeout(wait, accepted(&mut reader))

@@ -34,10 +34,10 @@
 //! public_ip = "203.0.113.5"                      # answered to PUBLIC_IP
 //! cache_ttl_secs = 60
 //! allow_stop_from_tcp = false
-//! allow_sniff_from_tls = false                   # SNIFF over the TLS listener
+//! allow_sniff_from_tcp = false                   # SNIFF from loopback TCP without the token
 //! deny_stop_from_unix = false
 //! unix_admin_uids = [1000]      # default: root and the socket owner (the daemon's user)
-//! admin_token_file = "/etc/comms/admin.token"   # STOP/SHUTDOWN with admin_token=<its text>
+//! admin_token_file = "/etc/comms/admin.token"   # STOP/SHUTDOWN/SNIFF with admin_token=<its text>
 //! shutdown_grace_ms = 200
 //! flush_timeout_ms = 2000
 //! # cluster (docs/NATIVE.md "Cluster"); no remote_listen: a single node

@@ -105,12 +105,16 @@ pub struct Args {
     /// Default cache TTL in seconds.
     #[arg(long)]
     pub cache_ttl_secs: Option<u64>,
-    /// Accept STOP/SHUTDOWN from TCP connections too (default: Unix socket only).
+    /// Accept STOP/SHUTDOWN from any loopback TCP connection without the admin token
+    /// (default: only admins: the admin token, or root / the daemon's user on the Unix socket).
     #[arg(long)]
     pub allow_stop_from_tcp: bool,
-    /// Accept SNIFF (copies of all routed traffic) from TLS connections (default: refused,
-    /// the TLS listener may be reachable from other hosts).
+    /// Accept SNIFF (copies of all routed traffic) from any loopback TCP connection without
+    /// the admin token (default: only admins, as for STOP).
     #[arg(long)]
+    pub allow_sniff_from_tcp: bool,
+    /// Deprecated and ignored (warns): SNIFF over TLS needs admin_token=<token>, like STOP.
+    #[arg(long, hide = true)]
     pub allow_sniff_from_tls: bool,
     /// Listener for other daemons (remote_listen), e.g. 10.0.0.5:4042; port 0: any free port.
     /// Without it the daemon is a single node.
@@ -156,8 +160,8 @@ pub struct Args {
     /// Peer IP allowed a plain link (a stock daemon), comma-separated or repeated.
     #[arg(long, value_name = "IP", value_delimiter = ',')]
     pub plain_peer: Vec<std::net::IpAddr>,
-    /// File holding the admin token: STOP/SHUTDOWN carrying admin_token=<token> are accepted
-    /// from any connection (the token never appears in `ps` or logs).
+    /// File holding the admin token: STOP/SHUTDOWN/SNIFF carrying admin_token=<token> are
+    /// accepted from any connection (the token never appears in `ps` or logs).
     #[arg(long, value_name = "FILE")]
     pub admin_token_file: Option<PathBuf>,
     /// The admin token itself (prefer --admin-token-file or the environment).
@@ -214,6 +218,7 @@ impl Args {
             cache_max_bytes: self.cache_max_bytes,
             cache_ttl_secs: self.cache_ttl_secs,
             allow_stop_from_tcp: flag(self.allow_stop_from_tcp),
+            allow_sniff_from_tcp: flag(self.allow_sniff_from_tcp),
             allow_sniff_from_tls: flag(self.allow_sniff_from_tls),
             admin_token_file: self.admin_token_file.clone(),
             admin_token: self.admin_token.clone(),

@@ -41,8 +41,8 @@ pub const DEFAULT_MEMORY_BUDGET: usize = 128 * 1024 * 1024;
 
 /// The secure service listener (`cds:`): TLS over TCP on any address (not only loopback).
 /// Once the handshake is done a connection is a service connection like a loopback TCP one
-/// (same commands and routing); being possibly remote, it may `STOP`/`SHUTDOWN` only with
-/// [`AdminRules::admin_token`] and `SNIFF` only with [`AdminRules::allow_sniff_from_tls`].
+/// (same commands and routing); being possibly remote, it may `STOP`/`SHUTDOWN`/`SNIFF` only
+/// with [`AdminRules::admin_token`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsListenerConfig {
     /// Address to bind (any address; port 0 is allowed).
@@ -105,53 +105,53 @@ impl Default for CacheLimits {
     }
 }
 
-/// Who may stop the daemon with `STOP` / `SHUTDOWN`, and who may watch all traffic with
-/// `SNIFF` (a comms extension, docs/NATIVE.md). Build it with `..AdminRules::default()`: new
-/// rules may be added.
+/// Who is an **admin** of the daemon: who may stop it with `STOP` / `SHUTDOWN` and watch all
+/// traffic with `SNIFF` (a comms extension, docs/NATIVE.md). Build it with
+/// `..AdminRules::default()`: new rules may be added.
 ///
-/// `STOP`/`SHUTDOWN` is accepted when **either** the message carries `admin_token=<token>`
-/// equal to [`AdminRules::admin_token`] (from any stream connection), **or** the connection's
-/// transport credentials allow it: a Unix connection whose peer uid (`SO_PEERCRED`) is in
-/// [`AdminRules::unix_admin_uids`] (default: root and the uid that owns the daemon's socket,
-/// i.e. the daemon's own user), or any loopback TCP connection with `allow_stop_from_tcp`.
-/// Everything else gets `INVALID command=STOP;reason=...` and the daemon keeps running.
+/// Both commands are accepted by one rule (`router/admin.rs`) when **either** the message
+/// carries `admin_token=<token>` equal to [`AdminRules::admin_token`] (from any stream
+/// connection, TLS included), **or** the connection's transport credentials allow it: a Unix
+/// connection whose peer uid (`SO_PEERCRED`) is in [`AdminRules::unix_admin_uids`] (default:
+/// root and the uid that owns the daemon's socket, i.e. the daemon's own user), or a loopback
+/// TCP connection with the opt-in of that command (`allow_stop_from_tcp`,
+/// `allow_sniff_from_tcp`). A TLS connection needs the token. Everything else gets
+/// `INVALID command=STOP;reason=...` (or `SNIFF`) and the daemon keeps running.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct AdminRules {
     /// Accept `STOP`/`SHUTDOWN` from any loopback TCP connection, without a token (default:
     /// no; any local process can reach the TCP listener).
     pub allow_stop_from_tcp: bool,
+    /// Accept `SNIFF` from any loopback TCP connection, without a token (default: no; any
+    /// local process can reach the TCP listener, and a sniffer reads every routed line).
+    pub allow_sniff_from_tcp: bool,
     /// Refuse `STOP`/`SHUTDOWN` from the Unix socket unless it carries the admin token (an
-    /// embedded daemon may want this).
+    /// embedded daemon may want this). `SNIFF` is not affected.
     pub deny_stop_from_unix: bool,
-    /// Uids allowed to stop the daemon over the Unix socket (checked with `SO_PEERCRED`).
+    /// Refuse `STOP`/`SHUTDOWN` from every connection, even with the admin token: only the
+    /// process that owns the [`DaemonHandle`](crate::DaemonHandle) stops the daemon (the
+    /// server's embedded daemon, whose token is for `SNIFF`). Not a config-file setting.
+    pub deny_stop: bool,
+    /// Uids that are admins over the Unix socket (checked with `SO_PEERCRED`).
     /// Empty (the default): root and the owner of the socket file (the daemon's user).
     pub unix_admin_uids: Vec<u32>,
-    /// A shared secret: a `STOP`/`SHUTDOWN` carrying `admin_token=<this>` is accepted from
-    /// any stream connection. Compared in constant time; never logged.
+    /// A shared secret: a `STOP`/`SHUTDOWN`/`SNIFF` carrying `admin_token=<this>` is accepted
+    /// from any stream connection. Compared in constant time; never logged.
     pub admin_token: Option<String>,
-    /// Refuse `SNIFF` from loopback TCP connections (default: allowed; the TCP listener is
-    /// loopback only, so only local processes can sniff).
-    pub deny_sniff_from_tcp: bool,
-    /// Refuse `SNIFF` from the Unix socket (default: allowed).
-    pub deny_sniff_from_unix: bool,
-    /// Accept `SNIFF` from secure (TLS) connections (default: refused; the TLS listener may
-    /// be reachable from other hosts). `STOP`/`SHUTDOWN` over TLS always need `admin_token`.
-    pub allow_sniff_from_tls: bool,
 }
 
 impl std::fmt::Debug for AdminRules {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AdminRules")
             .field("allow_stop_from_tcp", &self.allow_stop_from_tcp)
+            .field("allow_sniff_from_tcp", &self.allow_sniff_from_tcp)
             .field("deny_stop_from_unix", &self.deny_stop_from_unix)
+            .field("deny_stop", &self.deny_stop)
             .field("unix_admin_uids", &self.unix_admin_uids)
             .field(
                 "admin_token",
                 &self.admin_token.as_ref().map(|_| "<redacted>"),
             )
-            .field("deny_sniff_from_tcp", &self.deny_sniff_from_tcp)
-            .field("deny_sniff_from_unix", &self.deny_sniff_from_unix)
-            .field("allow_sniff_from_tls", &self.allow_sniff_from_tls)
             .finish()
     }
 }

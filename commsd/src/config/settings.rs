@@ -107,6 +107,8 @@ pub struct DaemonSettings {
     pub cache_max_bytes: Option<usize>,
     pub cache_ttl_secs: Option<u64>,
     pub allow_stop_from_tcp: Option<bool>,
+    pub allow_sniff_from_tcp: Option<bool>,
+    /// Deprecated, ignored with a warning: SNIFF over TLS needs the admin token.
     pub allow_sniff_from_tls: Option<bool>,
     pub deny_stop_from_unix: Option<bool>,
     pub unix_admin_uids: Option<Vec<u32>>,
@@ -249,7 +251,14 @@ fn apply(cfg: &mut DaemonConfig, tls: &mut TlsParts, d: DaemonSettings) -> Resul
         cfg.cache.default_ttl = Duration::from_secs(v);
     }
     let admin = &mut cfg.admin;
-    admin.allow_sniff_from_tls = d.allow_sniff_from_tls.unwrap_or(admin.allow_sniff_from_tls);
+    if let Some(v) = d.allow_sniff_from_tls {
+        tracing::warn!(
+            allow_sniff_from_tls = v,
+            "allow_sniff_from_tls is deprecated and ignored: SNIFF over TLS is accepted only \
+             with admin_token=<token> (set admin_token_file), like STOP"
+        );
+    }
+    admin.allow_sniff_from_tcp = d.allow_sniff_from_tcp.unwrap_or(admin.allow_sniff_from_tcp);
     admin.allow_stop_from_tcp = d.allow_stop_from_tcp.unwrap_or(admin.allow_stop_from_tcp);
     admin.deny_stop_from_unix = d.deny_stop_from_unix.unwrap_or(admin.deny_stop_from_unix);
     if let Some(v) = d.unix_admin_uids {
@@ -419,4 +428,42 @@ fn read_token(path: &Path) -> Result<String, ConfigError> {
         )));
     }
     Ok(token.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn sniff_settings_and_the_deprecated_tls_one_still_parse() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("commsd.toml");
+        std::fs::write(
+            &path,
+            "[daemon]\nallow_sniff_from_tcp = true\nallow_sniff_from_tls = true\n",
+        )
+        .unwrap();
+        let cfg = load(Some(&path), DaemonSettings::default()).unwrap();
+        assert!(cfg.admin.allow_sniff_from_tcp);
+        let flags = super::super::Args::try_parse_from([
+            "commsd",
+            "--allow-sniff-from-tls",
+            "--allow-sniff-from-tcp",
+        ])
+        .unwrap();
+        assert!(
+            load(None, flags.settings())
+                .unwrap()
+                .admin
+                .allow_sniff_from_tcp
+        );
+        assert!(
+            !load(None, DaemonSettings::default())
+                .unwrap()
+                .admin
+                .allow_sniff_from_tcp
+        );
+    }
 }

@@ -2,8 +2,9 @@
 
 use std::sync::Arc;
 
+use super::admin::{how_to_allow, AdminCommand};
 use super::Router;
-use crate::event::{ConnId, ConnKind};
+use crate::event::ConnId;
 use crate::replies::{self, DAEMON_COMMANDS, DAEMON_SERVICE, LOG_ONLY};
 use crate::stats::Stats;
 use cd_wire::{is_valid_name, WireMessage};
@@ -18,7 +19,7 @@ impl Router {
                 let reason = "a sniffing connection cannot register or declare commands";
                 self.refuse(id, to, Some(&msg.command), reason);
             }
-            "SNIFF" => self.sniff_request(id, to),
+            "SNIFF" => self.sniff_request(id, to, msg.param("admin_token")),
             "REGISTER" => self.register(id, &msg),
             "UNREGISTER" => {
                 if let (Some(n), Some(s)) = (to, msg.param("service")) {
@@ -164,56 +165,27 @@ impl Router {
         self.send(id, &m);
     }
 
-    /// `STOP` / `SHUTDOWN`: stops this daemon when the connection kind is allowed to.
+    /// `STOP` / `SHUTDOWN`: stops this daemon when the connection is an admin's
+    /// ([`Router::admin_verdict`]).
     pub(crate) fn stop_request(&mut self, id: ConnId, to: Option<&str>, msg: &WireMessage) {
         let command = msg.command.as_str();
         let Some(conn) = self.conns.get(&id) else {
             return;
         };
         let (kind, uid) = (conn.kind, conn.uid);
-        let rules = &self.cfg.admin;
-        let token = msg.param("admin_token");
-        let verdict = match (&rules.admin_token, token) {
-            (Some(expected), Some(given)) if constant_time_eq(expected, given) => Ok("admin token"),
-            (_, Some(_)) => Err("wrong admin_token".to_owned()),
-            (_, None) => match kind {
-                ConnKind::Unix if rules.deny_stop_from_unix => {
-                    Err("not allowed on the Unix socket without admin_token".to_owned())
-                }
-                ConnKind::Unix => match uid {
-                    Some(u) if rules.unix_admin_uids.contains(&u) => Ok("unix peer uid"),
-                    Some(u) => Err(format!("uid {u} is not an admin uid of this daemon")),
-                    None => Err("the peer's uid is unknown".to_owned()),
-                },
-                ConnKind::Tcp if rules.allow_stop_from_tcp => Ok("allow_stop_from_tcp"),
-                ConnKind::Tcp => {
-                    Err("not allowed on a TCP connection without admin_token".to_owned())
-                }
-                ConnKind::Tls => {
-                    Err("not allowed on a TLS connection without admin_token".to_owned())
-                }
-                // Unreachable in practice: peer lines never reach daemon_command.
-                ConnKind::PeerIn | ConnKind::PeerOut => {
-                    Err("not allowed on a peer link".to_owned())
-                }
-            },
-        };
-        match verdict {
+        match self.admin_verdict(id, AdminCommand::Stop, msg.param("admin_token")) {
             Ok(by) => {
                 tracing::info!(conn = id, ?kind, command, by, "stop requested");
                 self.shutdown.cancel();
             }
             Err(why) => {
                 tracing::warn!(conn = id, ?kind, ?uid, command, reason = %why, "admin command refused");
-                let reason = format!("{command} refused: {why} (see the daemon's admin rules)");
+                let reason = format!(
+                    "{command} refused: {why} ({})",
+                    how_to_allow(AdminCommand::Stop)
+                );
                 self.refuse(id, to, Some(command), &reason);
             }
         }
     }
-}
-
-/// Compares two secrets without an early exit on the first differing byte.
-fn constant_time_eq(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

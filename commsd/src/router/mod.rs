@@ -8,11 +8,12 @@
 //! service does not read: it is disconnected (slow consumer), the router never waits.
 //!
 //! Files: `route.rs` (a line's way: head peek, stamping, unicast, broadcast, cache),
-//! `commands.rs` (commands addressed to the daemon), `sniff.rs` (copies for `SNIFF`
-//! connections), this file (loop, connections, output). The cluster's part of the router
+//! `commands.rs` (commands addressed to the daemon), `admin.rs` (who may `STOP` or `SNIFF`),
+//! `sniff.rs` (copies for `SNIFF` connections), this file (loop, connections, output). The cluster's part of the router
 //! (peer handshake, link state, relaying lines across links) is in `crate::cluster`, as
 //! further `impl Router` blocks: one owner, the state of each concern next to its code.
 
+mod admin;
 mod commands;
 pub(crate) mod plugins;
 pub(crate) mod route;

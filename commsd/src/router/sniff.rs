@@ -11,17 +11,21 @@
 //!   the sniffer in band before its next batch: `<NODE:communicatord SNIFF_LOST lost=N;total=T`.
 //! - **Who**: an unregistered connection only (a sniffing connection is not a service: it
 //!   cannot REGISTER or declare COMMANDS afterwards, so nothing but copies and daemon
-//!   notifications reach it), at most [`MAX_SNIFFERS`] at once, subject to
-//!   [`AdminRules`](crate::AdminRules) (`deny_sniff_from_tcp`,
-//!   `deny_sniff_from_unix`). Accepted → `<NODE:communicatord SNIFFING max_round=BYTES`.
+//!   notifications reach it), at most [`MAX_SNIFFERS`] at once, and only an **admin**: the
+//!   same rule as `STOP` ([`AdminRules`](crate::AdminRules), `admin.rs`): `SNIFF
+//!   admin_token=<token>` on any stream connection, or root / the daemon's user on the Unix
+//!   socket, or loopback TCP with `allow_sniff_from_tcp`. A sniffer reads every routed line,
+//!   so any local process must not be one. Accepted → `<NODE:communicatord SNIFFING
+//!   max_round=BYTES`; refused → `INVALID command=SNIFF;reason=...` naming what would allow it.
 
 use std::time::Duration;
 
 use bytes::{BufMut, BytesMut};
 use tokio::time::Instant;
 
+use super::admin::{how_to_allow, AdminCommand};
 use super::Router;
-use crate::event::{ConnId, ConnKind};
+use crate::event::ConnId;
 use crate::replies;
 use crate::stats::Stats;
 use cd_wire::serialize;
@@ -74,24 +78,21 @@ impl Router {
         self.conns.get(&id).is_some_and(|c| c.sniff.is_some())
     }
 
-    /// `SNIFF` from connection `id`.
-    pub(crate) fn sniff_request(&mut self, id: ConnId, to: Option<&str>) {
+    /// `SNIFF` from connection `id`, with the message's `admin_token` if any.
+    pub(crate) fn sniff_request(&mut self, id: ConnId, to: Option<&str>, token: Option<&str>) {
         let Some(c) = self.conns.get(&id) else {
             return;
         };
+        let (kind, uid) = (c.kind, c.uid);
         let refusal = if c.sniff.is_some() {
             Some("this connection is already sniffing".to_owned())
         } else if c.name.is_some() {
             Some("SNIFF needs a dedicated connection that has not registered".to_owned())
-        } else if match c.kind {
-            ConnKind::Unix => self.cfg.admin.deny_sniff_from_unix,
-            ConnKind::Tcp => self.cfg.admin.deny_sniff_from_tcp,
-            ConnKind::Tls => !self.cfg.admin.allow_sniff_from_tls,
-            ConnKind::PeerIn | ConnKind::PeerOut => true,
-        } {
+        } else if let Err(why) = self.admin_verdict(id, AdminCommand::Sniff, token) {
+            tracing::warn!(conn = id, ?kind, ?uid, reason = %why, "SNIFF refused");
             Some(format!(
-                "SNIFF is not allowed on a {:?} connection (see admin rules)",
-                c.kind
+                "SNIFF refused: {why} ({})",
+                how_to_allow(AdminCommand::Sniff)
             ))
         } else if self.sniffers.len() >= MAX_SNIFFERS {
             Some(format!("too many sniffers (at most {MAX_SNIFFERS})"))

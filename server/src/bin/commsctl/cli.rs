@@ -10,11 +10,14 @@ Environment:
                         [transport] url of --config, then cd://127.0.0.1:4040)
   COMMS_FLEET_KEY_FILE    fleet key file (like --key-file)
   COMMS_SERVER_STATE_DIR  the server's state directory, where its fleet.key is looked for
+  COMMSD_ADMIN_TOKEN      sniff: the daemon's admin token (default: derived from the fleet key)
   RUST_LOG                log filter for stderr (default: warn)
 
 Fleet key: requests to the server are signed with --key-file (or COMMS_FLEET_KEY_FILE), else
 with the key the server created on this host: $COMMS_SERVER_STATE_DIR/fleet.key, else
 ./server-state/fleet.key. With none found, server commands fail (exit 2) unless --insecure.
+On the native backend, sniff sends the daemon the admin token derived from that key (commsd
+lets only admins sniff; the server's embedded daemon takes that token).
 
 Exit codes:
   0    success
@@ -49,7 +52,8 @@ pub struct Args {
     /// errors as JSON on stderr.
     #[arg(long, global = true)]
     pub json: bool,
-    /// Fleet key file: sign requests with it (not used by sniff, keygen, completions, man)
+    /// Fleet key file: sign requests with it; sniff derives the daemon's admin token from it
+    /// (not used by keygen, completions, man)
     /// [default: the server's, $COMMS_SERVER_STATE_DIR/fleet.key or ./server-state/fleet.key].
     #[arg(long, env = "COMMS_FLEET_KEY_FILE", global = true, value_name = "FILE")]
     pub key_file: Option<PathBuf>,
@@ -148,7 +152,8 @@ pub enum Command {
     },
     /// Print every message on the transport as it passes (`time from -> to COMMAND k=v...`,
     /// or JSON lines with --json), until --count messages or Ctrl-C. Needs no server;
-    /// rejects --wait and --key-file.
+    /// rejects --wait. On native commsd, only admins sniff: commsctl sends the admin token
+    /// derived from the fleet key (--key-file, else the server's), or COMMSD_ADMIN_TOKEN.
     #[command(after_help = "Examples:\n  commsctl sniff --count 20\n  \
         commsctl --json sniff --command TASK_RESULT")]
     Sniff {

@@ -19,6 +19,7 @@ use comms::{Destination, Message};
 use comms_fleet::auth::FleetKey;
 use comms_fleet::control::{DispatchRequest, Selector};
 use comms_fleet::{Job, DEFAULT_URL};
+use comms_native::transport::{NativeOptions, NativeTransport};
 use comms_server::client::Client;
 use comms_server::sniff::{Filter, Output as SniffOutput};
 
@@ -65,7 +66,7 @@ async fn main() -> ExitCode {
         src == Some(ValueSource::CommandLine)
     };
     let url_from_flag = from_cli("url");
-    let sniff_extra = ["wait", "key_file"].into_iter().find(|id| from_cli(id));
+    let sniff_extra = ["wait"].into_iter().find(|id| from_cli(id));
     let json = args.json;
     match run(args, url_from_flag, sniff_extra).await {
         Ok(code) => code,
@@ -169,6 +170,25 @@ async fn run(
         count,
     } = args.command
     {
+        let url = config.url()?;
+        let native = matches!(
+            url.scheme(),
+            comms::config::Scheme::Cd | comms::config::Scheme::Cds
+        );
+        let token = if native {
+            comms_server::embed::admin_token(sniff_key(args.key_file.as_deref())?.as_ref())
+        } else {
+            None
+        };
+        let transport: Box<dyn comms::Transport> = match token {
+            Some(token) => {
+                // The daemon lets only admins sniff: the same transport, with the token.
+                let _ = transport.close().await;
+                let opts = NativeOptions::from_url(&url)?.with_admin_token(token);
+                Box::new(NativeTransport::with_options(opts))
+            }
+            None => transport,
+        };
         return sniff(transport, commands, services, count, args.json).await;
     }
     let me = format!("commsctl_{}", std::process::id());
@@ -468,6 +488,15 @@ fn print_agents(agents: &[comms_fleet::control::AgentInfo]) {
     );
 }
 
+/// The fleet key `sniff` derives the daemon's admin token from, if it finds one (the same
+/// search as the server's commands; none is not an error: a Unix socket may not need it).
+fn sniff_key(explicit: Option<&std::path::Path>) -> anyhow::Result<Option<FleetKey>> {
+    match comms_fleet::auth::find_key_file(explicit) {
+        Some(p) => Ok(Some(FleetKey::from_file(&p)?)),
+        None => Ok(None),
+    }
+}
+
 async fn sniff(
     transport: Box<dyn comms::Transport>,
     commands: Vec<String>,
@@ -491,6 +520,11 @@ async fn sniff(
         Err(e @ comms::Error::Unsupported { .. }) => {
             bail!("{e}: this backend cannot sniff (memory, native commsd, RabbitMQ and Kafka can)")
         }
+        Err(e) if backend == "native" && e.to_string().contains("admin_token") => Err(e).context(
+            "sniff (commsd lets only admins sniff: commsctl sends the admin token derived from \
+             the fleet key it finds (--key-file, COMMS_FLEET_KEY_FILE, the server's state \
+             directory) or COMMSD_ADMIN_TOKEN)",
+        ),
         Err(e) => Err(e).context("sniff"),
     }
 }
