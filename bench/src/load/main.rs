@@ -8,10 +8,14 @@
 //!   agent its own connection, advertising with heartbeats) in this process; waits until the
 //!   server sees every agent up, dispatches `true` to all and collects every result.
 //!
-//! Both print a short report and, with `--json FILE`, write it as JSON. `commsd` is found
+//! - `comms-load announce --secs 10 --rate 1000`: local round trips on one `commsd` (p50,
+//!   p99, max) without, then during, a flood of link-state announcements from a peer.
+//!
+//! Each prints a short report and, with `--json FILE`, write it as JSON. `commsd` is found
 //! beside this executable or through `$COMMSD_BIN`:
 //! `cargo build --release -p commsd -p comms-bench --bins`.
 
+mod announce;
 mod commsd;
 mod conns;
 mod fleet;
@@ -22,7 +26,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-/// Load figures: idle connections on one daemon, a fleet of agents on one server.
+/// Load figures: idle connections on one daemon, a fleet of agents on one server, round trips
+/// during an announcement flood.
 #[derive(Debug, Parser)]
 #[command(name = "comms-load", version, about)]
 struct Args {
@@ -56,6 +61,15 @@ enum Cmd {
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
     },
+    /// Local round trips on one commsd while a peer sends link-state announcements.
+    Announce {
+        /// Seconds of flood (round trips are timed as long; the quiet baseline at most 5 s).
+        #[arg(long, default_value_t = 10)]
+        secs: u64,
+        /// Announcements a second.
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -72,6 +86,7 @@ fn main() -> anyhow::Result<()> {
                 ttl_secs,
                 concurrency,
             } => fleet::run(agents, ttl_secs, concurrency).await,
+            Cmd::Announce { secs, rate } => announce::run(secs, rate).await,
         }
     })?;
     for (k, v) in report.as_object().into_iter().flatten() {
