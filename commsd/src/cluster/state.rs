@@ -297,9 +297,11 @@ impl Router {
         self.push(id, &out);
     }
 
-    /// After any routing change: replay cached messages that now have a route, and tell
-    /// local services when the cluster status changed.
+    /// After any routing change: replay cached messages that now have a route, route held
+    /// lines whose origin is now reachable (`held.rs`), and tell local services when the
+    /// cluster status changed.
     pub(crate) fn routes_changed(&mut self) {
+        self.release_held();
         for svc in self.cache.services() {
             if self.names.contains_key(svc.as_str())
                 || self.cluster.routes.nearest_with(&svc).is_some()

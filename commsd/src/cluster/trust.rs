@@ -165,7 +165,6 @@ impl Router {
             self.cluster.recompute_gap =
                 RECOMPUTE_GAP.max(now.saturating_duration_since(start) * 5);
             self.routes_changed();
-            self.release_held();
         }
     }
 
