@@ -7,32 +7,24 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use comms_test_support::{CommsdSpec, Stderr};
 use hdrhistogram::Histogram;
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
+use crate::conns::read_until;
+
 type Conn = BufReader<TcpStream>;
 
 const FAKE_NODES: usize = 200;
 
+/// How long one expected line may take here.
+const WAIT: Duration = Duration::from_secs(10);
+
 async fn line_with(conn: &mut Conn, needle: &str) -> anyhow::Result<String> {
-    let mut line = String::new();
-    tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            line.clear();
-            if conn.read_line(&mut line).await? == 0 {
-                bail!("connection closed before `{needle}`");
-            }
-            if line.contains(needle) {
-                return Ok(line.clone());
-            }
-        }
-    })
-    .await
-    .with_context(|| format!("no `{needle}` within 10 s"))?
+    read_until(conn, needle, WAIT).await
 }
 
 async fn service(addr: std::net::SocketAddr, name: &str) -> anyhow::Result<Conn> {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
 use crate::commsd;
@@ -14,10 +14,14 @@ use crate::rss::rss_kib;
 
 type Conn = BufReader<UnixStream>;
 
-/// Reads lines until one contains `needle` (bounded by a timeout).
-async fn read_until(conn: &mut Conn, needle: &str) -> anyhow::Result<String> {
+/// Reads lines until one contains `needle`, for at most `within`.
+pub async fn read_until<R: AsyncBufRead + Unpin>(
+    conn: &mut R,
+    needle: &str,
+    within: Duration,
+) -> anyhow::Result<String> {
     let mut line = String::new();
-    tokio::time::timeout(Duration::from_secs(30), async {
+    tokio::time::timeout(within, async {
         loop {
             line.clear();
             if conn.read_line(&mut line).await? == 0 {
@@ -29,8 +33,11 @@ async fn read_until(conn: &mut Conn, needle: &str) -> anyhow::Result<String> {
         }
     })
     .await
-    .with_context(|| format!("no `{needle}` within 30 s"))?
+    .with_context(|| format!("no `{needle}` within {within:?}"))?
 }
+
+/// How long one expected line may take here.
+const WAIT: Duration = Duration::from_secs(30);
 
 async fn open(socket: &std::path::Path, i: usize) -> anyhow::Result<Conn> {
     let stream = UnixStream::connect(socket)
@@ -40,7 +47,7 @@ async fn open(socket: &std::path::Path, i: usize) -> anyhow::Result<Conn> {
     conn.get_mut()
         .write_all(format!("REGISTER service=load_{i};version=1\n").as_bytes())
         .await?;
-    read_until(&mut conn, "READY").await?;
+    read_until(&mut conn, "READY", WAIT).await?;
     Ok(conn)
 }
 
@@ -78,12 +85,12 @@ pub async fn run(count: usize, concurrency: usize) -> anyhow::Result<serde_json:
         .get_mut()
         .write_all(format!("load_{last}/LOAD_PING n=1\n").as_bytes())
         .await?;
-    let got = read_until(&mut conns[last], "LOAD_PING").await?;
+    let got = read_until(&mut conns[last], "LOAD_PING", WAIT).await?;
     let ping_ms = sent.elapsed().as_secs_f64() * 1000.0;
     anyhow::ensure!(got.starts_with("<load:load_0 "), "unexpected {got:?}");
     let mut probe = BufReader::new(UnixStream::connect(socket).await?);
     probe.get_mut().write_all(b"LIST_SERVICES\n").await?;
-    let list = read_until(&mut probe, "SERVICES").await?;
+    let list = read_until(&mut probe, "SERVICES", WAIT).await?;
     let listed = list
         .split("list=")
         .nth(1)
