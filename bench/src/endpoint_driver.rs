@@ -2,6 +2,7 @@
 //! it: a sink endpoint whose handler counts messages (one-way), an echo endpoint answering
 //! `request()` (round trip). Backends only say how to connect a transport ([`Connector`]).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -116,13 +117,27 @@ async fn oneway(
         for _ in 0..scale.senders.max(1) {
             let (tx, to, sends) = (tx.clone(), rx.address().clone(), sends.clone());
             let (body, tag) = (body.clone(), tag.clone());
+            let window = scale.window;
             senders.spawn(async move {
+                let mut receipts = VecDeque::with_capacity(window);
                 while sends.next() {
                     let m = mode
                         .apply(Message::new("BENCH", to.clone())?)
                         .with_param("p", &*body)
                         .with_param("r", tag.as_str());
-                    tx.send(m).await.context("send")?;
+                    if window == 0 {
+                        tx.send(m).await.context("send")?;
+                        continue;
+                    }
+                    receipts.push_back(tx.submit(m).await.context("submit")?);
+                    if receipts.len() >= window {
+                        if let Some(oldest) = receipts.pop_front() {
+                            oldest.await.context("confirmation")?;
+                        }
+                    }
+                }
+                for receipt in receipts {
+                    receipt.await.context("confirmation")?;
                 }
                 anyhow::Ok(())
             });

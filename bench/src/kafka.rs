@@ -40,11 +40,21 @@ pub async fn run(scale: &Scale, progress: &Progress) -> Vec<Row> {
         Ok(b) => b,
         Err(e) => return crate::native::skip_all("kafka", &e),
     };
-    let mut config = match Config::from_url(format!("kafka://{}", broker.bootstrap)) {
+    // Pipelined (`--window`): the producer lingers 5 ms to batch, as the raw-rdkafka row, and
+    // one sender may have up to 100,000 records its receiver has not consumed yet (the
+    // default `queue_bound` of 1,000 would stall a window of 1,000 at every offset refresh).
+    let pipelined = if scale.window > 0 {
+        "[kafka]\nqueue_bound = 100000\n[kafka.librdkafka]\n\"linger.ms\" = \"5\"\n"
+    } else {
+        ""
+    };
+    let toml = format!(
+        "[transport]\nurl = \"kafka://{}\"\nnode = \"bench\"\nnamespace = \"bench\"\n{pipelined}",
+        broker.bootstrap
+    );
+    let config = match Config::from_toml(&toml) {
         Ok(c) => c,
         Err(e) => return crate::native::skip_all("kafka", &e.to_string()),
     };
-    config.transport.node = Some("bench".into());
-    config.transport.namespace = Some("bench".into());
     endpoint_driver::rows("kafka", &Kafka { config }, scale, progress).await
 }

@@ -91,6 +91,12 @@ struct Cli {
     /// backends (1: a plain `send` loop, the default; e.g. 64 to measure concurrent sends).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=4096))]
     senders: u64,
+    /// Confirmations kept outstanding per sender in the at-least-once one-way rows (0: each
+    /// send waits for its confirmation, the default): the comms rows pipeline through
+    /// `Endpoint::submit`, raw-lapin keeps this many publisher confirms in flight, raw-rdkafka
+    /// this many delivery reports (with `linger.ms=5`); e.g. 1000.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=100_000))]
+    window: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -126,6 +132,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Scale::full()
     };
     scale.senders = cli.senders;
+    scale.window = usize::try_from(cli.window)?;
     let selected = |name: &str| cli.only.is_empty() || cli.only.iter().any(|o| o == name);
     let progress = Progress::new();
     let load_before = loadavg();
@@ -151,10 +158,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     println!("{}", report::table(&rows));
     println!("{}", ratios::table(&ratios));
     println!(
-        "{} run; {cores} cores; {} sending task(s) per comms one-way row; load average before \
-         {load_before}, after {load_after} (a loaded machine makes every figure noisy)",
+        "{} run; {cores} cores; {} sending task(s) per comms one-way row; {} confirmations \
+         outstanding per sender (--window); load average before {load_before}, after \
+         {load_after} (a loaded machine makes every figure noisy)",
         if cli.quick { "quick" } else { "full" },
         scale.senders,
+        scale.window,
     );
     if let Some(path) = &cli.json {
         let meta = serde_json::json!({
@@ -162,6 +171,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             "only": cli.only,
             "threads": cli.threads,
             "senders": cli.senders,
+            "window": cli.window,
             "cores": cores,
             "load_before": load_before,
             "load_after": load_after,

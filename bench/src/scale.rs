@@ -24,6 +24,11 @@ pub struct Scale {
     /// Tasks sending concurrently through one endpoint in the one-way rows of the comms
     /// backends (`--senders`; 1: a plain `send` loop).
     pub senders: u64,
+    /// Confirmations each sender keeps outstanding in the at-least-once one-way rows
+    /// (`--window`; 0: every send waits for its confirmation). The comms rows `submit` and
+    /// keep this many receipts; raw-lapin keeps this many publisher confirms in flight;
+    /// raw-rdkafka this many delivery reports, with `linger.ms=5` as its docs recommend.
+    pub window: usize,
 }
 
 impl Scale {
@@ -37,6 +42,7 @@ impl Scale {
             rtt_cap: Duration::from_secs(3),
             warmup: 100,
             senders: 1,
+            window: 0,
         }
     }
 
@@ -50,6 +56,7 @@ impl Scale {
             rtt_cap: Duration::from_millis(300),
             warmup: 5,
             senders: 1,
+            window: 0,
         }
     }
 

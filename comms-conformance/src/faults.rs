@@ -1,6 +1,6 @@
-//! Cases 23–24: the daemon or broker killed and restarted.
+//! Cases 23, 24 and 27: the daemon or broker killed and restarted.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, SystemTime};
 
 use comms_core::directory::Directory;
@@ -24,7 +24,69 @@ async fn send_retrying(ep: &comms_core::endpoint::Endpoint, msg: Message) -> Res
     }
 }
 
+/// Submit (pipelined), retrying the same message while `submit` fails retryably (an `Err`
+/// from `submit` means nothing was sent, so retrying keeps the order).
+async fn submit_retrying(
+    ep: &comms_core::endpoint::Endpoint,
+    msg: Message,
+) -> Result<comms_core::Receipt, Error> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        match ep.submit(msg.clone()).await {
+            Err(e) if e.is_retryable() && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Receipts a pipelined sender keeps outstanding in case 27.
+const PIPELINE_WINDOW: usize = 500;
+
+/// One sender's half of cases 23 and 27: `count` numbered messages to `to`, each sent and
+/// confirmed in turn, or pipelined (up to [`PIPELINE_WINDOW`] receipts outstanding; every
+/// receipt must come back `Ok`).
+async fn send_numbered(
+    a: comms_core::endpoint::Endpoint,
+    to: comms_core::Address,
+    count: usize,
+    pipelined: bool,
+) -> Result<(), Error> {
+    let mut receipts = VecDeque::new();
+    for i in 0..count {
+        let msg = Message::new("SEQ", to.clone())?.with_param("seq", i.to_string());
+        if pipelined {
+            receipts.push_back(submit_retrying(&a, msg).await?);
+            if receipts.len() >= PIPELINE_WINDOW {
+                if let Some(oldest) = receipts.pop_front() {
+                    oldest.await?;
+                }
+            }
+        } else {
+            send_retrying(&a, msg).await?;
+        }
+        if i % 500 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    for receipt in receipts {
+        receipt.await?;
+    }
+    Ok(())
+}
+
 pub(crate) async fn kill_and_restart(ctx: &Ctx<'_>) -> CaseResult {
+    restarted_twice(ctx, false).await
+}
+
+pub(crate) async fn pipelined_restart(ctx: &Ctx<'_>) -> CaseResult {
+    restarted_twice(ctx, true).await
+}
+
+/// Two senders, 10,000 messages to one receiver, the daemon or broker killed and restarted
+/// twice meanwhile: every message handled once, in order per sender.
+async fn restarted_twice(ctx: &Ctx<'_>, pipelined: bool) -> CaseResult {
     const TOTAL: usize = 10_000;
     let rec = Recorder::new();
     let b = ctx
@@ -39,13 +101,7 @@ pub(crate) async fn kill_and_restart(ctx: &Ctx<'_>) -> CaseResult {
     for (k, a) in senders.iter().cloned().enumerate() {
         let to = to.clone();
         tasks.spawn(async move {
-            for i in 0..TOTAL / 2 {
-                let msg = Message::new("SEQ", to.clone())?.with_param("seq", i.to_string());
-                send_retrying(&a, msg).await?;
-                if i % 500 == 0 {
-                    tokio::task::yield_now().await;
-                }
-            }
+            send_numbered(a, to, TOTAL / 2, pipelined).await?;
             Ok::<_, Error>(k)
         });
     }

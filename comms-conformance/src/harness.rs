@@ -205,10 +205,11 @@ pub fn check_increasing(seqs: &[u64], what: &str) -> CaseResult {
     match seqs.windows(2).position(|w| w[0] >= w[1]) {
         None => Ok(()),
         Some(i) => Err(Stop::Fail(format!(
-            "{what}: order broken at position {}: {} then {}",
+            "{what}: order broken at position {}: {} then {} (around it: {:?})",
             i + 1,
             seqs[i],
-            seqs[i + 1]
+            seqs[i + 1],
+            &seqs[i.saturating_sub(8)..(i + 8).min(seqs.len())]
         ))),
     }
 }

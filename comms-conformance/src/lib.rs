@@ -130,6 +130,7 @@ const CASES: &[Case] = cases![
     24 reconnect_state faults fault,
     25 handler_panic isolation,
     26 hung_handler isolation,
+    27 pipelined_restart faults fault,
 ];
 
 /// How one case ended.

@@ -4,8 +4,9 @@
 //! - [`name`], [`address`], [`message`], [`schema`], [`advertisement`]: the message model
 //!   (name rule shared with the cd: wire; `node:service` addresses; instance / service /
 //!   broadcast destinations; typed messages with declared parameters).
-//! - [`transport`]: the [`Transport`] trait (advertise, listen, send, forward, close),
-//!   [`Delivery`] with ack/nack, the bounded [`Inbox`].
+//! - [`transport`]: the [`Transport`] trait (advertise, listen, send, submit, forward,
+//!   close), [`Delivery`] with ack/nack, the bounded [`Inbox`]; [`receipt`]: the [`Receipt`]
+//!   of a pipelined `submit` (many messages in flight from one task).
 //! - [`endpoint`]: [`Endpoint`] — handlers by command, request/reply, error replies, dedup,
 //!   heartbeats, one lane per sender, contained panics and handler timeouts — written once
 //!   above the trait. [`directory`]: live endpoints with TTL expiry.
@@ -75,6 +76,7 @@ pub mod memory;
 pub mod message;
 pub mod name;
 pub mod naming;
+pub mod receipt;
 pub mod schema;
 pub mod startup;
 pub mod transport;
@@ -88,5 +90,6 @@ pub use endpoint::{Endpoint, EndpointBuilder, HandlerError, HandlerResult, Outco
 pub use error::{Error, Invalid, Result};
 pub use memory::MemoryTransport;
 pub use message::{commands, DeliveryMode, Message, MessageId, Params};
+pub use receipt::Receipt;
 pub use schema::{ParamType, Schema, TypedMessage};
 pub use transport::{Acker, Delivery, Inbox, Transport};

@@ -12,6 +12,7 @@ use crate::advertisement::Advertisement;
 use crate::capabilities::Capabilities;
 use crate::error::{Error, Result};
 use crate::message::Message;
+use crate::receipt::Receipt;
 
 /// Default number of forwards before a message is dropped as a loop.
 pub const DEFAULT_HOP_LIMIT: u8 = 8;
@@ -47,6 +48,21 @@ pub trait Transport: Send + Sync + 'static {
     /// Hand a message over. `Ok` means the transport took responsibility for it (see the
     /// delivery guarantees in the crate docs). `from` is stamped with this transport's address.
     async fn send(&self, msg: Message) -> Result<()>;
+
+    /// Hand a message over without waiting for its confirmation (pipelining; see
+    /// [`crate::receipt`]). Returns once the transport has accepted the message into its
+    /// bounded in-flight window, waiting while the window is full (backpressure, then
+    /// [`Error::Backpressure`]); messages submitted one after the other keep their order per
+    /// (sender, destination) pair, as sends do. The [`Receipt`] resolves with what `send` would
+    /// have returned; an `Err` from `submit` itself means nothing was sent.
+    ///
+    /// The default waits for `send` (a transport whose `send` returns once the message is
+    /// accepted, such as the native and memory ones); broker backends override it to keep
+    /// many confirms outstanding.
+    async fn submit(&self, msg: Message) -> Result<Receipt> {
+        self.send(msg).await?;
+        Ok(Receipt::ready(Ok(())))
+    }
 
     /// Send a received message one hop further: `from` and `id` kept, `hops` incremented; the
     /// original delivery is acknowledged once the forward is accepted. Past the hop limit the
@@ -89,6 +105,9 @@ macro_rules! forward_transport {
             }
             async fn send(&self, msg: Message) -> Result<()> {
                 (**self).send(msg).await
+            }
+            async fn submit(&self, msg: Message) -> Result<Receipt> {
+                (**self).submit(msg).await
             }
             async fn forward(&self, delivery: Delivery, to: Destination) -> Result<()> {
                 (**self).forward(delivery, to).await

@@ -144,6 +144,7 @@ pub mod dead_letter;
 mod error;
 pub mod link;
 pub mod options;
+mod pipeline;
 mod publisher;
 pub mod reports;
 mod session;

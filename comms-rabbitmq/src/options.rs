@@ -10,6 +10,7 @@
 //! [rabbitmq]
 //! prefetch = 64            # unacknowledged deliveries per consumer (basic.qos)
 //! queue_bound = 10000      # x-max-length of every service and instance queue
+//! max_in_flight = 1000     # publishes awaiting their confirm (the submit window)
 //! queue_type = "classic"   # or "quorum" (replicated; for clusters)
 //! send_timeout_ms = 30000  # how long send waits for a connection or for room in a full queue
 //! reconnect_initial_ms = 100
@@ -40,6 +41,9 @@ use crate::tls::TlsOptions;
 pub const DEFAULT_PREFETCH: u16 = 64;
 /// Default bound (`x-max-length`) of every service and instance queue.
 pub const DEFAULT_QUEUE_BOUND: usize = 10_000;
+/// Default number of publishes awaiting their confirm (RabbitMQ's guide suggests hundreds to
+/// thousands of outstanding confirms for throughput).
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 1_000;
 /// Default time `send` waits for a connection or for room in a full queue.
 pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// Namespace used when `transport.namespace` is not set.
@@ -74,6 +78,8 @@ pub struct RabbitSection {
     pub prefetch: Option<u16>,
     /// `x-max-length` of service and instance queues.
     pub queue_bound: Option<usize>,
+    /// Publishes awaiting their confirm at most (the window of `submit`).
+    pub max_in_flight: Option<usize>,
     /// Queue type.
     pub queue_type: Option<QueueType>,
     /// How long `send` waits for a connection or room, in milliseconds.
@@ -119,6 +125,9 @@ pub struct RabbitOptions {
     pub prefetch: u16,
     /// `x-max-length` of service and instance queues.
     pub queue_bound: usize,
+    /// Publishes awaiting their confirm at most (the window of `submit`; a full window makes
+    /// it wait, then fail with `Backpressure`).
+    pub max_in_flight: usize,
     /// Queue type.
     pub queue_type: QueueType,
     /// How long `send` waits for a connection or room.
@@ -217,6 +226,12 @@ impl RabbitOptions {
                 "[rabbitmq] queue_bound must be positive".into(),
             ));
         }
+        let max_in_flight = section.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT);
+        if max_in_flight == 0 {
+            return Err(Error::Config(
+                "[rabbitmq] max_in_flight must be positive".into(),
+            ));
+        }
         let prefetch = section.prefetch.unwrap_or(DEFAULT_PREFETCH);
         if prefetch == 0 {
             return Err(Error::Config("[rabbitmq] prefetch must be positive".into()));
@@ -230,6 +245,7 @@ impl RabbitOptions {
             namespace,
             prefetch,
             queue_bound,
+            max_in_flight,
             queue_type: section.queue_type.unwrap_or_default(),
             send_timeout: positive("send_timeout_ms", section.send_timeout_ms)?
                 .map_or(DEFAULT_SEND_TIMEOUT, ms),
@@ -288,6 +304,7 @@ mod tests {
         for section in [
             "prefetch = 0",
             "queue_bound = 0",
+            "max_in_flight = 0",
             "queue_type = \"lazy\"",
             "bogus = 1",
         ] {

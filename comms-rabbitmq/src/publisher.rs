@@ -15,108 +15,209 @@
 
 use std::time::Duration;
 
-use comms_core::{envelope, Address, DeliveryMode, Destination, Error, Message, Result};
+use comms_core::{envelope, Address, DeliveryMode, Destination, Error, Message, MessageId, Result};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::BasicProperties;
-use lapin::Confirmation;
+use lapin::{Confirmation, PublisherConfirm};
 use tokio::time::Instant;
 
 use crate::error::BACKEND;
 use crate::link::Link;
+use crate::session::Session;
 use crate::topology;
 
 const FULL_PAUSE_MIN: Duration = Duration::from_millis(20);
 const FULL_PAUSE_MAX: Duration = Duration::from_millis(500);
 const BROKEN_PAUSE: Duration = Duration::from_millis(50);
 
-/// Publish `msg` (whose `from` is already stamped) and wait for the confirm.
-pub(crate) async fn publish(link: &Link, msg: &Message) -> Result<()> {
-    let from = msg.from.clone().ok_or(Error::NotAdvertised)?;
-    let body = envelope::encode(msg)?;
-    let key = match (&msg.to, msg.command.as_str()) {
-        (_, comms_core::commands::ADVERTISE) => topology::advertise_key(&from),
-        (to, command) => topology::routing_key(&from, to, command),
-    };
-    let opts = link.opts();
-    let names = link.names();
-    let exchange = names.exchange();
-    let at_most_once = msg.mode == DeliveryMode::AtMostOnce;
-    let mandatory = !matches!(msg.to, Destination::Broadcast(_)) && !at_most_once;
-    let props = properties(msg, &from, opts.default_ttl);
-    let destination = match &msg.to {
-        Destination::Instance(a) => Some((names.instance(a), topology::instance_key(a))),
-        Destination::Service(s) => Some((names.service(s), topology::service_key(s))),
-        Destination::Broadcast(_) => None,
-    };
-    let deadline = Instant::now() + opts.send_timeout;
-    let mut full_pause = FULL_PAUSE_MIN;
-    let mut redeclared = false;
-    loop {
-        let session = link.session_until(deadline).await?;
-        let attempt = async {
-            if let Some((queue, key)) = &destination {
-                session
-                    .ensure_queue(opts, names, queue, std::slice::from_ref(key))
-                    .await?;
-            }
-            let confirm = session
-                .publish(&exchange, &key, mandatory, &body, props.clone())
-                .await?;
-            if at_most_once {
-                return Ok(None);
-            }
-            confirm
-                .await
-                .map(Some)
-                .map_err(|e| crate::error::amqp("wait for the publisher confirm", e))
+/// A message ready to publish: encoded once, published as often as it takes.
+pub(crate) struct Outgoing {
+    body: Vec<u8>,
+    key: String,
+    mandatory: bool,
+    at_most_once: bool,
+    props: BasicProperties,
+    /// The destination queue and its binding key (unicast): declared before publishing.
+    destination: Option<(String, String)>,
+    id: MessageId,
+    to: Destination,
+}
+
+impl Outgoing {
+    /// Encode `msg` (whose `from` is already stamped).
+    pub(crate) fn new(link: &Link, msg: &Message) -> Result<Self> {
+        let from = msg.from.clone().ok_or(Error::NotAdvertised)?;
+        let body = envelope::encode(msg)?;
+        let key = match (&msg.to, msg.command.as_str()) {
+            (_, comms_core::commands::ADVERTISE) => topology::advertise_key(&from),
+            (to, command) => topology::routing_key(&from, to, command),
         };
-        match attempt.await {
-            Ok(None) | Ok(Some(Confirmation::Ack(None))) => return Ok(()),
+        let names = link.names();
+        let at_most_once = msg.mode == DeliveryMode::AtMostOnce;
+        let destination = match &msg.to {
+            Destination::Instance(a) => Some((names.instance(a), topology::instance_key(a))),
+            Destination::Service(s) => Some((names.service(s), topology::service_key(s))),
+            Destination::Broadcast(_) => None,
+        };
+        Ok(Self {
+            body,
+            key,
+            mandatory: !matches!(msg.to, Destination::Broadcast(_)) && !at_most_once,
+            at_most_once,
+            props: properties(msg, &from, link.opts().default_ttl),
+            destination,
+            id: msg.id.clone(),
+            to: msg.to.clone(),
+        })
+    }
+
+    /// An at-most-once message: published once, never confirmed.
+    pub(crate) fn at_most_once(&self) -> bool {
+        self.at_most_once
+    }
+
+    /// Declare the destination queue (once per session) and publish: the confirm to await,
+    /// or `None` for an at-most-once message.
+    pub(crate) async fn publish(
+        &self,
+        link: &Link,
+        session: &Session,
+    ) -> Result<Option<PublisherConfirm>> {
+        if let Some((queue, key)) = &self.destination {
+            session
+                .ensure_queue(link.opts(), link.names(), queue, std::slice::from_ref(key))
+                .await?;
+        }
+        let confirm = session
+            .publish(
+                &link.names().exchange(),
+                &self.key,
+                self.mandatory,
+                &self.body,
+                self.props.clone(),
+            )
+            .await?;
+        Ok((!self.at_most_once).then_some(confirm))
+    }
+}
+
+/// The broker's answer to one publish: `None` when none was asked (at-most-once).
+pub(crate) type Answer = Result<Option<Confirmation>>;
+
+/// Await a publish's confirm.
+pub(crate) async fn answer(published: Result<Option<PublisherConfirm>>) -> Answer {
+    match published? {
+        None => Ok(None),
+        Some(confirm) => confirm
+            .await
+            .map(Some)
+            .map_err(|e| crate::error::amqp("wait for the publisher confirm", e)),
+    }
+}
+
+/// What to do after an [`Answer`].
+pub(crate) enum Next {
+    /// The message's outcome.
+    Done(Result<()>),
+    /// Publish it again after this pause.
+    Again(Duration),
+}
+
+/// One message's retry state: its deadline (`send_timeout` from its first publish), the
+/// pause after a refusal (growing) and whether its queue was declared again already.
+pub(crate) struct Retry {
+    deadline: Instant,
+    full_pause: Duration,
+    redeclared: bool,
+}
+
+impl Retry {
+    pub(crate) fn new(link: &Link) -> Self {
+        Self {
+            deadline: Instant::now() + link.opts().send_timeout,
+            full_pause: FULL_PAUSE_MIN,
+            redeclared: false,
+        }
+    }
+
+    /// When waiting for a session must give up.
+    pub(crate) fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// Judge `answer` to publishing `out` on `session`.
+    pub(crate) fn next(
+        &mut self,
+        link: &Link,
+        session: Option<&Session>,
+        out: &Outgoing,
+        answer: Answer,
+    ) -> Next {
+        match answer {
+            Ok(None) | Ok(Some(Confirmation::Ack(None))) => Next::Done(Ok(())),
             Ok(Some(Confirmation::Ack(Some(returned)))) => {
-                if let (Some((queue, _)), false) = (&destination, redeclared) {
+                if let (Some((queue, _)), Some(session), false) =
+                    (&out.destination, session, self.redeclared)
+                {
                     // The queue was deleted since this session declared it (x-expires, an
                     // operator): declare it again and publish once more.
                     session.forget(queue);
-                    redeclared = true;
-                    continue;
+                    self.redeclared = true;
+                    return Next::Again(Duration::ZERO);
                 }
-                return Err(Error::transport_msg(
+                Next::Done(Err(Error::transport_msg(
                     BACKEND,
                     format!(
                         "message {} to {} was returned unroutable ({} {}): no queue is bound \
-                         for routing key {key}",
-                        msg.id, msg.to, returned.reply_code, returned.reply_text
+                         for routing key {}",
+                        out.id, out.to, returned.reply_code, returned.reply_text, out.key
                     ),
                     false,
-                ));
+                )))
             }
             Ok(Some(Confirmation::Nack(_))) => {
-                if Instant::now() + full_pause > deadline {
-                    return Err(Error::Backpressure(format!(
+                tracing::debug!(id = %out.id, to = %out.to, "rabbitmq: the broker refused a message (nack)");
+                let pause = self.full_pause;
+                if Instant::now() + pause > self.deadline {
+                    let opts = link.opts();
+                    return Next::Done(Err(Error::Backpressure(format!(
                         "the queue for {} is full (x-max-length {}, reject-publish); the broker \
                          refused message {} for {:?}; retry later",
-                        msg.to, opts.queue_bound, msg.id, opts.send_timeout
-                    )));
+                        out.to, opts.queue_bound, out.id, opts.send_timeout
+                    ))));
                 }
-                tokio::time::sleep(full_pause).await;
-                full_pause = (full_pause * 2).min(FULL_PAUSE_MAX);
+                self.full_pause = (pause * 2).min(FULL_PAUSE_MAX);
+                Next::Again(pause)
             }
-            Ok(Some(Confirmation::NotRequested)) => {
-                return Err(Error::transport_msg(
-                    BACKEND,
-                    "the publisher channel is not in confirm mode",
-                    false,
-                ));
-            }
+            Ok(Some(Confirmation::NotRequested)) => Next::Done(Err(Error::transport_msg(
+                BACKEND,
+                "the publisher channel is not in confirm mode",
+                false,
+            ))),
             Err(e) if e.is_retryable() => {
-                tracing::debug!(error = %e, id = %msg.id, "rabbitmq: publish failed; resending on the next session");
+                tracing::debug!(error = %e, id = %out.id, "rabbitmq: publish failed; resending on the next session");
                 link.report_broken();
-                if Instant::now() + BROKEN_PAUSE > deadline {
-                    return Err(e);
+                if Instant::now() + BROKEN_PAUSE > self.deadline {
+                    return Next::Done(Err(e));
                 }
-                tokio::time::sleep(BROKEN_PAUSE).await;
+                Next::Again(BROKEN_PAUSE)
             }
-            Err(e) => return Err(e),
+            Err(e) => Next::Done(Err(e)),
+        }
+    }
+}
+
+/// Publish `msg` (whose `from` is already stamped) on its own and wait for the confirm,
+/// publishing again as [`Retry`] says.
+pub(crate) async fn publish(link: &Link, msg: &Message) -> Result<()> {
+    let out = Outgoing::new(link, msg)?;
+    let mut retry = Retry::new(link);
+    loop {
+        let session = link.session_until(retry.deadline()).await?;
+        let answer = answer(out.publish(link, &session).await).await;
+        match retry.next(link, Some(&session), &out, answer) {
+            Next::Done(outcome) => return outcome,
+            Next::Again(pause) => tokio::time::sleep(pause).await,
         }
     }
 }

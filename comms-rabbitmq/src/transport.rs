@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use comms_core::backend::Binding;
 use comms_core::{
     Address, Advertisement, Capabilities, Config, Delivery, Destination, Error, Inbox, Message,
-    Result, Transport,
+    Receipt, Result, Transport,
 };
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -17,7 +17,8 @@ use tokio_util::task::TaskTracker;
 use crate::error::BACKEND;
 use crate::link::{Identity, Link};
 use crate::options::RabbitOptions;
-use crate::{consumer, publisher, sniff, topology};
+use crate::pipeline::Pipeline;
+use crate::{consumer, sniff, topology};
 
 /// Largest payload accepted ([`Message::payload_size`]); RabbitMQ's own limit is far higher.
 pub const MAX_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
@@ -30,6 +31,7 @@ pub struct RabbitTransport {
     cancel: CancellationToken,
     tasks: TaskTracker,
     sends: TaskTracker,
+    pipeline: Pipeline,
     _stop_on_drop: DropGuard,
 }
 
@@ -52,14 +54,18 @@ impl RabbitTransport {
         let cancel = CancellationToken::new();
         let tasks = TaskTracker::new();
         let binding = Binding::new(opts.node.clone());
+        let window = opts.max_in_flight;
         let link = Link::start(Arc::new(opts), cancel.clone(), &tasks).await?;
+        let sends = TaskTracker::new();
+        let pipeline = Pipeline::start(link.clone(), window, sends.clone(), &tasks, cancel.clone());
         Ok(Self {
             link,
             binding,
             _stop_on_drop: cancel.clone().drop_guard(),
             cancel,
             tasks,
-            sends: TaskTracker::new(),
+            sends,
+            pipeline,
         })
     }
 
@@ -136,10 +142,9 @@ impl RabbitTransport {
         }
     }
 
-    async fn publish_tracked(&self, msg: &Message) -> Result<()> {
-        self.sends
-            .track_future(publisher::publish(&self.link, msg))
-            .await
+    /// Publish through the pipeline and wait for the confirm.
+    async fn publish_confirmed(&self, msg: &Message) -> Result<()> {
+        self.pipeline.submit(msg).await?.await
     }
 }
 
@@ -156,7 +161,7 @@ impl Transport for RabbitTransport {
         }
         let mut msg = ad.to_message()?;
         msg.from = Some(ad.address.clone());
-        self.publish_tracked(&msg).await
+        self.publish_confirmed(&msg).await
     }
 
     async fn listen(&self) -> Result<Inbox> {
@@ -174,14 +179,19 @@ impl Transport for RabbitTransport {
 
     async fn send(&self, msg: Message) -> Result<()> {
         let msg = self.binding.prepare_send(msg, MAX_MESSAGE_SIZE)?;
-        self.publish_tracked(&msg).await
+        self.publish_confirmed(&msg).await
+    }
+
+    async fn submit(&self, msg: Message) -> Result<Receipt> {
+        let msg = self.binding.prepare_send(msg, MAX_MESSAGE_SIZE)?;
+        self.pipeline.submit(&msg).await
     }
 
     async fn forward(&self, delivery: Delivery, to: Destination) -> Result<()> {
         let hop_limit = self.link.opts().hop_limit;
         self.binding
             .forward(delivery, to, hop_limit, |fwd| async move {
-                self.publish_tracked(&fwd).await
+                self.publish_confirmed(&fwd).await
             })
             .await
     }

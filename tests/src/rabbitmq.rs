@@ -24,6 +24,11 @@ pub use comms_test_support::rabbitmq::{
 /// Queue bound used by the suite (small enough for the backpressure case to fill quickly).
 pub const TEST_QUEUE_BOUND: usize = 2_000;
 
+/// Queue bound of the fault cases (23, 24, 27): above the 10,000 messages of a run, so that
+/// they test restarts, not a full queue. (A pipelined sender whose destination queue is full
+/// may see a refused message overtaken by a later one: `comms_rabbitmq`'s pipeline docs.)
+pub const FAULTS_QUEUE_BOUND: usize = 20_000;
+
 /// The configuration of the transport at `slot` in `namespace`.
 pub fn config(namespace: &str, slot: usize) -> Result<Config> {
     config_with(namespace, slot, 30_000)
@@ -31,9 +36,19 @@ pub fn config(namespace: &str, slot: usize) -> Result<Config> {
 
 /// The same, with another `send_timeout_ms`.
 pub fn config_with(namespace: &str, slot: usize, send_timeout_ms: u64) -> Result<Config> {
+    config_bounded(namespace, slot, send_timeout_ms, TEST_QUEUE_BOUND)
+}
+
+/// The same, with another `queue_bound`.
+pub fn config_bounded(
+    namespace: &str,
+    slot: usize,
+    send_timeout_ms: u64,
+    queue_bound: usize,
+) -> Result<Config> {
     Config::from_toml(&format!(
         "[transport]\nurl = \"{}\"\nnode = \"n{slot}\"\nnamespace = \"{namespace}\"\n\
-         [rabbitmq]\nqueue_bound = {TEST_QUEUE_BOUND}\nsend_timeout_ms = {send_timeout_ms}\n\
+         [rabbitmq]\nqueue_bound = {queue_bound}\nsend_timeout_ms = {send_timeout_ms}\n\
          reconnect_max_ms = 1000\nqueue_expires_ms = 1800000\nqueue_type = \"{}\"\n",
         url(),
         std::env::var("COMMS_RABBITMQ_QUEUE_TYPE").unwrap_or_else(|_| "classic".into())
@@ -41,15 +56,34 @@ pub fn config_with(namespace: &str, slot: usize, send_timeout_ms: u64) -> Result
 }
 
 /// The RabbitMQ conformance backend.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RabbitBackend {
     namespaces: Mutex<BTreeSet<String>>,
+    queue_bound: usize,
+}
+
+impl Default for RabbitBackend {
+    fn default() -> Self {
+        Self::with_queue_bound(TEST_QUEUE_BOUND)
+    }
 }
 
 impl RabbitBackend {
-    /// A backend.
+    /// A backend whose queues are bounded at [`TEST_QUEUE_BOUND`].
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A backend with another queue bound (the fault cases: [`FAULTS_QUEUE_BOUND`]).
+    pub fn with_queue_bound(queue_bound: usize) -> Self {
+        Self {
+            namespaces: Mutex::default(),
+            queue_bound,
+        }
+    }
+
+    fn config(&self, namespace: &str, slot: usize) -> Result<Config> {
+        config_bounded(namespace, slot, 30_000, self.queue_bound)
     }
 
     /// Delete every queue and exchange of the namespaces this backend handed out.
@@ -77,12 +111,15 @@ impl Backend for RabbitBackend {
             .unwrap_or_else(|p| p.into_inner())
             .insert(namespace.to_owned());
         Ok(Box::new(
-            RabbitTransport::connect(&config(namespace, slot)?).await?,
+            RabbitTransport::connect(&self.config(namespace, slot)?).await?,
         ))
     }
 
     fn capabilities(&self) -> Capabilities {
-        match config("caps", 0).and_then(|c| RabbitOptions::from_config(&c)) {
+        match self
+            .config("caps", 0)
+            .and_then(|c| RabbitOptions::from_config(&c))
+        {
             Ok(opts) => comms_rabbitmq::capabilities(&opts),
             Err(_) => Capabilities::new("rabbitmq"),
         }

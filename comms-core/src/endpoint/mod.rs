@@ -56,6 +56,7 @@ use crate::advertisement::Advertisement;
 use crate::directory::Directory;
 use crate::error::{Error, Result};
 use crate::message::{commands, Message, MessageId};
+use crate::receipt::Receipt;
 use crate::schema::TypedMessage;
 use crate::transport::Transport;
 
@@ -137,6 +138,17 @@ impl Endpoint {
             return Err(Error::Closed);
         }
         self.inner.transport.send(msg).await
+    }
+
+    /// Send a message without waiting for its confirmation: returns once the transport
+    /// accepted it into its bounded in-flight window; the [`Receipt`] resolves with what
+    /// [`Endpoint::send`] would have returned. Order per destination is call order. See
+    /// [`crate::receipt`] for an example keeping many messages in flight from one task.
+    pub async fn submit(&self, msg: Message) -> Result<Receipt> {
+        if self.inner.cancel.is_cancelled() {
+            return Err(Error::Closed);
+        }
+        self.inner.transport.submit(msg).await
     }
 
     /// Send a typed message to `to`, validated against its schema first.
