@@ -43,9 +43,11 @@ pub fn parse_datagram(
     Ok(msg)
 }
 
-/// Compares without an early exit on the first differing byte (length is not hidden).
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Compares secrets without an early exit on the first differing byte (the length is not
+/// hidden). Shared with the daemon's admin-token check.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq as _;
+    a.ct_eq(b).into()
 }
 
 #[cfg(test)]

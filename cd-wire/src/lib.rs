@@ -60,7 +60,9 @@ mod proptests;
 #[cfg(test)]
 mod vectors;
 
-pub use datagram::{parse_datagram, SECRET_CODE_PARAM, UDP_MAX_DATAGRAM, UNIX_MAX_DATAGRAM};
+pub use datagram::{
+    constant_time_eq, parse_datagram, SECRET_CODE_PARAM, UDP_MAX_DATAGRAM, UNIX_MAX_DATAGRAM,
+};
 pub use error::{DatagramError, EncodeError, FrameError, ParseError, RestampError, SerializeError};
 pub use line_codec::{LineCodec, RawLines, DEFAULT_MAX_LINE_LENGTH};
 pub use parse::{parse, parse_view, Parsed, WireView};

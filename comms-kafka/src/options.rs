@@ -148,7 +148,7 @@ impl KafkaOptions {
         c
     }
 
-    /// The producer: idempotent, `acks=all`, no linger (each `send` waits for its report).
+    /// The producer: idempotent, `acks=all`, no linger unless `[kafka.librdkafka]` sets one.
     pub fn producer(&self) -> ClientConfig {
         let mut c = self.base("producer");
         c.set("enable.idempotence", "true")

@@ -75,8 +75,15 @@
 //!
 //! - at-least-once: persistent (`delivery_mode = 2`), published with `mandatory` on a
 //!   confirm-mode channel; `send` returns `Ok` once the broker confirmed; a nack (full queue) or
-//!   a return (unroutable) is an error, never `Ok`. One publisher channel per transport and one
-//!   publish at a time on it keep the order per (sender, destination).
+//!   a return (unroutable) is retried, then an error, never `Ok`. Every publish goes through
+//!   one ordered pipeline per transport (`pipeline`): publishes enter the channel in call
+//!   order and up to `max_in_flight` (1,000) confirms are outstanding, so
+//!   [`comms_core::Transport::submit`] keeps many messages in flight from one task and `send`
+//!   is `submit` plus its receipt. Unconfirmed messages are published again one at a time, in
+//!   their order, before anything new. **One exception to order**, inherent to confirms: with
+//!   many messages in flight to a **full** queue (`x-overflow = reject-publish`), the broker may
+//!   refuse one and accept a later one once a consumer made room; the refused one is published
+//!   again and arrives after it. A sender that awaits each `send` never sees this.
 //! - manual ack after the handler ([`comms_core::Delivery::ack`]); a nack with requeue (or a
 //!   dropped delivery) makes the broker deliver it again; a nack without requeue dead-letters.
 //! - at-most-once: transient, not confirmed, acknowledged on receipt.
@@ -95,8 +102,9 @@
 //! whole session when the connection or publisher channel breaks, reconnecting with capped
 //! exponential backoff (100 ms doubling to 2 s, configurable), redeclaring the topology and the
 //! identity's queues before anyone uses the new session. Consumers follow the session
-//! generation and subscribe again. A `send` in progress holds its message until it is confirmed:
-//! if the connection goes first, it publishes it again on the next session; while disconnected
+//! generation and subscribe again. A `send` (or `submit`) in progress holds its message until
+//! it is confirmed: if the connection goes first, the pipeline publishes it again on the next
+//! session, in submit order, before any newer message; while disconnected
 //! it waits for a session up to `send_timeout`, then fails with a retryable error. It never
 //! returns `Ok` for a message the broker did not confirm. Deliveries that were in flight when
 //! the connection dropped are redelivered by the broker; the endpoint's dedup window makes the
@@ -110,9 +118,10 @@
 //!
 //! # Limits (known)
 //!
-//! - Throughput of one caller: each `send` waits for its confirm (the broker confirms a
-//!   persistent message once it is on disk), so one task sending in a loop is latency-bound
-//!   (about 3 ms per message on the test machine); concurrent callers share the channel.
+//! - Throughput of one caller awaiting each `send`: it waits for the confirm (the broker
+//!   confirms a persistent message once it is on disk), so it is latency-bound (about 0.5 ms
+//!   per message on the test machine); `submit` with many receipts outstanding is not.
+//! - Order with many messages in flight to a full queue: see above.
 //! - RabbitMQ expires messages at the head of a queue only: a message with a short TTL behind
 //!   messages without one expires (and is reported) once it reaches the head.
 //! - A binding is removed when a running transport stops declaring a command; a new process
@@ -124,8 +133,9 @@
 //!
 //! # Tests
 //!
-//! `tests/tests/conformance_rabbitmq.rs` (cases 1–22), `conformance_rabbitmq_faults.rs` (23,
-//! 24: broker killed with SIGKILL and restarted twice during 10,000 messages),
+//! `tests/tests/conformance_rabbitmq.rs` (cases 1–22, 25, 26), `conformance_rabbitmq_faults.rs`
+//! (23, 24, 27: broker killed with SIGKILL and restarted twice during 10,000 messages, sent one
+//! by one and pipelined),
 //! `rabbitmq_interop.rs` (Python pika both ways, bad input parked with its reason, a deleted
 //! queue declared again) and `rabbitmq_outage.rs` (`send` while the broker is down). They share
 //! one broker: `.config/nextest.toml` runs every test named `*rabbitmq*` serially.
@@ -134,7 +144,8 @@
 //! # Layout
 //!
 //! [`options`] (configuration), [`tls`], [`topology`] (names and declarations), `session` (one
-//! connection and its channels), [`link`] (reconnect loop), `publisher` (confirms), `consumer`
+//! connection and its channels), [`link`] (reconnect loop), `publisher` (one publish and how
+//! its answer is judged), `pipeline` (ordered publishing with confirms outstanding), `consumer`
 //! (qos, deliveries), `acker`, [`reports`] (SERVICE_UNAVAILABLE), [`dead_letter`] (bad input),
 //! [`transport`] (the [`comms_core::Transport`] impl).
 

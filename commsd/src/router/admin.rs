@@ -76,6 +76,5 @@ impl Router {
 
 /// Compares two secrets without an early exit on the first differing byte.
 fn constant_time_eq(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    cd_wire::constant_time_eq(a.as_bytes(), b.as_bytes())
 }
