@@ -79,3 +79,53 @@ fn quick_run_produces_figures() {
     }
     assert!(doc["ratios"].as_array().is_some_and(|r| !r.is_empty()));
 }
+
+/// `--window` (pipelined sends through `Endpoint::submit`, the references pipelined too):
+/// every at-least-once row of memory, native, RabbitMQ and raw lapin receives all it sent.
+/// (Named for RabbitMQ: it runs in the serial `rabbitmq` nextest group, as the broker's
+/// fault tests restart it.)
+#[test]
+fn quick_pipelined_rabbitmq_memory_and_native_rows_receive_all_they_sent() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let json = dir.path().join("pipelined.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_comms-bench"))
+        .args([
+            "--quick",
+            "--window",
+            "100",
+            "--only",
+            "memory,native,rabbitmq,raw-lapin",
+            "--json",
+        ])
+        .arg(&json)
+        .env("COMMSD_BIN", commsd())
+        .output()
+        .expect("run comms-bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "comms-bench failed\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("100 confirmations outstanding per sender"),
+        "the run does not say it pipelined:\n{stdout}"
+    );
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(Path::new(&json)).expect("json"))
+            .expect("valid JSON");
+    assert_eq!(doc["meta"]["window"], 100, "{}", doc["meta"]);
+    for backend in ["memory", "native", "rabbitmq", "raw-lapin"] {
+        let rows: Vec<_> = rows(&doc, backend)
+            .into_iter()
+            .filter(|r| r["mode"] == "at-least-once")
+            .collect();
+        assert_eq!(rows.len(), 2, "{backend}: one row per payload");
+        for r in rows {
+            let o = &r["oneway"];
+            let (sent, received) = (o["sent"].as_u64(), o["received"].as_u64());
+            assert!(sent.unwrap_or(0) > 0, "{r}");
+            assert_eq!(sent, received, "{backend}: {r}");
+        }
+    }
+}
