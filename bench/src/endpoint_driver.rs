@@ -2,7 +2,6 @@
 //! it: a sink endpoint whose handler counts messages (one-way), an echo endpoint answering
 //! `request()` (round trip). Backends only say how to connect a transport ([`Connector`]).
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,6 +13,7 @@ use crate::latency::Latencies;
 use crate::report::{Mode, OneWay, Progress, Row};
 use crate::scale::{Scale, PAYLOADS};
 use crate::tally::Tally;
+use crate::window::Window;
 
 /// How a backend makes a fresh transport (one per endpoint, as separate processes would).
 pub trait Connector: Sync {
@@ -119,7 +119,7 @@ async fn oneway(
             let (body, tag) = (body.clone(), tag.clone());
             let window = scale.window;
             senders.spawn(async move {
-                let mut receipts = VecDeque::with_capacity(window);
+                let mut receipts = Window::new(window);
                 while sends.next() {
                     let m = mode
                         .apply(Message::new("BENCH", to.clone())?)
@@ -129,17 +129,12 @@ async fn oneway(
                         tx.send(m).await.context("send")?;
                         continue;
                     }
-                    receipts.push_back(tx.submit(m).await.context("submit")?);
-                    if receipts.len() >= window {
-                        if let Some(oldest) = receipts.pop_front() {
-                            oldest.await.context("confirmation")?;
-                        }
-                    }
+                    let receipt = tx.submit(m).await.context("submit")?;
+                    receipts
+                        .push(async { receipt.await.context("confirmation") })
+                        .await?;
                 }
-                for receipt in receipts {
-                    receipt.await.context("confirmation")?;
-                }
-                anyhow::Ok(())
+                receipts.drain().await
             });
         }
         while let Some(done) = senders.join_next().await {

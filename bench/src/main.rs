@@ -48,6 +48,7 @@ mod raw_tcp;
 mod report;
 mod scale;
 mod tally;
+mod window;
 
 use std::path::PathBuf;
 

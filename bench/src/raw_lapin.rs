@@ -6,7 +6,6 @@
 //! publisher-confirm guide recommends for throughput). At-most-once: transient, confirm not awaited. Publishes go through
 //! the default exchange straight to the queue (the plugin routes through a topic exchange).
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +25,7 @@ use crate::native::{mode_rows, skip_all};
 use crate::report::{Mode, OneWay, Progress, Row};
 use crate::scale::Scale;
 use crate::tally::Tally;
+use crate::window::Window;
 
 /// The plugin's default prefetch.
 const PREFETCH: u16 = 64;
@@ -134,18 +134,12 @@ async fn oneway(url: &str, payload: usize, mode: Mode, scale: &Scale) -> anyhow:
     let t0 = tally.now();
     let sends = scale.sends(n);
     if scale.window > 0 && mode == Mode::AtLeastOnce {
-        let mut in_flight = VecDeque::with_capacity(scale.window);
+        let mut in_flight = Window::new(scale.window);
         while sends.next() {
-            in_flight.push_back(publish_only(&tx_ch, Q, &body, mode).await?);
-            if in_flight.len() >= scale.window {
-                if let Some(oldest) = in_flight.pop_front() {
-                    confirmed(oldest).await?;
-                }
-            }
+            let confirm = publish_only(&tx_ch, Q, &body, mode).await?;
+            in_flight.push(confirmed(confirm)).await?;
         }
-        for confirm in in_flight {
-            confirmed(confirm).await?;
-        }
+        in_flight.drain().await?;
     } else {
         while sends.next() {
             publish(&tx_ch, Q, &body, mode).await?;

@@ -20,7 +20,6 @@ pub use imp::run;
 
 #[cfg(feature = "rdkafka-raw")]
 mod imp {
-    use std::collections::VecDeque;
     use std::sync::Arc;
     use std::time::{Duration, Instant};
 
@@ -37,6 +36,7 @@ mod imp {
     use crate::report::{Mode, OneWay, Progress, Row};
     use crate::scale::Scale;
     use crate::tally::Tally;
+    use crate::window::Window;
 
     /// The raw-rdkafka rows.
     pub async fn run(scale: &Scale, progress: &Progress) -> Vec<Row> {
@@ -174,23 +174,16 @@ mod imp {
         let t0 = tally.now();
         let sends = scale.sends(n);
         if pipelined {
-            let mut reports = VecDeque::with_capacity(scale.window);
+            let mut reports = Window::new(scale.window);
             while sends.next() {
                 let record = FutureRecord::<(), [u8]>::to(&t).payload(&body);
                 let report = p
                     .send_result(record)
                     .map_err(|(e, _)| e)
                     .context("enqueue")?;
-                reports.push_back(report);
-                if reports.len() >= scale.window {
-                    if let Some(oldest) = reports.pop_front() {
-                        delivered(oldest).await?;
-                    }
-                }
+                reports.push(delivered(report)).await?;
             }
-            for report in reports {
-                delivered(report).await?;
-            }
+            reports.drain().await?;
         } else {
             while sends.next() {
                 send(&p, &t, &body, mode).await?;

@@ -29,6 +29,29 @@ fn rows<'a>(doc: &'a serde_json::Value, backend: &str) -> Vec<&'a serde_json::Va
         .collect()
 }
 
+/// Run `comms-bench --quick ARGS --json FILE`; it must succeed. Its stdout, stderr and JSON.
+fn quick_run(args: &[&str]) -> (String, String, serde_json::Value) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let json = dir.path().join("quick.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_comms-bench"))
+        .arg("--quick")
+        .args(args)
+        .arg("--json")
+        .arg(&json)
+        .env("COMMSD_BIN", commsd())
+        .output()
+        .expect("run comms-bench");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "comms-bench failed\n{stdout}\n{stderr}"
+    );
+    let doc = serde_json::from_str(&std::fs::read_to_string(Path::new(&json)).expect("json"))
+        .expect("valid JSON");
+    (stdout, stderr, doc)
+}
+
 #[test]
 fn quick_run_produces_figures() {
     let mut only = vec!["memory", "native", "tcp", "native-relay"];
@@ -38,25 +61,9 @@ fn quick_run_produces_figures() {
     if answers("127.0.0.1:5672") {
         only.extend(["rabbitmq", "raw-lapin"]);
     }
-    let dir = tempfile::tempdir().expect("temp dir");
-    let json = dir.path().join("quick.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_comms-bench"))
-        .args(["--quick", "--only", &only.join(","), "--json"])
-        .arg(&json)
-        .env("COMMSD_BIN", commsd())
-        .output()
-        .expect("run comms-bench");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "comms-bench failed\n{stdout}\n{stderr}"
-    );
+    let (stdout, stderr, doc) = quick_run(&["--only", &only.join(",")]);
     assert!(stdout.contains("| backend |"), "no table:\n{stdout}");
     assert!(stderr.contains("native 16 B"), "no progress:\n{stderr}");
-    let doc: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(Path::new(&json)).expect("json"))
-            .expect("valid JSON");
     for backend in ["memory", "native", "native-relay", "tcp"] {
         let rows = rows(&doc, backend);
         assert!(!rows.is_empty(), "no {backend} rows");
@@ -86,34 +93,16 @@ fn quick_run_produces_figures() {
 /// fault tests restart it.)
 #[test]
 fn quick_pipelined_rabbitmq_memory_and_native_rows_receive_all_they_sent() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let json = dir.path().join("pipelined.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_comms-bench"))
-        .args([
-            "--quick",
-            "--window",
-            "100",
-            "--only",
-            "memory,native,rabbitmq,raw-lapin",
-            "--json",
-        ])
-        .arg(&json)
-        .env("COMMSD_BIN", commsd())
-        .output()
-        .expect("run comms-bench");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "comms-bench failed\n{stdout}\n{stderr}"
-    );
+    let (stdout, _, doc) = quick_run(&[
+        "--window",
+        "100",
+        "--only",
+        "memory,native,rabbitmq,raw-lapin",
+    ]);
     assert!(
         stdout.contains("100 confirmations outstanding per sender"),
         "the run does not say it pipelined:\n{stdout}"
     );
-    let doc: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(Path::new(&json)).expect("json"))
-            .expect("valid JSON");
     assert_eq!(doc["meta"]["window"], 100, "{}", doc["meta"]);
     for backend in ["memory", "native", "rabbitmq", "raw-lapin"] {
         let rows: Vec<_> = rows(&doc, backend)

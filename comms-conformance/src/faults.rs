@@ -11,28 +11,16 @@ use crate::harness::{
     check_increasing, check_no_duplicates, ensure, CaseResult, Ctx, OrFail, Recorder, Stop, WAIT,
 };
 
-/// Send, retrying the same message (same id) while the error is retryable.
-async fn send_retrying(ep: &comms_core::endpoint::Endpoint, msg: Message) -> Result<(), Error> {
+/// Run `attempt` (a send or a submit of one message, same id each time) again while it fails
+/// retryably, for up to 120 s. An `Err` from `submit` means nothing was sent, so retrying it
+/// keeps the order.
+async fn retrying<T, F>(mut attempt: impl FnMut() -> F) -> Result<T, Error>
+where
+    F: std::future::Future<Output = Result<T, Error>>,
+{
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     loop {
-        match ep.send(msg.clone()).await {
-            Err(e) if e.is_retryable() && tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            other => return other,
-        }
-    }
-}
-
-/// Submit (pipelined), retrying the same message while `submit` fails retryably (an `Err`
-/// from `submit` means nothing was sent, so retrying keeps the order).
-async fn submit_retrying(
-    ep: &comms_core::endpoint::Endpoint,
-    msg: Message,
-) -> Result<comms_core::Receipt, Error> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        match ep.submit(msg.clone()).await {
+        match attempt().await {
             Err(e) if e.is_retryable() && tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -57,14 +45,14 @@ async fn send_numbered(
     for i in 0..count {
         let msg = Message::new("SEQ", to.clone())?.with_param("seq", i.to_string());
         if pipelined {
-            receipts.push_back(submit_retrying(&a, msg).await?);
+            receipts.push_back(retrying(|| a.submit(msg.clone())).await?);
             if receipts.len() >= PIPELINE_WINDOW {
                 if let Some(oldest) = receipts.pop_front() {
                     oldest.await?;
                 }
             }
         } else {
-            send_retrying(&a, msg).await?;
+            retrying(|| a.send(msg.clone())).await?;
         }
         if i % 500 == 0 {
             tokio::task::yield_now().await;
@@ -164,7 +152,7 @@ pub(crate) async fn reconnect_state(ctx: &Ctx<'_>) -> CaseResult {
         let msg = Message::new("AFTER", b.address().clone())
             .or_fail("build")?
             .with_param("seq", i.to_string());
-        send_retrying(&a, msg)
+        retrying(|| a.send(msg.clone()))
             .await
             .or_fail("send after the restart")?;
     }
