@@ -1,9 +1,11 @@
-//! Backend `rabbitmq`: the comms-rabbitmq plugin (`amqp://`, namespace `bench`) against the
-//! broker at `$COMMS_BENCH_AMQP` (default `amqp://guest:guest@127.0.0.1:5672/%2f`).
+//! Backend `rabbitmq`: the comms-rabbitmq plugin (`amqp://`, namespace `bench{pid}`, so two
+//! runs on one broker never share a queue) against the broker at `$COMMS_BENCH_AMQP` (default
+//! `amqp://guest:guest@127.0.0.1:5672/%2f`). Its transports are ephemeral: each endpoint's
+//! queues are deleted when it closes, so a run leaves nothing on the broker.
 
 use std::sync::Arc;
 
-use comms_core::Transport;
+use comms_core::{Config, Transport};
 use comms_rabbitmq::RabbitTransport;
 use futures_util::future::BoxFuture;
 
@@ -19,13 +21,13 @@ pub fn amqp_base() -> String {
 }
 
 struct Rabbit {
-    url: String,
+    config: Config,
 }
 
 impl Connector for Rabbit {
     fn connect(&self) -> BoxFuture<'_, anyhow::Result<Arc<dyn Transport>>> {
         Box::pin(async {
-            let t: Arc<dyn Transport> = Arc::new(RabbitTransport::connect_url(&self.url).await?);
+            let t: Arc<dyn Transport> = Arc::new(RabbitTransport::connect(&self.config).await?);
             Ok(t)
         })
     }
@@ -37,8 +39,12 @@ pub async fn run(scale: &Scale, progress: &Progress) -> Vec<Row> {
     if let Err(e) = crate::probe::tcp(&base).await {
         return skip_all("rabbitmq", &e);
     }
-    let c = Rabbit {
-        url: format!("{base}?node=bench&namespace=bench"),
+    let mut config = match Config::from_url(base) {
+        Ok(c) => c,
+        Err(e) => return skip_all("rabbitmq", &e.to_string()),
     };
-    endpoint_driver::rows("rabbitmq", &c, scale, progress).await
+    config.transport.node = Some("bench".into());
+    config.transport.namespace = Some(format!("bench{}", std::process::id()));
+    config.transport.ephemeral = true;
+    endpoint_driver::rows("rabbitmq", &Rabbit { config }, scale, progress).await
 }

@@ -56,9 +56,17 @@ async fn channel(url: &str, confirm: bool) -> anyhow::Result<(Connection, Channe
     Ok((conn, ch))
 }
 
+/// This run's name for queue `what`: two runs on one broker never share a queue.
+fn queue_name(what: &str) -> String {
+    format!("bench.raw.{}.{what}", std::process::id())
+}
+
+/// Declare a durable queue (persistent messages go to disk, as the plugin's), deleted by the
+/// broker once its consumer is gone, so a run leaves nothing behind.
 async fn queue(ch: &Channel, name: &str) -> anyhow::Result<()> {
     let durable = QueueDeclareOptions {
         durable: true,
+        auto_delete: true,
         ..QueueDeclareOptions::default()
     };
     ch.queue_declare(name.into(), durable, FieldTable::default())
@@ -116,10 +124,10 @@ async fn confirmed(confirm: PublisherConfirm) -> anyhow::Result<()> {
 }
 
 async fn oneway(url: &str, payload: usize, mode: Mode, scale: &Scale) -> anyhow::Result<OneWay> {
-    const Q: &str = "bench.raw.oneway";
+    let q = &queue_name("oneway");
     let (rx_conn, rx_ch) = channel(url, false).await?;
-    queue(&rx_ch, Q).await?;
-    let mut consumer = consume(&rx_ch, Q).await?;
+    queue(&rx_ch, q).await?;
+    let mut consumer = consume(&rx_ch, q).await?;
     let (tx_conn, tx_ch) = channel(url, true).await?;
     let n = scale.oneway_count(payload);
     let tally = Arc::new(Tally::new());
@@ -136,13 +144,13 @@ async fn oneway(url: &str, payload: usize, mode: Mode, scale: &Scale) -> anyhow:
     if scale.window > 0 && mode == Mode::AtLeastOnce {
         let mut in_flight = Window::new(scale.window);
         while sends.next() {
-            let confirm = publish_only(&tx_ch, Q, &body, mode).await?;
+            let confirm = publish_only(&tx_ch, q, &body, mode).await?;
             in_flight.push(confirmed(confirm)).await?;
         }
         in_flight.drain().await?;
     } else {
         while sends.next() {
-            publish(&tx_ch, Q, &body, mode).await?;
+            publish(&tx_ch, q, &body, mode).await?;
         }
     }
     let figures = tally.finish(t0, sends.sent(), scale.drain, payload).await;
@@ -153,19 +161,19 @@ async fn oneway(url: &str, payload: usize, mode: Mode, scale: &Scale) -> anyhow:
 }
 
 async fn rtt(url: &str, payload: usize, mode: Mode, scale: &Scale) -> anyhow::Result<Latencies> {
-    const REQ: &str = "bench.raw.req";
-    const REP: &str = "bench.raw.rep";
+    let (req, rep) = (queue_name("req"), queue_name("rep"));
     let (srv_conn, srv_ch) = channel(url, true).await?;
-    queue(&srv_ch, REQ).await?;
-    queue(&srv_ch, REP).await?;
-    let mut requests = consume(&srv_ch, REQ).await?;
+    queue(&srv_ch, &req).await?;
+    queue(&srv_ch, &rep).await?;
+    let mut requests = consume(&srv_ch, &req).await?;
     let srv_pub = srv_conn.create_channel().await?;
     srv_pub
         .confirm_select(ConfirmSelectOptions::default())
         .await?;
+    let srv_rep = rep.clone();
     let server = tokio::spawn(async move {
         while let Some(Ok(d)) = requests.next().await {
-            if publish(&srv_pub, REP, &d.data, mode).await.is_err() {
+            if publish(&srv_pub, &srv_rep, &d.data, mode).await.is_err() {
                 break;
             }
             let _ = d.ack(BasicAckOptions::default()).await;
@@ -173,11 +181,11 @@ async fn rtt(url: &str, payload: usize, mode: Mode, scale: &Scale) -> anyhow::Re
     });
     let (cli_conn, cli_ch) = channel(url, true).await?;
     let cli_rx = cli_conn.create_channel().await?;
-    let mut replies = consume(&cli_rx, REP).await?;
+    let mut replies = consume(&cli_rx, &rep).await?;
     let body = vec![b'x'; payload];
     let result = async {
         Latencies::measure(scale, async || {
-            publish(&cli_ch, REQ, &body, mode).await?;
+            publish(&cli_ch, &req, &body, mode).await?;
             let d = tokio::time::timeout(Duration::from_secs(10), replies.next())
                 .await
                 .context("no reply in 10 s")?
