@@ -94,7 +94,17 @@ async fn restarted_twice(ctx: &Ctx<'_>, pipelined: bool) -> CaseResult {
         });
     }
     for at in [TOTAL / 5, TOTAL * 3 / 5] {
-        rec.wait_distinct(at, WAIT * 2).await?;
+        // A sender that fails meanwhile is reported as such, not as a count that stalls.
+        let reached = rec.wait_distinct(at, WAIT * 2);
+        tokio::pin!(reached);
+        loop {
+            tokio::select! {
+                r = &mut reached => break r?,
+                Some(done) = tasks.join_next() => {
+                    done.or_fail("sender task")?.or_fail("send")?;
+                }
+            }
+        }
         ctx.backend
             .kill_and_restart()
             .await
