@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use comms_core::backend::{Binding, DEFAULT_HOP_LIMIT};
 use comms_core::{
     envelope, Address, Advertisement, Capabilities, Config, Delivery, DeliveryMode, Destination,
-    Error, Inbox, Message, Result, Transport,
+    Error, Inbox, Message, Receipt, Result, Transport,
 };
 use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
@@ -199,8 +199,15 @@ impl Inner {
         }
     }
 
-    /// Route a stamped, validated message.
+    /// Route a stamped, validated message and wait for the broker's acknowledgement.
     async fn route(self: &Arc<Self>, msg: Message) -> Result<()> {
+        self.submit(msg).await?.await
+    }
+
+    /// Route a stamped, validated message: hand it to the producer in order and return; the
+    /// receipt resolves with the broker's acknowledgement (awaited by a task of `tasks`, so a
+    /// dropped receipt still gets its bookkeeping and its report watch).
+    async fn submit(self: &Arc<Self>, msg: Message) -> Result<Receipt> {
         let from = msg.from.clone().ok_or(Error::NotAdvertised)?;
         let key = from.to_string();
         let topic = self.names.topic(&msg.to);
@@ -218,11 +225,16 @@ impl Inner {
         };
         if msg.mode == DeliveryMode::AtMostOnce {
             self.producer.enqueue(record(broadcast.then_some(0)));
-            return Ok(());
+            return Ok(Receipt::ready(Ok(())));
         }
         if broadcast {
-            self.producer.deliver(record(Some(0)), QUEUE_WAIT).await?;
-            return Ok(());
+            let queued = self.producer.submit(&record(Some(0)), QUEUE_WAIT).await?;
+            let (settle, receipt) = Receipt::pending();
+            let producer = self.producer.clone();
+            self.tasks.spawn(async move {
+                settle.settle(producer.acked(queued).await.map(|_| ()));
+            });
+            return Ok(receipt);
         }
         let rotate = matches!(msg.to, Destination::Service(_));
         let dest = self.destination(&topic, &key, rotate).await?;
@@ -278,9 +290,27 @@ impl Inner {
             .await?;
         let in_flight = out.sending();
         drop(out);
-        let (partition, offset) = self.producer.acked(queued).await?;
-        dest.lock().await.written(partition, offset);
-        drop(in_flight);
+        let (settle, receipt) = Receipt::pending();
+        let me = self.clone();
+        self.tasks.spawn(async move {
+            let acked = me.producer.acked(queued).await;
+            let outcome = match acked {
+                Ok((partition, offset)) => {
+                    dest.lock().await.written(partition, offset);
+                    me.watch_report(msg, topic, partition, offset);
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            };
+            drop(in_flight);
+            settle.settle(outcome);
+        });
+        Ok(receipt)
+    }
+
+    /// Watch a written message that asked for a report (`SERVICE_UNAVAILABLE` when its
+    /// destination's group does not consume it in time).
+    fn watch_report(&self, msg: Message, topic: String, partition: i32, offset: i64) {
         if msg.report {
             let reporter = Reporter {
                 lag: self.lag.clone(),
@@ -295,7 +325,6 @@ impl Inner {
             };
             self.tasks.spawn(reporter.watch(msg, at));
         }
-        Ok(())
     }
 }
 
@@ -361,6 +390,11 @@ impl Transport for KafkaTransport {
     async fn send(&self, msg: Message) -> Result<()> {
         let msg = self.inner.binding.prepare_send(msg, MAX_MESSAGE_SIZE)?;
         self.inner.route(msg).await
+    }
+
+    async fn submit(&self, msg: Message) -> Result<Receipt> {
+        let msg = self.inner.binding.prepare_send(msg, MAX_MESSAGE_SIZE)?;
+        self.inner.submit(msg).await
     }
 
     async fn forward(&self, delivery: Delivery, to: Destination) -> Result<()> {
