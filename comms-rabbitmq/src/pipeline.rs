@@ -47,7 +47,6 @@ use crate::session::Session;
 pub(crate) struct Pipeline {
     link: Link,
     window: Arc<Semaphore>,
-    window_size: usize,
     order: Arc<Mutex<()>>,
     /// The generation of the session the last publish went to (written under `order`).
     generation: Arc<AtomicU64>,
@@ -68,10 +67,10 @@ struct InFlight {
 }
 
 impl Pipeline {
-    /// Start the confirmer (on `tasks`, stopped by `cancel`); `sends` tracks messages in flight.
+    /// Start the confirmer (on `tasks`, stopped by `cancel`); `sends` tracks messages in flight;
+    /// the window is the link's `max_in_flight`.
     pub(crate) fn start(
         link: Link,
-        window: usize,
         sends: TaskTracker,
         tasks: &TaskTracker,
         cancel: CancellationToken,
@@ -87,9 +86,8 @@ impl Pipeline {
         };
         tasks.spawn(confirmer.run(rx));
         Self {
+            window: Arc::new(Semaphore::new(link.opts().max_in_flight)),
             link,
-            window: Arc::new(Semaphore::new(window)),
-            window_size: window,
             order,
             generation,
             tx,
@@ -120,7 +118,7 @@ impl Pipeline {
             .map_err(|_| full())?;
         let session = self.link.session_until(deadline).await?;
         // Our own permit is the only one taken: nothing else is outstanding.
-        let alone = self.window.available_permits() + 1 == self.window_size;
+        let alone = self.window.available_permits() + 1 == self.link.opts().max_in_flight;
         let published = if alone || session.generation == self.generation.load(Ordering::Acquire) {
             self.generation.store(session.generation, Ordering::Release);
             out.publish(&self.link, &session).await

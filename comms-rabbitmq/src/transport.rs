@@ -54,10 +54,9 @@ impl RabbitTransport {
         let cancel = CancellationToken::new();
         let tasks = TaskTracker::new();
         let binding = Binding::new(opts.node.clone());
-        let window = opts.max_in_flight;
         let link = Link::start(Arc::new(opts), cancel.clone(), &tasks).await?;
         let sends = TaskTracker::new();
-        let pipeline = Pipeline::start(link.clone(), window, sends.clone(), &tasks, cancel.clone());
+        let pipeline = Pipeline::start(link.clone(), sends.clone(), &tasks, cancel.clone());
         Ok(Self {
             link,
             binding,
