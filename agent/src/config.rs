@@ -21,6 +21,7 @@ use serde::Deserialize;
 /// ttl_secs = 10               # advertisement TTL; heartbeats every ttl/3
 /// max_timeout_secs = 3600
 /// max_output_bytes = 1048576  # per stream
+/// http = "127.0.0.1:9465"     # /metrics, /healthz, /readyz (docs/OPERATIONS.md); off by default
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -53,6 +54,9 @@ pub struct AgentConfig {
     pub max_timeout_secs: u64,
     /// Upper bound for a task's output cap, per stream.
     pub max_output_bytes: u64,
+    /// The operator's HTTP endpoint (`/metrics`, `/healthz`, `/readyz`); off by default
+    /// (`--http`).
+    pub http: Option<std::net::SocketAddr>,
 }
 
 impl Default for AgentConfig {
@@ -69,6 +73,7 @@ impl Default for AgentConfig {
             ttl_secs: 10,
             max_timeout_secs: 3600,
             max_output_bytes: 1024 * 1024,
+            http: None,
         }
     }
 }

@@ -9,6 +9,7 @@ const AFTER_HELP: &str = "\
 Examples:
   agent --name web1 --group web --label env=dev
   agent --config configs/rabbitmq.toml --key-file /etc/comms/fleet.key --name web1
+  agent --name web1 --http 127.0.0.1:9465   # then: curl 127.0.0.1:9465/metrics
 
 Fleet key: tasks run only when signed with it. Without --key-file (or COMMS_FLEET_KEY_FILE, or
 [agent] key_file) the agent uses the key the server created in its state directory on this
@@ -33,6 +34,7 @@ use comms::startup::Resolved;
 
 use comms_agent::{Agent, AgentConfig};
 use comms_fleet::{shutdown_signal, DEFAULT_URL};
+use comms_ops::{Metrics, Readiness};
 
 /// Run a comms agent: joins the fleet over the transport and runs the tasks the server
 /// sends. Runs until SIGTERM or Ctrl-C; retries a lost transport for ever.
@@ -69,6 +71,10 @@ struct Args {
     /// Add a label `key=value` (repeatable).
     #[arg(long = "label", value_parser = parse_label)]
     labels: Vec<(String, String)>,
+    /// Serve /metrics (Prometheus), /healthz and /readyz over HTTP on this address (e.g.
+    /// 127.0.0.1:9465); default `[agent] http`, else off.
+    #[arg(long, value_name = "ADDR")]
+    http: Option<std::net::SocketAddr>,
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -124,6 +130,9 @@ async fn run(args: Args, url_from_flag: bool) -> anyhow::Result<()> {
         agent_config.key_file = args.key_file;
     }
     agent_config.insecure |= args.insecure;
+    if args.http.is_some() {
+        agent_config.http = args.http;
+    }
     // Out-of-range values first (Agent::start checks again): they are named before the key.
     agent_config
         .validate()
@@ -143,14 +152,25 @@ async fn run(args: Args, url_from_flag: bool) -> anyhow::Result<()> {
     }
     agent_config.groups.extend(args.groups);
     agent_config.labels.extend(args.labels);
+    let (metrics, readiness) = (Metrics::default(), Readiness::new("starting"));
+    let http = match agent_config.http {
+        Some(addr) => Some(comms_ops::serve(addr, metrics.clone(), readiness.clone()).await?),
+        None => None,
+    };
     let transport = comms::connect(&config)
         .await
         .with_context(|| format!("connecting to {masked}"))?;
     let agent = Agent::start(transport, agent_config)
         .await
         .context("starting the agent")?;
+    agent.register_metrics(&metrics);
+    readiness.ready();
     shutdown_signal().await;
     tracing::info!("shutting down");
+    readiness.not_ready("stopping");
     agent.shutdown().await?;
+    if let Some(http) = http {
+        http.shutdown().await;
+    }
     Ok(())
 }

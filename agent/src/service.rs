@@ -41,6 +41,31 @@ struct Tasks {
     config: AgentConfig,
 }
 
+/// `comms_agent_tasks_running`, read at each scrape.
+#[derive(Debug)]
+struct RunningTasks(std::sync::Weak<Tasks>);
+
+impl comms_ops::Collector for RunningTasks {
+    fn encode(
+        &self,
+        mut encoder: comms_ops::prometheus_client::encoding::DescriptorEncoder<'_>,
+    ) -> Result<(), std::fmt::Error> {
+        use comms_ops::prometheus_client::encoding::EncodeMetric;
+        let Some(tasks) = self.0.upgrade() else {
+            return Ok(());
+        };
+        let running = tasks.lock().len();
+        let gauge = comms_ops::prometheus_client::metrics::gauge::ConstGauge::new(running as i64);
+        let metric = encoder.encode_descriptor(
+            "comms_agent_tasks_running",
+            "Tasks this agent runs now (at most max_tasks).",
+            None,
+            gauge.metric_type(),
+        )?;
+        gauge.encode(metric)
+    }
+}
+
 impl Tasks {
     /// Whether `msg` may act on this agent: signed with the fleet key for it, fresh, and
     /// not seen before (whoever sent it). Keyless (`insecure`): always. `Err` says why not.
@@ -149,6 +174,19 @@ impl Agent {
     /// The endpoint.
     pub fn endpoint(&self) -> &Endpoint {
         &self.endpoint
+    }
+
+    /// Registers the agent's metrics (tasks running, its transport's counters) into
+    /// `metrics` (served by `--http`).
+    pub fn register_metrics(&self, metrics: &comms_ops::Metrics) {
+        metrics.register_collector(RunningTasks(Arc::downgrade(&self.tasks)));
+        let transport = self.endpoint.transport();
+        if let Some(stats) = transport.stats() {
+            metrics.register_collector(comms_ops::transport::TransportCollector::new(
+                stats,
+                transport.capabilities().backend,
+            ));
+        }
     }
 
     /// The stable id.

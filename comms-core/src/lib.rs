@@ -6,7 +6,9 @@
 //!   broadcast destinations; typed messages with declared parameters).
 //! - [`transport`]: the [`Transport`] trait (advertise, listen, send, submit, forward,
 //!   close), [`Delivery`] with ack/nack, the bounded [`Inbox`]; [`receipt`]: the [`Receipt`]
-//!   of a pipelined `submit` (many messages in flight from one task).
+//!   of a pipelined `submit` (many messages in flight from one task); [`stats`]: the
+//!   [`TransportStats`] every transport counts (sent, acknowledged, failed, resent,
+//!   dead-lettered), exported as Prometheus metrics by the binaries.
 //! - [`endpoint`]: [`Endpoint`] — handlers by command, request/reply, error replies, dedup,
 //!   heartbeats, one lane per sender, contained panics and handler timeouts — written once
 //!   above the trait. [`directory`]: live endpoints with TTL expiry.
@@ -79,6 +81,7 @@ pub mod naming;
 pub mod receipt;
 pub mod schema;
 pub mod startup;
+pub mod stats;
 pub mod transport;
 
 pub use address::{Address, Destination, Scope};
@@ -92,4 +95,5 @@ pub use memory::MemoryTransport;
 pub use message::{commands, DeliveryMode, Message, MessageId, Params};
 pub use receipt::Receipt;
 pub use schema::{ParamType, Schema, TypedMessage};
+pub use stats::{TransportCounts, TransportStats};
 pub use transport::{Acker, Delivery, Inbox, Transport};

@@ -37,11 +37,13 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::sync::oneshot;
 
 use crate::error::{Error, Result};
+use crate::stats::TransportStats;
 
 /// The confirmation of one submitted message: a future resolving with what `send` would have
 /// returned. `Ok` means what a `send` returning `Ok` means (see the crate's delivery
@@ -64,8 +66,24 @@ impl Receipt {
 
     /// A receipt settled later through its [`Settle`] (for backend authors).
     pub fn pending() -> (Settle, Self) {
+        Self::pending_in(None)
+    }
+
+    /// [`Receipt::pending`], counted in `stats`: sent now, acknowledged or failed when settled
+    /// (an unsettled [`Settle`] dropped counts as failed). Backends call it through
+    /// [`Binding::receipt`](crate::backend::Binding::receipt).
+    pub fn pending_in(stats: Option<Arc<TransportStats>>) -> (Settle, Self) {
         let (tx, rx) = oneshot::channel();
-        (Settle(tx), Self(State::Waiting(rx)))
+        if let Some(s) = &stats {
+            s.sent();
+        }
+        (
+            Settle {
+                tx: Some(tx),
+                stats,
+            },
+            Self(State::Waiting(rx)),
+        )
     }
 }
 
@@ -86,12 +104,30 @@ impl Future for Receipt {
 /// The transport's half of a pending [`Receipt`]. Dropping it unsettled resolves the receipt
 /// with [`Error::Closed`].
 #[derive(Debug)]
-pub struct Settle(oneshot::Sender<Result<()>>);
+pub struct Settle {
+    tx: Option<oneshot::Sender<Result<()>>>,
+    stats: Option<Arc<TransportStats>>,
+}
 
 impl Settle {
     /// Resolve the receipt (a receipt nobody awaits any more is fine).
-    pub fn settle(self, outcome: Result<()>) {
-        let _ = self.0.send(outcome);
+    pub fn settle(mut self, outcome: Result<()>) {
+        if let Some(s) = &self.stats {
+            s.settled(outcome.is_ok());
+        }
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(outcome);
+        }
+    }
+}
+
+impl Drop for Settle {
+    fn drop(&mut self) {
+        if self.tx.is_some() {
+            if let Some(s) = &self.stats {
+                s.settled(false);
+            }
+        }
     }
 }
 
@@ -112,5 +148,21 @@ mod tests {
         let (settle, receipt) = Receipt::pending();
         drop(settle);
         assert!(matches!(receipt.await, Err(Error::Closed)));
+    }
+
+    #[tokio::test]
+    async fn a_counted_receipt_counts_when_settled_even_if_nobody_awaits_it() {
+        let stats = Arc::new(TransportStats::default());
+        let (ok, r1) = Receipt::pending_in(Some(stats.clone()));
+        let (lost, r2) = Receipt::pending_in(Some(stats.clone()));
+        let (_open, _r3) = Receipt::pending_in(Some(stats.clone()));
+        drop((r1, r2));
+        ok.settle(Ok(()));
+        drop(lost);
+        let c = stats.snapshot();
+        assert_eq!(
+            (c.sent, c.acknowledged, c.failed, c.in_flight()),
+            (3, 1, 1, 1)
+        );
     }
 }

@@ -13,6 +13,7 @@ use crate::capabilities::Capabilities;
 use crate::error::{Error, Result};
 use crate::message::Message;
 use crate::receipt::Receipt;
+use crate::stats::TransportStats;
 
 /// Default number of forwards before a message is dropped as a loop.
 pub const DEFAULT_HOP_LIMIT: u8 = 8;
@@ -90,6 +91,12 @@ pub trait Transport: Send + Sync + 'static {
             operation: "sniff",
         })
     }
+
+    /// This transport's counters (sent, acknowledged, failed, resent, dead-lettered), shared
+    /// by its clones and its endpoint; `None` for a transport that keeps none.
+    fn stats(&self) -> Option<Arc<TransportStats>> {
+        None
+    }
 }
 
 /// `Box<dyn Transport>` and `Arc<dyn Transport>` are transports too.
@@ -126,6 +133,9 @@ macro_rules! forward_transport {
             }
             async fn sniff(&self) -> Result<Inbox> {
                 (**self).sniff().await
+            }
+            fn stats(&self) -> Option<Arc<TransportStats>> {
+                (**self).stats()
             }
         }
     )*};

@@ -208,6 +208,11 @@ impl Inner {
     /// receipt resolves with the broker's acknowledgement (awaited by a task of `tasks`, so a
     /// dropped receipt still gets its bookkeeping and its report watch).
     async fn submit(self: &Arc<Self>, msg: Message) -> Result<Receipt> {
+        self.binding.stats().refused(self.hand_over(msg).await)
+    }
+
+    /// [`Inner::submit`] without counting a refusal (its receipts are counted).
+    async fn hand_over(self: &Arc<Self>, msg: Message) -> Result<Receipt> {
         let from = msg.from.clone().ok_or(Error::NotAdvertised)?;
         let key = from.to_string();
         let topic = self.names.topic(&msg.to);
@@ -225,11 +230,12 @@ impl Inner {
         };
         if msg.mode == DeliveryMode::AtMostOnce {
             self.producer.enqueue(record(broadcast.then_some(0)));
+            self.binding.stats().count(true);
             return Ok(Receipt::ready(Ok(())));
         }
         if broadcast {
             let queued = self.producer.submit(&record(Some(0)), QUEUE_WAIT).await?;
-            let (settle, receipt) = Receipt::pending();
+            let (settle, receipt) = self.binding.receipt();
             let producer = self.producer.clone();
             self.tasks.spawn(async move {
                 settle.settle(producer.acked(queued).await.map(|_| ()));
@@ -290,7 +296,7 @@ impl Inner {
             .await?;
         let in_flight = out.sending();
         drop(out);
-        let (settle, receipt) = Receipt::pending();
+        let (settle, receipt) = self.binding.receipt();
         let me = self.clone();
         self.tasks.spawn(async move {
             let acked = me.producer.acked(queued).await;
@@ -460,6 +466,10 @@ impl Transport for KafkaTransport {
 
     fn local_address(&self) -> Option<Address> {
         self.inner.binding.address()
+    }
+
+    fn stats(&self) -> Option<std::sync::Arc<comms_core::TransportStats>> {
+        Some(self.inner.binding.stats().clone())
     }
 }
 

@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use comms_core::receipt::Settle;
-use comms_core::{Error, Message, Receipt, Result};
+use comms_core::{Error, Message, Receipt, Result, TransportStats};
 use lapin::PublisherConfirm;
 use tokio::sync::{mpsc, Mutex, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -52,6 +52,7 @@ pub(crate) struct Pipeline {
     generation: Arc<AtomicU64>,
     tx: mpsc::UnboundedSender<InFlight>,
     sends: TaskTracker,
+    stats: Arc<TransportStats>,
 }
 
 /// One published message awaiting its confirm.
@@ -74,6 +75,7 @@ impl Pipeline {
         sends: TaskTracker,
         tasks: &TaskTracker,
         cancel: CancellationToken,
+        stats: Arc<TransportStats>,
     ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let order = Arc::new(Mutex::new(()));
@@ -83,6 +85,7 @@ impl Pipeline {
             order: order.clone(),
             generation: generation.clone(),
             cancel,
+            stats: stats.clone(),
         };
         tasks.spawn(confirmer.run(rx));
         Self {
@@ -92,11 +95,17 @@ impl Pipeline {
             generation,
             tx,
             sends,
+            stats,
         }
     }
 
     /// Publish `msg` (its `from` stamped) without waiting for the confirm.
     pub(crate) async fn submit(&self, msg: &Message) -> Result<Receipt> {
+        self.stats.refused(self.publish(msg).await)
+    }
+
+    /// [`Pipeline::submit`]: its pending receipt is counted in the stats, the rest by it.
+    async fn publish(&self, msg: &Message) -> Result<Receipt> {
         let token = self.sends.token();
         let out = Outgoing::new(&self.link, msg)?;
         let retry = Retry::new(&self.link);
@@ -130,9 +139,10 @@ impl Pipeline {
             ))
         };
         if out.at_most_once() && published.is_ok() {
+            self.stats.count(true);
             return Ok(Receipt::ready(Ok(())));
         }
-        let (settle, receipt) = Receipt::pending();
+        let (settle, receipt) = Receipt::pending_in(Some(self.stats.clone()));
         let entry = InFlight {
             out,
             retry,
@@ -154,6 +164,7 @@ struct Confirmer {
     order: Arc<Mutex<()>>,
     generation: Arc<AtomicU64>,
     cancel: CancellationToken,
+    stats: Arc<TransportStats>,
 }
 
 impl Confirmer {
@@ -228,6 +239,7 @@ impl Confirmer {
                 };
                 entry.published = Some(match &session {
                     Ok(s) => {
+                        self.stats.resent(1);
                         self.generation.store(s.generation, Ordering::Release);
                         entry.out.publish(link, s).await
                     }

@@ -56,7 +56,13 @@ impl RabbitTransport {
         let binding = Binding::new(opts.node.clone());
         let link = Link::start(Arc::new(opts), cancel.clone(), &tasks).await?;
         let sends = TaskTracker::new();
-        let pipeline = Pipeline::start(link.clone(), sends.clone(), &tasks, cancel.clone());
+        let pipeline = Pipeline::start(
+            link.clone(),
+            sends.clone(),
+            &tasks,
+            cancel.clone(),
+            binding.stats().clone(),
+        );
         Ok(Self {
             link,
             binding,
@@ -228,6 +234,10 @@ impl Transport for RabbitTransport {
 
     fn local_address(&self) -> Option<Address> {
         self.binding.address()
+    }
+
+    fn stats(&self) -> Option<std::sync::Arc<comms_core::TransportStats>> {
+        Some(self.binding.stats().clone())
     }
 
     async fn sniff(&self) -> Result<Inbox> {

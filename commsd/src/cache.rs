@@ -178,7 +178,6 @@ impl Cache {
     }
 
     /// Number of cached messages.
-    #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }

@@ -28,6 +28,17 @@ pub(crate) enum ConnKind {
 }
 
 impl ConnKind {
+    /// Its index in [`crate::stats::CONNECTION_KINDS`].
+    pub(crate) fn index(self) -> usize {
+        match self {
+            Self::Unix => 0,
+            Self::Tcp => 1,
+            Self::Tls => 2,
+            Self::PeerIn => 3,
+            Self::PeerOut => 4,
+        }
+    }
+
     /// A daemon-to-daemon link.
     pub(crate) fn is_peer(self) -> bool {
         matches!(self, Self::PeerIn | Self::PeerOut)

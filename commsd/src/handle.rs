@@ -142,7 +142,7 @@ impl Daemon {
             first_line_timeout: cfg.first_line_timeout,
             outbound_queue_bytes: cfg.outbound_queue_bytes,
             memory_budget: cfg.memory_budget,
-            queued_total: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            queued_total: stats.queue_bytes.clone(),
             stats: stats.clone(),
         };
         let next_id = Arc::new(AtomicU64::new(1));
@@ -274,6 +274,16 @@ impl DaemonHandle {
     /// The counters now.
     pub fn stats(&self) -> StatsSnapshot {
         self.stats.snapshot()
+    }
+
+    /// The daemon's Prometheus metrics ([`crate::metrics`]), read at each scrape.
+    pub fn metrics(&self) -> crate::metrics::DaemonCollector {
+        crate::metrics::DaemonCollector::new(self.stats.clone())
+    }
+
+    /// Every live level (connections, services, cache, queue bytes, peers).
+    pub fn levels(&self) -> crate::stats::Levels {
+        self.stats.levels()
     }
 
     /// Requests a graceful stop without waiting (see [`DaemonHandle::stopped`]).

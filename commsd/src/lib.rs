@@ -141,6 +141,7 @@ mod event;
 pub mod fuzzing;
 mod handle;
 mod listen;
+pub mod metrics;
 mod ratelog;
 mod replies;
 mod router;
@@ -157,4 +158,4 @@ pub use config::{
 };
 pub use error::DaemonError;
 pub use handle::{Daemon, DaemonHandle};
-pub use stats::{Stats, StatsSnapshot};
+pub use stats::{Levels, Stats, StatsSnapshot, CONNECTION_KINDS};

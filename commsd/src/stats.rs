@@ -35,7 +35,47 @@ pub struct Stats {
     pub(crate) forged_origins: AtomicU64,
     pub(crate) node_states_refused: AtomicU64,
     pub(crate) node_states_throttled: AtomicU64,
+    /// Levels the router publishes after each round of events (read by the metrics).
+    pub(crate) gauges: Gauges,
+    /// Bytes queued for every connection's writer (the daemon's memory budget in use).
+    pub(crate) queue_bytes: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
+
+/// Levels, not counts: written by the router (a store per round), read at a scrape.
+#[derive(Debug, Default)]
+pub(crate) struct Gauges {
+    /// Open stream connections by [`ConnKind`](crate::event::ConnKind) (in its order).
+    pub(crate) connections: [AtomicU64; 5],
+    pub(crate) services: AtomicU64,
+    pub(crate) cache_entries: AtomicU64,
+    pub(crate) peer_links: AtomicU64,
+    pub(crate) nodes_reachable: AtomicU64,
+    /// When the routes were last computed (unix ms; 0: never).
+    pub(crate) routes_computed_ms: AtomicU64,
+}
+
+/// The levels at one instant ([`Stats::levels`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Levels {
+    /// Open stream connections: unix, tcp, tls, peer_in, peer_out.
+    pub connections: [u64; 5],
+    /// Registered services.
+    pub services: u64,
+    /// Messages in the cache.
+    pub cache_entries: u64,
+    /// Up links to peer daemons.
+    pub peer_links: u64,
+    /// Nodes reachable, this one included.
+    pub nodes_reachable: u64,
+    /// When the routes were last computed (unix ms; 0: never).
+    pub routes_computed_ms: u64,
+    /// Bytes queued for the connections' writers.
+    pub queue_bytes: u64,
+}
+
+/// The label of each [`Levels::connections`] entry.
+pub const CONNECTION_KINDS: [&str; 5] = ["unix", "tcp", "tls", "peer_in", "peer_out"];
 
 /// A copy of the counters at one instant.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -105,6 +145,25 @@ impl Stats {
 
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Reads every level.
+    pub fn levels(&self) -> Levels {
+        let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let g = &self.gauges;
+        Levels {
+            connections: std::array::from_fn(|i| r(&g.connections[i])),
+            services: r(&g.services),
+            cache_entries: r(&g.cache_entries),
+            peer_links: r(&g.peer_links),
+            nodes_reachable: r(&g.nodes_reachable),
+            routes_computed_ms: r(&g.routes_computed_ms),
+            queue_bytes: self.queue_bytes.load(Ordering::Relaxed) as u64,
+        }
+    }
+
+    pub(crate) fn set(gauge: &AtomicU64, v: u64) {
+        gauge.store(v, Ordering::Relaxed);
     }
 
     /// Reads every counter.

@@ -16,6 +16,7 @@ use serde::Deserialize;
 /// key_file = "/etc/comms/fleet.key"  # sign tasks with it; answer only signed requests
 ///                            # (default: <state_dir>/fleet.key, created on the first start)
 /// insecure = false           # run keyless: answer anyone (logged as INSECURE)
+/// http = "127.0.0.1:9464"    # /metrics, /healthz, /readyz (docs/OPERATIONS.md); off by default
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -42,6 +43,9 @@ pub struct ServerConfig {
     /// Run without a fleet key: sign nothing, answer unsigned requests from anyone (logged as
     /// a warning). Ignored when `key_file` is set.
     pub insecure: bool,
+    /// The operator's HTTP endpoint (`/metrics`, `/healthz`, `/readyz`), also for the
+    /// embedded daemon's metrics; off by default (`--http`).
+    pub http: Option<std::net::SocketAddr>,
 }
 
 impl Default for ServerConfig {
@@ -56,6 +60,7 @@ impl Default for ServerConfig {
             ttl_secs: 10,
             key_file: None,
             insecure: false,
+            http: None,
         }
     }
 }

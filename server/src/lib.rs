@@ -18,6 +18,7 @@ pub mod config;
 mod dispatch;
 pub mod embed;
 pub mod keygen;
+mod metrics;
 mod service;
 pub mod single;
 pub mod sniff;

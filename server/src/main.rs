@@ -12,6 +12,7 @@ Examples:
   server
   server --url 'amqp://guest:guest@127.0.0.1:5672/%2f'
   server --config configs/kafka.toml --key-file /etc/comms/fleet.key
+  server --http 127.0.0.1:9464        # then: curl 127.0.0.1:9464/metrics
 
 Fleet key: the server signs every task with it and answers only signed requests. Without
 --key-file (or COMMS_FLEET_KEY_FILE, or [server] key_file) it uses <state dir>/fleet.key,
@@ -35,6 +36,7 @@ const PROBE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 use comms::startup::Resolved;
 
 use comms_fleet::{shutdown_signal, DEFAULT_URL};
+use comms_ops::{Metrics, Readiness};
 use comms_server::{Server, ServerConfig};
 
 /// Run the comms fleet server: keeps the live agent directory, dispatches tasks for
@@ -64,6 +66,11 @@ struct Args {
     /// With a cd: URL, do not start the embedded daemon (use a separate commsd).
     #[arg(long)]
     no_embed: bool,
+    /// Serve /metrics (Prometheus: the server's, its transport's and the embedded daemon's),
+    /// /healthz and /readyz over HTTP on this address (e.g. 127.0.0.1:9464); default
+    /// `[server] http`, else off.
+    #[arg(long, value_name = "ADDR")]
+    http: Option<std::net::SocketAddr>,
 }
 
 #[tokio::main]
@@ -113,6 +120,14 @@ async fn run(args: Args, url_from_flag: bool) -> anyhow::Result<()> {
         server_config.state_dir = dir;
     }
     server_config.insecure |= args.insecure;
+    if args.http.is_some() {
+        server_config.http = args.http;
+    }
+    let (metrics, readiness) = (Metrics::default(), Readiness::new("starting"));
+    let http = match server_config.http {
+        Some(addr) => Some(comms_ops::serve(addr, metrics.clone(), readiness.clone()).await?),
+        None => None,
+    };
     let daemon = if args.no_embed {
         None
     } else {
@@ -144,11 +159,20 @@ async fn run(args: Args, url_from_flag: bool) -> anyhow::Result<()> {
     let server = Server::start(transport, server_config)
         .await
         .context("starting the server")?;
+    if let Some(daemon) = &daemon {
+        metrics.register_collector(daemon.metrics());
+    }
+    server.register_metrics(&metrics);
+    readiness.ready();
     shutdown_signal().await;
     tracing::info!("shutting down");
+    readiness.not_ready("stopping");
     server.shutdown().await?;
     if let Some(daemon) = daemon {
         daemon.shutdown().await;
+    }
+    if let Some(http) = http {
+        http.shutdown().await;
     }
     Ok(())
 }

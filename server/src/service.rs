@@ -97,6 +97,18 @@ impl Server {
         &self.endpoint
     }
 
+    /// Registers the server's metrics (agents, dispatches, outcomes, task durations) and its
+    /// transport's into `metrics` (served by `--http`).
+    pub fn register_metrics(&self, metrics: &comms_ops::Metrics) {
+        self.state.metrics.register(metrics, &self.state);
+        if let Some(stats) = self.endpoint.transport().stats() {
+            metrics.register_collector(comms_ops::transport::TransportCollector::new(
+                stats,
+                self.state.backend.clone(),
+            ));
+        }
+    }
+
     /// Agents as the server sees them now.
     pub fn agents(&self) -> Vec<AgentInfo> {
         self.state.agents()

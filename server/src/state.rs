@@ -34,6 +34,7 @@ pub(crate) struct State {
     routes: Mutex<HashMap<String, Route>>,
     active: Mutex<HashSet<String>>,
     pub(crate) store: Store,
+    pub(crate) metrics: crate::metrics::ServerMetrics,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -57,6 +58,7 @@ impl State {
             routes: Mutex::default(),
             active: Mutex::default(),
             store,
+            metrics: Default::default(),
         }
     }
 
@@ -131,6 +133,7 @@ impl State {
     ) -> Result<(), StoreError> {
         self.store.begin(record, deadline_unix)?;
         lock(&self.active).insert(record.dispatch.clone());
+        self.metrics.dispatched();
         Ok(())
     }
 
@@ -141,6 +144,7 @@ impl State {
 
     /// Keep one target's result; a failure is logged (the result still goes to the requester).
     pub(crate) fn keep(&self, result: &TargetResult) {
+        self.metrics.target(result);
         if let Err(e) = self.store.add_result(result) {
             tracing::error!(dispatch = %result.dispatch, error = %e, "result not stored");
         }

@@ -214,6 +214,8 @@ pub struct Listeners {
     pub tls: Option<SocketAddr>,
     /// Peer (cluster) address.
     pub peer: Option<SocketAddr>,
+    /// The operator's HTTP endpoint (`--http`).
+    pub http: Option<SocketAddr>,
 }
 
 impl Listeners {
@@ -235,6 +237,7 @@ impl Listeners {
                 "udp" => l.udp = Some(sock()?),
                 "tls" => l.tls = Some(sock()?),
                 "peer" => l.peer = Some(sock()?),
+                "http" => l.http = Some(sock()?),
                 _ => {}
             }
         }

@@ -48,6 +48,13 @@ impl Fleet {
     /// Write the config (`transport` is the `[transport]` section's body, plus any backend
     /// sections after it; `{dir}` stands for the fleet's temp dir) and start the server.
     pub fn start(transport: &str) -> Fleet {
+        let mut fleet = Fleet::new(transport);
+        fleet.start_server();
+        fleet
+    }
+
+    /// [`Fleet::start`] without starting the server.
+    pub fn new(transport: &str) -> Fleet {
         let dir = tempfile::tempdir().expect("tempdir");
         let transport = transport.replace("{dir}", &dir.path().display().to_string());
         let config = dir.path().join("fleet.toml");
@@ -60,14 +67,12 @@ impl Fleet {
             state = dir.path().join("server-state").display()
         );
         std::fs::write(&config, text).expect("write config");
-        let mut fleet = Fleet {
+        Fleet {
             dir,
             config,
             server: None,
             agents: Vec::new(),
-        };
-        fleet.start_server();
-        fleet
+        }
     }
 
     /// The fleet key file (in the config, and given to commsctl through the environment).
@@ -75,7 +80,8 @@ impl Fleet {
         self.dir.path().join("fleet.key")
     }
 
-    fn log(&self, name: &str) -> PathBuf {
+    /// The log file of process `name` (`server`, `agent_N`).
+    pub fn log(&self, name: &str) -> PathBuf {
         self.dir.path().join(format!("{name}.log"))
     }
 
@@ -113,16 +119,28 @@ impl Fleet {
 
     /// Start the server (again) with the fleet's config.
     pub fn start_server(&mut self) {
+        self.start_server_with(&[]);
+    }
+
+    /// [`Fleet::start_server`] with more command-line arguments.
+    pub fn start_server_with(&mut self, extra: &[&str]) {
         let cfg = self.config.display().to_string();
+        let mut args = vec!["--config", cfg.as_str()];
+        args.extend_from_slice(extra);
         self.server = Some(spawn(
             &binary("server", "server"),
-            &["--config", &cfg],
+            &args,
             &self.log("server"),
         ));
     }
 
     /// Start agent number `n` (name `agent_n`) in `group`; the same `n` reuses its state dir.
     pub fn start_agent(&mut self, n: usize, group: &str) {
+        self.start_agent_with(n, group, &[]);
+    }
+
+    /// [`Fleet::start_agent`] with more command-line arguments.
+    pub fn start_agent_with(&mut self, n: usize, group: &str, extra: &[&str]) {
         let cfg = self.config.display().to_string();
         let state = self
             .dir
@@ -131,20 +149,18 @@ impl Fleet {
             .display()
             .to_string();
         let name = format!("agent_{n}");
-        let child = spawn(
-            &binary("agent", "agent"),
-            &[
-                "--config",
-                &cfg,
-                "--name",
-                &name,
-                "--state-dir",
-                &state,
-                "--group",
-                group,
-            ],
-            &self.log(&name),
-        );
+        let mut args = vec![
+            "--config",
+            cfg.as_str(),
+            "--name",
+            name.as_str(),
+            "--state-dir",
+            state.as_str(),
+            "--group",
+            group,
+        ];
+        args.extend_from_slice(extra);
+        let child = spawn(&binary("agent", "agent"), &args, &self.log(&name));
         if self.agents.len() <= n {
             self.agents.resize_with(n + 1, || None);
         }

@@ -12,6 +12,7 @@
 pub mod faulty;
 pub mod fleet;
 pub mod kafka;
+pub mod metrics;
 pub mod python;
 pub mod rabbitmq;
 pub mod readme;

@@ -4,12 +4,14 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::address::{Address, Destination};
 use crate::advertisement::Advertisement;
 use crate::error::{Error, Result};
 use crate::message::Message;
+use crate::receipt::{Receipt, Settle};
+use crate::stats::TransportStats;
 use crate::transport::Delivery;
 
 use super::prepare_forward;
@@ -30,6 +32,7 @@ pub struct Binding {
     bound: Mutex<Option<Address>>,
     listening: AtomicBool,
     closed: AtomicBool,
+    stats: Arc<TransportStats>,
 }
 
 impl Binding {
@@ -40,12 +43,29 @@ impl Binding {
             bound: Mutex::new(None),
             listening: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            stats: Arc::default(),
         }
     }
 
     /// The node name endpoints of this transport must advertise.
     pub fn node(&self) -> &str {
         &self.node
+    }
+
+    /// This transport's counters ([`Transport::stats`](crate::Transport::stats) returns them).
+    pub fn stats(&self) -> &Arc<TransportStats> {
+        &self.stats
+    }
+
+    /// Counts one message whose outcome `send` returns: sent, then acknowledged or failed.
+    pub fn counted(&self, outcome: Result<()>) -> Result<()> {
+        self.stats.count(outcome.is_ok());
+        outcome
+    }
+
+    /// A pending receipt counted in this transport's stats ([`Receipt::pending_in`]).
+    pub fn receipt(&self) -> (Settle, Receipt) {
+        Receipt::pending_in(Some(self.stats.clone()))
     }
 
     /// [`Error::Closed`] once [`Binding::close`] was called.

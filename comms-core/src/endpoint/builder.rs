@@ -226,6 +226,7 @@ impl EndpointBuilder {
         let guard = Arc::new(cancel.clone().drop_guard());
         let (closed_tx, _) = watch::channel(false);
         let inner = Arc::new(Inner {
+            stats: self.transport.stats(),
             transport: self.transport,
             address,
             ad: Mutex::new(ad),

@@ -80,6 +80,8 @@ impl std::fmt::Debug for Endpoint {
 
 pub(crate) struct Inner {
     pub(crate) transport: Arc<dyn Transport>,
+    /// The transport's counters ([`Transport::stats`]), read once.
+    pub(crate) stats: Option<Arc<crate::stats::TransportStats>>,
     pub(crate) address: Address,
     pub(crate) ad: Mutex<Advertisement>,
     pub(crate) handlers: HashMap<String, Handler>,
@@ -120,6 +122,12 @@ impl Endpoint {
     /// The transport underneath.
     pub fn transport(&self) -> &Arc<dyn Transport> {
         &self.inner.transport
+    }
+
+    /// The transport's counters (sent, acknowledged, failed, resent, dead-lettered), for
+    /// metrics; `None` when the transport keeps none.
+    pub fn stats(&self) -> Option<crate::stats::TransportCounts> {
+        self.inner.stats.as_ref().map(|s| s.snapshot())
     }
 
     /// The attached directory, if any.

@@ -29,6 +29,13 @@ pub(crate) fn settle(result: Result<()>) {
     }
 }
 
+/// Counts a received message given up (the transport's stats, when it keeps them).
+fn dead_lettered(inner: &Inner) {
+    if let Some(stats) = &inner.stats {
+        stats.dead_lettered();
+    }
+}
+
 /// Whether `msg` may be answered with an error reply (never replies or error replies: no loops).
 fn may_answer(msg: &Message) -> bool {
     msg.from.is_some() && !msg.is_reply() && !commands::is_error_reply(&msg.command)
@@ -130,6 +137,7 @@ pub(crate) async fn process(inner: &Arc<Inner>, delivery: Delivery) {
                 }
                 Err(e @ Error::HopLimit { .. }) => {
                     tracing::error!(%id, from = %crate::address::or_dash(from.as_ref()), %command, error = %e, "forward dropped");
+                    dead_lettered(inner);
                     lock(&inner.dedup).insert(key);
                 }
                 Err(e) => {
@@ -146,6 +154,7 @@ pub(crate) async fn process(inner: &Arc<Inner>, delivery: Delivery) {
             };
             if attempts >= inner.max_attempts {
                 tracing::error!(%id, attempts, %reason, "giving up on a message");
+                dead_lettered(inner);
                 let reason = format!("gave up after {attempts} attempts: {reason}");
                 answer_error(inner, msg, commands::ERROR, &[("reason", &reason)]).await;
                 complete(inner, delivery, key).await;

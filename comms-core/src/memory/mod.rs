@@ -35,6 +35,7 @@ use crate::capabilities::Capabilities;
 use crate::config::{hostname_node, Scheme, TransportUrl};
 use crate::error::{Error, Result};
 use crate::message::{DeliveryMode, Message};
+use crate::stats::TransportStats;
 use crate::transport::{Delivery, Inbox, Transport};
 
 use hub::{Hub, Route};
@@ -317,12 +318,14 @@ impl Transport for MemoryTransport {
 
     async fn send(&self, msg: Message) -> Result<()> {
         let msg = self.binding.prepare_send(msg, MAX_MESSAGE_SIZE)?;
-        self.enqueue(msg).await
+        self.binding.counted(self.enqueue(msg).await)
     }
 
     async fn forward(&self, delivery: Delivery, to: Destination) -> Result<()> {
         self.binding
-            .forward(delivery, to, self.opts.hop_limit, |fwd| self.enqueue(fwd))
+            .forward(delivery, to, self.opts.hop_limit, |fwd| async move {
+                self.binding.counted(self.enqueue(fwd).await)
+            })
             .await
     }
 
@@ -347,6 +350,10 @@ impl Transport for MemoryTransport {
 
     fn local_address(&self) -> Option<Address> {
         self.binding.address()
+    }
+
+    fn stats(&self) -> Option<Arc<TransportStats>> {
+        Some(self.binding.stats().clone())
     }
 
     async fn sniff(&self) -> Result<Inbox> {

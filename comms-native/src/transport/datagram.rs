@@ -273,13 +273,14 @@ impl Transport for DatagramTransport {
     async fn send(&self, mut msg: Message) -> Result<()> {
         self.binding.check_message(&msg, usize::MAX)?;
         msg.from = self.binding.address();
-        self.put(&msg, None).await
+        self.binding.counted(self.put(&msg, None).await)
     }
 
     async fn forward(&self, delivery: Delivery, to: Destination) -> Result<()> {
         self.binding
             .forward(delivery, to, self.opts.hop_limit, |fwd| async move {
-                self.put(&fwd, fwd.from.as_ref()).await
+                self.binding
+                    .counted(self.put(&fwd, fwd.from.as_ref()).await)
             })
             .await
     }
@@ -305,6 +306,10 @@ impl Transport for DatagramTransport {
 
     fn local_address(&self) -> Option<Address> {
         self.binding.address()
+    }
+
+    fn stats(&self) -> Option<std::sync::Arc<comms_core::TransportStats>> {
+        Some(self.binding.stats().clone())
     }
 }
 

@@ -269,6 +269,7 @@ impl NativeTransport {
             released,
             self.opts.ack_timeout,
             cancel.clone(),
+            self.binding.stats().clone(),
         ));
         *bound = Some(Bound {
             client: client.clone(),
@@ -460,6 +461,7 @@ async fn resend(
     released: Arc<Notify>,
     ack_timeout: Duration,
     cancel: CancellationToken,
+    stats: Arc<comms_core::TransportStats>,
 ) {
     let mut state = client.watch();
     let mut session = 0u64;
@@ -476,7 +478,9 @@ async fn resend(
                 match now {
                     ConnectionState::Connected { session: s, .. } if s != session => {
                         session = s;
-                        lock(&outbox).everything(Instant::now())
+                        let lines = lock(&outbox).everything(Instant::now());
+                        stats.resent(lines.len() as u64);
+                        lines
                     }
                     _ => continue,
                 }
@@ -486,7 +490,9 @@ async fn resend(
                 if !client.state().is_connected() {
                     continue;
                 }
-                lock(&outbox).due(Instant::now(), ack_timeout)
+                let lines = lock(&outbox).due(Instant::now(), ack_timeout);
+                stats.resent(lines.len() as u64);
+                lines
             }
         };
         if !lines.is_empty() {
@@ -542,9 +548,12 @@ impl Transport for NativeTransport {
             // The daemon stamps the sender: `from` is not written.
             self.binding
                 .check_message(&msg, self.opts.max_message_size)?;
-            let client = self.client()?;
-            let step = self.prepare(msg, None)?;
-            self.enqueue(&client, step).await
+            let sent = async {
+                let client = self.client()?;
+                let step = self.prepare(msg, None)?;
+                self.enqueue(&client, step).await
+            };
+            self.binding.counted(sent.await)
         })
     }
 
@@ -552,10 +561,13 @@ impl Transport for NativeTransport {
         let hop_limit = self.opts.hop_limit;
         self.binding
             .forward(delivery, to, hop_limit, |fwd| async move {
-                let origin = fwd.from.clone();
-                let client = self.client()?;
-                let step = self.prepare(fwd, origin.as_ref())?;
-                self.enqueue(&client, step).await
+                let sent = async {
+                    let origin = fwd.from.clone();
+                    let client = self.client()?;
+                    let step = self.prepare(fwd, origin.as_ref())?;
+                    self.enqueue(&client, step).await
+                };
+                self.binding.counted(sent.await)
             })
             .await
     }
@@ -611,6 +623,10 @@ impl Transport for NativeTransport {
 
     fn local_address(&self) -> Option<Address> {
         self.binding.address()
+    }
+
+    fn stats(&self) -> Option<std::sync::Arc<comms_core::TransportStats>> {
+        Some(self.binding.stats().clone())
     }
 
     async fn sniff(&self) -> Result<Inbox> {

@@ -51,19 +51,26 @@
 //! peer_tls_key = "/etc/comms/node1.key"
 //! peer_tls_ca = "/etc/comms/fleet-ca.crt"
 //! peer_allow = "node2.example,node3.example"     # names the peers' certificates must carry
+//! http = "127.0.0.1:9464"      # /metrics, /healthz, /readyz (docs/OPERATIONS.md); off by default
 //! ```
 //!
-//! With `remote_listen`, the bound address is printed as `commsd: listening peer ADDR`.
+//! With `remote_listen`, the bound address is printed as `commsd: listening peer ADDR`; with
+//! `http`, `commsd: listening http ADDR`.
 
 use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context;
 use clap::Parser;
+use comms_ops::{Metrics, Readiness};
 use commsd::config::Args;
 use commsd::{Daemon, DaemonHandle};
 
-fn announce(handle: &DaemonHandle, ready_file: Option<&Path>) -> anyhow::Result<()> {
+fn announce(
+    handle: &DaemonHandle,
+    http: Option<&comms_ops::HttpEndpoint>,
+    ready_file: Option<&Path>,
+) -> anyhow::Result<()> {
     let mut text = String::new();
     if let Some(p) = handle.unix_path() {
         text.push_str(&format!("commsd: listening unix {}\n", p.display()));
@@ -80,6 +87,9 @@ fn announce(handle: &DaemonHandle, ready_file: Option<&Path>) -> anyhow::Result<
     if let Some(a) = handle.peer_addr() {
         text.push_str(&format!("commsd: listening peer {a}\n"));
     }
+    if let Some(h) = http {
+        text.push_str(&format!("commsd: listening http {}\n", h.local_addr()));
+    }
     if let Some(path) = ready_file {
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, &text).with_context(|| format!("cannot write {}", tmp.display()))?;
@@ -93,8 +103,20 @@ fn announce(handle: &DaemonHandle, ready_file: Option<&Path>) -> anyhow::Result<
 
 async fn run(cli: Args) -> anyhow::Result<()> {
     let cfg = commsd::config::load(cli.config.as_deref(), cli.settings())?;
+    let http_addr = cfg.http;
     let handle = Daemon::start(cfg).await.context("cannot start commsd")?;
-    announce(&handle, cli.ready_file.as_deref())?;
+    let http = match http_addr {
+        Some(addr) => {
+            let metrics = Metrics::default();
+            metrics.register_collector(handle.metrics());
+            // Every listener is bound: the daemon is ready from the start.
+            let readiness = Readiness::new("starting");
+            readiness.ready();
+            Some(comms_ops::serve(addr, metrics, readiness).await?)
+        }
+        None => None,
+    };
+    announce(&handle, http.as_ref(), cli.ready_file.as_deref())?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("cannot install SIGTERM handler")?;
     tokio::select! {
@@ -103,6 +125,9 @@ async fn run(cli: Args) -> anyhow::Result<()> {
         _ = handle.stopped() => {}
     }
     tracing::info!(stats = ?handle.stats(), "commsd stopping");
+    if let Some(http) = http {
+        http.shutdown().await;
+    }
     handle.shutdown().await;
     Ok(())
 }

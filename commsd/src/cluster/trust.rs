@@ -162,6 +162,10 @@ impl Router {
         if self.cluster.routes.recompute_if_dirty() {
             let now = Instant::now();
             self.cluster.last_recompute = now;
+            let unix_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            crate::stats::Stats::set(&self.stats.gauges.routes_computed_ms, unix_ms);
             self.cluster.recompute_gap =
                 RECOMPUTE_GAP.max(now.saturating_duration_since(start) * 5);
             self.routes_changed();

@@ -72,6 +72,10 @@ pub struct Args {
     /// my_address announced in READY.
     #[arg(long)]
     pub my_address: Option<String>,
+    /// Serve /metrics (Prometheus), /healthz and /readyz over HTTP on this address
+    /// (e.g. 127.0.0.1:9464; port 0: any free port). Off by default.
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<SocketAddr>,
     /// Public IP answered to `PUBLIC_IP` (`SERVER_PUBLIC_IP public_ip=`).
     #[arg(long)]
     pub public_ip: Option<String>,
@@ -207,6 +211,7 @@ impl Args {
             udp_max_datagram: self.udp_max_datagram,
             my_address: self.my_address.clone(),
             public_ip: self.public_ip.clone(),
+            http: self.http.map(|a| a.to_string()),
             max_connections: self.max_connections,
             max_line: self.max_line,
             outbound_queue: self.outbound_queue,

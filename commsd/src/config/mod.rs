@@ -267,6 +267,10 @@ pub struct DaemonConfig {
     pub my_address: Option<String>,
     /// The public IP answered to `PUBLIC_IP` (`SERVER_PUBLIC_IP public_ip=`); none by default.
     pub public_ip: Option<String>,
+    /// The operator's HTTP endpoint (`/metrics`, `/healthz`, `/readyz`; `comms-ops`), served
+    /// by the `commsd` binary, not by [`Daemon::start`](crate::Daemon::start). Off by default;
+    /// any address (metrics are read-only and hold no secrets).
+    pub http: Option<std::net::SocketAddr>,
     /// Maximum simultaneous stream connections **per listener**: the Unix socket, the loopback
     /// TCP listener and the TLS listener each have their own budget of this many, so a flood
     /// on one (e.g. remote TLS clients) cannot take the slots of another (local services on
@@ -314,6 +318,7 @@ impl Default for DaemonConfig {
             udp_max_datagram: UDP_MAX_DATAGRAM,
             my_address: None,
             public_ip: None,
+            http: None,
             max_connections: 1000,
             first_line_timeout: DEFAULT_FIRST_LINE_TIMEOUT,
             max_line: DEFAULT_MAX_LINE_LENGTH,

@@ -100,6 +100,8 @@ pub struct DaemonSettings {
     pub udp_max_datagram: Option<usize>,
     pub my_address: Option<String>,
     pub public_ip: Option<String>,
+    /// The operator's HTTP endpoint (`/metrics`, `/healthz`, `/readyz`); `""`: none.
+    pub http: Option<String>,
     pub max_connections: Option<usize>,
     pub max_line: Option<usize>,
     pub outbound_queue: Option<usize>,
@@ -218,6 +220,9 @@ fn apply(cfg: &mut DaemonConfig, tls: &mut TlsParts, d: DaemonSettings) -> Resul
     }
     if let Some(v) = d.udp {
         cfg.udp = addr(&v, "udp")?;
+    }
+    if let Some(v) = d.http {
+        cfg.http = addr(&v, "http")?;
     }
     if let Some(v) = d.tls {
         tls.addr = addr(&v, "tls")?;

@@ -20,6 +20,7 @@ pub(crate) mod route;
 mod sniff;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -174,6 +175,7 @@ impl Router {
                 }
             }
             self.flush();
+            self.publish_levels();
             if self.stopping && self.conns.is_empty() {
                 break;
             }
@@ -186,6 +188,15 @@ impl Router {
         tracing::info!("router stopped");
     }
 
+    /// The levels the metrics read (a few stores per round of events).
+    fn publish_levels(&self) {
+        let g = &self.stats.gauges;
+        Stats::set(&g.services, self.names.len() as u64);
+        Stats::set(&g.cache_entries, self.cache.len() as u64);
+        Stats::set(&g.peer_links, self.cluster.links.len() as u64);
+        Stats::set(&g.nodes_reachable, self.cluster.routes.reachable() as u64);
+    }
+
     pub(crate) fn on_event(&mut self, ev: Event) {
         match ev {
             Event::Opened {
@@ -196,6 +207,7 @@ impl Router {
                 handles,
             } => {
                 tracing::debug!(conn = id, ?kind, %peer, "connection opened");
+                self.stats.gauges.connections[kind.index()].fetch_add(1, Ordering::Relaxed);
                 self.conns.insert(
                     id,
                     Conn {
@@ -354,6 +366,7 @@ impl Router {
             return;
         };
         tracing::debug!(conn = id, peer = %c.peer, name = ?c.name, why, "connection closed");
+        self.stats.gauges.connections[c.kind.index()].fetch_sub(1, Ordering::Relaxed);
         if !c.pending.is_empty() {
             let _ = c.handles.try_send(c.pending.split().freeze());
         }
