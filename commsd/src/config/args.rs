@@ -8,12 +8,28 @@ use clap::Parser;
 
 use super::settings::DaemonSettings;
 
+const AFTER_HELP: &str = "\
+Examples:
+  commsd --name vm --unix /run/communicator/communicatord.sock
+  commsd --tcp 127.0.0.1:0 --no-unix --no-udp --ready-file /tmp/commsd.ready
+  commsd --config /etc/comms/commsd.toml --http 127.0.0.1:9464   # metrics: curl 127.0.0.1:9464/metrics
+
+Once every listener is bound it prints one line per listener (commsd: listening tcp ADDR).
+
+Environment:
+  RUST_LOG  log filter (default: info); logs go to stderr
+
+Exit codes:
+  0  stopped by SIGTERM, SIGINT or an allowed STOP
+  1  error at start (bad config, an address in use...), named in one line";
+
 /// The comms routing daemon, speaking the Communicator cd: line protocol.
 #[derive(Debug, Parser)]
 #[command(
     name = "commsd",
     version,
-    about = "The comms routing daemon (Communicator cd: line protocol)"
+    about = "The comms routing daemon (Communicator cd: line protocol)",
+    after_help = AFTER_HELP
 )]
 pub struct Args {
     /// TOML configuration file with a [daemon] section (flags override it).
