@@ -8,7 +8,8 @@
 //!   close), [`Delivery`] with ack/nack, the bounded [`Inbox`]; [`receipt`]: the [`Receipt`]
 //!   of a pipelined `submit` (many messages in flight from one task); [`stats`]: the
 //!   [`TransportStats`] every transport counts (sent, acknowledged, failed, resent,
-//!   dead-lettered), exported as Prometheus metrics by the binaries.
+//!   dead-lettered), exported as Prometheus metrics by the binaries; [`trace`]: OpenTelemetry
+//!   spans for each send and handler run, linked across hops by the message's `traceparent`.
 //! - [`endpoint`]: [`Endpoint`] — handlers by command, request/reply, error replies, dedup,
 //!   heartbeats, one lane per sender, contained panics and handler timeouts — written once
 //!   above the trait. [`directory`]: live endpoints with TTL expiry.
@@ -82,6 +83,7 @@ pub mod receipt;
 pub mod schema;
 pub mod startup;
 pub mod stats;
+pub mod trace;
 pub mod transport;
 
 pub use address::{Address, Destination, Scope};

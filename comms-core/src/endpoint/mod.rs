@@ -62,6 +62,19 @@ use crate::transport::Transport;
 
 use handler::Handler;
 
+/// Sends `msg` through the endpoint's transport inside a send span (parent: `parent`, else the
+/// current context; [`crate::trace`]).
+pub(crate) async fn send_traced(
+    inner: &Inner,
+    parent: Option<&opentelemetry::Context>,
+    mut msg: Message,
+) -> Result<()> {
+    let span = crate::trace::start_send(parent, &mut msg);
+    let sent = inner.transport.send(msg).await;
+    crate::trace::end(span, sent.as_ref().err().map(ToString::to_string));
+    sent
+}
+
 /// A service endpoint: cheap to clone; all clones share one connection and one dispatcher.
 #[derive(Clone)]
 pub struct Endpoint {
@@ -145,18 +158,22 @@ impl Endpoint {
         if self.inner.cancel.is_cancelled() {
             return Err(Error::Closed);
         }
-        self.inner.transport.send(msg).await
+        send_traced(&self.inner, None, msg).await
     }
 
     /// Send a message without waiting for its confirmation: returns once the transport
     /// accepted it into its bounded in-flight window; the [`Receipt`] resolves with what
     /// [`Endpoint::send`] would have returned. Order per destination is call order. See
     /// [`crate::receipt`] for an example keeping many messages in flight from one task.
-    pub async fn submit(&self, msg: Message) -> Result<Receipt> {
+    pub async fn submit(&self, mut msg: Message) -> Result<Receipt> {
         if self.inner.cancel.is_cancelled() {
             return Err(Error::Closed);
         }
-        self.inner.transport.submit(msg).await
+        // The span covers the hand-over; the receipt's outcome is the transport's to count.
+        let span = crate::trace::start_send(None, &mut msg);
+        let submitted = self.inner.transport.submit(msg).await;
+        crate::trace::end(span, submitted.as_ref().err().map(ToString::to_string));
+        submitted
     }
 
     /// Send a typed message to `to`, validated against its schema first.

@@ -19,7 +19,8 @@ use crate::transport::Delivery;
 
 use super::dedup::Digest;
 use super::handler::{Handler, HandlerError, HandlerResult, Outcome, Request};
-use super::{lock, Endpoint, Inner};
+use super::{lock, send_traced, Endpoint, Inner};
+use opentelemetry::context::FutureExt as _;
 
 const RETRY_PAUSE: Duration = Duration::from_millis(10);
 
@@ -56,7 +57,7 @@ async fn answer_error(inner: &Inner, msg: &Message, command: &str, params: &[(&s
         r
     });
     let result = match reply {
-        Ok(r) => inner.transport.send(r).await,
+        Ok(r) => send_traced(inner, None, r).await,
         Err(e) => Err(e),
     };
     if let Err(e) = result {
@@ -78,6 +79,20 @@ async fn complete(inner: &Inner, delivery: Delivery, key: Digest) {
 /// Runs the handler of one delivery and settles it. The handler's [`Request`] shares the
 /// delivery's message (no copy).
 pub(crate) async fn process(inner: &Arc<Inner>, delivery: Delivery) {
+    // With tracing on, everything below (the handler, its sends, the reply) runs inside the
+    // `process` span ([`crate::trace`]).
+    match crate::trace::start_process(delivery.message()) {
+        None => process_untraced(inner, delivery).await,
+        Some(cx) => {
+            process_untraced(inner, delivery)
+                .with_context(cx.clone())
+                .await;
+            crate::trace::end(Some(cx), None);
+        }
+    }
+}
+
+async fn process_untraced(inner: &Arc<Inner>, delivery: Delivery) {
     let msg = delivery.message();
     let (key, seen) = {
         let dedup = lock(&inner.dedup);
@@ -118,7 +133,7 @@ pub(crate) async fn process(inner: &Arc<Inner>, delivery: Delivery) {
     let id = &msg.id;
     match result {
         Ok(Outcome::Done) => complete(inner, delivery, key).await,
-        Ok(Outcome::Reply(reply)) => match inner.transport.send(reply).await {
+        Ok(Outcome::Reply(reply)) => match send_traced(inner, None, reply).await {
             Ok(()) => complete(inner, delivery, key).await,
             Err(e) if e.is_retryable() => {
                 tracing::warn!(%id, error = %e, "reply not sent; the request will be handled again");
