@@ -23,6 +23,7 @@ Environment:
   COMMS_SERVER_STATE_DIR  the server's state directory, where its fleet.key is looked for
   RUST_LOG                log filter (default: info); logs go to stdout, coloured only on a
                           terminal
+  OTEL_EXPORTER_OTLP_ENDPOINT  with the `otlp` cargo feature: export traces there (OTLP/HTTP)
 
 Exit codes:
   0  stopped by SIGTERM or Ctrl-C
@@ -108,6 +109,19 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: Args, url_from_flag: bool) -> anyhow::Result<()> {
+    #[cfg(feature = "otlp")]
+    let otel = comms_ops::otel::install_from_env("agent");
+    let outcome = serve(args, url_from_flag).await;
+    #[cfg(feature = "otlp")]
+    if let Some(otel) = otel {
+        tokio::task::spawn_blocking(move || otel.shutdown())
+            .await
+            .ok();
+    }
+    outcome
+}
+
+async fn serve(args: Args, url_from_flag: bool) -> anyhow::Result<()> {
     let flag_url = if url_from_flag {
         args.url.as_deref()
     } else {

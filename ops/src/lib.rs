@@ -19,6 +19,8 @@
 //!   every backend. The daemon's and the server's own metrics live in those crates
 //!   (`commsd::metrics`, the server's `metrics` module) as [`Collector`]s or registered metrics.
 //!
+//! - `otel` (feature `otlp`): OTLP export of the traces comms makes (`comms_core::trace`).
+//!
 //! Metrics use the Prometheus project's Rust client ([`prometheus_client`], re-exported):
 //! counters read at scrape time from the atomics the code already keeps ([`Collector`]), so
 //! nothing is added to the hot paths. docs/OPERATIONS.md lists every metric.
@@ -49,6 +51,8 @@ use tokio_util::sync::CancellationToken;
 pub use prometheus_client;
 pub use prometheus_client::collector::Collector;
 
+#[cfg(feature = "otlp")]
+pub mod otel;
 pub mod transport;
 
 /// The content type of the OpenMetrics text format (Prometheus scrapes it natively).

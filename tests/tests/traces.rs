@@ -59,7 +59,12 @@ async fn one_request_is_one_trace(backend: &dyn Backend, from: usize, to: usize)
             Err(e) => panic!("no answer within 60 s: {e}"),
         }
     };
-    let trace = trace_of(reply.trace.as_deref().expect("the reply carries a traceparent"));
+    let trace = trace_of(
+        reply
+            .trace
+            .as_deref()
+            .expect("the reply carries a traceparent"),
+    );
     // The server ends its process span just after the reply's send: wait for the three.
     let spans: Vec<SpanData> = loop {
         let spans: Vec<SpanData> = exporter
@@ -78,12 +83,20 @@ async fn one_request_is_one_trace(backend: &dyn Backend, from: usize, to: usize)
     let find = |kind: SpanKind, name_start: &str, parent: SpanId| {
         spans
             .iter()
-            .find(|s| s.span_kind == kind && s.name.starts_with(name_start) && s.parent_span_id == parent)
-            .unwrap_or_else(|| panic!("no {kind:?} span {name_start}* under {parent:?}: {spans:#?}"))
+            .find(|s| {
+                s.span_kind == kind && s.name.starts_with(name_start) && s.parent_span_id == parent
+            })
+            .unwrap_or_else(|| {
+                panic!("no {kind:?} span {name_start}* under {parent:?}: {spans:#?}")
+            })
     };
     let send = find(SpanKind::Producer, "send ", SpanId::INVALID);
     assert!(send.name.contains("tracesvc"), "{}", send.name);
-    let process = find(SpanKind::Consumer, "process ECHO", send.span_context.span_id());
+    let process = find(
+        SpanKind::Consumer,
+        "process ECHO",
+        send.span_context.span_id(),
+    );
     let reply_send = find(SpanKind::Producer, "send ", process.span_context.span_id());
     assert!(reply_send.name.contains("tracecli"), "{}", reply_send.name);
     // The reply left with its own span's traceparent.
