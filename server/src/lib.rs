@@ -24,6 +24,7 @@ pub mod single;
 pub mod sniff;
 mod state;
 pub mod store;
+pub mod web;
 
 pub use config::ServerConfig;
 pub use service::{fleet_key, Server, MAX_TASK_TIMEOUT, SHUTDOWN_GRACE};

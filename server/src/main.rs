@@ -38,6 +38,7 @@ use comms::startup::Resolved;
 
 use comms_fleet::{shutdown_signal, DEFAULT_URL};
 use comms_ops::{Metrics, Readiness};
+use comms_server::web::WebView;
 use comms_server::{Server, ServerConfig};
 
 /// Run the comms fleet server: keeps the live agent directory, dispatches tasks for
@@ -68,8 +69,8 @@ struct Args {
     #[arg(long)]
     no_embed: bool,
     /// Serve /metrics (Prometheus: the server's, its transport's and the embedded daemon's),
-    /// /healthz and /readyz over HTTP on this address (e.g. 127.0.0.1:9464); default
-    /// `[server] http`, else off.
+    /// /healthz, /readyz and, on a loopback address, the live web view (/) over HTTP on this
+    /// address (e.g. 127.0.0.1:9464); default `[server] http`, else off.
     #[arg(long, value_name = "ADDR")]
     http: Option<std::net::SocketAddr>,
 }
@@ -138,8 +139,21 @@ async fn serve(args: Args, url_from_flag: bool) -> anyhow::Result<()> {
         server_config.http = args.http;
     }
     let (metrics, readiness) = (Metrics::default(), Readiness::new("starting"));
+    let view = WebView::default();
     let http = match server_config.http {
-        Some(addr) => Some(comms_ops::serve(addr, metrics.clone(), readiness.clone()).await?),
+        Some(addr) => {
+            let mut app = comms_ops::router(metrics.clone(), readiness.clone());
+            if addr.ip().is_loopback() {
+                app = app.merge(view.routes());
+            } else {
+                tracing::warn!(%addr, "the web view is served on a loopback address only: this one serves metrics and health");
+            }
+            let http = comms_ops::serve_router(addr, app).await?;
+            if addr.ip().is_loopback() {
+                tracing::info!("web view: http://{}/", http.local_addr());
+            }
+            Some(http)
+        }
         None => None,
     };
     let daemon = if args.no_embed {
@@ -177,6 +191,7 @@ async fn serve(args: Args, url_from_flag: bool) -> anyhow::Result<()> {
         metrics.register_collector(daemon.metrics());
     }
     server.register_metrics(&metrics);
+    server.attach_web(&view);
     readiness.ready();
     shutdown_signal().await;
     tracing::info!("shutting down");

@@ -109,6 +109,11 @@ impl Server {
         }
     }
 
+    /// Let `view` show this server's state (its routes answer 503 until then).
+    pub fn attach_web(&self, view: &crate::web::WebView) {
+        view.attach(&self.state);
+    }
+
     /// Agents as the server sees them now.
     pub fn agents(&self) -> Vec<AgentInfo> {
         self.state.agents()

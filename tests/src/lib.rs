@@ -9,6 +9,7 @@
 //! [`comms_test_support`] (one copy for every test crate and the bench); this crate keeps
 //! what is particular to the suites (the backends and the fleet scenario).
 
+pub mod browser;
 pub mod faulty;
 pub mod fleet;
 pub mod kafka;

@@ -1,0 +1,123 @@
+//! The live web view (`server --http ADDR` on a loopback address): agents with their facts
+//! and up/down state, running and recent dispatches with each target's outcome and output,
+//! updated live over server-sent events. Read-only: it only reads the server's state. The
+//! page and its script are embedded in the binary (`web/`), nothing is fetched from
+//! elsewhere, and the page's Content-Security-Policy allows only this origin.
+//!
+//! Who may look: served without credentials on loopback only; on any other address the
+//! server serves metrics and health but not this view (docs/OPERATIONS.md).
+//!
+//! | path | answer |
+//! |---|---|
+//! | `/` | the page |
+//! | `/app.js` | its script |
+//! | `/api/state` | the state as JSON (`agents`, `dispatches`, `server`) |
+//! | `/api/events` | server-sent events: `state` with that JSON whenever it changed (checked every second) |
+
+use std::convert::Infallible;
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::Duration;
+
+use axum::extract::State as Extract;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use futures_util::Stream;
+
+use crate::state::State;
+
+const INDEX: &str = include_str!("web/index.html");
+const APP: &str = include_str!("web/app.js");
+/// Dispatches shown (the newest).
+const SHOWN: usize = 20;
+/// How often the event stream looks for a change.
+const TICK: Duration = Duration::from_secs(1);
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self'; img-src 'self' data:";
+
+/// The web view's routes; they answer `503` until [`WebView::attach`] (the server starts after
+/// the HTTP listener, so that `/readyz` answers from the first second).
+#[derive(Debug, Clone, Default)]
+pub struct WebView(Arc<OnceLock<Weak<State>>>);
+
+impl WebView {
+    /// The routes of the view.
+    pub fn routes(&self) -> axum::Router {
+        axum::Router::new()
+            .route("/", get(index))
+            .route("/app.js", get(app))
+            .route("/api/state", get(state_json))
+            .route("/api/events", get(events))
+            .with_state(self.clone())
+    }
+
+    pub(crate) fn attach(&self, state: &Arc<State>) {
+        let _ = self.0.set(Arc::downgrade(state));
+    }
+
+    fn snapshot(&self) -> Option<String> {
+        let state = self.0.get()?.upgrade()?;
+        let dispatches = state.store.recent(SHOWN).unwrap_or_else(|e| {
+            tracing::warn!("web view: history unreadable: {e}");
+            Vec::new()
+        });
+        let json = serde_json::json!({
+            "server": {
+                "backend": state.backend,
+                "running": state.running(),
+            },
+            "agents": state.agents(),
+            "dispatches": dispatches,
+        });
+        Some(json.to_string())
+    }
+}
+
+async fn index() -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            ),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(CSP),
+            ),
+        ],
+        INDEX,
+    )
+        .into_response()
+}
+
+async fn app() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        APP,
+    )
+        .into_response()
+}
+
+async fn state_json(Extract(view): Extract<WebView>) -> Response {
+    match view.snapshot() {
+        Some(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "the server is starting\n").into_response(),
+    }
+}
+
+async fn events(
+    Extract(view): Extract<WebView>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let stream = futures_util::stream::unfold((view, String::new()), |(view, last)| async move {
+        loop {
+            if let Some(now) = view.snapshot() {
+                if now != last {
+                    let event = Event::default().event("state").data(now.clone());
+                    return Some((Ok(event), (view, now)));
+                }
+            }
+            tokio::time::sleep(TICK).await;
+        }
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
