@@ -92,4 +92,8 @@ pub(crate) enum Event {
     Closed { id: ConnId },
     /// One checked UDP datagram (secret already stripped).
     Datagram { msg: WireMessage, peer: SocketAddr },
+    /// The embedding process asks for the cluster map ([`crate::ClusterMapSource`]).
+    ClusterMap {
+        reply: tokio::sync::oneshot::Sender<crate::ClusterMap>,
+    },
 }

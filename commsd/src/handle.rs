@@ -1,5 +1,6 @@
 //! [`Daemon::start`] and the [`DaemonHandle`] it returns.
 
+use crate::event::Event;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
@@ -41,6 +42,20 @@ pub struct DaemonHandle {
     stats: Arc<Stats>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
+    router: mpsc::Sender<Event>,
+}
+
+/// Asks a running daemon for its cluster map (cheap to clone; for the server's web view).
+#[derive(Debug, Clone)]
+pub struct ClusterMapSource(mpsc::Sender<Event>);
+
+impl ClusterMapSource {
+    /// The map now; `None` once the daemon stopped.
+    pub async fn get(&self) -> Option<crate::ClusterMap> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.0.send(Event::ClusterMap { reply }).await.ok()?;
+        rx.await.ok()
+    }
 }
 
 impl Daemon {
@@ -133,7 +148,7 @@ impl Daemon {
             shutdown.clone(),
         );
         let ctx = ConnCtx {
-            router: router_tx,
+            router: router_tx.clone(),
             tracker: tracker.clone(),
             shutdown: shutdown.clone(),
             max_line: cfg.max_line,
@@ -231,6 +246,7 @@ impl Daemon {
             stats,
             shutdown,
             tracker,
+            router: router_tx,
         })
     }
 }
@@ -279,6 +295,11 @@ impl DaemonHandle {
     /// The daemon's Prometheus metrics ([`crate::metrics`]), read at each scrape.
     pub fn metrics(&self) -> crate::metrics::DaemonCollector {
         crate::metrics::DaemonCollector::new(self.stats.clone())
+    }
+
+    /// Where to ask for the cluster map while the daemon runs.
+    pub fn cluster_map_source(&self) -> ClusterMapSource {
+        ClusterMapSource(self.router.clone())
     }
 
     /// Every live level (connections, services, cache, queue bytes, peers).

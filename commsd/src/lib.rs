@@ -150,6 +150,7 @@ mod stats;
 pub mod tls;
 
 pub use cd_wire::DAEMON_SERVICE;
+pub use cluster::ClusterMap;
 pub use config::{
     AdminRules, CacheLimits, DaemonConfig, PeerConfig, TlsListenerConfig, DEFAULT_PEER_PORT,
     DEFAULT_PEER_RETRY, DEFAULT_TCP, DEFAULT_TLS_HANDSHAKE_TIMEOUT,
@@ -157,5 +158,5 @@ pub use config::{
     MAX_COUNT, MAX_DURATION, MAX_UDP_DATAGRAM,
 };
 pub use error::DaemonError;
-pub use handle::{Daemon, DaemonHandle};
+pub use handle::{ClusterMapSource, Daemon, DaemonHandle};
 pub use stats::{Levels, Stats, StatsSnapshot, CONNECTION_KINDS};

@@ -189,6 +189,7 @@ async fn serve(args: Args, url_from_flag: bool) -> anyhow::Result<()> {
         .context("starting the server")?;
     if let Some(daemon) = &daemon {
         metrics.register_collector(daemon.metrics());
+        view.show_cluster(daemon.cluster_map_source());
     }
     server.register_metrics(&metrics);
     server.attach_web(&view);

@@ -1,6 +1,7 @@
 //! The live web view (`server --http ADDR` on a loopback address): agents with their facts
 //! and up/down state, running and recent dispatches with each target's outcome and output,
-//! updated live over server-sent events. Read-only: it only reads the server's state. The
+//! the cluster graph of the embedded daemon (nodes, links, services), updated live over
+//! server-sent events. Read-only: it only reads the server's state. The
 //! page and its script are embedded in the binary (`web/`), nothing is fetched from
 //! elsewhere, and the page's Content-Security-Policy allows only this origin.
 //!
@@ -11,7 +12,7 @@
 //! |---|---|
 //! | `/` | the page |
 //! | `/app.js` | its script |
-//! | `/api/state` | the state as JSON (`agents`, `dispatches`, `server`) |
+//! | `/api/state` | the state as JSON (`agents`, `dispatches`, `cluster` (the embedded daemon's map, or `null`), `server`) |
 //! | `/api/events` | server-sent events: `state` with that JSON whenever it changed (checked every second) |
 
 use std::convert::Infallible;
@@ -38,7 +39,10 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsa
 /// The web view's routes; they answer `503` until [`WebView::attach`] (the server starts after
 /// the HTTP listener, so that `/readyz` answers from the first second).
 #[derive(Debug, Clone, Default)]
-pub struct WebView(Arc<OnceLock<Weak<State>>>);
+pub struct WebView {
+    state: Arc<OnceLock<Weak<State>>>,
+    cluster: Arc<OnceLock<commsd::ClusterMapSource>>,
+}
 
 impl WebView {
     /// The routes of the view.
@@ -52,11 +56,21 @@ impl WebView {
     }
 
     pub(crate) fn attach(&self, state: &Arc<State>) {
-        let _ = self.0.set(Arc::downgrade(state));
+        let _ = self.state.set(Arc::downgrade(state));
     }
 
-    fn snapshot(&self) -> Option<String> {
-        let state = self.0.get()?.upgrade()?;
+    /// Shows the cluster graph of the embedded daemon (`CLUSTER_MAP`'s nodes, links and
+    /// services); without one (a broker, or `--no-embed`) the view has no graph.
+    pub fn show_cluster(&self, source: commsd::ClusterMapSource) {
+        let _ = self.cluster.set(source);
+    }
+
+    async fn snapshot(&self) -> Option<String> {
+        let cluster = match self.cluster.get() {
+            Some(source) => source.get().await,
+            None => None,
+        };
+        let state = self.state.get()?.upgrade()?;
         let dispatches = state.store.recent(SHOWN).unwrap_or_else(|e| {
             tracing::warn!("web view: history unreadable: {e}");
             Vec::new()
@@ -68,6 +82,7 @@ impl WebView {
             },
             "agents": state.agents(),
             "dispatches": dispatches,
+            "cluster": cluster,
         });
         Some(json.to_string())
     }
@@ -99,7 +114,7 @@ async fn app() -> Response {
 }
 
 async fn state_json(Extract(view): Extract<WebView>) -> Response {
-    match view.snapshot() {
+    match view.snapshot().await {
         Some(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
         None => (StatusCode::SERVICE_UNAVAILABLE, "the server is starting\n").into_response(),
     }
@@ -110,7 +125,7 @@ async fn events(
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let stream = futures_util::stream::unfold((view, String::new()), |(view, last)| async move {
         loop {
-            if let Some(now) = view.snapshot() {
+            if let Some(now) = view.snapshot().await {
                 if now != last {
                     let event = Event::default().event("state").data(now.clone());
                     return Some((Ok(event), (view, now)));

@@ -1,7 +1,7 @@
 //! The server's live web view in a real headless browser (Debian's chromium, driven by
 //! Selenium through chromedriver; `comms_tests::browser`): one page, never reloaded, shows the
 //! agents of a running fleet, then a dispatch started from `commsctl` with its output, then an
-//! agent killed turned down within its TTL. A screenshot is kept in
+//! agent killed turned down within its TTL; the embedded daemon's cluster graph is drawn. A screenshot is kept in
 //! `target/test-artifacts/web-view.png`. And off loopback the view is not served at all.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test body: failures should be loud
@@ -42,6 +42,10 @@ async fn the_web_view_shows_agents_dispatch_output_and_an_agent_going_down_live(
             .await;
     }
     page.wait_for(5, "#status", "2 of 2 agents up").await;
+    // The embedded daemon's cluster map: its node, drawn, with the services registered on it.
+    page.wait_for(5, "#cluster-graph", "(this server)").await;
+    page.wait_for(5, "#cluster-nodes", "agent_1").await;
+    page.wait_for(5, "#cluster-nodes", "server").await;
     let (code, lines) = fleet
         .ctl(&[
             "run",

@@ -35,6 +35,7 @@ mod trust;
 
 pub(crate) use held::Held;
 pub(crate) use net::{DialState, PeerNet, PENDING_EXTRA};
+pub use state::ClusterMap;
 pub(crate) use state::{Cluster, PeerLink};
 #[cfg(feature = "fuzzing")]
 pub(crate) use {

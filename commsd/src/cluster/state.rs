@@ -52,6 +52,21 @@ pub(crate) struct PeerLink {
 }
 
 /// See the module docs.
+/// The cluster as one daemon sees it (what `CLUSTER_MAP` answers): nodes reachable (and
+/// stock peers), two-way links, `node:service` entries, `node=ip:port` peer addresses; each
+/// list sorted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct ClusterMap {
+    /// This daemon's node name.
+    pub node: String,
+    pub nodes: Vec<String>,
+    /// Each link once, as (smaller name, larger name).
+    pub links: Vec<(String, String)>,
+    pub services: Vec<String>,
+    pub addresses: Vec<String>,
+}
+
 #[derive(Debug)]
 pub(crate) struct Cluster {
     /// `None`: no peer listener, a single node.
@@ -402,6 +417,19 @@ impl Router {
 
     /// `CLUSTER_MAP` (comms extension): the reachable nodes, their links and services.
     pub(crate) fn cluster_map_request(&mut self, id: ConnId, to: Option<&str>) {
+        let map = self.cluster_map();
+        let links: Vec<String> = map.links.iter().map(|(a, b)| format!("{a}-{b}")).collect();
+        let m = replies::reply(&self.node, to, "CLUSTER_MAP")
+            .with_param("addresses", map.addresses.join(","))
+            .with_param("links", links.join(","))
+            .with_param("nodes", map.nodes.join(","))
+            .with_param("server_name", &*self.node)
+            .with_param("services", map.services.join(","));
+        self.send(id, &m);
+    }
+
+    /// The cluster as `CLUSTER_MAP` draws it (also for [`crate::DaemonHandle::cluster_map`]).
+    pub(crate) fn cluster_map(&self) -> ClusterMap {
         let routes = &self.cluster.routes;
         let mut nodes: Vec<String> = Vec::new();
         let mut services: Vec<String> = Vec::new();
@@ -415,11 +443,7 @@ impl Router {
                 services.push(format!("{n}:{svc}"));
             }
         }
-        let mut links: Vec<String> = routes
-            .edges()
-            .into_iter()
-            .map(|(a, b)| format!("{a}-{b}"))
-            .collect();
+        let mut links: Vec<(String, String)> = routes.edges();
         for (name, cid) in &self.cluster.links {
             let comms = self
                 .conns
@@ -433,18 +457,27 @@ impl Router {
                 } else {
                     (self.node.to_string(), name.to_string())
                 };
-                links.push(format!("{a}-{b}"));
+                links.push((a, b));
             }
+        }
+        // A single node announces nothing: its services are the ones registered here.
+        let prefix = format!("{}:", self.node);
+        if !services.iter().any(|s| s.starts_with(&prefix)) {
+            services.extend(self.names.keys().map(|svc| format!("{prefix}{svc}")));
+        }
+        if !nodes.iter().any(|n| **n == *self.node) {
+            nodes.push(self.node.to_string());
         }
         nodes.sort();
         links.sort();
-        let m = replies::reply(&self.node, to, "CLUSTER_MAP")
-            .with_param("addresses", addresses.join(","))
-            .with_param("links", links.join(","))
-            .with_param("nodes", nodes.join(","))
-            .with_param("server_name", &*self.node)
-            .with_param("services", services.join(","));
-        self.send(id, &m);
+        services.sort();
+        ClusterMap {
+            node: self.node.to_string(),
+            nodes,
+            links,
+            services,
+            addresses,
+        }
     }
 }
 

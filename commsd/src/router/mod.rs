@@ -243,6 +243,9 @@ impl Router {
             }
             Event::Closed { id } => self.close(id, "connection lost"),
             Event::Datagram { msg, peer } => self.on_datagram(msg, peer),
+            Event::ClusterMap { reply } => {
+                let _ = reply.send(self.cluster_map());
+            }
         }
     }
 

@@ -53,8 +53,57 @@ function renderDispatches(dispatches) {
   }
 }
 
+const SVG = "http://www.w3.org/2000/svg";
+
+function svg(tag, attrs, text) {
+  const e = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+// Nodes on a circle, a line per link; each node lists its services.
+function renderCluster(map) {
+  const box = document.getElementById("cluster");
+  if (!map) return;
+  box.replaceChildren();
+  const nodes = map.nodes || [];
+  const w = 640, h = Math.max(220, 120 + nodes.length * 20), r = Math.min(w, h) / 2 - 70;
+  const pos = {};
+  nodes.forEach((n, i) => {
+    const a = (2 * Math.PI * i) / Math.max(nodes.length, 1) - Math.PI / 2;
+    pos[n] = nodes.length === 1 ? [w / 2, h / 2] : [w / 2 + r * Math.cos(a), h / 2 + r * Math.sin(a)];
+  });
+  const graph = svg("svg", { id: "cluster-graph", width: w, height: h, viewBox: `0 0 ${w} ${h}` });
+  for (const [a, b] of map.links || []) {
+    if (!pos[a] || !pos[b]) continue;
+    graph.append(svg("line", { x1: pos[a][0], y1: pos[a][1], x2: pos[b][0], y2: pos[b][1],
+      stroke: "#888", "stroke-width": 2, "data-link": a + "-" + b }));
+  }
+  for (const n of nodes) {
+    const [x, y] = pos[n];
+    const here = n === map.node;
+    graph.append(svg("circle", { cx: x, cy: y, r: 9, fill: here ? "#1a5fb4" : "#5e5c64" }));
+    graph.append(svg("text", { x: x + 13, y: y + 4, "font-size": 13, "data-node": n }, n + (here ? " (this server)" : "")));
+  }
+  box.append(graph);
+  const list = el("table");
+  list.id = "cluster-nodes";
+  list.append(el("tr"));
+  list.firstChild.append(el("th", "node"), el("th", "services"));
+  for (const n of nodes) {
+    const tr = el("tr");
+    tr.dataset.node = n;
+    const svcs = (map.services || []).filter((s) => s.startsWith(n + ":")).map((s) => s.slice(n.length + 1));
+    tr.append(el("td", n), el("td", svcs.join(", ")));
+    list.append(tr);
+  }
+  box.append(list);
+}
+
 function render(state) {
   renderAgents(state.agents || []);
+  renderCluster(state.cluster);
   renderDispatches(state.dispatches || []);
   const up = (state.agents || []).filter((a) => a.up).length;
   document.getElementById("status").textContent =
