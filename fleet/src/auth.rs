@@ -54,6 +54,7 @@ const DOMAIN: &[u8] = b"comms-fleet-auth-v1";
 const SEAL_ENC: &[u8] = b"comms-fleet-seal-enc-v1";
 const SEAL_MAC: &[u8] = b"comms-fleet-seal-mac-v1";
 const DAEMON_ADMIN: &[u8] = b"comms-embedded-commsd-admin-token-v1";
+const WEB_VIEW: &[u8] = b"comms-server-web-view-token-v1";
 const NONCE_LEN: usize = 16;
 /// Longest value [`FleetKey::seal`] takes (a sealed value must fit in one message).
 pub const MAX_SEALED: usize = 16 * 1024;
@@ -318,6 +319,13 @@ impl FleetKey {
     /// and the token reveals nothing of it. Rotating the key rotates the token.
     pub fn daemon_admin_token(&self) -> String {
         hex(&prf(self.current(), &[DAEMON_ADMIN]))
+    }
+
+    /// The token of the server's web view when it is served off loopback (over TLS): a PRF
+    /// of the current key over its own label, hex (64 digits); `commsctl web-token` prints
+    /// it. Like the admin token it reveals nothing of the key and rotates with it.
+    pub fn web_view_token(&self) -> String {
+        hex(&prf(self.current(), &[WEB_VIEW]))
     }
 
     /// Encrypts and authenticates `plain` with the current key (see the module docs):
@@ -851,6 +859,14 @@ mod tests {
             g.check(&k, &m, "a").unwrap();
         }
         assert!(g.seen.len() <= 100 && g.order.len() <= 100);
+    }
+
+    #[test]
+    fn the_web_view_token_is_its_own() {
+        let k = FleetKey::new(b"0123456789abcdef0123".to_vec()).unwrap();
+        let t = k.web_view_token();
+        assert_eq!(t.len(), 64);
+        assert_ne!(t, k.daemon_admin_token());
     }
 
     #[test]

@@ -211,6 +211,46 @@ pub async fn serve(
     serve_router(addr, router(metrics, readiness)).await
 }
 
+/// Binds `addr` and serves `app` over TLS with `tls` (its ALPN is set to HTTP/1.1 here).
+/// Handshakes run per connection (a slow client holds up no one else).
+pub async fn serve_router_tls(
+    addr: SocketAddr,
+    app: axum::Router,
+    tls: Arc<rustls::ServerConfig>,
+) -> Result<HttpEndpoint, OpsError> {
+    let mut tls = Arc::unwrap_or_clone(tls);
+    let bind = |source| OpsError::Bind { addr, source };
+    let listener = std::net::TcpListener::bind(addr).map_err(bind)?;
+    listener.set_nonblocking(true).map_err(bind)?;
+    let local_addr = listener.local_addr().map_err(bind)?;
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let config = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls));
+    let handle = axum_server::Handle::new();
+    let server = axum_server::from_tcp_rustls(listener, config).handle(handle.clone());
+    let stop = CancellationToken::new();
+    let stopped = stop.clone();
+    let task = tokio::spawn(async move {
+        let serving = server.serve(app.into_make_service());
+        tokio::pin!(serving);
+        let served = tokio::select! {
+            served = &mut serving => served,
+            _ = stopped.cancelled() => {
+                handle.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
+                serving.await
+            }
+        };
+        if let Err(e) = served {
+            tracing::warn!("https endpoint stopped: {e}");
+        }
+    });
+    tracing::info!(%local_addr, "http endpoint (TLS): /metrics, /healthz, /readyz");
+    Ok(HttpEndpoint {
+        local_addr,
+        stop,
+        task: Some(task),
+    })
+}
+
 /// Binds `addr` and serves `app` (for a binary that adds routes to [`router`]).
 pub async fn serve_router(addr: SocketAddr, app: axum::Router) -> Result<HttpEndpoint, OpsError> {
     let listener = tokio::net::TcpListener::bind(addr)

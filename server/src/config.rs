@@ -17,6 +17,8 @@ use serde::Deserialize;
 ///                            # (default: <state_dir>/fleet.key, created on the first start)
 /// insecure = false           # run keyless: answer anyone (logged as INSECURE)
 /// http = "127.0.0.1:9464"    # /metrics, /healthz, /readyz (docs/OPERATIONS.md); off by default
+/// http_tls_cert = "/etc/comms/web.crt"  # serve it over TLS; off loopback the web view then
+/// http_tls_key = "/etc/comms/web.key"   # asks for the token of `commsctl web-token`
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -46,6 +48,11 @@ pub struct ServerConfig {
     /// The operator's HTTP endpoint (`/metrics`, `/healthz`, `/readyz`), also for the
     /// embedded daemon's metrics; off by default (`--http`).
     pub http: Option<std::net::SocketAddr>,
+    /// PEM certificate chain of the `http` endpoint: with `http_tls_key`, it is served over
+    /// TLS, and off loopback the web view is served too, to holders of the web-view token.
+    pub http_tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key of `http_tls_cert`.
+    pub http_tls_key: Option<std::path::PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -61,6 +68,8 @@ impl Default for ServerConfig {
             key_file: None,
             insecure: false,
             http: None,
+            http_tls_cert: None,
+            http_tls_key: None,
         }
     }
 }

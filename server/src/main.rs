@@ -73,6 +73,62 @@ struct Args {
     /// address (e.g. 127.0.0.1:9464); default `[server] http`, else off.
     #[arg(long, value_name = "ADDR")]
     http: Option<std::net::SocketAddr>,
+    /// Serve --http over TLS with this PEM certificate chain (with --http-tls-key); off
+    /// loopback the web view is then served to holders of `commsctl web-token`'s token.
+    #[arg(long, value_name = "FILE", requires = "http_tls_key")]
+    http_tls_cert: Option<PathBuf>,
+    /// The PEM private key of --http-tls-cert.
+    #[arg(long, value_name = "FILE", requires = "http_tls_cert")]
+    http_tls_key: Option<PathBuf>,
+}
+
+/// The `--http` endpoint: metrics and health, and the web view on loopback (no credentials)
+/// or, over TLS, anywhere for holders of the web-view token.
+async fn start_http(
+    addr: std::net::SocketAddr,
+    config: &ServerConfig,
+    metrics: &Metrics,
+    readiness: &Readiness,
+    view: &WebView,
+) -> anyhow::Result<comms_ops::HttpEndpoint> {
+    let tls = match (&config.http_tls_cert, &config.http_tls_key) {
+        (Some(cert), Some(key)) => Some(
+            commsd::tls::ServerTls {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: None,
+            }
+            .server_config()
+            .context("the http endpoint's TLS")?,
+        ),
+        (None, None) => None,
+        _ => anyhow::bail!("http_tls_cert and http_tls_key go together (--http-tls-cert, --http-tls-key)"),
+    };
+    let mut app = comms_ops::router(metrics.clone(), readiness.clone());
+    let mut shown = None;
+    if addr.ip().is_loopback() {
+        app = app.merge(view.routes());
+        shown = Some("");
+    } else if tls.is_some() {
+        match comms_server::fleet_key(config).map_err(anyhow::Error::msg)? {
+            Some(key) => {
+                app = app.merge(view.routes_with_token(key.web_view_token()));
+                shown = Some("?token=<commsctl web-token>");
+            }
+            None => tracing::warn!("keyless (--insecure): the web view is not served off loopback"),
+        }
+    } else {
+        tracing::warn!(%addr, "off loopback the web view is served only over TLS (--http-tls-cert, --http-tls-key): this address serves metrics and health");
+    }
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let http = match tls {
+        Some(tls) => comms_ops::serve_router_tls(addr, app, tls).await?,
+        None => comms_ops::serve_router(addr, app).await?,
+    };
+    if let Some(query) = shown {
+        tracing::info!("web view: {scheme}://{}/{query}", http.local_addr());
+    }
+    Ok(http)
 }
 
 #[tokio::main]
@@ -139,21 +195,15 @@ async fn serve(args: Args, url_from_flag: bool) -> anyhow::Result<()> {
         server_config.http = args.http;
     }
     let (metrics, readiness) = (Metrics::default(), Readiness::new("starting"));
+    if args.http_tls_cert.is_some() {
+        server_config.http_tls_cert = args.http_tls_cert;
+    }
+    if args.http_tls_key.is_some() {
+        server_config.http_tls_key = args.http_tls_key;
+    }
     let view = WebView::default();
     let http = match server_config.http {
-        Some(addr) => {
-            let mut app = comms_ops::router(metrics.clone(), readiness.clone());
-            if addr.ip().is_loopback() {
-                app = app.merge(view.routes());
-            } else {
-                tracing::warn!(%addr, "the web view is served on a loopback address only: this one serves metrics and health");
-            }
-            let http = comms_ops::serve_router(addr, app).await?;
-            if addr.ip().is_loopback() {
-                tracing::info!("web view: http://{}/", http.local_addr());
-            }
-            Some(http)
-        }
+        Some(addr) => Some(start_http(addr, &server_config, &metrics, &readiness, &view).await?),
         None => None,
     };
     let daemon = if args.no_embed {

@@ -5,8 +5,10 @@
 //! page and its script are embedded in the binary (`web/`), nothing is fetched from
 //! elsewhere, and the page's Content-Security-Policy allows only this origin.
 //!
-//! Who may look: served without credentials on loopback only; on any other address the
-//! server serves metrics and health but not this view (docs/OPERATIONS.md).
+//! Who may look: without credentials on loopback only. Off loopback only over TLS
+//! (`http_tls_cert`/`http_tls_key`) and only to holders of the web-view token, derived from
+//! the fleet key (`commsctl web-token` prints it; [`WebView::routes_with_token`]); otherwise
+//! the server serves metrics and health there but not this view (docs/OPERATIONS.md).
 //!
 //! | path | answer |
 //! |---|---|
@@ -45,7 +47,16 @@ pub struct WebView {
 }
 
 impl WebView {
-    /// The routes of the view.
+    /// The routes of the view, for holders of `token` only: an `Authorization: Bearer` header,
+    /// the `comms_view` cookie, or `?token=` (which sets that cookie: `Secure`, `HttpOnly`,
+    /// `SameSite=Strict`). For serving over TLS off loopback.
+    pub fn routes_with_token(&self, token: String) -> axum::Router {
+        let token: Arc<str> = Arc::from(token);
+        self.routes()
+            .layer(axum::middleware::from_fn_with_state(token, require_token))
+    }
+
+    /// The routes of the view (no credentials: serve them on loopback only).
     pub fn routes(&self) -> axum::Router {
         axum::Router::new()
             .route("/", get(index))
@@ -85,6 +96,64 @@ impl WebView {
             "cluster": cluster,
         });
         Some(json.to_string())
+    }
+}
+
+const COOKIE: &str = "comms_view";
+
+/// The token a request presents, and whether it came in the query (then it becomes a cookie).
+fn presented(req: &axum::extract::Request) -> Option<(String, bool)> {
+    let headers = req.headers();
+    if let Some(t) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    {
+        return Some((t.trim().to_owned(), false));
+    }
+    let cookie = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE)
+        .map(|(_, v)| v.to_owned());
+    if let Some(t) = cookie {
+        return Some((t, false));
+    }
+    req.uri()
+        .query()
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == "token")
+        .map(|(_, v)| (v.to_owned(), true))
+}
+
+async fn require_token(
+    Extract(token): Extract<Arc<str>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match presented(&req) {
+        Some((given, from_query))
+            if cd_wire::constant_time_eq(given.as_bytes(), token.as_bytes()) =>
+        {
+            let mut response = next.run(req).await;
+            if from_query {
+                let cookie = format!("{COOKIE}={given}; Path=/; Secure; HttpOnly; SameSite=Strict");
+                if let Ok(v) = HeaderValue::from_str(&cookie) {
+                    response.headers_mut().insert(header::SET_COOKIE, v);
+                }
+            }
+            response
+        }
+        _ => (
+            StatusCode::UNAUTHORIZED,
+            "the web view asks for its token: open /?token=<the output of `commsctl web-token`>\n",
+        )
+            .into_response(),
     }
 }
 

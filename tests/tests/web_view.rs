@@ -2,7 +2,8 @@
 //! Selenium through chromedriver; `comms_tests::browser`): one page, never reloaded, shows the
 //! agents of a running fleet, then a dispatch started from `commsctl` with its output, then an
 //! agent killed turned down within its TTL; the embedded daemon's cluster graph is drawn. A screenshot is kept in
-//! `target/test-artifacts/web-view.png`. And off loopback the view is not served at all.
+//! `target/test-artifacts/web-view.png`. Off loopback the view is not served in plain HTTP,
+//! and over TLS only to holders of the token derived from the fleet key.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test body: failures should be loud
 
@@ -99,4 +100,92 @@ async fn off_loopback_the_view_is_not_served_but_metrics_are() {
     assert!(get(addr, "/api/state").await.contains("404"));
     assert!(get(addr, "/metrics").await.contains("200"));
     assert!(get(addr, "/readyz").await.contains("200"));
+}
+
+/// `GET https://127.0.0.1:PORT{path}` trusting `ca`, with optional headers: status, the
+/// `Set-Cookie` header, and the body's first 200 characters (Python's urllib and ssl).
+fn https_get(port: u16, ca: &Path, path: &str, headers: &[(&str, &str)]) -> Value {
+    const GET: &str = r#"
+import json, ssl, sys, urllib.request, urllib.error
+ctx = ssl.create_default_context(cafile=sys.argv[1])
+req = urllib.request.Request(sys.argv[2], headers=json.loads(sys.argv[3]))
+try:
+    with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
+        out = [r.status, r.headers.get("Set-Cookie"), r.read().decode()[:200]]
+except urllib.error.HTTPError as e:
+    out = [e.code, e.headers.get("Set-Cookie"), e.read().decode()[:200]]
+print(json.dumps(out))
+"#;
+    let headers: serde_json::Map<String, Value> = headers
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), Value::from(*v)))
+        .collect();
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            GET,
+            &ca.display().to_string(),
+            &format!("https://127.0.0.1:{port}{path}"),
+            &Value::Object(headers).to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn off_loopback_over_tls_the_view_is_for_holders_of_the_fleet_keys_token() {
+    let pki = comms_test_support::Pki::new().unwrap();
+    let ca = pki.ca("web").unwrap();
+    let leaf = pki.localhost(&ca).unwrap();
+    let mut fleet = Fleet::new(NATIVE);
+    let (cert, key) = (leaf.cert.display().to_string(), leaf.key.display().to_string());
+    fleet.start_server_with(&[
+        "--http",
+        "0.0.0.0:0",
+        "--http-tls-cert",
+        &cert,
+        "--http-tls-key",
+        &key,
+    ]);
+    fleet.wait_server(Duration::from_secs(30)).await;
+    let port = logged_http_addr(&fleet.log("server"), Duration::from_secs(10)).port();
+    // The token commsctl derives from the fleet key it finds.
+    let out = tokio::process::Command::new(comms_tests::binary("server", "commsctl"))
+        .args(["web-token"])
+        .env("COMMS_FLEET_KEY_FILE", fleet.key_file())
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert_eq!(token.len(), 64, "{token}");
+
+    let anonymous = https_get(port, &ca.pem, "/", &[]);
+    assert_eq!(anonymous[0], 401, "{anonymous}");
+    assert!(anonymous[2].as_str().unwrap().contains("commsctl web-token"));
+    assert_eq!(https_get(port, &ca.pem, "/api/state", &[])[0], 401);
+    let wrong = https_get(port, &ca.pem, &format!("/?token={}", "0".repeat(64)), &[]);
+    assert_eq!(wrong[0], 401, "{wrong}");
+    // The link with the token: the page, and a cookie that keeps it (secure, not for scripts).
+    let first = https_get(port, &ca.pem, &format!("/?token={token}"), &[]);
+    assert_eq!(first[0], 200, "{first}");
+    assert!(first[2].as_str().unwrap().contains("comms fleet"));
+    let cookie = first[1].as_str().expect("Set-Cookie").to_owned();
+    for attr in ["Secure", "HttpOnly", "SameSite=Strict"] {
+        assert!(cookie.contains(attr), "{cookie}");
+    }
+    let jar = cookie.split(';').next().unwrap().to_owned();
+    let with_cookie = https_get(port, &ca.pem, "/api/state", &[("Cookie", &jar)]);
+    assert_eq!(with_cookie[0], 200, "{with_cookie}");
+    assert!(with_cookie[2].as_str().unwrap().contains("\"agents\""));
+    let bearer = format!("Bearer {token}");
+    assert_eq!(
+        https_get(port, &ca.pem, "/api/state", &[("Authorization", &bearer)])[0],
+        200
+    );
+    // Metrics and health need no token (a Prometheus elsewhere scrapes them).
+    assert_eq!(https_get(port, &ca.pem, "/metrics", &[])[0], 200);
+    assert_eq!(https_get(port, &ca.pem, "/readyz", &[])[0], 200);
 }

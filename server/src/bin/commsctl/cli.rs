@@ -181,6 +181,12 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Print the token of the server's web view (served off loopback over TLS only to its
+    /// holders), derived from the fleet key commsctl finds (--key-file, COMMS_FLEET_KEY_FILE,
+    /// the server's state directory). Open https://HOST:PORT/?token=<it> once; a cookie keeps it.
+    #[command(after_help = "Examples:\n  commsctl web-token\n  \
+        commsctl --key-file /etc/comms/fleet.key web-token")]
+    WebToken,
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
     #[command(
         after_help = "Examples:\n  commsctl completions bash > ~/.local/share/bash-completion/completions/commsctl\n  \

@@ -116,6 +116,13 @@ async fn run(
             clap_mangen::Man::new(Args::command()).render(&mut std::io::stdout())?;
             return Ok(ExitCode::SUCCESS);
         }
+        Command::WebToken => {
+            let Some(key) = sniff_key(args.key_file.as_deref())? else {
+                bail!("no fleet key found: give --key-file or COMMS_FLEET_KEY_FILE (the server's is <state dir>/fleet.key)");
+            };
+            println!("{}", key.web_view_token());
+            return Ok(ExitCode::SUCCESS);
+        }
         Command::Sniff { .. } => {
             if let Some(flag) = sniff_extra {
                 bail!("sniff does not use --{}", flag.replace('_', "-"));
@@ -415,6 +422,7 @@ async fn run(
         }
         Command::Sniff { .. }
         | Command::Keygen { .. }
+        | Command::WebToken
         | Command::Completions { .. }
         | Command::Man => {
             unreachable!("handled above")
