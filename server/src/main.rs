@@ -102,7 +102,9 @@ async fn start_http(
             .context("the http endpoint's TLS")?,
         ),
         (None, None) => None,
-        _ => anyhow::bail!("http_tls_cert and http_tls_key go together (--http-tls-cert, --http-tls-key)"),
+        _ => anyhow::bail!(
+            "http_tls_cert and http_tls_key go together (--http-tls-cert, --http-tls-key)"
+        ),
     };
     let mut app = comms_ops::router(metrics.clone(), readiness.clone());
     let mut shown = None;

@@ -130,7 +130,11 @@ print(json.dumps(out))
         ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -140,7 +144,10 @@ async fn off_loopback_over_tls_the_view_is_for_holders_of_the_fleet_keys_token()
     let ca = pki.ca("web").unwrap();
     let leaf = pki.localhost(&ca).unwrap();
     let mut fleet = Fleet::new(NATIVE);
-    let (cert, key) = (leaf.cert.display().to_string(), leaf.key.display().to_string());
+    let (cert, key) = (
+        leaf.cert.display().to_string(),
+        leaf.key.display().to_string(),
+    );
     fleet.start_server_with(&[
         "--http",
         "0.0.0.0:0",
@@ -158,13 +165,20 @@ async fn off_loopback_over_tls_the_view_is_for_holders_of_the_fleet_keys_token()
         .output()
         .await
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     assert_eq!(token.len(), 64, "{token}");
 
     let anonymous = https_get(port, &ca.pem, "/", &[]);
     assert_eq!(anonymous[0], 401, "{anonymous}");
-    assert!(anonymous[2].as_str().unwrap().contains("commsctl web-token"));
+    assert!(anonymous[2]
+        .as_str()
+        .unwrap()
+        .contains("commsctl web-token"));
     assert_eq!(https_get(port, &ca.pem, "/api/state", &[])[0], 401);
     let wrong = https_get(port, &ca.pem, &format!("/?token={}", "0".repeat(64)), &[]);
     assert_eq!(wrong[0], 401, "{wrong}");
