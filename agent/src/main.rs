@@ -109,16 +109,7 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: Args, url_from_flag: bool) -> anyhow::Result<()> {
-    #[cfg(feature = "otlp")]
-    let otel = comms_ops::otel::install_from_env("agent");
-    let outcome = serve(args, url_from_flag).await;
-    #[cfg(feature = "otlp")]
-    if let Some(otel) = otel {
-        tokio::task::spawn_blocking(move || otel.shutdown())
-            .await
-            .ok();
-    }
-    outcome
+    comms_ops::traced("agent", serve(args, url_from_flag)).await
 }
 
 async fn serve(args: Args, url_from_flag: bool) -> anyhow::Result<()> {

@@ -50,19 +50,16 @@ impl comms_ops::Collector for RunningTasks {
         &self,
         mut encoder: comms_ops::prometheus_client::encoding::DescriptorEncoder<'_>,
     ) -> Result<(), std::fmt::Error> {
-        use comms_ops::prometheus_client::encoding::EncodeMetric;
         let Some(tasks) = self.0.upgrade() else {
             return Ok(());
         };
-        let running = tasks.lock().len();
-        let gauge = comms_ops::prometheus_client::metrics::gauge::ConstGauge::new(running as i64);
-        let metric = encoder.encode_descriptor(
+        let running = tasks.lock().len() as i64;
+        comms_ops::encode::gauge(
+            &mut encoder,
             "comms_agent_tasks_running",
             "Tasks this agent runs now (at most max_tasks).",
-            None,
-            gauge.metric_type(),
-        )?;
-        gauge.encode(metric)
+            &[(&[], running)],
+        )
     }
 }
 

@@ -5,10 +5,9 @@
 
 use std::sync::Arc;
 
+use comms_ops::encode::{counter, gauge};
 use comms_ops::prometheus_client::collector::Collector;
-use comms_ops::prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use comms_ops::prometheus_client::metrics::counter::ConstCounter;
-use comms_ops::prometheus_client::metrics::gauge::ConstGauge;
+use comms_ops::prometheus_client::encoding::DescriptorEncoder;
 
 use crate::stats::{Stats, CONNECTION_KINDS};
 
@@ -22,44 +21,6 @@ impl DaemonCollector {
     pub(crate) fn new(stats: Arc<Stats>) -> Self {
         Self { stats }
     }
-}
-
-fn counter(
-    encoder: &mut DescriptorEncoder<'_>,
-    name: &str,
-    help: &str,
-    samples: &[(&[(&str, &str)], u64)],
-) -> Result<(), std::fmt::Error> {
-    let mut metric =
-        encoder.encode_descriptor(name, help, None, ConstCounter::new(0u64).metric_type())?;
-    for (labels, value) in samples {
-        let c = ConstCounter::new(*value);
-        if labels.is_empty() {
-            c.encode(metric)?;
-            break; // one sample without labels
-        }
-        c.encode(metric.encode_family(&labels.to_vec())?)?;
-    }
-    Ok(())
-}
-
-fn gauge(
-    encoder: &mut DescriptorEncoder<'_>,
-    name: &str,
-    help: &str,
-    samples: &[(&[(&str, &str)], i64)],
-) -> Result<(), std::fmt::Error> {
-    let mut metric =
-        encoder.encode_descriptor(name, help, None, ConstGauge::new(0i64).metric_type())?;
-    for (labels, value) in samples {
-        let g = ConstGauge::new(*value);
-        if labels.is_empty() {
-            g.encode(metric)?;
-            break; // one sample without labels
-        }
-        g.encode(metric.encode_family(&labels.to_vec())?)?;
-    }
-    Ok(())
 }
 
 impl Collector for DaemonCollector {

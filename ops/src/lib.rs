@@ -51,6 +51,7 @@ use tokio_util::sync::CancellationToken;
 pub use prometheus_client;
 pub use prometheus_client::collector::Collector;
 
+pub mod encode;
 #[cfg(feature = "otlp")]
 pub mod otel;
 pub mod transport;
@@ -209,6 +210,22 @@ pub async fn serve(
     readiness: Readiness,
 ) -> Result<HttpEndpoint, OpsError> {
     serve_router(addr, router(metrics, readiness)).await
+}
+
+/// Runs `work` (a binary's whole life) with traces exported over OTLP when the `otlp`
+/// feature is on and `OTEL_EXPORTER_OTLP_ENDPOINT` is set ([`otel`](crate#layout)), flushing
+/// them at the end; otherwise just runs `work`.
+pub async fn traced<T>(service: &str, work: impl std::future::Future<Output = T>) -> T {
+    #[cfg(feature = "otlp")]
+    let otel = otel::install_from_env(service);
+    #[cfg(not(feature = "otlp"))]
+    let _ = service;
+    let outcome = work.await;
+    #[cfg(feature = "otlp")]
+    if let Some(otel) = otel {
+        let _ = tokio::task::spawn_blocking(move || otel.shutdown()).await;
+    }
+    outcome
 }
 
 /// Binds `addr` and serves `app` over TLS with `tls` (its ALPN is set to HTTP/1.1 here).

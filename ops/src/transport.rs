@@ -6,9 +6,7 @@ use std::sync::Arc;
 
 use comms_core::TransportStats;
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::encoding::DescriptorEncoder;
 
 /// Reads a transport's [`TransportStats`] at each scrape. Register it with
 /// `registry.register_collector(Box::new(TransportCollector::new(..)))`.
@@ -60,18 +58,15 @@ impl Collector for TransportCollector {
             ),
         ];
         for (name, help, value) in counters {
-            let counter = ConstCounter::new(value);
-            let mut metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
-            counter.encode(metric.encode_family(&labels)?)?;
+            crate::encode::counter(&mut encoder, name, help, &[(&labels, value)])?;
         }
-        let gauge = ConstGauge::new(i64::try_from(c.in_flight()).unwrap_or(i64::MAX));
-        let mut metric = encoder.encode_descriptor(
+        let in_flight = i64::try_from(c.in_flight()).unwrap_or(i64::MAX);
+        crate::encode::gauge(
+            &mut encoder,
             "comms_transport_in_flight",
             "Sent messages neither acknowledged nor failed yet.",
-            None,
-            gauge.metric_type(),
+            &[(&labels, in_flight)],
         )?;
-        gauge.encode(metric.encode_family(&labels)?)?;
         Ok(())
     }
 }

@@ -6,11 +6,11 @@
 use std::sync::{Arc, Weak};
 
 use comms_fleet::control::{Outcome, TargetResult};
+use comms_ops::encode::gauge;
 use comms_ops::prometheus_client::collector::Collector;
-use comms_ops::prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use comms_ops::prometheus_client::encoding::DescriptorEncoder;
 use comms_ops::prometheus_client::metrics::counter::Counter;
 use comms_ops::prometheus_client::metrics::family::Family;
-use comms_ops::prometheus_client::metrics::gauge::ConstGauge;
 use comms_ops::prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use comms_ops::Metrics;
 
@@ -96,22 +96,18 @@ impl Collector for Levels {
         let agents = state.agents();
         let up = agents.iter().filter(|a| a.up).count() as i64;
         let down = agents.len() as i64 - up;
-        let mut metric = encoder.encode_descriptor(
+        gauge(
+            &mut encoder,
             "comms_server_agents",
             "Agents the server knows, by state (up: advertised within their TTL).",
-            None,
-            ConstGauge::new(0i64).metric_type(),
+            &[(&[("state", "up")], up), (&[("state", "down")], down)],
         )?;
-        ConstGauge::new(up).encode(metric.encode_family(&[("state", "up")])?)?;
-        ConstGauge::new(down).encode(metric.encode_family(&[("state", "down")])?)?;
-        let running = ConstGauge::new(state.running() as i64);
-        let metric = encoder.encode_descriptor(
+        gauge(
+            &mut encoder,
             "comms_server_dispatches_running",
             "Dispatches running now.",
-            None,
-            running.metric_type(),
+            &[(&[], state.running() as i64)],
         )?;
-        running.encode(metric)?;
         Ok(())
     }
 }
