@@ -25,7 +25,7 @@ pub struct TransportStats {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TransportCounts {
-    /// Messages given to `send` or `submit` (replies, reports and forwards included).
+    /// Messages given to `send` or `submit` (replies and forwards included).
     pub sent: u64,
     /// Of those, confirmed: the transport took responsibility (broker confirm, daemon
     /// outbox, delivery report), as `send` returning `Ok` means.

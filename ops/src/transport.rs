@@ -33,7 +33,7 @@ impl Collector for TransportCollector {
         let counters = [
             (
                 "comms_transport_sent",
-                "Messages given to send or submit (replies, reports and forwards included).",
+                "Messages given to send or submit (replies and forwards included).",
                 c.sent,
             ),
             (

@@ -28,8 +28,13 @@ for a in ["--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280
 driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
 driver.get(sys.argv[1])
 print("ok", flush=True)
+from selenium.common.exceptions import StaleElementReferenceException
 def texts(sel):
-    return [e.text for e in driver.find_elements(By.CSS_SELECTOR, sel)]
+    # The page redraws its tables on every update: an element found may be gone when read.
+    try:
+        return [e.text for e in driver.find_elements(By.CSS_SELECTOR, sel)]
+    except StaleElementReferenceException:
+        return []
 for line in sys.stdin:
     parts = line.rstrip("\n").split(" ", 3)
     cmd = parts[0]
