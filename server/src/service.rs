@@ -383,6 +383,7 @@ async fn on_output(state: Arc<State>, req: Request, output: TaskOutput) -> Handl
         stream: output.stream,
         data: output.data,
     };
+    state.output(&chunk);
     let Some(requester) = route.requester else {
         return Ok(Outcome::Done); // resumed after a restart: nobody watches the stream
     };

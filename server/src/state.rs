@@ -1,13 +1,13 @@
 //! What the server keeps: the agent directory view, task routes, running dispatches, and
 //! the dispatch history ([`Store`], SQLite).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Instant, UNIX_EPOCH};
 
 use comms::{Address, Directory, Query};
 use comms_fleet::auth::{AuthError, FleetAuth};
-use comms_fleet::control::{AgentInfo, DispatchRecord, TargetResult, SERVER_SERVICE};
+use comms_fleet::control::{AgentInfo, DispatchRecord, TargetOutput, TargetResult, SERVER_SERVICE};
 use tokio::sync::mpsc;
 
 use crate::config::ServerConfig;
@@ -35,7 +35,13 @@ pub(crate) struct State {
     active: Mutex<HashSet<String>>,
     pub(crate) store: Store,
     pub(crate) metrics: crate::metrics::ServerMetrics,
+    /// The last output of each target of running dispatches (for the web view): dispatch →
+    /// agent → at most [`LIVE_TAIL`] bytes; dropped when the dispatch ends.
+    live: Mutex<HashMap<String, BTreeMap<String, String>>>,
 }
+
+/// Output kept per running target for the web view (the end of it).
+pub(crate) const LIVE_TAIL: usize = 4096;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -59,6 +65,7 @@ impl State {
             active: Mutex::default(),
             store,
             metrics: Default::default(),
+            live: Mutex::default(),
         }
     }
 
@@ -150,8 +157,35 @@ impl State {
         }
     }
 
+    /// Keeps the end of a running target's output (for the web view).
+    pub(crate) fn output(&self, chunk: &TargetOutput) {
+        let mut live = lock(&self.live);
+        if !lock(&self.active).contains(&chunk.dispatch) {
+            return;
+        }
+        let tail = live
+            .entry(chunk.dispatch.clone())
+            .or_default()
+            .entry(chunk.agent.clone())
+            .or_default();
+        tail.push_str(&chunk.data);
+        if tail.len() > LIVE_TAIL {
+            let mut cut = tail.len() - LIVE_TAIL;
+            while !tail.is_char_boundary(cut) {
+                cut += 1;
+            }
+            tail.drain(..cut);
+        }
+    }
+
+    /// The output of running targets, by dispatch and agent.
+    pub(crate) fn live_output(&self) -> HashMap<String, BTreeMap<String, String>> {
+        lock(&self.live).clone()
+    }
+
     /// The dispatch is over.
     pub(crate) fn finish(&self, dispatch: &str) {
+        lock(&self.live).remove(dispatch);
         lock(&self.active).remove(dispatch);
         if let Err(e) = self.store.finish(dispatch) {
             tracing::error!(%dispatch, error = %e, "dispatch end not stored");

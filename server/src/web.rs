@@ -14,7 +14,7 @@
 //! |---|---|
 //! | `/` | the page |
 //! | `/app.js` | its script |
-//! | `/api/state` | the state as JSON (`agents`, `dispatches`, `cluster` (the embedded daemon's map, or `null`), `server`) |
+//! | `/api/state` | the state as JSON (`agents`, `dispatches`, `live` (the output so far of targets still running), `cluster` (the embedded daemon's map, or `null`), `server`) |
 //! | `/api/events` | server-sent events: `state` with that JSON whenever it changed (checked every second) |
 
 use std::convert::Infallible;
@@ -93,6 +93,7 @@ impl WebView {
             },
             "agents": state.agents(),
             "dispatches": dispatches,
+            "live": state.live_output(),
             "cluster": cluster,
         });
         Some(json.to_string())

@@ -1,6 +1,7 @@
 //! The server's live web view in a real headless browser (Debian's chromium, driven by
 //! Selenium through chromedriver; `comms_tests::browser`): one page, never reloaded, shows the
-//! agents of a running fleet, then a dispatch started from `commsctl` with its output, then an
+//! agents of a running fleet, then a dispatch started from `commsctl` with its output (and a
+//! running one with its output so far), then an
 //! agent killed turned down within its TTL; the embedded daemon's cluster graph is drawn. A screenshot is kept in
 //! `target/test-artifacts/web-view.png`. Off loopback the view is not served in plain HTTP,
 //! and over TLS only to holders of the token derived from the fleet key.
@@ -62,6 +63,23 @@ async fn the_web_view_shows_agents_dispatch_output_and_an_agent_going_down_live(
         .await;
     page.wait_for(5, "#dispatches", "echo shown-in-the-browser")
         .await;
+    // A task still running shows its output so far: its result comes 8 s later.
+    let started = std::time::Instant::now();
+    let (_running, _out) = fleet.ctl_spawn(&[
+        "run",
+        "--agent",
+        "agent_1",
+        "--",
+        "sh",
+        "-c",
+        "echo live-line; sleep 8",
+    ]);
+    page.wait_for(6, "#dispatches", "live-line").await;
+    page.wait_for(2, "#dispatches", "running").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "seen while the task ran"
+    );
     // Agents advertise with a TTL of 1 s here; the page is told within a second of a change.
     fleet.kill_agent(2).await;
     page.wait_for(10, "tr[data-agent$=\":agent_2\"]>td.down", "down")

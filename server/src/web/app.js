@@ -26,7 +26,7 @@ function renderAgents(agents) {
   }
 }
 
-function renderDispatches(dispatches) {
+function renderDispatches(dispatches, live) {
   const body = document.querySelector("#dispatches tbody");
   body.replaceChildren();
   for (const d of [...dispatches].reverse()) {
@@ -46,6 +46,14 @@ function renderDispatches(dispatches) {
         const out = (r.result.stdout_tail || "") + (r.result.stderr_tail || "");
         if (out) line.append(el("pre", out, "output"));
       }
+      targets.append(line);
+    }
+    // Targets still running: their output so far.
+    const done = new Set((d.results || []).map((r) => r.agent));
+    for (const [agent, out] of Object.entries((live || {})[d.dispatch] || {})) {
+      if (done.has(agent)) continue;
+      const line = el("div");
+      line.append(el("span", agent + ": "), el("span", "running"), el("pre", out, "output live"));
       targets.append(line);
     }
     tr.append(targets);
@@ -104,7 +112,7 @@ function renderCluster(map) {
 function render(state) {
   renderAgents(state.agents || []);
   renderCluster(state.cluster);
-  renderDispatches(state.dispatches || []);
+  renderDispatches(state.dispatches || [], state.live);
   const up = (state.agents || []).filter((a) => a.up).length;
   document.getElementById("status").textContent =
     "backend " + state.server.backend + " · " + up + " of " + (state.agents || []).length +
