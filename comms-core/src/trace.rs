@@ -60,17 +60,17 @@ pub fn traceparent(cx: &Context) -> Option<String> {
     carrier.remove("traceparent")
 }
 
-/// Opens the span of a send (parent: `parent`, else the current context when it has a span,
-/// else the message's `trace`) and stamps the message with it. `None` when tracing is off.
-pub(crate) fn start_send(parent: Option<&Context>, msg: &mut Message) -> Option<Context> {
+/// Opens the span of a send (parent: the current context when it has a span, else the
+/// message's `trace`) and stamps the message with it. `None` when tracing is off.
+pub(crate) fn start_send(msg: &mut Message) -> Option<Context> {
     if !enabled() {
         return None;
     }
     let current = Context::current();
-    let parent = match parent {
-        Some(p) => p.clone(),
-        None if current.span().span_context().is_valid() => current,
-        None => extract(msg.trace.as_deref()),
+    let parent = if current.span().span_context().is_valid() {
+        current
+    } else {
+        extract(msg.trace.as_deref())
     };
     let tracer = global::tracer(TRACER_NAME);
     let span = tracer

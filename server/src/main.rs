@@ -87,6 +87,7 @@ struct Args {
 async fn start_http(
     addr: std::net::SocketAddr,
     config: &ServerConfig,
+    web_token: Option<String>,
     metrics: &Metrics,
     readiness: &Readiness,
     view: &WebView,
@@ -112,9 +113,9 @@ async fn start_http(
         app = app.merge(view.routes());
         shown = Some("");
     } else if tls.is_some() {
-        match comms_server::fleet_key(config).map_err(anyhow::Error::msg)? {
-            Some(key) => {
-                app = app.merge(view.routes_with_token(key.web_view_token()));
+        match web_token {
+            Some(token) => {
+                app = app.merge(view.routes_with_token(token));
                 shown = Some("?token=<commsctl web-token>");
             }
             None => tracing::warn!("keyless (--insecure): the web view is not served off loopback"),
@@ -187,24 +188,27 @@ async fn serve(args: Args, url_from_flag: bool) -> anyhow::Result<()> {
     if args.http.is_some() {
         server_config.http = args.http;
     }
-    let (metrics, readiness) = (Metrics::default(), Readiness::new("starting"));
     if args.http_tls_cert.is_some() {
         server_config.http_tls_cert = args.http_tls_cert;
     }
     if args.http_tls_key.is_some() {
         server_config.http_tls_key = args.http_tls_key;
     }
+    // Read (or create) the fleet key once: the embedded daemon's admin token, which lets
+    // `commsctl sniff` sniff, and the web view's token off loopback are derived from it.
+    let key = comms_server::fleet_key(&server_config).map_err(anyhow::Error::msg)?;
+    let (metrics, readiness) = (Metrics::default(), Readiness::new("starting"));
     let view = WebView::default();
     let http = match server_config.http {
-        Some(addr) => Some(start_http(addr, &server_config, &metrics, &readiness, &view).await?),
+        Some(addr) => {
+            let web_token = key.as_ref().map(|k| k.web_view_token());
+            Some(start_http(addr, &server_config, web_token, &metrics, &readiness, &view).await?)
+        }
         None => None,
     };
     let daemon = if args.no_embed {
         None
     } else {
-        // Read (or create) the fleet key first: the embedded daemon's admin token, which lets
-        // `commsctl sniff` sniff, is derived from it.
-        let key = comms_server::fleet_key(&server_config).map_err(anyhow::Error::msg)?;
         let token = comms_server::embed::admin_token(key.as_ref());
         comms_server::embed::start(&config, token)
             .await

@@ -62,14 +62,9 @@ use crate::transport::Transport;
 
 use handler::Handler;
 
-/// Sends `msg` through the endpoint's transport inside a send span (parent: `parent`, else the
-/// current context; [`crate::trace`]).
-pub(crate) async fn send_traced(
-    inner: &Inner,
-    parent: Option<&opentelemetry::Context>,
-    mut msg: Message,
-) -> Result<()> {
-    let span = crate::trace::start_send(parent, &mut msg);
+/// Sends `msg` through the endpoint's transport inside a send span ([`crate::trace`]).
+pub(crate) async fn send_traced(inner: &Inner, mut msg: Message) -> Result<()> {
+    let span = crate::trace::start_send(&mut msg);
     let sent = inner.transport.send(msg).await;
     crate::trace::end(span, sent.as_ref().err().map(ToString::to_string));
     sent
@@ -158,7 +153,7 @@ impl Endpoint {
         if self.inner.cancel.is_cancelled() {
             return Err(Error::Closed);
         }
-        send_traced(&self.inner, None, msg).await
+        send_traced(&self.inner, msg).await
     }
 
     /// Send a message without waiting for its confirmation: returns once the transport
@@ -170,7 +165,7 @@ impl Endpoint {
             return Err(Error::Closed);
         }
         // The span covers the hand-over; the receipt's outcome is the transport's to count.
-        let span = crate::trace::start_send(None, &mut msg);
+        let span = crate::trace::start_send(&mut msg);
         let submitted = self.inner.transport.submit(msg).await;
         crate::trace::end(span, submitted.as_ref().err().map(ToString::to_string));
         submitted

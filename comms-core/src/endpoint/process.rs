@@ -57,7 +57,7 @@ async fn answer_error(inner: &Inner, msg: &Message, command: &str, params: &[(&s
         r
     });
     let result = match reply {
-        Ok(r) => send_traced(inner, None, r).await,
+        Ok(r) => send_traced(inner, r).await,
         Err(e) => Err(e),
     };
     if let Err(e) = result {
@@ -133,7 +133,7 @@ async fn process_untraced(inner: &Arc<Inner>, delivery: Delivery) {
     let id = &msg.id;
     match result {
         Ok(Outcome::Done) => complete(inner, delivery, key).await,
-        Ok(Outcome::Reply(reply)) => match send_traced(inner, None, reply).await {
+        Ok(Outcome::Reply(reply)) => match send_traced(inner, reply).await {
             Ok(()) => complete(inner, delivery, key).await,
             Err(e) if e.is_retryable() => {
                 tracing::warn!(%id, error = %e, "reply not sent; the request will be handled again");
