@@ -12,6 +12,7 @@ use comms_core::address::Destination;
 use comms_core::endpoint::{HandlerError, Outcome, Request};
 use comms_core::error::Error;
 use comms_core::message::{commands, DeliveryMode, Message};
+use comms_core::RetryPolicy;
 
 use crate::harness::{check_no_duplicates, ensure, CaseResult, Ctx, OrFail, Recorder, Stop, WAIT};
 
@@ -37,8 +38,10 @@ pub(crate) async fn redelivery_after_nack(ctx: &Ctx<'_>) -> CaseResult {
             }
         }
     };
+    // Retried in place; a short backoff keeps 100 messages x 2 retries quick.
+    let quick = RetryPolicy::attempts(5).with_initial_backoff(Duration::from_millis(1));
     let b = ctx
-        .endpoint(1, "flaky", |e| e.handle("WORK", handler))
+        .endpoint(1, "flaky", |e| e.retry(quick).handle("WORK", handler))
         .await?;
     let a = ctx.endpoint(0, "a", |e| e).await?;
     for i in 0..100 {

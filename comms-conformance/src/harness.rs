@@ -39,6 +39,12 @@ impl<T, E: Display> OrFail<T> for Result<T, E> {
     }
 }
 
+impl<T> OrFail<T> for Option<T> {
+    fn or_fail(self, what: &str) -> Result<T, Stop> {
+        self.ok_or_else(|| Stop::Fail(format!("{what}: none")))
+    }
+}
+
 /// Fail unless `cond`.
 pub fn ensure(cond: bool, what: impl FnOnce() -> String) -> CaseResult {
     if cond {

@@ -93,6 +93,8 @@ pub(crate) async fn hung_handler(ctx: &Ctx<'_>) -> CaseResult {
                 }
             })
             .command_timeout("HANG", HUNG_TIMEOUT)
+            // One attempt: the timeout is the failure this case is about, not the retries.
+            .max_attempts(1)
         })
         .await?;
     let hanger = ctx.endpoint(0, "hanger", |e| e).await?;

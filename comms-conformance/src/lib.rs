@@ -24,7 +24,7 @@
 //! - `harness`: the per-case context ([`Ctx`]: fresh namespace and names, endpoints), the
 //!   [`Recorder`] and the order / duplicate checks;
 //! - one module per group of cases: `addressing`, `ordering`, `requests`, `delivery`,
-//!   `directory`, `forwarding`, `faults`.
+//!   `directory`, `forwarding`, `faults`, `isolation`, `poison`.
 
 mod addressing;
 mod delivery;
@@ -34,6 +34,7 @@ mod forwarding;
 mod harness;
 mod isolation;
 mod ordering;
+mod poison;
 mod requests;
 
 use std::fmt;
@@ -131,6 +132,9 @@ const CASES: &[Case] = cases![
     25 handler_panic isolation,
     26 hung_handler isolation,
     27 pipelined_restart faults fault,
+    28 retry_in_place poison,
+    29 poison_to_dead_letter poison,
+    30 attempts_survive_restart poison,
 ];
 
 /// How one case ended.

@@ -273,6 +273,10 @@ pub struct TransportSection {
     /// closed are lost, so a long-running service never sets it.
     #[serde(default)]
     pub ephemeral: bool,
+    /// The local state directory (attempt counts of retried messages; native dead letters).
+    /// Default: see [`crate::state::resolve`].
+    #[serde(default)]
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 /// A whole configuration file.
@@ -287,6 +291,11 @@ pub struct Config {
 }
 
 impl Config {
+    /// The local state directory ([`crate::state::resolve`] of `[transport] state_dir`).
+    pub fn state_dir(&self) -> Option<std::path::PathBuf> {
+        crate::state::resolve(self.transport.state_dir.as_deref())
+    }
+
     /// A configuration that only names a URL.
     pub fn from_url(url: impl Into<String>) -> Result<Self> {
         let config = Self {
@@ -295,6 +304,7 @@ impl Config {
                 node: None,
                 namespace: None,
                 ephemeral: false,
+                state_dir: None,
             },
             sections: toml::Table::new(),
         };

@@ -12,7 +12,11 @@
 //!   spans for each send and handler run, linked across hops by the message's `traceparent`.
 //! - [`endpoint`]: [`Endpoint`] — handlers by command, request/reply, error replies, dedup,
 //!   heartbeats, one lane per sender, contained panics and handler timeouts — written once
-//!   above the trait. [`directory`]: live endpoints with TTL expiry.
+//!   above the trait. [`retry`]: the [`RetryPolicy`] (attempts, exponential backoff) a
+//!   failing handler runs under; [`dead_letter`]: where a message goes after its last attempt
+//!   (a durable place per backend) and how it is replayed; [`state`]: the local state
+//!   directory (attempt counts that outlive a restart, native dead letters).
+//!   [`directory`]: live endpoints with TTL expiry.
 //! - [`config`]: TOML config and transport URLs (`COMMS_URL` overrides).
 //! - [`envelope`]: the JSON envelope brokers carry.
 //! - [`backend`]: for backend authors, what every transport shares: the [`backend::Binding`]
@@ -37,6 +41,10 @@
 //!    [`Error::Backpressure`].
 //! 5. `forward` keeps `from` and `id` and increments `hops`; past the hop limit the message is
 //!    dropped with a logged error.
+//! 6. A message whose handler keeps failing (retry asked, panic, timeout) is tried again with
+//!    backoff, in place (its sender's later messages wait), at most
+//!    [`RetryPolicy::max_attempts`] times, then kept in the backend's durable dead-letter place
+//!    with the reason and the attempt count ([`dead_letter`]) — never dropped.
 //!
 //! # Example
 //! ```
@@ -68,6 +76,7 @@ pub mod advertisement;
 pub mod backend;
 pub mod capabilities;
 pub mod config;
+pub mod dead_letter;
 pub mod directory;
 pub mod endpoint;
 pub mod envelope;
@@ -80,8 +89,10 @@ pub mod message;
 pub mod name;
 pub mod naming;
 pub mod receipt;
+pub mod retry;
 pub mod schema;
 pub mod startup;
+pub mod state;
 pub mod stats;
 pub mod trace;
 pub mod transport;
@@ -90,12 +101,14 @@ pub use address::{Address, Destination, Scope};
 pub use advertisement::Advertisement;
 pub use capabilities::Capabilities;
 pub use config::{Config, Scheme, TransportUrl};
+pub use dead_letter::{DeadLetter, DeadLetters};
 pub use directory::{Directory, DirectoryEvent, Entry, Query};
 pub use endpoint::{Endpoint, EndpointBuilder, HandlerError, HandlerResult, Outcome, Request};
 pub use error::{Error, Invalid, Result};
 pub use memory::MemoryTransport;
 pub use message::{commands, DeliveryMode, Message, MessageId, Params};
 pub use receipt::Receipt;
+pub use retry::RetryPolicy;
 pub use schema::{ParamType, Schema, TypedMessage};
 pub use stats::{TransportCounts, TransportStats};
 pub use transport::{Acker, Delivery, Inbox, Transport};

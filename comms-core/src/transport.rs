@@ -1,5 +1,6 @@
 //! The contract every backend implements: [`Transport`], [`Delivery`] and [`Inbox`].
 
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -10,6 +11,7 @@ use tokio::sync::mpsc;
 use crate::address::{Address, Destination};
 use crate::advertisement::Advertisement;
 use crate::capabilities::Capabilities;
+use crate::dead_letter::{DeadLetters, FileDeadLetters};
 use crate::error::{Error, Result};
 use crate::message::Message;
 use crate::receipt::Receipt;
@@ -97,6 +99,28 @@ pub trait Transport: Send + Sync + 'static {
     fn stats(&self) -> Option<Arc<TransportStats>> {
         None
     }
+
+    /// The local state directory of this transport ([`crate::state`]): endpoints keep the
+    /// attempt counts of messages being retried there, so that a restarted receiver goes on
+    /// counting. `None` (the default, and the memory backend's): counts stay in memory.
+    fn state_dir(&self) -> Option<PathBuf> {
+        None
+    }
+
+    /// Where messages given up by a handler go ([`crate::dead_letter`]). The default: one
+    /// file per letter in `<state dir>/dead-letters` on this host ([`FileDeadLetters`]);
+    /// broker backends override it with a queue or topic of the broker.
+    fn dead_letters(&self) -> Result<Arc<dyn DeadLetters>> {
+        match self.state_dir() {
+            Some(dir) => Ok(Arc::new(FileDeadLetters::new(
+                crate::state::dead_letter_dir(&dir),
+            ))),
+            None => Err(Error::Unsupported {
+                backend: self.capabilities().backend,
+                operation: "dead letters without a state directory",
+            }),
+        }
+    }
 }
 
 /// `Box<dyn Transport>` and `Arc<dyn Transport>` are transports too.
@@ -136,6 +160,12 @@ macro_rules! forward_transport {
             }
             fn stats(&self) -> Option<Arc<TransportStats>> {
                 (**self).stats()
+            }
+            fn state_dir(&self) -> Option<PathBuf> {
+                (**self).state_dir()
+            }
+            fn dead_letters(&self) -> Result<Arc<dyn DeadLetters>> {
+                (**self).dead_letters()
             }
         }
     )*};

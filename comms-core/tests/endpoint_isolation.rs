@@ -85,7 +85,9 @@ async fn handlers_time_out_by_default_and_per_command() {
             Ok(Outcome::Reply(req.reply("DONE")?))
         }
     };
+    // One attempt: this test is about the timeout (retries are the conformance suite's).
     let server = Endpoint::builder(memory(&hub), "slow")
+        .max_attempts(1)
         .handler_timeout(Duration::from_millis(300))
         .handle("SLOW", slow(5_000))
         .handle("PATIENT", slow(800))

@@ -114,6 +114,7 @@
 pub mod acker;
 pub mod consumer;
 pub mod dead_letter;
+pub mod dead_letters;
 pub mod error;
 pub mod lag;
 pub mod logs;

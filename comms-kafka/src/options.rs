@@ -80,6 +80,9 @@ pub struct KafkaOptions {
     /// `[transport] ephemeral`: no service topic or group (the endpoint is reached by its
     /// address only). Its instance topic stays: see the crate docs.
     pub ephemeral: bool,
+    /// The local state directory (attempt counts of retried messages, see
+    /// [`comms_core::state`]).
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 impl KafkaOptions {
@@ -109,6 +112,7 @@ impl KafkaOptions {
             node,
             section,
             ephemeral: config.transport.ephemeral,
+            state_dir: config.state_dir(),
         };
         opts.check()?;
         Ok(opts)

@@ -471,6 +471,20 @@ impl Transport for KafkaTransport {
     fn stats(&self) -> Option<std::sync::Arc<comms_core::TransportStats>> {
         Some(self.inner.binding.stats().clone())
     }
+
+    /// Attempt counts stay on this host ([`KafkaOptions::state_dir`]).
+    fn state_dir(&self) -> Option<std::path::PathBuf> {
+        self.inner.opts.state_dir.clone()
+    }
+
+    /// The topic `comms.{ns}.dead-letters` ([`crate::dead_letters`]).
+    fn dead_letters(&self) -> Result<Arc<dyn comms_core::DeadLetters>> {
+        Ok(Arc::new(crate::dead_letters::TopicDeadLetters::new(
+            &self.inner.opts,
+            &self.inner.names,
+            self.inner.producer.clone(),
+        )?))
+    }
 }
 
 /// Check that a broker of `config`'s URL answers a metadata request within `within`

@@ -152,6 +152,7 @@
 mod acker;
 mod consumer;
 pub mod dead_letter;
+pub mod dead_letters;
 mod error;
 pub mod link;
 pub mod options;

@@ -145,6 +145,9 @@ pub struct RabbitOptions {
     /// `[transport] ephemeral`: `close` deletes this endpoint's instance and service queues
     /// (declared as every other queue, since senders declare the queues they send to).
     pub ephemeral: bool,
+    /// The local state directory (attempt counts of retried messages, see
+    /// [`comms_core::state`]); default [`comms_core::state::resolve`]`(None)`.
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 impl RabbitOptions {
@@ -159,6 +162,7 @@ impl RabbitOptions {
             section,
         )?;
         opts.ephemeral = config.transport.ephemeral;
+        opts.state_dir = config.state_dir();
         Ok(opts)
     }
 
@@ -259,6 +263,7 @@ impl RabbitOptions {
             queue_expires: positive("queue_expires_ms", section.queue_expires_ms)?.map(ms),
             hop_limit: comms_core::transport::DEFAULT_HOP_LIMIT,
             ephemeral: false,
+            state_dir: comms_core::state::resolve(None),
         })
     }
 }

@@ -240,6 +240,18 @@ impl Transport for RabbitTransport {
         Some(self.binding.stats().clone())
     }
 
+    /// Attempt counts stay on this host ([`RabbitOptions::state_dir`]).
+    fn state_dir(&self) -> Option<std::path::PathBuf> {
+        self.link.opts().state_dir.clone()
+    }
+
+    /// The queue `comms.{ns}.dead-letters` ([`crate::dead_letters`]).
+    fn dead_letters(&self) -> Result<Arc<dyn comms_core::DeadLetters>> {
+        Ok(Arc::new(crate::dead_letters::QueueDeadLetters::new(
+            self.link.clone(),
+        )))
+    }
+
     async fn sniff(&self) -> Result<Inbox> {
         self.binding.check_open()?;
         let deadline = Instant::now() + self.link.opts().send_timeout;

@@ -96,6 +96,7 @@ fn connect_native(url: &TransportUrl, config: &Config) -> Result<Box<dyn Transpo
         ));
     }
     let mut opts = comms_native::transport::NativeOptions::from_url(url)?;
+    opts.state_dir = config.state_dir();
     if let (Some(node), None) = (&config.transport.node, url.query("node")) {
         opts.node = node.clone();
         // Configured: the transport must not ask the daemon.

@@ -16,9 +16,11 @@ use crate::directory::Directory;
 use crate::error::{Error, Result};
 use crate::message::commands;
 use crate::name::validate_command;
+use crate::retry::RetryPolicy;
 use crate::schema::{Schema, TypedMessage};
 use crate::transport::Transport;
 
+use super::attempts::Attempts;
 use super::dedup::{DedupWindow, DEFAULT_DEDUP_CAPACITY};
 use super::handler::{Handler, HandlerResult, Request};
 use super::{dispatch, Endpoint, Inner};
@@ -39,7 +41,7 @@ pub struct EndpointBuilder {
     directory: Option<Directory>,
     dedup_capacity: usize,
     lanes: usize,
-    max_attempts: u32,
+    retry: RetryPolicy,
     handler_timeout: Duration,
     command_timeouts: Vec<(String, Duration)>,
     error: Option<Error>,
@@ -68,7 +70,7 @@ impl EndpointBuilder {
             directory: None,
             dedup_capacity: DEFAULT_DEDUP_CAPACITY,
             lanes: 16,
-            max_attempts: 16,
+            retry: RetryPolicy::default(),
             handler_timeout: DEFAULT_HANDLER_TIMEOUT,
             command_timeouts: Vec::new(),
             error: None,
@@ -118,9 +120,18 @@ impl EndpointBuilder {
         self
     }
 
-    /// Give up on a message after this many `Retry` failures (it is then answered `ERROR`).
+    /// How a failing handler is tried again before its message is dead-lettered (default
+    /// [`RetryPolicy::default`]: 5 attempts, waits from 200 ms doubling, at most 30 s).
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self.retry.max_attempts = self.retry.max_attempts.max(1);
+        self
+    }
+
+    /// Dead-letter a message after this many failed attempts (the first run included); the
+    /// backoff stays [`EndpointBuilder::retry`]'s.
     pub fn max_attempts(mut self, n: u32) -> Self {
-        self.max_attempts = n.max(1);
+        self.retry.max_attempts = n.max(1);
         self
     }
 
@@ -222,6 +233,11 @@ impl EndpointBuilder {
         self.transport.advertise(&ad).await?;
         let inbox = self.transport.listen().await?;
 
+        let attempts = Attempts::open(self.transport.state_dir().as_deref(), &address);
+        let dead_letters = self.transport.dead_letters();
+        if let Err(e) = &dead_letters {
+            tracing::warn!(%address, error = %e, "no dead-letter place: a message whose handler fails for the last time will stay unacknowledged");
+        }
         let cancel = CancellationToken::new();
         let guard = Arc::new(cancel.clone().drop_guard());
         let (closed_tx, _) = watch::channel(false);
@@ -233,12 +249,13 @@ impl EndpointBuilder {
             handlers,
             pending: Mutex::default(),
             dedup: Mutex::new(DedupWindow::new(self.dedup_capacity)),
-            attempts: Mutex::default(),
+            attempts,
+            retry: self.retry,
+            dead_letters,
             directory: self.directory,
             cancel,
             tracker: TaskTracker::new(),
             lanes: self.lanes,
-            max_attempts: self.max_attempts,
             handler_timeout: self.handler_timeout,
             failed: AtomicBool::new(false),
             closed_tx,

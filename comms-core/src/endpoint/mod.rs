@@ -24,6 +24,12 @@
 //!   [`EndpointBuilder::command_timeout`]) is dropped and its message fails the same way
 //!   (`ERROR`, reason `handler timed out after N ms`). Long work belongs in a task the handler
 //!   spawns.
+//! - **Retries and dead letters**: a handler that asks for a retry, panics or times out has
+//!   failed an attempt; it runs again after the [`RetryPolicy`](crate::RetryPolicy)'s backoff
+//!   ([`EndpointBuilder::retry`]), in place (its sender's later messages wait, others do
+//!   not), and after the last attempt the message goes to the transport's durable dead-letter
+//!   place ([`crate::dead_letter`]) with the reason and the count; a request gets `ERROR`.
+//!   Attempt counts outlive a restart where the transport has a state directory.
 //! - **Heartbeat**: the advertisement is repeated every TTL/3; an attached [`Directory`] is fed
 //!   with every `ADVERTISE` received and swept for expiry.
 //! - **Shutdown**: [`Endpoint::close`] withdraws the advertisement, stops taking deliveries (those
@@ -31,6 +37,7 @@
 //!   the transport. Dropping every handle without `close` stops abruptly (no withdraw), as a crash
 //!   would.
 
+mod attempts;
 mod builder;
 mod dedup;
 mod dispatch;
@@ -46,6 +53,7 @@ use tokio::sync::{oneshot, watch};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 
+pub use attempts::STALE_AFTER;
 pub use builder::{EndpointBuilder, DEFAULT_HANDLER_TIMEOUT};
 pub use dedup::{DedupWindow, Digest, DEFAULT_DEDUP_CAPACITY};
 pub use dispatch::MAX_HELD;
@@ -95,12 +103,14 @@ pub(crate) struct Inner {
     pub(crate) handlers: HashMap<String, Handler>,
     pub(crate) pending: Mutex<HashMap<MessageId, oneshot::Sender<Message>>>,
     pub(crate) dedup: Mutex<DedupWindow>,
-    pub(crate) attempts: Mutex<HashMap<MessageId, u32>>,
+    pub(crate) attempts: attempts::Attempts,
+    pub(crate) retry: crate::retry::RetryPolicy,
+    /// Where given-up messages go ([`Transport::dead_letters`], resolved at start).
+    pub(crate) dead_letters: Result<Arc<dyn crate::dead_letter::DeadLetters>>,
     pub(crate) directory: Option<Directory>,
     pub(crate) cancel: CancellationToken,
     pub(crate) tracker: TaskTracker,
     pub(crate) lanes: usize,
-    pub(crate) max_attempts: u32,
     pub(crate) handler_timeout: Duration,
     /// A dispatcher task ended unexpectedly (reported once; the endpoint closes itself).
     pub(crate) failed: AtomicBool,
@@ -136,6 +146,15 @@ impl Endpoint {
     /// metrics; `None` when the transport keeps none.
     pub fn stats(&self) -> Option<crate::stats::TransportCounts> {
         self.inner.stats.as_ref().map(|s| s.snapshot())
+    }
+
+    /// Where this endpoint puts the messages it gives up ([`crate::dead_letter`]): to list,
+    /// replay or purge them. An error when the transport has no place (no state directory).
+    pub fn dead_letters(&self) -> Result<Arc<dyn crate::dead_letter::DeadLetters>> {
+        match &self.inner.dead_letters {
+            Ok(place) => Ok(place.clone()),
+            Err(e) => Err(Error::Config(format!("no dead-letter place: {e}"))),
+        }
     }
 
     /// The attached directory, if any.

@@ -3,9 +3,18 @@
 //! The handler runs inside [`catch_unwind`](futures_util::FutureExt::catch_unwind) and under
 //! its timeout ([`EndpointBuilder::handler_timeout`](super::EndpointBuilder::handler_timeout),
 //! per command [`EndpointBuilder::command_timeout`](super::EndpointBuilder::command_timeout)).
-//! A panic or a timeout is a permanent failure, exactly as [`HandlerError::Failed`]: a request
-//! gets an `ERROR` reply whose `reason` names the panic or the timeout, and the message is
-//! acknowledged. A timed-out handler's future is dropped (cancelled at its next await point).
+//! A timed-out handler's future is dropped (cancelled at its next await point).
+//!
+//! # The failure path
+//! A panic, a timeout and [`HandlerError::Retry`] are **failed attempts**: the attempt is
+//! counted (durably where the transport has a state directory, see the `attempts` module),
+//! and the handler runs again after the [`RetryPolicy`](crate::RetryPolicy)'s backoff, in
+//! place: the delivery stays with its sender's lane, so that sender's later messages wait
+//! (order kept) and other senders go on. After the last attempt the message is put in the
+//! transport's dead-letter place ([`crate::dead_letter`]) — the delivery is acknowledged only
+//! once the place has it — and a request gets an `ERROR` reply
+//! (`dead-lettered after N attempts: <reason>`). [`HandlerError::Failed`] is the handler's
+//! own verdict: answered `ERROR` at once, acknowledged, not dead-lettered.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -13,6 +22,7 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 
+use crate::dead_letter::DeadLetter;
 use crate::error::{Error, Result};
 use crate::message::{commands, Message};
 use crate::transport::Delivery;
@@ -22,7 +32,8 @@ use super::handler::{Handler, HandlerError, HandlerResult, Outcome, Request};
 use super::{lock, send_traced, Endpoint, Inner};
 use opentelemetry::context::FutureExt as _;
 
-const RETRY_PAUSE: Duration = Duration::from_millis(10);
+/// Wait between two tries to put a dead letter in a place that refused it.
+const PUT_AGAIN: Duration = Duration::from_secs(2);
 
 pub(crate) fn settle(result: Result<()>) {
     if let Err(e) = result {
@@ -66,12 +77,7 @@ async fn answer_error(inner: &Inner, msg: &Message, command: &str, params: &[(&s
 }
 
 async fn complete(inner: &Inner, delivery: Delivery, key: Digest) {
-    {
-        let mut attempts = lock(&inner.attempts);
-        if !attempts.is_empty() {
-            attempts.remove(&delivery.message().id);
-        }
-    }
+    inner.attempts.clear(&delivery.message().id);
     lock(&inner.dedup).insert(key);
     settle(delivery.ack().await);
 }
@@ -129,74 +135,107 @@ async fn process_untraced(inner: &Arc<Inner>, delivery: Delivery) {
         message: delivery.shared_message(),
         endpoint,
     };
-    let result = run(inner, handler, request).await;
     let id = &msg.id;
-    match result {
-        Ok(Outcome::Done) => complete(inner, delivery, key).await,
-        Ok(Outcome::Reply(reply)) => match send_traced(inner, reply).await {
-            Ok(()) => complete(inner, delivery, key).await,
-            Err(e) if e.is_retryable() => {
-                tracing::warn!(%id, error = %e, "reply not sent; the request will be handled again");
-                settle(delivery.nack(true).await);
+    let reason = loop {
+        let reason = match run(inner, handler, request.clone()).await {
+            Ok(Outcome::Done) => return complete(inner, delivery, key).await,
+            Ok(Outcome::Reply(reply)) => {
+                return match send_traced(inner, reply).await {
+                    Ok(()) => complete(inner, delivery, key).await,
+                    Err(e) if e.is_retryable() => {
+                        tracing::warn!(%id, error = %e, "reply not sent; the request will be handled again");
+                        settle(delivery.nack(true).await);
+                    }
+                    Err(e) => {
+                        tracing::warn!(%id, error = %e, "reply not sent");
+                        complete(inner, delivery, key).await;
+                    }
+                };
             }
-            Err(e) => {
-                tracing::warn!(%id, error = %e, "reply not sent");
-                complete(inner, delivery, key).await;
-            }
-        },
-        Ok(Outcome::Forward(to)) => {
-            let (from, command, id) = (msg.from.clone(), msg.command.clone(), msg.id.clone());
-            match inner.transport.forward(delivery, to).await {
-                Ok(()) => {
-                    lock(&inner.dedup).insert(key);
-                }
-                Err(e @ Error::HopLimit { .. }) => {
-                    tracing::error!(%id, from = %crate::address::or_dash(from.as_ref()), %command, error = %e, "forward dropped");
-                    dead_lettered(inner);
-                    lock(&inner.dedup).insert(key);
-                }
-                Err(e) => {
-                    tracing::warn!(%id, error = %e, "forward failed; the message will be delivered again")
-                }
-            }
-        }
-        Err(HandlerError::Retry(reason)) => {
-            let attempts = {
-                let mut a = lock(&inner.attempts);
-                let n = a.entry(id.clone()).or_insert(0);
-                *n += 1;
-                *n
-            };
-            if attempts >= inner.max_attempts {
-                tracing::error!(%id, attempts, %reason, "giving up on a message");
-                dead_lettered(inner);
-                let reason = format!("gave up after {attempts} attempts: {reason}");
+            Ok(Outcome::Forward(to)) => return forward(inner, delivery, key, to).await,
+            Err(HandlerError::Failed(reason)) => {
                 answer_error(inner, msg, commands::ERROR, &[("reason", &reason)]).await;
-                complete(inner, delivery, key).await;
-            } else {
-                tracing::debug!(%id, attempts, %reason, "handler asked for redelivery");
-                tokio::time::sleep(RETRY_PAUSE).await;
-                settle(delivery.nack(true).await);
+                return complete(inner, delivery, key).await;
             }
+            Err(HandlerError::Invalid(invalid)) => {
+                let params = [("field", &*invalid.field), ("reason", &*invalid.reason)];
+                answer_error(inner, msg, commands::INVALID, &params).await;
+                return complete(inner, delivery, key).await;
+            }
+            Err(HandlerError::Retry(reason)) => reason,
+        };
+        let attempts = inner.attempts.failed(id).await;
+        if inner.retry.exhausted(attempts) {
+            break (reason, attempts);
         }
-        Err(HandlerError::Failed(reason)) => {
-            answer_error(inner, msg, commands::ERROR, &[("reason", &reason)]).await;
-            complete(inner, delivery, key).await;
+        let wait = inner.retry.jittered_backoff(attempts);
+        tracing::debug!(%id, attempts, %reason, ?wait, "handler failed; trying again after the backoff");
+        tokio::select! {
+            biased;
+            // Closing: the delivery goes back to the backend; the count is kept.
+            _ = inner.cancel.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
         }
-        Err(HandlerError::Invalid(invalid)) => {
-            answer_error(
-                inner,
-                msg,
-                commands::INVALID,
-                &[("field", &invalid.field), ("reason", &invalid.reason)],
-            )
-            .await;
-            complete(inner, delivery, key).await;
+    };
+    give_up(inner, delivery, key, reason).await;
+}
+
+async fn forward(inner: &Inner, delivery: Delivery, key: Digest, to: crate::Destination) {
+    let msg = delivery.message();
+    let (from, command, id) = (msg.from.clone(), msg.command.clone(), msg.id.clone());
+    match inner.transport.forward(delivery, to).await {
+        Ok(()) => {
+            lock(&inner.dedup).insert(key);
+        }
+        Err(e @ Error::HopLimit { .. }) => {
+            tracing::error!(%id, from = %crate::address::or_dash(from.as_ref()), %command, error = %e, "forward dropped");
+            dead_lettered(inner);
+            lock(&inner.dedup).insert(key);
+        }
+        Err(e) => {
+            tracing::warn!(%id, error = %e, "forward failed; the message will be delivered again")
         }
     }
 }
 
-/// Run a handler: a panic or a timeout becomes [`HandlerError::Failed`] naming it.
+/// The last attempt failed: into the dead-letter place (retried until it is there, or until
+/// the endpoint closes: then the delivery goes back), then answered and acknowledged.
+async fn give_up(
+    inner: &Inner,
+    delivery: Delivery,
+    key: Digest,
+    (reason, attempts): (String, u32),
+) {
+    let msg = delivery.message();
+    let letter = DeadLetter::new(msg, inner.address.clone(), &reason, attempts);
+    loop {
+        let put = match &inner.dead_letters {
+            Ok(place) => place.put(&letter).await.map(|()| place.place()),
+            Err(e) => Err(Error::Config(format!("no dead-letter place: {e}"))),
+        };
+        match put {
+            Ok(place) => {
+                tracing::error!(id = %msg.id, from = %crate::address::or_dash(msg.from.as_ref()), command = %msg.command, attempts, %reason, %place, "message dead-lettered");
+                break;
+            }
+            Err(e) => {
+                tracing::error!(id = %msg.id, error = %e, "could not dead-letter a message; it stays unacknowledged and is tried again");
+            }
+        }
+        tokio::select! {
+            biased;
+            _ = inner.cancel.cancelled() => return,
+            _ = tokio::time::sleep(PUT_AGAIN) => {}
+        }
+    }
+    dead_lettered(inner);
+    let reason = format!("dead-lettered after {attempts} attempts: {reason}");
+    answer_error(inner, msg, commands::ERROR, &[("reason", &reason)]).await;
+    complete(inner, delivery, key).await;
+}
+
+/// Run a handler: a panic or a timeout becomes a failed attempt ([`HandlerError::Retry`])
+/// naming it.
 async fn run(inner: &Inner, handler: &Handler, request: Request) -> HandlerResult {
     let limit = handler.timeout.unwrap_or(inner.handler_timeout);
     let (id, command) = (request.message.id.clone(), request.message.command.clone());
@@ -207,12 +246,12 @@ async fn run(inner: &Inner, handler: &Handler, request: Request) -> HandlerResul
         Ok(Ok(result)) => result,
         Ok(Err(panic)) => {
             let what = panic_message(panic.as_ref());
-            tracing::error!(%id, from = %crate::address::or_dash(from.as_ref()), %command, panic = %what, "handler panicked; the message failed");
-            Err(HandlerError::Failed(format!("handler panicked: {what}")))
+            tracing::error!(%id, from = %crate::address::or_dash(from.as_ref()), %command, panic = %what, "handler panicked; the attempt failed");
+            Err(HandlerError::Retry(format!("handler panicked: {what}")))
         }
         Err(_) => {
-            tracing::warn!(%id, from = %crate::address::or_dash(from.as_ref()), %command, ?limit, "handler timed out and was dropped; the message failed");
-            Err(HandlerError::Failed(format!(
+            tracing::warn!(%id, from = %crate::address::or_dash(from.as_ref()), %command, ?limit, "handler timed out and was dropped; the attempt failed");
+            Err(HandlerError::Retry(format!(
                 "handler timed out after {} ms",
                 limit.as_millis()
             )))

@@ -34,6 +34,8 @@ pub(crate) struct Hub {
     queue_bound: usize,
     /// Copies for sniffers, made on first use.
     tap: OnceLock<broadcast::Sender<Message>>,
+    /// The hub's dead letters (in memory, like everything of the hub).
+    pub(crate) dead_letters: Arc<crate::dead_letter::MemoryDeadLetters>,
 }
 
 /// Copies a sniffer may fall behind by before it loses the oldest.
@@ -61,6 +63,7 @@ impl Hub {
             state: Mutex::new(State::default()),
             queue_bound,
             tap: OnceLock::new(),
+            dead_letters: Arc::default(),
         });
         hubs.insert(name.to_owned(), Arc::downgrade(&hub));
         hub

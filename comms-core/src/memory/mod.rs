@@ -356,6 +356,10 @@ impl Transport for MemoryTransport {
         Some(self.binding.stats().clone())
     }
 
+    fn dead_letters(&self) -> Result<Arc<dyn crate::dead_letter::DeadLetters>> {
+        Ok(self.hub.dead_letters.clone())
+    }
+
     async fn sniff(&self) -> Result<Inbox> {
         self.binding.check_open()?;
         let mut tap = self.hub.tap();

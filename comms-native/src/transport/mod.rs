@@ -629,6 +629,12 @@ impl Transport for NativeTransport {
         Some(self.binding.stats().clone())
     }
 
+    /// Attempt counts and dead letters (the default place: files in `<state>/dead-letters`,
+    /// on this host) live in [`NativeOptions::state_dir`].
+    fn state_dir(&self) -> Option<std::path::PathBuf> {
+        self.opts.state_dir.clone()
+    }
+
     async fn sniff(&self) -> Result<Inbox> {
         self.binding.check_open()?;
         sniff::open(&self.opts, &self.tracker, self.cancel.child_token()).await

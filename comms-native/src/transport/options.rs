@@ -49,6 +49,9 @@ pub struct NativeOptions {
     /// The daemon's admin token, sent with `SNIFF` (`admin_token=`): commsd lets only admins
     /// sniff. Never in the URL (URLs get logged); set it with [`NativeOptions::with_admin_token`].
     pub admin_token: Option<AdminToken>,
+    /// The local state directory (attempt counts, dead letters: see
+    /// [`comms_core::state`]); default [`comms_core::state::resolve`]`(None)`.
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 /// A daemon admin token: `Debug` never shows it.
@@ -112,6 +115,7 @@ impl NativeOptions {
             max_message_size: number("max_message_size", super::MAX_MESSAGE_SIZE as u64)? as usize,
             hop_limit: DEFAULT_HOP_LIMIT,
             admin_token: None,
+            state_dir: comms_core::state::resolve(None),
         })
     }
 

@@ -167,6 +167,23 @@ pub enum Command {
         #[arg(long)]
         count: Option<u64>,
     },
+    /// The dead letters: messages a service gave up after its handler failed for the last
+    /// time (retries exhausted, panics, timeouts), kept with the reason and the attempt count.
+    /// Needs no server. RabbitMQ: the queue comms.<ns>.dead-letters; Kafka: the topic
+    /// comms.<ns>.dead-letters; native: files in the state directory of the receiving host
+    /// ($COMMS_STATE_DIR, [transport] state_dir, $STATE_DIRECTORY, ~/.local/state/comms).
+    #[command(after_help = "Examples:\n  commsctl dlq list\n  \
+        commsctl dlq list --service billing\n  \
+        commsctl dlq show 01J9Z8K3Q4XW6V3N2M1B0C9D8E\n  \
+        commsctl dlq replay 01J9Z8K3Q4XW6V3N2M1B0C9D8E\n  \
+        commsctl dlq replay --all --service billing\n  \
+        commsctl dlq purge --all\n\n\
+        Replay sends the message again to where it was going, from its original sender (a \
+        reply reaches that sender). Exit codes: 2 if an ID is unknown.")]
+    Dlq {
+        #[command(subcommand)]
+        action: DlqAction,
+    },
     /// Write a fresh fleet key (32 random bytes, hex) to PATH with mode 0600; needs no
     /// server. The server makes its own on its first start; keygen is for a key made ahead
     /// (give it to server, agents and commsctl: --key-file, COMMS_FLEET_KEY_FILE). To rotate,
@@ -199,4 +216,44 @@ pub enum Command {
     /// Print the man page (roff) on stdout.
     #[command(after_help = "Examples:\n  commsctl man > commsctl.1 && man ./commsctl.1")]
     Man,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqAction {
+    /// One line per dead letter, oldest first: id, age, sender -> receiver, command,
+    /// attempts, reason.
+    List {
+        /// Only the letters given up by this service (`name` or `node:name`).
+        #[arg(long, value_name = "NAME")]
+        service: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// One dead letter whole: the message's parameters, the reason, the attempts.
+    Show {
+        /// The letter's id (the message id, from `dlq list`).
+        id: String,
+    },
+    /// Send dead letters again and remove them (put back if the send fails).
+    Replay {
+        /// The letter's id.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<String>,
+        /// Every letter (with --service: that service's).
+        #[arg(long)]
+        all: bool,
+        /// With --all: only this service's letters.
+        #[arg(long, value_name = "NAME", requires = "all")]
+        service: Option<String>,
+    },
+    /// Remove dead letters for good.
+    Purge {
+        /// The letter's id.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<String>,
+        /// Every letter.
+        #[arg(long)]
+        all: bool,
+    },
 }

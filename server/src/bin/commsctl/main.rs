@@ -3,6 +3,7 @@
 //! codes; every command fails within --connect-timeout (daemon or broker) and --wait (server).
 
 mod cli;
+mod dlq;
 mod out;
 mod run;
 
@@ -170,6 +171,10 @@ async fn run(
         if let Err(why) = probe_native(&config.transport.url, connect_timeout).await {
             return Err(unreachable(why));
         }
+    }
+    if let Command::Dlq { action } = args.command {
+        let me = format!("commsctl_{}", std::process::id());
+        return dlq::run(transport, &me, action, args.json).await;
     }
     if let Command::Sniff {
         commands,
@@ -421,6 +426,7 @@ async fn run(
                 })?
         }
         Command::Sniff { .. }
+        | Command::Dlq { .. }
         | Command::Keygen { .. }
         | Command::WebToken
         | Command::Completions { .. }
