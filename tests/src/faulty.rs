@@ -31,7 +31,8 @@ pub enum Fault {
     LyingBound,
     /// `forward` does not count hops (guarantee 5).
     NoHops,
-    /// `nack(requeue)` drops the message (guarantee 1, redelivery).
+    /// A delivery given back — `nack(requeue)`, or dropped unsettled when its receiver closes
+    /// or goes away — is lost instead of delivered again (guarantee 1, redelivery).
     NackDrops,
     /// Receivers see a `from` the transport did not stamp.
     NoStamp,
@@ -174,6 +175,19 @@ impl Transport for Faulty {
 }
 
 struct AckOnNack(Option<Box<dyn Acker>>);
+
+impl Drop for AckOnNack {
+    // Dropped unsettled (its receiver closed mid-way): acknowledged, i.e. lost.
+    fn drop(&mut self) {
+        if let Some(a) = self.0.take() {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    let _ = a.ack().await;
+                });
+            }
+        }
+    }
+}
 
 #[async_trait]
 impl Acker for AckOnNack {
