@@ -120,16 +120,8 @@ fn fold_blocking(opts: &KafkaOptions, topic: &str) -> Result<Vec<DeadLetter>> {
         match op.as_str() {
             "put" => {
                 let payload = record.payload().unwrap_or_default();
-                let letter = DeadLetter::from_json(payload).unwrap_or_else(|e| DeadLetter {
-                    id: format!("offset-{}", record.offset()),
-                    receiver: None,
-                    reason: format!("unreadable dead letter: {e}"),
-                    attempts: 0,
-                    at_ms: 0,
-                    message: None,
-                    raw: Some(
-                        String::from_utf8_lossy(&payload[..payload.len().min(4096)]).into_owned(),
-                    ),
+                let letter = DeadLetter::from_json(payload).unwrap_or_else(|e| {
+                    DeadLetter::unreadable(format!("offset-{}", record.offset()), &e, payload)
                 });
                 letters.insert(record.offset(), letter);
             }

@@ -85,17 +85,8 @@ impl QueueDeadLetters {
             .map_err(|e| amqp("read a dead letter", e))?
         {
             let delivery = got.delivery;
-            let letter = DeadLetter::from_json(&delivery.data).unwrap_or_else(|e| DeadLetter {
-                id: format!("tag-{}", delivery.delivery_tag),
-                receiver: None,
-                reason: format!("unreadable dead letter: {e}"),
-                attempts: 0,
-                at_ms: 0,
-                message: None,
-                raw: Some(
-                    String::from_utf8_lossy(&delivery.data[..delivery.data.len().min(4096)])
-                        .into_owned(),
-                ),
+            let letter = DeadLetter::from_json(&delivery.data).unwrap_or_else(|e| {
+                DeadLetter::unreadable(format!("tag-{}", delivery.delivery_tag), &e, &delivery.data)
             });
             if stop(&letter, delivery).is_none() {
                 return Ok(());

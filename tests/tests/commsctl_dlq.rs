@@ -25,6 +25,21 @@ fn commsctl(config: &Path, state: &Path, args: &[&str]) -> Output {
         .expect("commsctl runs")
 }
 
+/// `commsctl --json dlq list --service SERVICE`, one JSON object per line.
+fn listed(config: &Path, state: &Path, service: &str) -> Vec<serde_json::Value> {
+    let out = ok(
+        &commsctl(
+            config,
+            state,
+            &["--json", "dlq", "list", "--service", service],
+        ),
+        "dlq list",
+    );
+    out.lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
+
 fn ok(out: &Output, what: &str) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
@@ -104,19 +119,8 @@ async fn scenario(url: &str, namespace: &str) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    let listed = ok(
-        &commsctl(
-            &config_file,
-            &state,
-            &["--json", "dlq", "list", "--service", &service],
-        ),
-        "dlq list",
-    );
-    let lines: Vec<serde_json::Value> = listed
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a JSON line"))
-        .collect();
-    assert_eq!(lines.len(), 2, "{listed}");
+    let lines = listed(&config_file, &state, &service);
+    assert_eq!(lines.len(), 2, "{lines:?}");
     for (line, id) in lines.iter().zip(&ids) {
         assert_eq!(line["event"], "dead_letter");
         assert_eq!(line["id"], id.as_str());
@@ -160,15 +164,8 @@ async fn scenario(url: &str, namespace: &str) {
         "dlq purge",
     );
     assert!(purged.contains("purged 1"), "{purged}");
-    let listed = ok(
-        &commsctl(
-            &config_file,
-            &state,
-            &["--json", "dlq", "list", "--service", &service],
-        ),
-        "dlq list",
-    );
-    assert_eq!(listed.lines().count(), 0, "{listed}");
+    let left = listed(&config_file, &state, &service);
+    assert!(left.is_empty(), "{left:?}");
     let gone = commsctl(&config_file, &state, &["dlq", "show", &ids[0]]);
     assert_eq!(gone.status.code(), Some(2), "an unknown letter: {gone:?}");
     assert!(

@@ -88,6 +88,21 @@ impl DeadLetter {
         }
     }
 
+    /// A record of the place that is not a letter it can read (damaged, or written by another
+    /// tool): shown with `id` (the place's own), why, and the first 4 KiB of `body` as text;
+    /// it cannot be replayed.
+    pub fn unreadable(id: String, why: &Error, body: &[u8]) -> Self {
+        Self {
+            id,
+            receiver: None,
+            reason: format!("unreadable dead letter: {why}"),
+            attempts: 0,
+            at_ms: 0,
+            message: None,
+            raw: Some(String::from_utf8_lossy(&body[..body.len().min(4096)]).into_owned()),
+        }
+    }
+
     /// As one JSON object: the letter's fields and the message as its envelope.
     pub fn to_json(&self) -> Result<Vec<u8>> {
         let envelope = match &self.message {
