@@ -28,6 +28,42 @@ use crate::config::AgentConfig;
 use crate::runner::{self, TaskSpec};
 use crate::{facts, identity, AgentError};
 
+/// How long one reachability probe waits for its answer.
+const REACH_PROBE: Duration = Duration::from_secs(2);
+
+/// Logs "agent up" once the agent has really reached its transport: a `PING` to itself came
+/// back through the daemon or broker (the first `advertise` of a native transport returns
+/// while the daemon is still unreachable, the client then keeps trying). Until then it says
+/// once that it is waiting.
+async fn announce_when_reached(endpoint: Endpoint, id: String) {
+    let mut waiting_said = false;
+    loop {
+        let probe = match comms::Message::new(cmd::PING, endpoint.address().clone()) {
+            Ok(m) => m.at_most_once(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot build the reachability probe");
+                return;
+            }
+        };
+        let started = tokio::time::Instant::now();
+        match endpoint.request(probe, REACH_PROBE).await {
+            Ok(_) => {
+                tracing::info!(address = %endpoint.address(), %id, "agent up");
+                return;
+            }
+            Err(comms::Error::Closed) => return,
+            Err(e) => {
+                if !waiting_said {
+                    tracing::info!(address = %endpoint.address(), error = %e, "agent started; waiting to reach its transport");
+                    waiting_said = true;
+                }
+            }
+        }
+        // A probe that failed at once (nothing connected) waits out its period.
+        tokio::time::sleep_until(started + REACH_PROBE).await;
+    }
+}
+
 #[derive(Debug)]
 struct Tasks {
     running: Mutex<HashMap<String, CancellationToken>>,
@@ -160,7 +196,8 @@ impl Agent {
             })
             .start()
             .await?;
-        tracing::info!(address = %endpoint.address(), %id, "agent up");
+        // Detached: it ends with the endpoint (its probe fails `Closed`) or the process.
+        tokio::spawn(announce_when_reached(endpoint.clone(), id.clone()));
         Ok(Agent {
             endpoint,
             tasks,
