@@ -1,6 +1,7 @@
-//! Handler isolation on the memory transport (issue 17, points 1 and 2): a panicking handler is
-//! contained, handlers time out, a hung handler never stalls other senders, and an endpoint
-//! whose reader dies closes itself and withdraws its advertisement.
+//! Handler isolation on the memory transport (issue 17, points 1 to 3): a panicking handler is
+//! contained, handlers time out, a hung handler never stalls other senders, messages being
+//! retried do not hold other senders' handlers back, and an endpoint whose reader dies closes
+//! itself and withdraws its advertisement.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -9,8 +10,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use comms_core::transport::{Delivery, Inbox};
 use comms_core::{
-    Address, Advertisement, Capabilities, Destination, Directory, Endpoint, Error, MemoryTransport,
-    Message, Outcome, Transport,
+    Address, Advertisement, Capabilities, Destination, Directory, Endpoint, Error, HandlerError,
+    MemoryTransport, Message, Outcome, RetryPolicy, Transport,
 };
 use tokio::sync::{mpsc, Mutex};
 use tokio::time::Instant;
@@ -43,7 +44,9 @@ fn remote_reason(r: &Result<Message, Error>) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_handler_fails_its_message_and_every_sender_is_still_served() {
     let hub = hub();
+    // A panic is a failed attempt: retried (quickly here), then dead-lettered and answered.
     let server = Endpoint::builder(memory(&hub), "fragile")
+        .retry(RetryPolicy::attempts(2).with_initial_backoff(Duration::from_millis(10)))
         .handle("BOOM", |_req| async { panic!("boom on purpose") })
         .handle("ECHO", |req| async move {
             Ok(Outcome::Reply(req.reply("ECHOED")?))
@@ -59,7 +62,10 @@ async fn a_panicking_handler_fails_its_message_and_every_sender_is_still_served(
         .await;
     let why = remote_reason(&r);
     assert!(
-        why.starts_with("ERROR") && why.contains("panicked") && why.contains("boom on purpose"),
+        why.starts_with("ERROR")
+            && why.contains("dead-lettered after 2 attempts")
+            && why.contains("panicked")
+            && why.contains("boom on purpose"),
         "{why}"
     );
     for _ in 0..3 {
@@ -284,4 +290,58 @@ async fn an_endpoint_whose_reader_ends_closes_and_withdraws() {
         "the advertisement is withdrawn, not left up while deaf"
     );
     watcher.close().await.expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn senders_being_retried_do_not_hold_back_other_senders() {
+    // Two handlers at most at once, and two senders whose messages fail with a long backoff:
+    // while they wait out their backoff, a third sender's message is handled at once.
+    let hub = hub();
+    let failed = Arc::new(AtomicUsize::new(0));
+    let counter = failed.clone();
+    let server = Endpoint::builder(memory(&hub), "busy")
+        .lanes(2)
+        .retry(RetryPolicy::attempts(3).with_initial_backoff(Duration::from_secs(3)))
+        .handle("FAIL", move |_req| {
+            let counter = counter.clone();
+            async move {
+                counter.fetch_add(1, Ordering::SeqCst);
+                Err(HandlerError::Retry("later".into()))
+            }
+        })
+        .handle(
+            "OK",
+            |req| async move { Ok(Outcome::Reply(req.reply("DONE")?)) },
+        )
+        .start()
+        .await
+        .expect("server");
+    let to = server.address().clone();
+    let (s1, s2, s3) = (
+        client(&hub, "s1").await,
+        client(&hub, "s2").await,
+        client(&hub, "s3").await,
+    );
+    for s in [&s1, &s2] {
+        s.send(Message::new("FAIL", to.clone()).unwrap())
+            .await
+            .expect("send");
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while failed.load(Ordering::SeqCst) < 2 {
+        assert!(Instant::now() < deadline, "the failing messages never ran");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let started = Instant::now();
+    s3.request(Message::new("OK", to).unwrap(), Duration::from_secs(10))
+        .await
+        .expect("the third sender is answered");
+    assert!(
+        started.elapsed() < Duration::from_millis(1000),
+        "the third sender waited {:?} for two senders' retry backoffs",
+        started.elapsed()
+    );
+    for ep in [s1, s2, s3, server] {
+        ep.close().await.expect("close");
+    }
 }

@@ -36,7 +36,7 @@ use crate::error::Result;
 use crate::message::{commands, Message};
 use crate::transport::{Delivery, Inbox};
 
-use super::process::{process, settle};
+use super::process::{process, settle, Slot};
 use super::{lock, Inner};
 
 /// Most deliveries an endpoint holds at once (queued on lanes or being handled).
@@ -212,12 +212,11 @@ async fn lane(
                 }
             }
         };
-        let _running = tokio::select! {
-            biased;
-            _ = inner.cancel.cancelled() => return,
-            p = lanes.running.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-        };
-        process(&inner, held.delivery).await;
+        let mut slot = Slot::new(lanes.running.clone());
+        if !slot.take(&inner.cancel).await {
+            return;
+        }
+        process(&inner, held.delivery, &mut slot).await;
     }
 }
 

@@ -44,9 +44,13 @@ pub enum Outcome {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum HandlerError {
-    /// Transient failure: deliver the message again later (nack with requeue).
+    /// Transient failure: a failed attempt. The handler runs again after the endpoint's
+    /// [`RetryPolicy`](crate::RetryPolicy) backoff (the sender's later messages wait); after
+    /// the last attempt the message is dead-lettered ([`crate::dead_letter`]) and a request
+    /// gets an `ERROR` reply. A panic or a timeout counts the same way.
     Retry(String),
-    /// Permanent failure: the sender gets an `ERROR` reply; the message is acknowledged.
+    /// Permanent failure, the handler's own verdict: the sender gets an `ERROR` reply; the
+    /// message is acknowledged (not retried, not dead-lettered).
     Failed(String),
     /// The message is not acceptable: the sender gets an `INVALID` reply naming the field.
     Invalid(Invalid),

@@ -31,9 +31,49 @@ use super::dedup::Digest;
 use super::handler::{Handler, HandlerError, HandlerResult, Outcome, Request};
 use super::{lock, send_traced, Endpoint, Inner};
 use opentelemetry::context::FutureExt as _;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
 
 /// Wait between two tries to put a dead letter in a place that refused it.
 const PUT_AGAIN: Duration = Duration::from_secs(2);
+
+/// A lane's share of the handlers that may run at once ([`EndpointBuilder::lanes`]): held
+/// while its handler runs, given back while the lane waits out a retry's backoff, so that
+/// senders whose messages are being retried never keep other senders' handlers waiting.
+///
+/// [`EndpointBuilder::lanes`]: super::EndpointBuilder::lanes
+pub(crate) struct Slot {
+    running: Arc<Semaphore>,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Slot {
+    pub(crate) fn new(running: Arc<Semaphore>) -> Self {
+        Self {
+            running,
+            permit: None,
+        }
+    }
+
+    /// Hold a share (waiting for one); `false` when the endpoint closes first.
+    pub(crate) async fn take(&mut self, cancel: &CancellationToken) -> bool {
+        if self.permit.is_some() {
+            return true;
+        }
+        let permit = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return false,
+            p = self.running.clone().acquire_owned() => p,
+        };
+        self.permit = permit.ok();
+        self.permit.is_some()
+    }
+
+    /// Give the share back (a backoff, or the message is done).
+    pub(crate) fn give_back(&mut self) {
+        self.permit = None;
+    }
+}
 
 pub(crate) fn settle(result: Result<()>) {
     if let Err(e) = result {
@@ -84,13 +124,13 @@ async fn complete(inner: &Inner, delivery: Delivery, key: Digest) {
 
 /// Runs the handler of one delivery and settles it. The handler's [`Request`] shares the
 /// delivery's message (no copy).
-pub(crate) async fn process(inner: &Arc<Inner>, delivery: Delivery) {
+pub(crate) async fn process(inner: &Arc<Inner>, delivery: Delivery, slot: &mut Slot) {
     // With tracing on, everything below (the handler, its sends, the reply) runs inside the
     // `process` span ([`crate::trace`]).
     match crate::trace::start_process(delivery.message()) {
-        None => process_untraced(inner, delivery).await,
+        None => process_untraced(inner, delivery, slot).await,
         Some(cx) => {
-            process_untraced(inner, delivery)
+            process_untraced(inner, delivery, slot)
                 .with_context(cx.clone())
                 .await;
             crate::trace::end(Some(cx), None);
@@ -98,7 +138,7 @@ pub(crate) async fn process(inner: &Arc<Inner>, delivery: Delivery) {
     }
 }
 
-async fn process_untraced(inner: &Arc<Inner>, delivery: Delivery) {
+async fn process_untraced(inner: &Arc<Inner>, delivery: Delivery, slot: &mut Slot) {
     let msg = delivery.message();
     let (key, seen) = {
         let dedup = lock(&inner.dedup);
@@ -137,6 +177,9 @@ async fn process_untraced(inner: &Arc<Inner>, delivery: Delivery) {
     };
     let id = &msg.id;
     let reason = loop {
+        if !slot.take(&inner.cancel).await {
+            return; // closing: the delivery goes back
+        }
         let reason = match run(inner, handler, request.clone()).await {
             Ok(Outcome::Done) => return complete(inner, delivery, key).await,
             Ok(Outcome::Reply(reply)) => {
@@ -170,6 +213,7 @@ async fn process_untraced(inner: &Arc<Inner>, delivery: Delivery) {
         }
         let wait = inner.retry.jittered_backoff(attempts);
         tracing::debug!(%id, attempts, %reason, ?wait, "handler failed; trying again after the backoff");
+        slot.give_back();
         tokio::select! {
             biased;
             // Closing: the delivery goes back to the backend; the count is kept.
@@ -177,6 +221,7 @@ async fn process_untraced(inner: &Arc<Inner>, delivery: Delivery) {
             _ = tokio::time::sleep(wait) => {}
         }
     };
+    slot.give_back();
     give_up(inner, delivery, key, reason).await;
 }
 

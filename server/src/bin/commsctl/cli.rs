@@ -179,7 +179,9 @@ pub enum Command {
         commsctl dlq replay --all --service billing\n  \
         commsctl dlq purge --all\n\n\
         Replay sends the message again to where it was going, from its original sender (a \
-        reply reaches that sender). Exit codes: 2 if an ID is unknown.")]
+        reply reaches that sender), and waits up to --wait seconds for it to be confirmed \
+        (on native: acknowledged by the running receiver); unconfirmed, the letter is put \
+        back (exit 1). Exit codes: 2 if an ID is unknown.")]
     Dlq {
         #[command(subcommand)]
         action: DlqAction,

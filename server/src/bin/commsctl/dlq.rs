@@ -5,6 +5,7 @@
 //! service's user, or give it the same `[transport] state_dir` / `COMMS_STATE_DIR`).
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use comms::dead_letter::{self, now_ms, DeadLetter, DeadLetters};
@@ -85,11 +86,13 @@ async fn replay_one(
     Ok(())
 }
 
+/// `commsctl dlq ...`. `wait`: how long a replay waits for its messages to be confirmed.
 pub async fn run(
     transport: Box<dyn Transport>,
     me: &str,
     action: DlqAction,
     json: bool,
+    wait: Duration,
 ) -> anyhow::Result<ExitCode> {
     let place = transport.dead_letters()?;
     let place = &*place;
@@ -149,16 +152,47 @@ pub async fn run(
                     .map(|l| l.id)
                     .collect(),
             };
+            let mut sent = Vec::new();
             for id in &ids {
                 let letter = taken(place, id).await?;
-                replay_one(&*transport, place, letter).await?;
+                replay_one(&*transport, place, letter.clone()).await?;
+                sent.push(letter);
+            }
+            // Confirmed once closing finds nothing unacknowledged: a broker has confirmed each
+            // publish already; a native transport waits for the receivers' acknowledgements.
+            let closed = tokio::time::timeout(wait, transport.close()).await;
+            if !matches!(closed, Ok(Ok(()))) {
+                for letter in &sent {
+                    place.put(letter).await.with_context(|| {
+                        format!(
+                            "putting back dead letter {} (its replay is unconfirmed)",
+                            letter.id
+                        )
+                    })?;
+                }
+                let why = match closed {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => format!("not confirmed within {} s", wait.as_secs()),
+                };
+                return Err(Exit(
+                    1,
+                    format!(
+                        "{} replayed messages were not confirmed ({why}; is the receiving service running?): \
+                         the letters were put back; a later replay may hand a message over twice",
+                        sent.len()
+                    ),
+                )
+                .into());
+            }
+            for letter in &sent {
                 if json {
-                    out::line("replayed", &serde_json::json!({ "id": id }));
+                    out::line("replayed", &serde_json::json!({ "id": letter.id }));
                 } else {
-                    println!("replayed {id}");
+                    println!("replayed {}", letter.id);
                 }
             }
-            out::note(json, &format!("{} dead letters replayed", ids.len()));
+            out::note(json, &format!("{} dead letters replayed", sent.len()));
+            return Ok(ExitCode::SUCCESS);
         }
         DlqAction::Purge { id, all: _ } => {
             let n = match id {

@@ -174,7 +174,8 @@ async fn run(
     }
     if let Command::Dlq { action } = args.command {
         let me = format!("commsctl_{}", std::process::id());
-        return dlq::run(transport, &me, action, args.json).await;
+        let wait = Duration::from_secs(args.wait.max(1));
+        return dlq::run(transport, &me, action, args.json, wait).await;
     }
     if let Command::Sniff {
         commands,
