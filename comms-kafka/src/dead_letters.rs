@@ -43,13 +43,19 @@ pub struct TopicDeadLetters {
 }
 
 impl TopicDeadLetters {
-    pub(crate) fn new(opts: &KafkaOptions, names: &Names, producer: Arc<Producer>) -> Result<Self> {
-        Ok(Self {
+    /// The place of `names`' namespace, written with the transport's producer and admin client.
+    pub(crate) fn new(
+        opts: &KafkaOptions,
+        names: &Names,
+        producer: Arc<Producer>,
+        topics: Arc<Topics>,
+    ) -> Self {
+        Self {
             topic: names.child("dead-letters"),
-            topics: Arc::new(Topics::new(opts)?),
+            topics,
             opts: opts.clone(),
             producer,
-        })
+        }
     }
 
     async fn write(&self, op: &str, key: &str, value: &[u8]) -> Result<()> {

@@ -54,7 +54,7 @@ struct Inner {
     opts: KafkaOptions,
     names: Names,
     producer: Arc<Producer>,
-    topics: Topics,
+    topics: Arc<Topics>,
     lag: Arc<Lag>,
     destinations: Mutex<HashMap<String, Dest>>,
     binding: Binding,
@@ -83,7 +83,7 @@ impl KafkaTransport {
     /// Connect with explicit options. Clients connect lazily; nothing is sent yet.
     pub fn with_options(opts: KafkaOptions) -> Result<Self> {
         let producer = Arc::new(Producer::new(&opts)?);
-        let topics = Topics::new(&opts)?;
+        let topics = Arc::new(Topics::new(&opts)?);
         Ok(Self {
             inner: Arc::new(Inner {
                 names: Names::new(&opts.namespace),
@@ -483,7 +483,8 @@ impl Transport for KafkaTransport {
             &self.inner.opts,
             &self.inner.names,
             self.inner.producer.clone(),
-        )?))
+            self.inner.topics.clone(),
+        )))
     }
 }
 
