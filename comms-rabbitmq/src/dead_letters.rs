@@ -17,7 +17,6 @@ use async_trait::async_trait;
 use comms_core::dead_letter::{DeadLetter, DeadLetters};
 use comms_core::{Error, Result};
 use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions, QueuePurgeOptions};
-use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, Confirmation};
 use tokio::time::Instant;
 
@@ -53,15 +52,7 @@ impl QueueDeadLetters {
             .create_channel()
             .await
             .map_err(|e| amqp("open a dead-letter channel", e))?;
-        let mut args = FieldTable::default();
-        args.insert(
-            "x-max-length".into(),
-            AMQPValue::LongLongInt(DEAD_LETTER_BOUND),
-        );
-        args.insert(
-            "x-overflow".into(),
-            AMQPValue::LongString(LongString::from("reject-publish")),
-        );
+        let args = crate::topology::bounded_args(DEAD_LETTER_BOUND, "reject-publish");
         let durable = QueueDeclareOptions {
             durable: true,
             ..QueueDeclareOptions::default()

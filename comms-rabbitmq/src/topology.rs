@@ -107,13 +107,8 @@ pub fn instance_bindings<'a>(
 }
 
 fn queue_args(opts: &RabbitOptions, names: &Names) -> FieldTable {
-    let mut args = FieldTable::default();
     let bound = i64::try_from(opts.queue_bound).unwrap_or(i64::MAX);
-    args.insert("x-max-length".into(), AMQPValue::LongLongInt(bound));
-    args.insert(
-        "x-overflow".into(),
-        AMQPValue::LongString(LongString::from("reject-publish")),
-    );
+    let mut args = bounded_args(bound, "reject-publish");
     args.insert(
         "x-dead-letter-exchange".into(),
         AMQPValue::LongString(LongString::from(names.dead_letter_exchange())),
@@ -129,17 +124,20 @@ fn queue_args(opts: &RabbitOptions, names: &Names) -> FieldTable {
     args
 }
 
-fn diagnostic_args() -> FieldTable {
+/// Queue arguments bounding a queue at `max_length` messages, with `overflow` behaviour
+/// (`drop-head`: oldest dropped; `reject-publish`: publishes refused).
+pub(crate) fn bounded_args(max_length: i64, overflow: &str) -> FieldTable {
     let mut args = FieldTable::default();
-    args.insert(
-        "x-max-length".into(),
-        AMQPValue::LongLongInt(DIAGNOSTIC_QUEUE_BOUND),
-    );
+    args.insert("x-max-length".into(), AMQPValue::LongLongInt(max_length));
     args.insert(
         "x-overflow".into(),
-        AMQPValue::LongString(LongString::from("drop-head")),
+        AMQPValue::LongString(LongString::from(overflow)),
     );
     args
+}
+
+fn diagnostic_args() -> FieldTable {
+    bounded_args(DIAGNOSTIC_QUEUE_BOUND, "drop-head")
 }
 
 fn durable() -> QueueDeclareOptions {
