@@ -1,7 +1,8 @@
 //! `commsctl dlq list | show | replay | purge` as an operator runs it (issue 17, point 3),
 //! against letters a real service dead-lettered: on native (a real `commsd`; letters are files
-//! in the state directory the service and commsctl share) and on the real RabbitMQ (the queue
-//! `comms.<ns>.dead-letters`). The Kafka place is exercised by conformance case 29.
+//! in the state directory the service and commsctl share), on the real RabbitMQ (the queue
+//! `comms.<ns>.dead-letters`) and on a Kafka-protocol broker (tansu; the topic
+//! `comms.<ns>.dead-letters`).
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -195,4 +196,13 @@ async fn dlq_rabbitmq() {
     comms_tests::rabbitmq::delete_namespaces(&[ns])
         .await
         .expect("cleanup");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dlq_kafka() {
+    let broker = comms_test_support::tansu::Tansu::start()
+        .await
+        .expect("start tansu");
+    let ns = comms_test_support::names::unique_name("dlq");
+    scenario(&broker.url(), &ns).await;
 }
