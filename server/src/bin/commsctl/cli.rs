@@ -224,6 +224,9 @@ pub enum Command {
 pub enum DlqAction {
     /// One line per dead letter, oldest first: id, age, sender -> receiver, command,
     /// attempts, reason.
+    #[command(
+        after_help = "Examples:\n  commsctl dlq list\n  commsctl --json dlq list --service billing --limit 10"
+    )]
     List {
         /// Only the letters given up by this service (`name` or `node:name`).
         #[arg(long, value_name = "NAME")]
@@ -233,11 +236,18 @@ pub enum DlqAction {
         limit: usize,
     },
     /// One dead letter whole: the message's parameters, the reason, the attempts.
+    #[command(
+        after_help = "Examples:\n  commsctl dlq show 01J9Z8K3Q4XW6V3N2M1B0C9D8E\n\nExit codes: 2 if ID is unknown."
+    )]
     Show {
         /// The letter's id (the message id, from `dlq list`).
         id: String,
     },
-    /// Send dead letters again and remove them (put back if the send fails).
+    /// Send dead letters again and remove them (put back if the send fails or is not
+    /// confirmed within --wait seconds).
+    #[command(
+        after_help = "Examples:\n  commsctl dlq replay 01J9Z8K3Q4XW6V3N2M1B0C9D8E\n  commsctl dlq replay --all --service billing\n\nExit codes: 1 not confirmed (letters put back), 2 if ID is unknown."
+    )]
     Replay {
         /// The letter's id.
         #[arg(required_unless_present = "all", conflicts_with = "all")]
@@ -250,6 +260,9 @@ pub enum DlqAction {
         service: Option<String>,
     },
     /// Remove dead letters for good.
+    #[command(
+        after_help = "Examples:\n  commsctl dlq purge 01J9Z8K3Q4XW6V3N2M1B0C9D8E\n  commsctl dlq purge --all\n\nExit codes: 2 if ID is unknown."
+    )]
     Purge {
         /// The letter's id.
         #[arg(required_unless_present = "all", conflicts_with = "all")]

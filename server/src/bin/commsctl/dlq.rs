@@ -153,10 +153,22 @@ pub async fn run(
                     .collect(),
             };
             let mut sent = Vec::new();
+            // On a failure, stop; what was sent before it is still confirmed (or put back).
+            let mut failed = None;
             for id in &ids {
-                let letter = taken(place, id).await?;
-                replay_one(&*transport, place, letter.clone()).await?;
-                sent.push(letter);
+                let replayed = match taken(place, id).await {
+                    Ok(letter) => replay_one(&*transport, place, letter.clone())
+                        .await
+                        .map(|()| letter),
+                    Err(e) => Err(e),
+                };
+                match replayed {
+                    Ok(letter) => sent.push(letter),
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
             }
             // Confirmed once closing finds nothing unacknowledged: a broker has confirmed each
             // publish already; a native transport waits for the receivers' acknowledgements.
@@ -192,7 +204,10 @@ pub async fn run(
                 }
             }
             out::note(json, &format!("{} dead letters replayed", sent.len()));
-            return Ok(ExitCode::SUCCESS);
+            return match failed {
+                Some(e) => Err(e),
+                None => Ok(ExitCode::SUCCESS),
+            };
         }
         DlqAction::Purge { id, all: _ } => {
             let n = match id {
