@@ -56,6 +56,11 @@ impl Attempts {
         }
     }
 
+    /// The file of `id`'s count in `dir`.
+    fn file(dir: &Path, id: &MessageId) -> PathBuf {
+        dir.join(format!("{}.json", file_safe(id.as_str())))
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<MessageId, u32>> {
         self.counts.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -69,10 +74,7 @@ impl Attempts {
             *n
         };
         if let Some(dir) = self.dir.clone() {
-            let (id, path) = (
-                id.clone(),
-                dir.join(format!("{}.json", file_safe(id.as_str()))),
-            );
+            let (id, path) = (id.clone(), Self::file(&dir, id));
             let written = tokio::task::spawn_blocking(move || {
                 let bytes = serde_json::to_vec(&Stored { id, attempts: n })?;
                 create_private_dir(&dir)?;
@@ -99,7 +101,7 @@ impl Attempts {
             }
         }
         if let Some(dir) = &self.dir {
-            let _ = std::fs::remove_file(dir.join(format!("{}.json", file_safe(id.as_str()))));
+            let _ = std::fs::remove_file(Self::file(dir, id));
         }
     }
 }
