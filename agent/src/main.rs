@@ -86,12 +86,7 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .init();
+    comms_ops::logs::init("info", comms_ops::logs::Stream::Stdout);
     let matches = <Args as clap::CommandFactory>::command().get_matches();
     let args = match <Args as clap::FromArgMatches>::from_arg_matches(&matches) {
         Ok(a) => a,

@@ -19,6 +19,7 @@
 //!   every backend. The daemon's and the server's own metrics live in those crates
 //!   (`commsd::metrics`, the server's `metrics` module) as [`Collector`]s or registered metrics.
 //!
+//! - [`logs`]: the log set-up every binary shares (`RUST_LOG`, no ANSI colour off a terminal).
 //! - `otel` (feature `otlp`): OTLP export of the traces comms makes (`comms_core::trace`).
 //!
 //! Metrics use the Prometheus project's Rust client ([`prometheus_client`], re-exported):
@@ -52,6 +53,7 @@ pub use prometheus_client;
 pub use prometheus_client::collector::Collector;
 
 pub mod encode;
+pub mod logs;
 #[cfg(feature = "otlp")]
 pub mod otel;
 pub mod transport;

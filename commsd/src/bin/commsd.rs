@@ -134,12 +134,7 @@ async fn run(cli: Args) -> anyhow::Result<()> {
 
 fn main() -> std::process::ExitCode {
     let cli = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    comms_ops::logs::init("info", comms_ops::logs::Stream::Stderr);
     // Single-threaded: one router owns all state; docs/DESIGN.md §7 measured it faster here.
     let result = tokio::runtime::Builder::new_current_thread()
         .enable_all()
