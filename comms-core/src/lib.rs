@@ -103,7 +103,9 @@ pub use capabilities::Capabilities;
 pub use config::{Config, Scheme, TransportUrl};
 pub use dead_letter::{DeadLetter, DeadLetters};
 pub use directory::{Directory, DirectoryEvent, Entry, Query};
-pub use endpoint::{Endpoint, EndpointBuilder, HandlerError, HandlerResult, Outcome, Request};
+pub use endpoint::{
+    Batching, Endpoint, EndpointBuilder, HandlerError, HandlerResult, Outcome, Request,
+};
 pub use error::{Error, Invalid, Result};
 pub use memory::MemoryTransport;
 pub use message::{commands, DeliveryMode, Message, MessageId, Params};

@@ -193,3 +193,9 @@ mod tests {
         assert_eq!(connect(&c).await.unwrap().node(), "n7");
     }
 }
+
+/// The Rust example of README.md ("Using the contract") is compiled as a doc test, so the
+/// README cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeExample;

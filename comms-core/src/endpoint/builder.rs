@@ -22,7 +22,7 @@ use crate::transport::Transport;
 
 use super::attempts::Attempts;
 use super::dedup::{DedupWindow, DEFAULT_DEDUP_CAPACITY};
-use super::handler::{Handler, HandlerResult, Request};
+use super::handler::{Batching, Handler, HandlerResult, Request};
 use super::{dispatch, Endpoint, Inner};
 
 /// Default [`EndpointBuilder::handler_timeout`].
@@ -183,6 +183,33 @@ impl EndpointBuilder {
         Fut: Future<Output = HandlerResult> + Send + 'static,
     {
         self.insert(T::COMMAND, Handler::typed::<T, F, Fut>(f))
+    }
+
+    /// Handle `command` a batch at a time: `f` gets the messages that have arrived for it (in
+    /// arrival order, at most `batching.max_messages`) and returns one result per message, in
+    /// the same order. Each message is settled on its own result as with [`Self::handle`]: a
+    /// reply is sent to its sender, a failed attempt is retried alone after the backoff and
+    /// dead-lettered after the last. A call that panics, times out or returns a wrong number
+    /// of results is split: its messages run one at a time, so only the one at fault fails.
+    ///
+    /// ```
+    /// # async fn f() -> comms_core::Result<()> {
+    /// use comms_core::{Batching, Endpoint, MemoryTransport, Outcome};
+    /// let store = Endpoint::builder(MemoryTransport::connect("memory://doc_batch")?, "store")
+    ///     .handle_batch("PUT", Batching::up_to(500), |batch| async move {
+    ///         // e.g. one database transaction for the whole batch
+    ///         batch.iter().map(|_req| Ok(Outcome::Done)).collect()
+    ///     })
+    ///     .start()
+    ///     .await?;
+    /// # store.close().await }
+    /// ```
+    pub fn handle_batch<F, Fut>(self, command: &str, batching: Batching, f: F) -> Self
+    where
+        F: Fn(Vec<Request>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Vec<HandlerResult>> + Send + 'static,
+    {
+        self.insert(command, Handler::batch(batching, f))
     }
 
     fn insert(mut self, command: &str, handler: Handler) -> Self {

@@ -42,10 +42,17 @@ use super::{lock, Inner};
 /// Most deliveries an endpoint holds at once (queued on lanes or being handled).
 pub const MAX_HELD: usize = 1024;
 
-/// A delivery queued on a lane, with its share of [`MAX_HELD`].
-struct Held {
+/// A delivery queued on a lane (or for a batch handler), with its share of [`MAX_HELD`].
+pub(crate) struct Held {
     delivery: Delivery,
     _permit: OwnedSemaphorePermit,
+}
+
+impl Held {
+    /// The delivery, and its share of [`MAX_HELD`] (to hold until it is settled).
+    pub(crate) fn into_parts(self) -> (Delivery, OwnedSemaphorePermit) {
+        (self.delivery, self._permit)
+    }
 }
 
 /// The lanes: one queue per sender, created on demand and removed once empty.
@@ -55,13 +62,26 @@ struct Lanes {
     running: Arc<Semaphore>,
     /// Deliveries held at once.
     held: Arc<Semaphore>,
+    /// The queue of each batch command's task ([`super::batch`]).
+    batchers: HashMap<String, mpsc::UnboundedSender<Held>>,
 }
 
 pub(crate) fn spawn(inner: &Arc<Inner>, inbox: Inbox) {
+    let running = Arc::new(Semaphore::new(inner.lanes));
+    let batchers = inner
+        .handlers
+        .iter()
+        .filter(|(_, h)| h.batch.is_some())
+        .map(|(command, _)| {
+            let tx = super::batch::spawn(inner, running.clone(), command);
+            (command.clone(), tx)
+        })
+        .collect();
     let lanes = Arc::new(Lanes {
         queues: Mutex::default(),
-        running: Arc::new(Semaphore::new(inner.lanes)),
+        running,
         held: Arc::new(Semaphore::new(MAX_HELD)),
+        batchers,
     });
     inner.tracker.spawn(reader(inner.clone(), inbox, lanes));
     inner.tracker.spawn(heartbeat(inner.clone()));
@@ -81,10 +101,20 @@ pub(crate) fn spawn(inner: &Arc<Inner>, inbox: Inbox) {
 
 /// Watches a dispatcher task: if it ends while the endpoint is not closing (any end for the
 /// reader, a panic for the others), the endpoint closes itself (see the module docs).
-struct Sentinel {
+pub(crate) struct Sentinel {
     inner: Arc<Inner>,
     task: &'static str,
     any_end: bool,
+}
+
+impl Sentinel {
+    pub(crate) fn new(inner: &Arc<Inner>, task: &'static str, any_end: bool) -> Self {
+        Self {
+            inner: inner.clone(),
+            task,
+            any_end,
+        }
+    }
 }
 
 impl Drop for Sentinel {
@@ -155,18 +185,24 @@ async fn reader(inner: Arc<Inner>, mut inbox: Inbox, lanes: Arc<Lanes>) {
     }
 }
 
-/// Queue `delivery` on its sender's lane, starting the lane's task if it has none. Never waits.
+/// Queue `delivery` on its sender's lane, starting the lane's task if it has none (or on its
+/// batch command's queue). Never waits.
 fn enqueue(
     inner: &Arc<Inner>,
     lanes: &Arc<Lanes>,
     delivery: Delivery,
     permit: OwnedSemaphorePermit,
 ) {
-    let key = delivery.message().from.clone();
     let held = Held {
         delivery,
         _permit: permit,
     };
+    let held = match lanes.batchers.get(&held.delivery.message().command) {
+        // A closed batch queue means the endpoint is closing: dropping puts the delivery back.
+        Some(batcher) => return drop(batcher.send(held)),
+        None => held,
+    };
+    let key = held.delivery.message().from.clone();
     let mut queues = lock(&lanes.queues);
     let held = match queues.get(&key) {
         Some(tx) => match tx.send(held) {

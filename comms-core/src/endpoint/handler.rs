@@ -76,6 +76,55 @@ impl From<Invalid> for HandlerError {
 pub type HandlerResult = Result<Outcome, HandlerError>;
 
 type BoxFuture = Pin<Box<dyn Future<Output = HandlerResult> + Send>>;
+type BatchFuture = Pin<Box<dyn Future<Output = Vec<HandlerResult>> + Send>>;
+
+/// How the batches of a batch handler are formed
+/// ([`EndpointBuilder::handle_batch`](super::EndpointBuilder::handle_batch)).
+///
+/// A batch is what has arrived for the command, in arrival order: the first message waiting,
+/// then those already queued behind it, up to `max_messages`; with a `linger`, the batch
+/// also waits that long after its first message for more to arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batching {
+    /// Most messages in one call of the handler (at least 1).
+    pub max_messages: usize,
+    /// How long a batch waits for more messages after its first (zero: take only what is
+    /// already there; the lowest latency).
+    pub linger: std::time::Duration,
+}
+
+impl Default for Batching {
+    /// 256 messages at most, no linger.
+    fn default() -> Self {
+        Self {
+            max_messages: 256,
+            linger: std::time::Duration::ZERO,
+        }
+    }
+}
+
+impl Batching {
+    /// At most `max_messages` a call, no linger.
+    pub fn up_to(max_messages: usize) -> Self {
+        Self {
+            max_messages: max_messages.max(1),
+            ..Self::default()
+        }
+    }
+
+    /// Wait up to `linger` after a batch's first message for more.
+    pub fn linger(mut self, linger: std::time::Duration) -> Self {
+        self.linger = linger;
+        self
+    }
+}
+
+/// A batch handler's function and its batching.
+#[derive(Clone)]
+pub(crate) struct BatchCall {
+    pub(crate) batching: Batching,
+    pub(crate) call: Arc<dyn Fn(Vec<Request>) -> BatchFuture + Send + Sync>,
+}
 
 /// A registered handler: the function and, for typed or declared commands, its schema.
 #[derive(Clone)]
@@ -83,7 +132,10 @@ pub(crate) struct Handler {
     pub(crate) schema: Option<Schema>,
     /// This command's timeout, when it overrides the endpoint's.
     pub(crate) timeout: Option<std::time::Duration>,
+    /// One message at a time (for a batch handler: a batch of one).
     pub(crate) call: Arc<dyn Fn(Request) -> BoxFuture + Send + Sync>,
+    /// The batch form, for a batch handler.
+    pub(crate) batch: Option<BatchCall>,
 }
 
 impl std::fmt::Debug for Handler {
@@ -104,6 +156,39 @@ impl Handler {
             schema,
             timeout: None,
             call: Arc::new(move |req| Box::pin(f(req))),
+            batch: None,
+        }
+    }
+
+    /// A batch handler: `f` gets a batch and returns one result per message, in order. Alone
+    /// (a retry, a split batch) a message is a batch of one.
+    pub(crate) fn batch<F, Fut>(batching: Batching, f: F) -> Self
+    where
+        F: Fn(Vec<Request>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Vec<HandlerResult>> + Send + 'static,
+    {
+        let f = Arc::new(f);
+        let single = f.clone();
+        Self {
+            schema: None,
+            timeout: None,
+            call: Arc::new(move |req| {
+                let fut = single(vec![req]);
+                Box::pin(async move {
+                    let results = fut.await;
+                    let n = results.len();
+                    match <[HandlerResult; 1]>::try_from(results) {
+                        Ok([result]) => result,
+                        Err(_) => Err(HandlerError::Retry(format!(
+                            "the batch handler returned {n} results for 1 message"
+                        ))),
+                    }
+                })
+            }),
+            batch: Some(BatchCall {
+                batching,
+                call: Arc::new(move |reqs| Box::pin(f(reqs))),
+            }),
         }
     }
 
@@ -117,6 +202,7 @@ impl Handler {
         Self {
             schema: Some(T::schema()),
             timeout: None,
+            batch: None,
             call: Arc::new(move |req: Request| {
                 let f = f.clone();
                 Box::pin(async move {

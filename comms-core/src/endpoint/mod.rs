@@ -30,6 +30,10 @@
 //!   not), and after the last attempt the message goes to the transport's durable dead-letter
 //!   place ([`crate::dead_letter`]) with the reason and the count; a request gets `ERROR`.
 //!   Attempt counts outlive a restart where the transport has a state directory.
+//! - **Batch handlers** ([`EndpointBuilder::handle_batch`]): a command may be handled a batch
+//!   of messages per call (what has arrived, up to [`Batching::max_messages`]); each message
+//!   is still settled on its own result, and one that fails, panics or times out takes the
+//!   failure path alone (see the `batch` module).
 //! - **Heartbeat**: the advertisement is repeated every TTL/3; an attached [`Directory`] is fed
 //!   with every `ADVERTISE` received and swept for expiry.
 //! - **Shutdown**: [`Endpoint::close`] withdraws the advertisement, stops taking deliveries (those
@@ -38,6 +42,7 @@
 //!   would.
 
 mod attempts;
+mod batch;
 mod builder;
 mod dedup;
 mod dispatch;
@@ -57,7 +62,7 @@ pub use attempts::STALE_AFTER;
 pub use builder::{EndpointBuilder, DEFAULT_HANDLER_TIMEOUT};
 pub use dedup::{DedupWindow, Digest, DEFAULT_DEDUP_CAPACITY};
 pub use dispatch::MAX_HELD;
-pub use handler::{HandlerError, HandlerResult, Outcome, Request};
+pub use handler::{Batching, HandlerError, HandlerResult, Outcome, Request};
 
 use crate::address::{Address, Destination};
 use crate::advertisement::Advertisement;

@@ -139,6 +139,18 @@ pub(crate) async fn process(inner: &Arc<Inner>, delivery: Delivery, slot: &mut S
 }
 
 async fn process_untraced(inner: &Arc<Inner>, delivery: Delivery, slot: &mut Slot) {
+    if let Some((delivery, key, handler)) = admit(inner, delivery).await {
+        attempts(inner, delivery, key, handler, slot, None).await;
+    }
+}
+
+/// The checks before a handler runs: a duplicate is acknowledged, an unknown command answered
+/// `UNKNOWN`, a message its schema refuses answered `INVALID` (each settled here, `None`);
+/// otherwise the delivery, its dedup key and its handler.
+pub(crate) async fn admit(
+    inner: &Inner,
+    delivery: Delivery,
+) -> Option<(Delivery, Digest, &Handler)> {
     let msg = delivery.message();
     let (key, seen) = {
         let dedup = lock(&inner.dedup);
@@ -148,12 +160,12 @@ async fn process_untraced(inner: &Arc<Inner>, delivery: Delivery, slot: &mut Slo
     if seen {
         tracing::debug!(id = %msg.id, "duplicate delivery acknowledged without running the handler");
         settle(delivery.ack().await);
-        return;
+        return None;
     }
     let Some(handler) = inner.handlers.get(&msg.command) else {
         answer_error(inner, msg, commands::UNKNOWN, &[]).await;
         complete(inner, delivery, key).await;
-        return;
+        return None;
     };
     if let Some(schema) = &handler.schema {
         if let Err(invalid) = schema.validate(msg) {
@@ -165,9 +177,24 @@ async fn process_untraced(inner: &Arc<Inner>, delivery: Delivery, slot: &mut Slo
             )
             .await;
             complete(inner, delivery, key).await;
-            return;
+            return None;
         }
     }
+    Some((delivery, key, handler))
+}
+
+/// Runs the handler of an admitted delivery until it is settled: done, answered, forwarded,
+/// or — after failed attempts, each followed by the backoff, in place — dead-lettered.
+/// `first`: the result of an attempt already made (a batch call's result for this message).
+pub(crate) async fn attempts(
+    inner: &Arc<Inner>,
+    delivery: Delivery,
+    key: Digest,
+    handler: &Handler,
+    slot: &mut Slot,
+    mut first: Option<HandlerResult>,
+) {
+    let msg = delivery.message();
     let Some(endpoint) = Endpoint::upgrade(inner) else {
         return; // shutting down: dropping the delivery puts it back
     };
@@ -177,10 +204,16 @@ async fn process_untraced(inner: &Arc<Inner>, delivery: Delivery, slot: &mut Slo
     };
     let id = &msg.id;
     let reason = loop {
-        if !slot.take(&inner.cancel).await {
-            return; // closing: the delivery goes back
-        }
-        let reason = match run(inner, handler, request.clone()).await {
+        let result = match first.take() {
+            Some(result) => result,
+            None => {
+                if !slot.take(&inner.cancel).await {
+                    return; // closing: the delivery goes back
+                }
+                run(inner, handler, request.clone()).await
+            }
+        };
+        let reason = match result {
             Ok(Outcome::Done) => return complete(inner, delivery, key).await,
             Ok(Outcome::Reply(reply)) => {
                 return match send_traced(inner, reply).await {
@@ -304,7 +337,7 @@ async fn run(inner: &Inner, handler: &Handler, request: Request) -> HandlerResul
     }
 }
 
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = panic.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = panic.downcast_ref::<String>() {
