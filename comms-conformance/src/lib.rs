@@ -27,6 +27,7 @@
 //!   `directory`, `forwarding`, `faults`, `isolation`, `poison`.
 
 mod addressing;
+mod batch;
 mod delivery;
 mod directory;
 mod faults;
@@ -135,6 +136,7 @@ const CASES: &[Case] = cases![
     28 retry_in_place poison,
     29 poison_to_dead_letter poison,
     30 attempts_survive_restart poison,
+    31 batch_handler batch,
 ];
 
 /// How one case ended.
