@@ -83,7 +83,11 @@ async fn batches_form_and_every_message_is_handled_once_in_order_per_sender() {
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     let seen = seen.lock().unwrap().clone();
-    assert_eq!(seen.len(), 2 * per_sender as usize, "each message handled once");
+    assert_eq!(
+        seen.len(),
+        2 * per_sender as usize,
+        "each message handled once"
+    );
     let mut next: HashMap<String, u32> = HashMap::new();
     for (from, n) in &seen {
         let want = next.entry(from.clone()).or_default();
@@ -98,7 +102,10 @@ async fn batches_form_and_every_message_is_handled_once_in_order_per_sender() {
         sizes.len(),
         seen.len()
     );
-    assert!(largest <= 64, "a batch of {largest} exceeds the limit of 64");
+    assert!(
+        largest <= 64,
+        "a batch of {largest} exceeds the limit of 64"
+    );
     for c in clients {
         c.close().await.expect("close");
     }
@@ -182,7 +189,10 @@ async fn a_message_failing_panicking_or_hanging_in_a_batch_fails_alone() {
     // attempt (2), after running in the first call.
     let calls = calls.lock().unwrap().clone();
     for n in [5, 7] {
-        assert!(calls[&n] >= 3, "message {n} ran in the batch and alone per attempt: {calls:?}");
+        assert!(
+            calls[&n] >= 3,
+            "message {n} ran in the batch and alone per attempt: {calls:?}"
+        );
     }
     let letters = store
         .dead_letters()
@@ -195,7 +205,11 @@ async fn a_message_failing_panicking_or_hanging_in_a_batch_fails_alone() {
         .filter_map(|l| l.message.as_ref().map(n_of))
         .collect();
     given_up.sort_unstable();
-    assert_eq!(given_up, [3, 5, 7], "only the faulty messages were dead-lettered");
+    assert_eq!(
+        given_up,
+        [3, 5, 7],
+        "only the faulty messages were dead-lettered"
+    );
     a.close().await.expect("close");
     store.close().await.expect("close");
 }

@@ -25,5 +25,8 @@ async fn log_to_a_file_has_no_ansi_colour() {
     daemon.kill().await.expect("kill");
     let text = std::fs::read_to_string(&log).expect("read the log");
     assert!(text.contains("INFO"), "the daemon logged its start: {text}");
-    assert!(!text.contains('\u{1b}'), "ANSI escape in a log file: {text:?}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "ANSI escape in a log file: {text:?}"
+    );
 }
