@@ -6,7 +6,11 @@
 //!   ([`crate::rebalance`]) and on stop.
 //! - A **tail** consumer reads the broadcast topic without a group, from its end at `listen`
 //!   time (broadcasts reach the endpoints live when they are sent, as on every backend), and
-//!   keeps only what this endpoint declared.
+//!   keeps only what this endpoint declared. An ephemeral endpoint reads the replies topic
+//!   the same way, keeping what is addressed to it ([`crate::replies`]).
+//!
+//! Every consumer learns, from the records it reads, which senders are ephemeral
+//! ([`ReplyRoutes::learn`]).
 //!
 //! The loop takes a prefetch slot before it polls, so at most `prefetch` deliveries are
 //! unsettled at once; the slot is released when the delivery is settled. Waiting for a slot
@@ -20,7 +24,7 @@ use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use comms_core::{envelope, Delivery, DeliveryMode, Error, Message, Result, Scope};
+use comms_core::{envelope, Address, Delivery, DeliveryMode, Error, Message, Result, Scope};
 use comms_core::{transport::NoAck, Destination};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{BorrowedMessage, Message as _};
@@ -33,6 +37,7 @@ use crate::error::{map, BACKEND};
 use crate::options::{KafkaOptions, MAX_MESSAGE_SIZE};
 use crate::producer::Producer;
 use crate::rebalance::{commit, GroupContext};
+use crate::replies::ReplyRoutes;
 use crate::shared::{Requeued, Shared};
 
 const POLL: Duration = Duration::from_millis(100);
@@ -48,15 +53,28 @@ pub enum Source {
         /// Topic.
         topic: String,
     },
-    /// The end of `topic` onwards, without a group, keeping only declared commands.
+    /// The end of `topic` (partition 0) onwards, without a group, keeping what `keep` says.
     Tail {
         /// Topic.
         topic: String,
-        /// This endpoint's node (for `.` broadcasts).
+        /// Which records this endpoint keeps.
+        keep: Keep,
+    },
+}
+
+/// What a tail consumer keeps.
+#[derive(Debug, Clone)]
+pub enum Keep {
+    /// Broadcasts of the commands this endpoint declared (`.` ones only from `node`).
+    Declared {
+        /// This endpoint's node.
         node: String,
         /// The commands this endpoint declared.
         commands: Arc<RwLock<BTreeSet<String>>>,
     },
+    /// Messages addressed to this one address (an ephemeral endpoint on the replies topic,
+    /// [`crate::replies`]).
+    AddressedTo(Address),
 }
 
 /// What every consumer of one transport shares.
@@ -74,6 +92,8 @@ pub struct Sink {
     pub dead_letter: String,
     /// To block on the producer from the poll thread.
     pub runtime: tokio::runtime::Handle,
+    /// Where the ephemeral senders seen are remembered.
+    pub replies: Arc<ReplyRoutes>,
 }
 
 /// Start a consumer thread; returns its shared state (to wait for the assignment) and handle.
@@ -183,12 +203,12 @@ impl Worker {
                             return true;
                         }
                         Err(e) => {
-                            tracing::warn!(%topic, error = %e, "kafka: assigning the broadcast topic")
+                            tracing::warn!(%topic, error = %e, "kafka: assigning a tail consumer's topic")
                         }
                     }
                 }
                 Err(e) => {
-                    tracing::debug!(%topic, error = %e, "kafka: reading the broadcast topic's end")
+                    tracing::debug!(%topic, error = %e, "kafka: reading the end of a tail consumer's topic")
                 }
             }
             if self.sink.stop.is_cancelled() {
@@ -278,6 +298,9 @@ impl Worker {
                 return;
             }
         };
+        if let Some(from) = &msg.from {
+            self.sink.replies.learn(record, from);
+        }
         if let Some(why) = self.skip_reason(&msg, record) {
             tracing::debug!(id = %msg.id, why, "kafka: record skipped");
             self.shared.offsets().received(&tp, offset, false);
@@ -297,18 +320,32 @@ impl Worker {
 
     /// Why a valid envelope is not delivered, if it is not.
     fn skip_reason(&self, msg: &Message, record: &BorrowedMessage<'_>) -> Option<&'static str> {
-        if let Source::Tail { node, commands, .. } = &self.source {
-            let declared = commands
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains(&msg.command);
-            if !declared {
-                return Some("broadcast of a command this endpoint did not declare");
+        match &self.source {
+            Source::Tail {
+                keep: Keep::Declared { node, commands },
+                ..
+            } => {
+                let declared = commands
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .contains(&msg.command);
+                if !declared {
+                    return Some("broadcast of a command this endpoint did not declare");
+                }
+                let local_only = matches!(msg.to, Destination::Broadcast(Scope::Node));
+                if local_only && msg.from.as_ref().is_none_or(|f| f.node() != node) {
+                    return Some("node-scoped broadcast from another node");
+                }
             }
-            let local_only = matches!(msg.to, Destination::Broadcast(Scope::Node));
-            if local_only && msg.from.as_ref().is_none_or(|f| f.node() != node) {
-                return Some("node-scoped broadcast from another node");
+            Source::Tail {
+                keep: Keep::AddressedTo(me),
+                ..
+            } => {
+                if !matches!(&msg.to, Destination::Instance(a) if a == me) {
+                    return Some("a reply to another ephemeral endpoint");
+                }
             }
+            Source::Group { .. } => {}
         }
         if let (Some(ttl), Some(ts)) = (msg.ttl, record.timestamp().to_millis()) {
             let now = SystemTime::now()

@@ -16,12 +16,14 @@
 //! | `comms.{ns}.svc.{service}` | messages to a service | group `comms.{ns}.svc.{service}`: every instance of the service, competing |
 //! | `comms.{ns}.inst.{node}.{service}` | messages to one instance | group `comms.{ns}.inst.{node}.{service}`: that instance only |
 //! | `comms.{ns}.broadcast` (1 partition) | broadcasts and `ADVERTISE` | every listening endpoint, without a group, from the end |
+//! | `comms.{ns}.replies` (1 partition) | messages to ephemeral endpoints (`commsctl`) | each ephemeral endpoint, without a group, from the end, keeping its own |
 //! | `comms.{ns}.deadletter` (1 partition) | records that were not envelopes | operators |
 //!
 //! Topics are created through the admin API with the `[kafka]` section's `partitions` and
 //! `replication` (see [`KafkaSection`]). An ephemeral endpoint (`[transport] ephemeral`,
-//! `commsctl`) gets no service topic or group, only its instance topic, which stays after it
-//! closes (comms deletes no topic). An endpoint creates its own topics when it first
+//! `commsctl`) gets no topic and no group of its own: it reads the shared replies topic, and
+//! whoever it sends to replies there ([`replies`]), so short-lived clients leave nothing on
+//! the broker (comms deletes no topic). An endpoint creates its own topics when it first
 //! advertises, a sender creates a destination's topic on first use. Every record value is the
 //! JSON envelope of [`comms_core::envelope`], with header `content-type:
 //! application/vnd.comms.envelope+json` and `comms-id`; the key is the sender's address.
@@ -124,6 +126,7 @@ pub mod options;
 pub mod outbound;
 pub mod producer;
 pub mod rebalance;
+pub mod replies;
 pub mod reports;
 pub mod shared;
 pub mod sniff;

@@ -12,7 +12,7 @@ use comms_core::{naming, Destination};
 ///   group of its instances;
 /// - `comms.{ns}.inst.{node}.{service}` ([`naming::Names::instance`]): the instance topic,
 ///   and the instance's own group;
-/// - [`Names::broadcast`], [`Names::dead_letter`]: Kafka's own topics.
+/// - [`Names::broadcast`], [`Names::replies`], [`Names::dead_letter`]: Kafka's own topics.
 #[derive(Debug, Clone)]
 pub struct Names {
     shared: naming::Names,
@@ -34,6 +34,12 @@ impl Names {
     /// `comms.{ns}.deadletter`: records that were not valid envelopes.
     pub fn dead_letter(&self) -> String {
         self.child("deadletter")
+    }
+
+    /// `comms.{ns}.replies`: messages to ephemeral endpoints (one partition; see
+    /// [`crate::replies`]).
+    pub fn replies(&self) -> String {
+        self.child("replies")
     }
 
     /// The topic a destination maps to; the consumer group that drains it is the same name
@@ -74,6 +80,7 @@ mod tests {
             "comms.prod.broadcast"
         );
         assert_eq!(n.dead_letter(), "comms.prod.deadletter");
+        assert_eq!(n.replies(), "comms.prod.replies");
         assert_eq!(n.prefix(), "comms.prod");
     }
 }

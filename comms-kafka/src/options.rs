@@ -77,8 +77,8 @@ pub struct KafkaOptions {
     pub node: String,
     /// The `[kafka]` section.
     pub section: KafkaSection,
-    /// `[transport] ephemeral`: no service topic or group (the endpoint is reached by its
-    /// address only). Its instance topic stays: see the crate docs.
+    /// `[transport] ephemeral`: no topic or group of its own; it is reached by replies on
+    /// the shared replies topic ([`crate::replies`]).
     pub ephemeral: bool,
     /// The local state directory (attempt counts of retried messages, see
     /// [`comms_core::state`]).

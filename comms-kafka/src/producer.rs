@@ -39,9 +39,10 @@ pub struct Record<'a> {
     pub headers: OwnedHeaders,
 }
 
-/// Headers of an envelope record.
-pub fn envelope_headers(id: &str) -> OwnedHeaders {
-    OwnedHeaders::new()
+/// Headers of an envelope record, with [`crate::replies::REPLY_TO_HEADER`] when the sender is
+/// an ephemeral endpoint (`reply_to`: the replies topic).
+pub fn envelope_headers(id: &str, reply_to: Option<&str>) -> OwnedHeaders {
+    let headers = OwnedHeaders::new()
         .insert(Header {
             key: CONTENT_TYPE_HEADER,
             value: Some(comms_core::envelope::CONTENT_TYPE),
@@ -49,7 +50,14 @@ pub fn envelope_headers(id: &str) -> OwnedHeaders {
         .insert(Header {
             key: ID_HEADER,
             value: Some(id),
-        })
+        });
+    match reply_to {
+        Some(topic) => headers.insert(Header {
+            key: crate::replies::REPLY_TO_HEADER,
+            value: Some(topic),
+        }),
+        None => headers,
+    }
 }
 
 /// A record handed to the producer, its acknowledgement still to come

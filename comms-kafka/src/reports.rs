@@ -83,7 +83,7 @@ impl Reporter {
                     partition: None,
                     key: &key,
                     payload: &payload,
-                    headers: envelope_headers(report.id.as_str()),
+                    headers: envelope_headers(report.id.as_str(), None),
                 },
                 Duration::from_secs(5),
             )

@@ -18,13 +18,14 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::consumer::{self, Sink, Source};
+use crate::consumer::{self, Keep, Sink, Source};
 use crate::error::BACKEND;
 use crate::lag::Lag;
 use crate::names::Names;
 use crate::options::{KafkaOptions, MAX_MESSAGE_SIZE};
 use crate::outbound::{Outbound, DRAIN_WAIT};
 use crate::producer::{envelope_headers, Producer, Record};
+use crate::replies::ReplyRoutes;
 use crate::reports::{Reporter, Written};
 use crate::topics::{partition_count_blocking, Topics};
 
@@ -57,6 +58,7 @@ struct Inner {
     topics: Arc<Topics>,
     lag: Arc<Lag>,
     destinations: Mutex<HashMap<String, Dest>>,
+    replies: Arc<ReplyRoutes>,
     binding: Binding,
     commands: Arc<RwLock<BTreeSet<String>>>,
     stop: CancellationToken,
@@ -84,6 +86,7 @@ impl KafkaTransport {
     pub fn with_options(opts: KafkaOptions) -> Result<Self> {
         let producer = Arc::new(Producer::new(&opts)?);
         let topics = Arc::new(Topics::new(&opts)?);
+        let replies = Arc::new(ReplyRoutes::new(Names::new(&opts.namespace).replies()));
         Ok(Self {
             inner: Arc::new(Inner {
                 names: Names::new(&opts.namespace),
@@ -93,6 +96,7 @@ impl KafkaTransport {
                 producer,
                 topics,
                 destinations: Mutex::new(HashMap::new()),
+                replies,
                 commands: Arc::new(RwLock::new(BTreeSet::new())),
                 stop: CancellationToken::new(),
                 tasks: TaskTracker::new(),
@@ -114,14 +118,17 @@ impl KafkaTransport {
 }
 
 impl Inner {
+    /// The topics an endpoint at `address` reads or may need: every endpoint makes sure the
+    /// namespace's shared ones exist (so the first `commsctl` call creates none); an
+    /// ephemeral endpoint has no topic of its own ([`crate::replies`]).
     fn own_topics(&self, address: &Address) -> Vec<(String, Option<i32>)> {
         let mut topics = vec![
-            (self.names.instance(address), None),
             (self.names.broadcast(), Some(1)),
+            (self.names.replies(), Some(1)),
             (self.names.dead_letter(), Some(1)),
         ];
-        // An ephemeral endpoint is reached by its address only (replies): no service topic.
         if !self.opts.ephemeral {
+            topics.push((self.names.instance(address), None));
             topics.push((self.names.service(address.service()), None));
         }
         topics
@@ -215,25 +222,32 @@ impl Inner {
     async fn hand_over(self: &Arc<Self>, msg: Message) -> Result<Receipt> {
         let from = msg.from.clone().ok_or(Error::NotAdvertised)?;
         let key = from.to_string();
-        let topic = self.names.topic(&msg.to);
-        let broadcast = matches!(msg.to, Destination::Broadcast(_));
+        // A broadcast, or a message to an ephemeral endpoint: one partition nobody commits
+        // on (no drain points, no consumer lag to wait for, no report to watch).
+        let (topic, single) = if self.replies.routes(&msg.to) {
+            (self.replies.topic().to_owned(), true)
+        } else {
+            let broadcast = matches!(msg.to, Destination::Broadcast(_));
+            (self.names.topic(&msg.to), broadcast)
+        };
+        let reply_to = self.opts.ephemeral.then(|| self.replies.topic());
         let payload = envelope::encode(&msg)?;
         self.topics
-            .ensure(&[(topic.clone(), broadcast.then_some(1))])
+            .ensure(&[(topic.clone(), single.then_some(1))])
             .await?;
         let record = |partition| Record {
             topic: &topic,
             partition,
             key: &key,
             payload: &payload,
-            headers: envelope_headers(msg.id.as_str()),
+            headers: envelope_headers(msg.id.as_str(), reply_to),
         };
         if msg.mode == DeliveryMode::AtMostOnce {
-            self.producer.enqueue(record(broadcast.then_some(0)));
+            self.producer.enqueue(record(single.then_some(0)));
             self.binding.stats().count(true);
             return Ok(Receipt::ready(Ok(())));
         }
-        if broadcast {
+        if single {
             let queued = self.producer.submit(&record(Some(0)), QUEUE_WAIT).await?;
             let (settle, receipt) = self.binding.receipt();
             let producer = self.producer.clone();
@@ -339,6 +353,9 @@ impl Transport for KafkaTransport {
     async fn advertise(&self, ad: &Advertisement) -> Result<()> {
         let inner = &self.inner;
         inner.binding.bind(ad)?;
+        if inner.opts.ephemeral {
+            inner.replies.insert(ad.address.clone());
+        }
         inner.topics.ensure(&inner.own_topics(&ad.address)).await?;
         *inner.commands.write().unwrap_or_else(|p| p.into_inner()) = ad.commands.clone();
         let mut msg = ad.to_message()?;
@@ -358,21 +375,27 @@ impl Transport for KafkaTransport {
             producer: inner.producer.clone(),
             dead_letter: inner.names.dead_letter(),
             runtime: tokio::runtime::Handle::current(),
+            replies: inner.replies.clone(),
         };
-        let instance = inner.names.instance(&address);
-        let service = inner.names.service(address.service());
-        let mut sources = vec![
-            Source::Group {
-                group: instance.clone(),
-                topic: instance,
-            },
-            Source::Tail {
-                topic: inner.names.broadcast(),
+        let mut sources = vec![Source::Tail {
+            topic: inner.names.broadcast(),
+            keep: Keep::Declared {
                 node: address.node().to_owned(),
                 commands: inner.commands.clone(),
             },
-        ];
-        if !inner.opts.ephemeral {
+        }];
+        if inner.opts.ephemeral {
+            sources.push(Source::Tail {
+                topic: inner.replies.topic().to_owned(),
+                keep: Keep::AddressedTo(address.clone()),
+            });
+        } else {
+            let instance = inner.names.instance(&address);
+            let service = inner.names.service(address.service());
+            sources.push(Source::Group {
+                group: instance.clone(),
+                topic: instance,
+            });
             sources.push(Source::Group {
                 group: service.clone(),
                 topic: service,

@@ -36,7 +36,7 @@ async fn delivery_reports_and_committed_offsets() {
                     partition: Some(1),
                     key: "n1:a",
                     payload: payload.as_bytes(),
-                    headers: envelope_headers("id"),
+                    headers: envelope_headers("id", None),
                 },
                 Duration::from_secs(5),
             )

@@ -1,6 +1,7 @@
 //! `commsctl` is a short-lived client: on Kafka its endpoint is ephemeral, so it creates no
-//! service topic (`comms.{ns}.svc.commsctl_{pid}`) and no service consumer group. Its instance
-//! topic stays (comms deletes no topic; see docs/DESIGN.md "Ephemeral endpoints").
+//! topic of its own (no `comms.{ns}.svc.commsctl_{pid}`, no `comms.{ns}.inst.{node}.commsctl_{pid}`):
+//! its replies come on the namespace's shared `comms.{ns}.replies` topic (see docs/DESIGN.md
+//! "Ephemeral endpoints"). On the old code each call left its instance topic.
 
 use std::time::Duration;
 
@@ -34,24 +35,33 @@ fn topics(bootstrap: &str, ns: &str) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn twenty_commsctl_calls_create_no_service_topic() {
+async fn twenty_commsctl_calls_leave_no_topic() {
     comms_tests::python::ensure_module("confluent_kafka", "confluent-kafka")
         .expect("the confluent-kafka Python module");
     let broker = Tansu::start().await.expect("start tansu");
     let ns = unique_name("ctl_eph");
-    let fleet = Fleet::start(&format!("url = \"{}\"\nnamespace = \"{ns}\"", broker.url()));
+    let mut fleet = Fleet::start(&format!("url = \"{}\"\nnamespace = \"{ns}\"", broker.url()));
     fleet.wait_server(Duration::from_secs(60)).await;
+    fleet.start_agent(0, "web");
+    fleet
+        .wait_agents("the agent up", Duration::from_secs(60), |a| a.len() == 1)
+        .await;
+    let before = topics(&broker.bootstrap(), &ns);
+    assert!(
+        before.contains(&format!("comms.{ns}.replies")),
+        "the server made sure the shared replies topic exists: {before:?}"
+    );
     for _ in 0..20 {
         let (code, _, stderr) = fleet.ctl_keyed(&["status"], true).await;
         assert_eq!(code, 0, "commsctl status: {stderr}");
     }
-    let all = topics(&broker.bootstrap(), &ns);
-    let service = format!("comms.{ns}.svc.");
-    let services: Vec<&String> = all.iter().filter(|t| t.starts_with(&service)).collect();
+    // A call that gets many messages from the server: `run` (its events, then its summary).
+    let (code, _, stderr) = fleet.ctl_keyed(&["run", "--all", "--", "true"], true).await;
+    assert_eq!(code, 0, "commsctl run: {stderr}");
+    let after = topics(&broker.bootstrap(), &ns);
     assert_eq!(
-        services,
-        [&format!("comms.{ns}.svc.server")],
-        "service topics (only the server's; none for commsctl or the server's start-up probe): {all:?}"
+        before, after,
+        "21 commsctl calls created no topic (no instance or service topic of their own)"
     );
     drop(fleet);
     drop(broker);
