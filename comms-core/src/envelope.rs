@@ -12,6 +12,15 @@
 //! `v` must be 1; `to` is `node:service`, `service`, `.` or `*`; `params` values are strings.
 //! Only `v`, `id`, `command`, `to` are required on input; the rest default. The body must be a
 //! JSON object (not an array holding the fields in order, which serde alone would accept).
+//!
+//! # Compatibility (rolling upgrades)
+//! Fields this release does not know are **ignored**, so a later release may add optional
+//! fields and a fleet mixing it with this one keeps working while it is upgraded host by host.
+//! A change an older reader must not ignore raises `v`; a reader refuses a `v` it does not
+//! know with an error saying so (the broker backends park such a body with that reason), and
+//! writers keep writing the version every release of the fleet reads. This release writes
+//! `v: 1` with the fields of [`V1_FIELDS`] only (what every earlier release reads: those
+//! refused unknown fields).
 //! Decoding checks every field with the same rules as [`Message::validate`] and refuses
 //! envelopes over the size limit or nested deeper than serde_json's recursion limit, with an
 //! error naming what was wrong.
@@ -27,11 +36,27 @@ use crate::message::{DeliveryMode, Message, MessageId, Params};
 /// Envelope format version.
 pub const ENVELOPE_VERSION: u32 = 1;
 
+/// The fields of a version-1 envelope: all this release writes.
+pub const V1_FIELDS: [&str; 12] = [
+    "v",
+    "id",
+    "command",
+    "to",
+    "from",
+    "params",
+    "correlation",
+    "hops",
+    "trace",
+    "mode",
+    "ttl_ms",
+    "report",
+];
+
 /// Content type to label envelopes with (AMQP `content-type`, Kafka header).
 pub const CONTENT_TYPE: &str = "application/vnd.comms.envelope+json";
 
+/// Unknown fields are ignored (see the module docs: compatibility).
 #[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct Wire {
     v: u32,
     id: MessageId,
@@ -100,13 +125,18 @@ pub fn decode(bytes: &[u8], max_len: usize) -> Result<Message> {
     let wire: Wire = serde_json::from_slice(bytes)
         .map_err(|e| Invalid::new("envelope", format!("not a comms envelope: {e}")))?;
     if wire.v != ENVELOPE_VERSION {
-        return Err(Error::invalid(
-            "v",
+        let why = if wire.v > ENVELOPE_VERSION {
+            format!(
+                "envelope version {} is newer than this release reads ({ENVELOPE_VERSION}): upgrade the receiver, or keep the sender's release writing version {ENVELOPE_VERSION}",
+                wire.v
+            )
+        } else {
             format!(
                 "envelope version {} is not supported (expected {ENVELOPE_VERSION})",
                 wire.v
-            ),
-        ));
+            )
+        };
+        return Err(Error::invalid("v", why));
     }
     let msg = Message {
         command: wire.command,
@@ -166,10 +196,6 @@ mod tests {
             (
                 br#"{"v":1,"id":"a","command":"X","to":"s","params":{"comms_x":"1"}}"#,
                 "comms_x",
-            ),
-            (
-                br#"{"v":1,"id":"a","command":"X","to":"s","extra":1}"#,
-                "envelope",
             ),
             (b"\xff\xfe", "envelope"),
         ];

@@ -31,8 +31,9 @@ while len(got) < 3:
 c.close()
 p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all"})
 for i in range(3):
+    # A field this release does not know, as a later release may add: ignored (rolling upgrades).
     env = {"v": 1, "id": "py%d" % i, "command": "FROM_PY", "to": to, "from": "py:script",
-           "params": {"lang": "python", "seq": str(i)}}
+           "params": {"lang": "python", "seq": str(i)}, "added_in_a_later_release": i}
     p.produce(write_topic, key="py:script", value=json.dumps(env),
               headers=[("content-type", "application/vnd.comms.envelope+json")])
 if p.flush(30) != 0:

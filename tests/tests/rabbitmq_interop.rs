@@ -50,10 +50,12 @@ for _ in range(100):
 if body is None:
     print(json.dumps({"error": "nothing in " + svc_queue}))
     sys.exit(1)
-# 2. Publish a message in the documented envelope to a comms endpoint, with confirms.
+# 2. Publish a message in the documented envelope to a comms endpoint, with confirms; with a
+# field this release does not know, as a later release may add (ignored: rolling upgrades).
 ch.confirm_delivery()
 env = {"v": 1, "id": "pika-1", "command": "HELLO", "to": target_node + ":" + target_service,
-       "params": {"lang": "python", "echo": json.loads(body)["params"]["text"]}}
+       "params": {"lang": "python", "echo": json.loads(body)["params"]["text"]},
+       "added_in_a_later_release": {"seq": 1}}
 ch.basic_publish(exchange="comms." + ns,
                  routing_key="inst." + target_node + "." + target_service,
                  body=json.dumps(env).encode(),
