@@ -61,6 +61,16 @@ pub(crate) async fn instance_unicast(ctx: &Ctx<'_>) -> CaseResult {
     ensure(seqs.len() == 100, || {
         format!("{} distinct payloads, expected 100", seqs.len())
     })?;
+    if ctx.caps().exclusive_names {
+        // The transport claims one live endpoint per address: a second one must not start.
+        let second = ctx.endpoint(1, "b", |e| e).await;
+        ensure(second.is_err(), || {
+            format!(
+                "a second live endpoint at {} started, though the transport claims exclusive names",
+                b.address()
+            )
+        })?;
+    }
     a.close().await.or_fail("close a")?;
     b.close().await.or_fail("close b")
 }

@@ -18,6 +18,13 @@ pub struct Capabilities {
     pub survives_restart: bool,
     /// Forwards allowed before a message is dropped as a loop.
     pub hop_limit: u8,
+    /// Whether the transport's infrastructure stamps `from` itself and lets one live endpoint
+    /// hold an address at a time (the native daemon): a message's origin is then its sender's
+    /// true address, and a second process claiming a name is refused (by `commsd`; a stock
+    /// Communicator daemon accepts a second registration). On a broker any client
+    /// can write any envelope and consume from any queue: applications that need either
+    /// check it themselves (the fleet signs its requests; the server asks for a rival).
+    pub exclusive_names: bool,
 }
 
 impl Capabilities {
@@ -31,6 +38,7 @@ impl Capabilities {
             namespaces: true,
             survives_restart: false,
             hop_limit: crate::transport::DEFAULT_HOP_LIMIT,
+            exclusive_names: false,
         }
     }
 }

@@ -209,12 +209,12 @@ async fn serve(args: Args, url_from_flag: bool) -> anyhow::Result<()> {
             .await
             .context("starting the embedded daemon")?
     };
-    // One active server per namespace: the daemon enforces it on cd:; on the brokers, ask.
-    let scheme = config.url()?.scheme();
-    if !matches!(
-        scheme,
-        comms::config::Scheme::Cd | comms::config::Scheme::Cds
-    ) {
+    let transport = comms::connect(&config)
+        .await
+        .with_context(|| format!("connecting to {masked}"))?;
+    // One active server per namespace: a transport with exclusive names (the daemon) refuses
+    // a second one itself; elsewhere, ask whether one answers.
+    if !transport.capabilities().exclusive_names {
         // The probe endpoint lives for one question: nothing of it stays on the broker.
         let mut probe_config = config.clone();
         probe_config.transport.ephemeral = true;
@@ -223,9 +223,6 @@ async fn serve(args: Args, url_from_flag: bool) -> anyhow::Result<()> {
             .with_context(|| format!("connecting to {masked}"))?;
         comms_server::single::ensure_alone(probe, server_config.key_file.as_deref()).await?;
     }
-    let transport = comms::connect(&config)
-        .await
-        .with_context(|| format!("connecting to {masked}"))?;
     let server = Server::start(transport, server_config)
         .await
         .context("starting the server")?;

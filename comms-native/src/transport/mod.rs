@@ -650,6 +650,8 @@ pub fn capabilities(opts: &NativeOptions) -> Capabilities {
     caps.namespaces = false;
     caps.survives_restart = true;
     caps.hop_limit = opts.hop_limit;
+    // The daemon stamps every origin and refuses a second live registration of a name.
+    caps.exclusive_names = true;
     caps
 }
 
