@@ -60,15 +60,26 @@ fn the_previous_release_reads_what_this_one_writes() {
     m.from = Some(Address::new("srv", "server").unwrap());
     m.trace = Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into());
     let bytes = envelope::encode(&m).unwrap();
-    let old: PreviousWire = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|e| panic!("the previous release refuses {}: {e}", String::from_utf8_lossy(&bytes)));
+    let old: PreviousWire = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+        panic!(
+            "the previous release refuses {}: {e}",
+            String::from_utf8_lossy(&bytes)
+        )
+    });
     assert_eq!(old.v, 1);
     assert_eq!(old.command, "PUT");
-    let object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&bytes).unwrap();
+    let object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&bytes).unwrap();
     for key in object.keys() {
-        assert!(V1_FIELDS.contains(&key.as_str()), "`{key}` is not a version-1 field");
+        assert!(
+            V1_FIELDS.contains(&key.as_str()),
+            "`{key}` is not a version-1 field"
+        );
     }
-    assert_eq!(ENVELOPE_VERSION, 1, "a new version needs a new fixture set and a plan");
+    assert_eq!(
+        ENVELOPE_VERSION, 1,
+        "a new version needs a new fixture set and a plan"
+    );
 }
 
 #[test]
