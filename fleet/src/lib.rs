@@ -20,6 +20,7 @@
 pub mod auth;
 pub mod control;
 mod job;
+pub mod replay;
 pub mod task;
 
 pub use job::Job;

@@ -6,6 +6,7 @@ mod cli;
 mod dlq;
 mod out;
 mod run;
+mod sniff;
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -19,9 +20,7 @@ use comms::{Destination, Message};
 use comms_fleet::auth::FleetKey;
 use comms_fleet::control::{DispatchRequest, Selector};
 use comms_fleet::{Job, DEFAULT_URL};
-use comms_native::transport::{NativeOptions, NativeTransport};
 use comms_server::client::Client;
-use comms_server::sniff::{Filter, Output as SniffOutput};
 
 use cli::{Args, Command};
 
@@ -111,7 +110,7 @@ async fn run(
             return Ok(ExitCode::SUCCESS);
         }
         Command::WebToken => {
-            let Some(key) = sniff_key(args.key_file.as_deref())? else {
+            let Some(key) = sniff::sniff_key(args.key_file.as_deref())? else {
                 bail!("no fleet key found: give --key-file or COMMS_FLEET_KEY_FILE (the server's is <state dir>/fleet.key)");
             };
             println!("{}", key.web_view_token());
@@ -177,25 +176,8 @@ async fn run(
     } = args.command
     {
         let url = config.url()?;
-        let native = matches!(
-            url.scheme(),
-            comms::config::Scheme::Cd | comms::config::Scheme::Cds
-        );
-        let token = if native {
-            comms_server::embed::admin_token(sniff_key(args.key_file.as_deref())?.as_ref())
-        } else {
-            None
-        };
-        let transport: Box<dyn comms::Transport> = match token {
-            Some(token) => {
-                // The daemon lets only admins sniff: the same transport, with the token.
-                let _ = transport.close().await;
-                let opts = NativeOptions::from_url(&url)?.with_admin_token(token);
-                Box::new(NativeTransport::with_options(opts))
-            }
-            None => transport,
-        };
-        return sniff(transport, commands, services, count, args.json).await;
+        let transport = sniff::with_admin_token(transport, &url, args.key_file.as_deref()).await?;
+        return sniff::run(transport, commands, services, count, args.json).await;
     }
     let me = format!("commsctl_{}", std::process::id());
     let wait = Duration::from_secs(args.wait.max(1));
@@ -494,45 +476,4 @@ fn print_agents(agents: &[comms_fleet::control::AgentInfo]) {
         agents.len(),
         agents.iter().filter(|a| a.up).count()
     );
-}
-
-/// The fleet key `sniff` derives the daemon's admin token from, if it finds one (the same
-/// search as the server's commands; none is not an error: a Unix socket may not need it).
-fn sniff_key(explicit: Option<&std::path::Path>) -> anyhow::Result<Option<FleetKey>> {
-    match comms_fleet::auth::find_key_file(explicit) {
-        Some(p) => Ok(Some(FleetKey::from_file(&p)?)),
-        None => Ok(None),
-    }
-}
-
-async fn sniff(
-    transport: Box<dyn comms::Transport>,
-    commands: Vec<String>,
-    services: Vec<String>,
-    count: Option<u64>,
-    json: bool,
-) -> anyhow::Result<ExitCode> {
-    let backend = transport.capabilities().backend;
-    let filter = Filter { commands, services };
-    let output = SniffOutput { json, count };
-    let stop = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let started = || eprintln!("commsctl: sniffing the {backend} transport (Ctrl-C to stop)");
-    let mut stdout = std::io::stdout().lock();
-    let result =
-        comms_server::sniff::run(&*transport, &filter, output, &mut stdout, stop, started).await;
-    let _ = transport.close().await;
-    match result {
-        Ok(_) => Ok(ExitCode::SUCCESS),
-        Err(e @ comms::Error::Unsupported { .. }) => {
-            bail!("{e}: this backend cannot sniff (memory, native commsd, RabbitMQ and Kafka can)")
-        }
-        Err(e) if backend == "native" && e.to_string().contains("admin_token") => Err(e).context(
-            "sniff (commsd lets only admins sniff: commsctl sends the admin token derived from \
-             the fleet key it finds (--key-file, COMMS_FLEET_KEY_FILE, the server's state \
-             directory) or COMMSD_ADMIN_TOKEN)",
-        ),
-        Err(e) => Err(e).context("sniff"),
-    }
 }
