@@ -183,7 +183,7 @@ impl Agent {
             // The server stored a result: the transport's at-least-once delivery (resent
             // until the server side acknowledges it, across reconnects) already kept it.
             .handle(cmd::RESULT_ACK, |req| async move {
-                tracing::debug!(task = ?req.message.param("task"), "result acknowledged");
+                tracing::debug!(task = ?req.message().param("task"), "result acknowledged");
                 Ok(Outcome::Done)
             })
             .handle(cmd::FACTS, |req| {
@@ -279,11 +279,11 @@ async fn reject(
 }
 
 async fn on_run(tasks: Arc<Tasks>, req: Request, run: RunTask) -> Result<Outcome, HandlerError> {
-    let Some(from) = req.message.from.clone() else {
+    let Some(from) = req.message().from.clone() else {
         return Err(HandlerError::Failed("a task without an origin".into()));
     };
     let config = &tasks.config;
-    if let Err(why) = tasks.admit(&req.message) {
+    if let Err(why) = tasks.admit(req.message()) {
         tracing::warn!(%from, task = %run.task, reason = %why, "task refused");
         return reject(&req, &from, &run.task, why).await;
     }
@@ -359,8 +359,8 @@ async fn on_cancel(
     req: Request,
     cancel: CancelTask,
 ) -> Result<Outcome, HandlerError> {
-    if let Err(why) = tasks.admit(&req.message) {
-        tracing::warn!(from = ?req.message.from, task = %cancel.task, reason = %why, "cancel refused");
+    if let Err(why) = tasks.admit(req.message()) {
+        tracing::warn!(from = ?req.message().from, task = %cancel.task, reason = %why, "cancel refused");
         return Err(HandlerError::Failed(why));
     }
     match tasks.lock().get(&cancel.task) {

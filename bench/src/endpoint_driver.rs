@@ -85,9 +85,9 @@ async fn oneway(
     // Counts only this measurement's messages (a durable broker queue may hold older ones).
     let tag = Arc::new(comms_core::MessageId::new().to_string());
     let (t, g) = (tally.clone(), tag.clone());
-    let rx = Endpoint::builder_shared(c.connect_receiver().await?, "bench_sink")
+    let rx = Endpoint::builder(c.connect_receiver().await?, "bench_sink")
         .handle("BENCH", move |req: Request| {
-            if req.message.param("r") == Some(g.as_str()) {
+            if req.message().param("r") == Some(g.as_str()) {
                 t.hit();
             }
             std::future::ready(Ok(Outcome::Done))
@@ -99,7 +99,7 @@ async fn oneway(
         .await
         .context("start the sink endpoint")?;
     let tx = Arc::new(
-        Endpoint::builder_shared(c.connect().await?, "bench_src")
+        Endpoint::builder(c.connect().await?, "bench_src")
             .start()
             .await
             .context("start the sender endpoint")?,
@@ -153,11 +153,11 @@ async fn rtt(
     mode: Mode,
     scale: &Scale,
 ) -> anyhow::Result<Latencies> {
-    let echo = Endpoint::builder_shared(c.connect_receiver().await?, "bench_echo")
+    let echo = Endpoint::builder(c.connect_receiver().await?, "bench_echo")
         .handle("ECHO", |req: Request| {
             let reply = req.reply("ECHOED").map(|mut r| {
-                r.params = req.message.params.clone();
-                r.mode = req.message.mode;
+                r.params = req.message().params.clone();
+                r.mode = req.message().mode;
                 Outcome::Reply(r)
             });
             std::future::ready(reply.map_err(Into::into))
@@ -165,7 +165,7 @@ async fn rtt(
         .start()
         .await
         .context("start the echo endpoint")?;
-    let client = Endpoint::builder_shared(c.connect().await?, "bench_client")
+    let client = Endpoint::builder(c.connect().await?, "bench_client")
         .start()
         .await
         .context("start the client endpoint")?;

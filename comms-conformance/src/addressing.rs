@@ -87,7 +87,7 @@ pub(crate) async fn service_anycast(ctx: &Ctx<'_>) -> CaseResult {
             let rec = rec.clone();
             async move {
                 tokio::time::sleep(Duration::from_micros(300)).await;
-                rec.push(req.message);
+                rec.push(req.into_message());
                 Ok(comms_core::endpoint::Outcome::Done)
             }
         }

@@ -38,12 +38,12 @@ pub(crate) async fn batch_handler(ctx: &Ctx<'_>) -> CaseResult {
                         batch
                             .into_iter()
                             .map(|req| {
-                                let poison = req.message.param("who") == Some("a")
-                                    && req.message.param("seq") == Some(&POISON.to_string());
+                                let poison = req.message().param("who") == Some("a")
+                                    && req.message().param("seq") == Some(&POISON.to_string());
                                 if poison {
                                     return Err(HandlerError::Retry("poison on purpose".into()));
                                 }
-                                rec.push(req.message);
+                                rec.push(req.into_message());
                                 Ok(Outcome::Done)
                             })
                             .collect()

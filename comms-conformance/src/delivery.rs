@@ -26,14 +26,14 @@ pub(crate) async fn redelivery_after_nack(ctx: &Ctx<'_>) -> CaseResult {
             async move {
                 let n = {
                     let mut a = attempts.lock().unwrap_or_else(|p| p.into_inner());
-                    let n = a.entry(req.message.id.to_string()).or_insert(0);
+                    let n = a.entry(req.message().id.to_string()).or_insert(0);
                     *n += 1;
                     *n
                 };
                 if n <= 2 {
                     return Err(HandlerError::Retry(format!("attempt {n} fails on purpose")));
                 }
-                rec.push(req.message);
+                rec.push(req.into_message());
                 Ok(Outcome::Done)
             }
         }
@@ -208,7 +208,7 @@ pub(crate) async fn backpressure(ctx: &Ctx<'_>) -> CaseResult {
             let (rec, mut open) = (rec.clone(), open_rx.clone());
             async move {
                 let _ = open.wait_for(|o| *o).await;
-                rec.push(req.message);
+                rec.push(req.into_message());
                 Ok(Outcome::Done)
             }
         }

@@ -145,7 +145,7 @@ impl Recorder {
     ) -> impl Fn(Request) -> Ready<HandlerResult> + Clone + Send + Sync + 'static {
         let rec = self.clone();
         move |req: Request| {
-            rec.push(req.message);
+            rec.push(req.into_message());
             ready(Ok(Outcome::Done))
         }
     }

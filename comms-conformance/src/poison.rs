@@ -56,7 +56,9 @@ pub(crate) async fn retry_in_place(ctx: &Ctx<'_>) -> CaseResult {
         move |req: comms_core::Request| {
             let (rec, tries, handled_at) = (rec.clone(), tries.clone(), handled_at.clone());
             async move {
-                if req.message.param("seq") == Some("0") && req.message.param("who") == Some("a") {
+                if req.message().param("seq") == Some("0")
+                    && req.message().param("who") == Some("a")
+                {
                     let n = {
                         let mut t = lock(&tries);
                         t.push(Instant::now());
@@ -66,8 +68,8 @@ pub(crate) async fn retry_in_place(ctx: &Ctx<'_>) -> CaseResult {
                         return Err(HandlerError::Retry(format!("attempt {n} fails on purpose")));
                     }
                 }
-                lock(&handled_at).insert(req.message.id.to_string(), Instant::now());
-                rec.push(req.message);
+                lock(&handled_at).insert(req.message().id.to_string(), Instant::now());
+                rec.push(req.into_message());
                 Ok(Outcome::Done)
             }
         }
@@ -150,7 +152,7 @@ pub(crate) async fn poison_to_dead_letter(ctx: &Ctx<'_>) -> CaseResult {
                     let (fixed, tries, rec) = (fixed.clone(), tries.clone(), rec.clone());
                     async move {
                         if fixed.load(Ordering::SeqCst) {
-                            rec.push(req.message);
+                            rec.push(req.into_message());
                             return Ok(Outcome::Done);
                         }
                         let n = tries.fetch_add(1, Ordering::SeqCst) + 1;

@@ -16,7 +16,7 @@ const REPLY_WAIT: Duration = Duration::from_secs(30);
 
 async fn echo(req: Request) -> comms_core::endpoint::HandlerResult {
     let mut reply = req.reply("ECHOED")?;
-    reply.params = req.message.params.clone();
+    reply.params = req.message().params.clone();
     Ok(Outcome::Reply(reply))
 }
 

@@ -55,7 +55,7 @@
 //! let server = Endpoint::builder(MemoryTransport::connect("memory://doc?node=n1")?, "echo")
 //!     .handle("ECHO", |req| async move {
 //!         let mut reply = req.reply("ECHOED")?;
-//!         reply.params = req.message.params.clone();
+//!         reply.params = req.message().params.clone();
 //!         Ok(Outcome::Reply(reply))
 //!     })
 //!     .start()

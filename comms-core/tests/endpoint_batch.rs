@@ -40,8 +40,8 @@ async fn batches_form_and_every_message_is_handled_once_in_order_per_sender() {
             async move {
                 sizes.lock().unwrap().push(batch.len());
                 for req in &batch {
-                    let from = req.message.from.as_ref().expect("from").to_string();
-                    seen.lock().unwrap().push((from, n_of(&req.message)));
+                    let from = req.message().from.as_ref().expect("from").to_string();
+                    seen.lock().unwrap().push((from, n_of(req.message())));
                 }
                 // Each call takes a while, so that messages pile up behind it.
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -128,7 +128,7 @@ async fn a_message_failing_panicking_or_hanging_in_a_batch_fails_alone() {
                 let (calls, sizes) = (calls2.clone(), sizes2.clone());
                 async move {
                     sizes.lock().unwrap().push(batch.len());
-                    let ns: Vec<u32> = batch.iter().map(|r| n_of(&r.message)).collect();
+                    let ns: Vec<u32> = batch.iter().map(|r| n_of(r.message())).collect();
                     for n in &ns {
                         *calls.lock().unwrap().entry(*n).or_default() += 1;
                     }
@@ -140,7 +140,7 @@ async fn a_message_failing_panicking_or_hanging_in_a_batch_fails_alone() {
                     }
                     batch
                         .iter()
-                        .map(|req| match n_of(&req.message) {
+                        .map(|req| match n_of(req.message()) {
                             3 => Err(HandlerError::Retry("message 3 is refused".into())),
                             _ => Ok(Outcome::Reply(req.reply("STORED")?)),
                         })

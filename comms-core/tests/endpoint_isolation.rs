@@ -266,7 +266,7 @@ async fn an_endpoint_whose_reader_ends_closes_and_withdraws() {
         inner: memory(&hub),
         cut: Mutex::new(None),
     });
-    let deaf = Endpoint::builder_shared(transport.clone(), "deaf")
+    let deaf = Endpoint::builder(transport.clone(), "deaf")
         .ttl(Duration::from_secs(3))
         .handle("PING", |req| async move {
             Ok(Outcome::Reply(req.reply("PONG")?))

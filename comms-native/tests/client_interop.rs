@@ -22,9 +22,9 @@ async fn stock_service_and_comms_endpoint_talk_both_ways() {
         .handle("PING", move |req: Request| {
             let seen = seen_tx.clone();
             async move {
-                let _ = seen.send((*req.message).clone()).await;
+                let _ = seen.send(req.message().clone()).await;
                 let mut pong = req.reply("PONG")?;
-                pong.params = req.message.params.clone();
+                pong.params = req.message().params.clone();
                 Ok(Outcome::Reply(pong))
             }
         })

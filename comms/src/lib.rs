@@ -1,5 +1,8 @@
-//! `comms`: the umbrella crate. Re-exports the contract ([`comms_core`]) and turns a URL or a
-//! config into a connected transport of the backend its scheme names.
+//! `comms`: the umbrella crate, the API a service uses. It exports what a service needs (the
+//! message model, [`Endpoint`] and its builder, handlers, typed messages, errors, [`Config`])
+//! and turns a URL or a config into a connected transport of the backend its scheme names.
+//! What only a backend author needs (deliveries, inboxes, ackers, the shared bookkeeping,
+//! the broker envelope) is in [`backend`].
 //!
 //! | scheme | backend | cargo feature | state |
 //! |---|---|---|---|
@@ -18,7 +21,26 @@
 //! # Ok(()) }
 //! ```
 
-pub use comms_core::*;
+// What a service needs, at the top.
+pub use comms_core::{
+    commands, Address, Advertisement, Batching, Capabilities, Config, DeadLetter, DeadLetters,
+    DeliveryMode, Destination, Directory, DirectoryEvent, Endpoint, EndpointBuilder, Entry, Error,
+    HandlerError, HandlerResult, Invalid, MemoryTransport, Message, MessageId, Outcome, ParamType,
+    Params, Query, Receipt, Request, Result, RetryPolicy, Schema, Scheme, Scope, Transport,
+    TransportCounts, TransportStats, TransportUrl, TypedMessage,
+};
+// The modules a service may reach into: configuration and its start-up resolution, dead
+// letters, retries, the local state directory, traces, the in-memory transport's options.
+pub use comms_core::{config, dead_letter, memory, retry, startup, state, trace};
+
+/// What a backend author needs (and a service does not): the delivery plumbing a transport
+/// hands to the endpoint, the bookkeeping every backend shares, the broker envelope and the
+/// shared names.
+pub mod backend {
+    pub use comms_core::backend::*;
+    pub use comms_core::transport::{Delivery, Inbox};
+    pub use comms_core::{envelope, name, naming, stats};
+}
 
 /// Connect to the backend `config`'s URL names (after the `COMMS_URL` override, if the config
 /// was loaded with [`Config::load`]).

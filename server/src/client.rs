@@ -47,7 +47,7 @@ impl Client {
             move |req: Request| {
                 let tx = tx.clone();
                 async move {
-                    let event = wrap(&req.message)?;
+                    let event = wrap(req.message())?;
                     // A full channel waits: the server is slowed, nothing is dropped.
                     let _ = tx.send(event).await;
                     Ok(Outcome::Done)

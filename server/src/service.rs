@@ -207,8 +207,8 @@ where
 {
     let state = state.clone();
     move |req| {
-        if let Err(e) = state.admit(&req.message) {
-            tracing::warn!(from = ?req.message.from, command = %req.message.command, reason = %e, "request refused");
+        if let Err(e) = state.admit(req.message()) {
+            tracing::warn!(from = ?req.message().from, command = %req.message().command, reason = %e, "request refused");
             let why = format!("not authorized: {e}");
             return Box::pin(async move { Err(HandlerError::Failed(why)) });
         }
@@ -218,7 +218,7 @@ where
 
 /// A page of `items` as the reply `command`, from the request's `offset` (see [`page`]).
 fn paged<T: serde::Serialize>(req: &Request, command: &str, items: &[T]) -> Handled {
-    let offset = match req.message.param("offset") {
+    let offset = match req.message().param("offset") {
         None => 0,
         Some(v) => v.parse().map_err(|_| {
             HandlerError::Invalid(comms::Invalid::new("offset", "not a non-negative integer"))
@@ -237,7 +237,7 @@ async fn on_agents(state: Arc<State>, req: Request) -> Handled {
 }
 
 async fn on_dispatch(state: Arc<State>, req: Request) -> Handled {
-    let request: DispatchRequest = req.message.data()?;
+    let request: DispatchRequest = req.message().data()?;
     if request.job.argv.is_empty() {
         return Err(HandlerError::Invalid(comms::Invalid::new(
             "data",
@@ -258,11 +258,11 @@ async fn on_dispatch(state: Arc<State>, req: Request) -> Handled {
         )));
     }
     let requester = req
-        .message
+        .message()
         .from
         .clone()
         .ok_or_else(|| HandlerError::Failed("no origin".into()))?;
-    let requested_by = req.message.param("requested_by").map(str::to_owned);
+    let requested_by = req.message().param("requested_by").map(str::to_owned);
     let accepted = dispatch::start(
         req.endpoint.clone(),
         state,
@@ -296,7 +296,7 @@ async fn on_results(state: Arc<State>, req: Request) -> Handled {
 }
 
 async fn on_dispatch_results(state: Arc<State>, req: Request) -> Handled {
-    let dispatch = req.message.param("dispatch").ok_or_else(|| {
+    let dispatch = req.message().param("dispatch").ok_or_else(|| {
         HandlerError::Invalid(comms::Invalid::new(
             "dispatch",
             "required parameter is missing",
@@ -311,7 +311,7 @@ async fn on_dispatch_results(state: Arc<State>, req: Request) -> Handled {
 }
 
 async fn on_cancel(state: Arc<State>, req: Request) -> Handled {
-    let dispatch = req.message.param("dispatch").ok_or_else(|| {
+    let dispatch = req.message().param("dispatch").ok_or_else(|| {
         HandlerError::Invalid(comms::Invalid::new(
             "dispatch",
             "required parameter is missing",
@@ -355,7 +355,7 @@ async fn on_status(state: Arc<State>, req: Request) -> Handled {
 
 async fn on_result(state: Arc<State>, req: Request, result: TaskResult) -> Handled {
     // Acknowledged whether or not a dispatch waits for it: the agent may stop resending.
-    if let Some(agent) = req.message.from.clone() {
+    if let Some(agent) = req.message().from.clone() {
         ack_result(&req.endpoint, &state, agent, &result.task).await;
     }
     let Some(route) = state.route(&result.task) else {

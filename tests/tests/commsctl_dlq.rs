@@ -78,7 +78,7 @@ async fn scenario(url: &str, namespace: &str) {
                     if !fixed.load(Ordering::SeqCst) {
                         return Err(HandlerError::Retry("the database is down".into()));
                     }
-                    rec.push(req.message);
+                    rec.push(req.into_message());
                     Ok(Outcome::Done)
                 }
             })

@@ -24,8 +24,8 @@ async fn worker(
             let (rec, own) = (rec.clone(), own.clone());
             async move {
                 tokio::time::sleep(Duration::from_millis(1)).await;
-                own.push(req.message.clone());
-                rec.push(req.message);
+                own.push(req.message().clone());
+                rec.push(req.into_message());
                 Ok(comms_core::Outcome::Done)
             }
         }

@@ -14,14 +14,24 @@ use super::Endpoint;
 /// What a handler gets: the message and the endpoint (to send, request or reply).
 #[derive(Debug, Clone)]
 pub struct Request {
-    /// The message being handled (shared with the delivery until it is settled; take your own
-    /// copy with `Arc::unwrap_or_clone` or `(*req.message).clone()`).
-    pub message: Arc<Message>,
+    /// Shared with the delivery until it is settled (no copy is made to run a handler).
+    pub(crate) message: Arc<Message>,
     /// The endpoint that received it.
     pub endpoint: Endpoint,
 }
 
 impl Request {
+    /// The message being handled.
+    pub fn message(&self) -> &Message {
+        &self.message
+    }
+
+    /// The message, owned (copied if the delivery still shares it, as it does until the
+    /// handler's outcome settles it).
+    pub fn into_message(self) -> Message {
+        Arc::unwrap_or_clone(self.message)
+    }
+
     /// A reply to the message being handled (addressed to its origin, correlated).
     pub fn reply(&self, command: &str) -> Result<Message, Error> {
         self.message.reply(command)

@@ -124,16 +124,15 @@ pub(crate) struct Inner {
 }
 
 impl Endpoint {
-    /// Start building an endpoint for `service` over `transport`.
-    pub fn builder(transport: impl Transport, service: impl Into<String>) -> EndpointBuilder {
-        EndpointBuilder::new(Arc::new(transport), service.into())
-    }
-
-    /// Start building over a shared transport handle (e.g. `comms::connect`'s result).
-    pub fn builder_shared(
-        transport: Arc<dyn Transport>,
-        service: impl Into<String>,
-    ) -> EndpointBuilder {
+    /// Start building an endpoint for `service` over `transport`: any transport — a backend's
+    /// own type, `comms::connect`'s `Box<dyn Transport>`, or a shared `Arc<dyn Transport>`
+    /// (taken as it is, not wrapped again).
+    pub fn builder<T: Transport>(transport: T, service: impl Into<String>) -> EndpointBuilder {
+        let any: &dyn std::any::Any = &transport;
+        let transport: Arc<dyn Transport> = match any.downcast_ref::<Arc<dyn Transport>>() {
+            Some(shared) => shared.clone(),
+            None => Arc::new(transport),
+        };
         EndpointBuilder::new(transport, service.into())
     }
 
