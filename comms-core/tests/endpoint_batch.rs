@@ -7,9 +7,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_trait::async_trait;
+use comms_core::transport::{Delivery, Inbox, NoAck};
 use comms_core::{
-    Batching, Endpoint, Error, HandlerError, MemoryTransport, Message, Outcome, RetryPolicy,
+    Address, Advertisement, Batching, Capabilities, Destination, Endpoint, Error, HandlerError,
+    MemoryTransport, Message, Outcome, RetryPolicy, Transport,
 };
+use tokio::sync::mpsc;
 
 fn hub() -> String {
     let id = ulid::Ulid::generate().to_string().to_ascii_lowercase();
@@ -212,4 +216,94 @@ async fn a_message_failing_panicking_or_hanging_in_a_batch_fails_alone() {
     );
     a.close().await.expect("close");
     store.close().await.expect("close");
+}
+
+/// A memory transport whose inbox hands every delivery over twice (the second copy marked
+/// redelivered), as a broker may after a connection loss.
+struct Doubling(MemoryTransport);
+
+#[async_trait]
+impl Transport for Doubling {
+    async fn advertise(&self, ad: &Advertisement) -> comms_core::Result<()> {
+        self.0.advertise(ad).await
+    }
+    async fn listen(&self) -> comms_core::Result<Inbox> {
+        let mut inbox = self.0.listen().await?;
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(async move {
+            while let Some(d) = inbox.recv().await {
+                let copy = Delivery::new(d.message().clone(), true, Box::new(NoAck));
+                if tx.send(d).await.is_err() || tx.send(copy).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Inbox::new(rx))
+    }
+    async fn send(&self, msg: Message) -> comms_core::Result<()> {
+        self.0.send(msg).await
+    }
+    async fn forward(&self, delivery: Delivery, to: Destination) -> comms_core::Result<()> {
+        self.0.forward(delivery, to).await
+    }
+    async fn close(&self) -> comms_core::Result<()> {
+        self.0.close().await
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.0.capabilities()
+    }
+    fn node(&self) -> String {
+        self.0.node()
+    }
+    fn local_address(&self) -> Option<Address> {
+        self.0.local_address()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_copies_of_a_message_in_one_batch_run_the_handler_once() {
+    let hub = hub();
+    let runs: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    let runs2 = runs.clone();
+    let store = Endpoint::builder(Doubling(MemoryTransport::connect(&hub).unwrap()), "store")
+        .handle_batch(
+            "PUT",
+            Batching::up_to(64).linger(Duration::from_millis(100)),
+            move |batch| {
+                let runs = runs2.clone();
+                async move {
+                    for req in &batch {
+                        *runs
+                            .lock()
+                            .unwrap()
+                            .entry(req.message().id.to_string())
+                            .or_default() += 1;
+                    }
+                    batch.iter().map(|_| Ok(Outcome::Done)).collect()
+                }
+            },
+        )
+        .start()
+        .await
+        .expect("store");
+    let a = client(&hub, "a").await;
+    for n in 0..20u32 {
+        let msg = Message::new("PUT", store.address().clone())
+            .unwrap()
+            .with_param("n", n.to_string());
+        a.send(msg).await.unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while runs.lock().unwrap().len() < 20 {
+        assert!(tokio::time::Instant::now() < deadline, "not all handled");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let runs = runs.lock().unwrap().clone();
+    assert!(
+        runs.values().all(|n| *n == 1),
+        "each message once, though delivered twice: {runs:?}"
+    );
+    a.close().await.unwrap();
+    store.close().await.unwrap();
 }

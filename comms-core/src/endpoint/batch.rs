@@ -20,22 +20,26 @@
 //! their order relative to the same sender's other commands is not kept.
 //!
 //! Duplicates, and messages that fail their schema, are settled before the batch is formed
-//! (they never reach the handler). A batch holds one of the endpoint's handler slots
+//! (they never reach the handler); a second copy of a message already in the same batch waits
+//! until the first is settled, then is acknowledged as a duplicate. A batch holds one of the endpoint's handler slots
 //! ([`EndpointBuilder::lanes`](super::EndpointBuilder::lanes)) while it runs.
 //!
 //! [`Batching`]: super::Batching
 //! [`HandlerError::Retry`]: super::HandlerError::Retry
 
+use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use futures_util::FutureExt;
 use tokio::sync::{mpsc, Semaphore};
 
+use super::dedup::Digest;
 use super::dispatch::{Held, Sentinel};
 use super::handler::{BatchCall, Handler, HandlerError, HandlerResult, Request};
 use super::process::{admit, attempts, panic_message, Slot};
 use super::{Endpoint, Inner};
+use crate::transport::Delivery;
 
 /// Start the task of batch command `command`; returns where the reader queues its deliveries.
 pub(crate) fn spawn(
@@ -116,13 +120,38 @@ async fn run_batch(
 ) {
     let mut admitted = Vec::with_capacity(batch.len());
     let mut held = Vec::with_capacity(batch.len());
+    // A second copy of a message already in this batch (a redelivery racing the first) waits
+    // until the first is settled: then the dedup window acknowledges it without a second run.
+    let mut keys = HashSet::with_capacity(batch.len());
+    let mut copies = Vec::new();
     for h in batch {
         let (delivery, permit) = h.into_parts();
         held.push(permit);
         if let Some((delivery, key, _)) = admit(inner, delivery).await {
-            admitted.push((delivery, key));
+            if keys.insert(key) {
+                admitted.push((delivery, key));
+            } else {
+                copies.push(delivery);
+            }
         }
     }
+    run_admitted(inner, handler, call, admitted, slot).await;
+    for delivery in copies {
+        if let Some((delivery, key, handler)) = admit(inner, delivery).await {
+            attempts(inner, delivery, key, handler, slot, None).await;
+        }
+    }
+    drop(held);
+}
+
+/// One call for the admitted deliveries of a batch, then each settled on its result.
+async fn run_admitted(
+    inner: &Arc<Inner>,
+    handler: &Handler,
+    call: &BatchCall,
+    admitted: Vec<(Delivery, Digest)>,
+    slot: &mut Slot,
+) {
     if admitted.is_empty() {
         return;
     }
@@ -158,7 +187,6 @@ async fn run_batch(
             }
         }
     }
-    drop(held);
 }
 
 /// One call of the batch handler, under the command's timeout and inside `catch_unwind`:
