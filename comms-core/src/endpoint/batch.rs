@@ -28,16 +28,14 @@
 //! [`HandlerError::Retry`]: super::HandlerError::Retry
 
 use std::collections::HashSet;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
-use futures_util::FutureExt;
 use tokio::sync::{mpsc, Semaphore};
 
 use super::dedup::Digest;
 use super::dispatch::{Held, Sentinel};
 use super::handler::{BatchCall, Handler, HandlerError, HandlerResult, Request};
-use super::process::{admit, attempts, panic_message, Slot};
+use super::process::{admit, attempts, guarded, CallFailure, Slot};
 use super::{Endpoint, Inner};
 use crate::transport::Delivery;
 
@@ -200,18 +198,17 @@ async fn call_batch(
     let n = requests.len();
     let limit = handler.timeout.unwrap_or(inner.handler_timeout);
     let f = call.call.clone();
-    let fut = AssertUnwindSafe(async move { f(requests).await }).catch_unwind();
-    match tokio::time::timeout(limit, fut).await {
-        Ok(Ok(results)) if results.len() == n => Ok(results),
-        Ok(Ok(results)) => Err(format!(
+    match guarded(limit, async move { f(requests).await }).await {
+        Ok(results) if results.len() == n => Ok(results),
+        Ok(results) => Err(format!(
             "the batch handler returned {} results for {n} messages",
             results.len()
         )),
-        Ok(Err(panic)) => {
-            let what = panic_message(panic.as_ref());
-            tracing::error!(address = %inner.address, messages = n, panic = %what, "batch handler panicked");
-            Err(format!("handler panicked: {what}"))
+        Err(failure) => {
+            if let CallFailure::Panicked(what) = &failure {
+                tracing::error!(address = %inner.address, messages = n, panic = %what, "batch handler panicked");
+            }
+            Err(failure.to_string())
         }
-        Err(_) => Err(format!("handler timed out after {} ms", limit.as_millis())),
     }
 }

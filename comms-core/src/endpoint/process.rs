@@ -318,26 +318,58 @@ async fn run(inner: &Inner, handler: &Handler, request: Request) -> HandlerResul
     let limit = handler.timeout.unwrap_or(inner.handler_timeout);
     let (id, command) = (request.message.id.clone(), request.message.command.clone());
     let from = request.message.from.clone();
-    // The call itself (not only its future) may panic: both run inside catch_unwind.
-    let call = AssertUnwindSafe(async move { (handler.call)(request).await }).catch_unwind();
-    match tokio::time::timeout(limit, call).await {
-        Ok(Ok(result)) => result,
-        Ok(Err(panic)) => {
-            let what = panic_message(panic.as_ref());
-            tracing::error!(%id, from = %crate::address::or_dash(from.as_ref()), %command, panic = %what, "handler panicked; the attempt failed");
-            Err(HandlerError::Retry(format!("handler panicked: {what}")))
+    let failure = match guarded(limit, async move { (handler.call)(request).await }).await {
+        Ok(result) => return result,
+        Err(failure) => failure,
+    };
+    let from = crate::address::or_dash(from.as_ref());
+    match &failure {
+        CallFailure::Panicked(what) => {
+            tracing::error!(%id, %from, %command, panic = %what, "handler panicked; the attempt failed")
         }
-        Err(_) => {
-            tracing::warn!(%id, from = %crate::address::or_dash(from.as_ref()), %command, ?limit, "handler timed out and was dropped; the attempt failed");
-            Err(HandlerError::Retry(format!(
-                "handler timed out after {} ms",
-                limit.as_millis()
-            )))
+        CallFailure::TimedOut(limit) => {
+            tracing::warn!(%id, %from, %command, ?limit, "handler timed out and was dropped; the attempt failed")
+        }
+    }
+    Err(HandlerError::Retry(failure.to_string()))
+}
+
+/// How a handler call failed as a whole ([`guarded`]); displayed as the failed attempt's
+/// reason.
+#[derive(Debug)]
+pub(crate) enum CallFailure {
+    /// It panicked (the panic's message).
+    Panicked(String),
+    /// It ran past this limit and was dropped.
+    TimedOut(Duration),
+}
+
+impl std::fmt::Display for CallFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallFailure::Panicked(what) => write!(f, "handler panicked: {what}"),
+            CallFailure::TimedOut(limit) => {
+                write!(f, "handler timed out after {} ms", limit.as_millis())
+            }
         }
     }
 }
 
-pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+/// Runs a handler call inside `catch_unwind` and under `limit` (a timed-out call is dropped).
+/// `call` should make the call itself inside the future (`async move { f(x).await }`), so that
+/// a panic in the call, not only in its future, is caught too.
+pub(crate) async fn guarded<T>(
+    limit: Duration,
+    call: impl std::future::Future<Output = T>,
+) -> Result<T, CallFailure> {
+    match tokio::time::timeout(limit, AssertUnwindSafe(call).catch_unwind()).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(panic)) => Err(CallFailure::Panicked(panic_message(panic.as_ref()))),
+        Err(_) => Err(CallFailure::TimedOut(limit)),
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = panic.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = panic.downcast_ref::<String>() {
