@@ -279,7 +279,7 @@ async fn reject(
 }
 
 async fn on_run(tasks: Arc<Tasks>, req: Request, run: RunTask) -> Result<Outcome, HandlerError> {
-    let Some(from) = req.message().from.clone() else {
+    let Some(from) = req.message().from().cloned() else {
         return Err(HandlerError::Failed("a task without an origin".into()));
     };
     let config = &tasks.config;
@@ -360,7 +360,7 @@ async fn on_cancel(
     cancel: CancelTask,
 ) -> Result<Outcome, HandlerError> {
     if let Err(why) = tasks.admit(req.message()) {
-        tracing::warn!(from = ?req.message().from, task = %cancel.task, reason = %why, "cancel refused");
+        tracing::warn!(from = ?req.message().from(), task = %cancel.task, reason = %why, "cancel refused");
         return Err(HandlerError::Failed(why));
     }
     match tasks.lock().get(&cancel.task) {

@@ -45,8 +45,8 @@ pub(crate) async fn instance_unicast(ctx: &Ctx<'_>) -> CaseResult {
     rec.wait_distinct(100, WAIT).await?;
     let mut seqs = BTreeSet::new();
     for m in rec.messages() {
-        ensure(m.from.as_ref() == Some(a.address()), || {
-            format!("from is {:?}, expected {}", m.from, a.address())
+        ensure(m.from() == Some(a.address()), || {
+            format!("from is {:?}, expected {}", m.from(), a.address())
         })?;
         ensure(m.param("tricky") == Some(TRICKY), || {
             format!("tricky param changed: {:?}", m.param("tricky"))
@@ -116,7 +116,7 @@ pub(crate) async fn service_anycast(ctx: &Ctx<'_>) -> CaseResult {
         .messages()
         .into_iter()
         .chain(r2.messages())
-        .map(|m| m.id)
+        .map(|m| m.id().clone())
         .collect();
     let total = ids.len();
     ids.sort();

@@ -65,7 +65,7 @@ pub(crate) async fn batch_handler(ctx: &Ctx<'_>) -> CaseResult {
                 .with_param("who", who)
                 .with_param("seq", seq.to_string());
             if who == "a" && seq == POISON {
-                poison_id = msg.id.to_string();
+                poison_id = msg.id().to_string();
             }
             msgs.push(msg);
         }

@@ -26,7 +26,7 @@ pub(crate) async fn redelivery_after_nack(ctx: &Ctx<'_>) -> CaseResult {
             async move {
                 let n = {
                     let mut a = attempts.lock().unwrap_or_else(|p| p.into_inner());
-                    let n = a.entry(req.message().id.to_string()).or_insert(0);
+                    let n = a.entry(req.message().id().to_string()).or_insert(0);
                     *n += 1;
                     *n
                 };
@@ -89,7 +89,7 @@ pub(crate) async fn dedup(ctx: &Ctx<'_>) -> CaseResult {
         .or_fail("send mark")?;
     rec.wait_distinct(2, WAIT).await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let runs = rec.messages().iter().filter(|m| m.id == msg.id).count();
+    let runs = rec.messages().iter().filter(|m| m.id() == msg.id()).count();
     ensure(runs == 1, || {
         format!("the handler ran {runs} times for one message id")
     })?;

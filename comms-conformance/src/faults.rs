@@ -123,7 +123,7 @@ async fn restarted_twice(ctx: &Ctx<'_>, pipelined: bool) -> CaseResult {
             .and_then(|s| s.parse().ok())
             .unwrap_or(u64::MAX);
         per_sender
-            .entry(m.from.map(|f| f.to_string()).unwrap_or_default())
+            .entry(m.from().map(|f| f.to_string()).unwrap_or_default())
             .or_default()
             .push(seq);
     }

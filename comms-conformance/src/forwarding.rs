@@ -28,15 +28,19 @@ pub(crate) async fn forward_keeps_origin(ctx: &Ctx<'_>) -> CaseResult {
     let msg = Message::new("TASK", c.address().clone())
         .or_fail("build")?
         .with_param("x", "1");
-    let id = msg.id.clone();
+    let id = msg.id().clone();
     a.send(msg).await.or_fail("send")?;
     rec.wait_distinct(1, WAIT).await?;
     let got = rec.messages().remove(0);
-    ensure(got.from.as_ref() == Some(a.address()), || {
-        format!("D saw from = {:?}, expected {}", got.from, a.address())
+    ensure(got.from() == Some(a.address()), || {
+        format!("D saw from = {:?}, expected {}", got.from(), a.address())
     })?;
-    ensure(got.id == id, || "the forward changed the message id".into())?;
-    ensure(got.hops == 1, || format!("hops = {}, expected 1", got.hops))?;
+    ensure(got.id() == id, || {
+        "the forward changed the message id".into()
+    })?;
+    ensure(got.hops() == 1, || {
+        format!("hops = {}, expected 1", got.hops())
+    })?;
     ensure(got.param("x") == Some("1"), || {
         "params lost in the forward".into()
     })?;

@@ -133,7 +133,7 @@ impl Recorder {
         let msg = std::sync::Arc::unwrap_or_clone(msg.into());
         {
             let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-            seen.ids.insert(msg.id.clone());
+            seen.ids.insert(msg.id().clone());
             seen.messages.push(msg);
         }
         self.changed.notify_waiters();

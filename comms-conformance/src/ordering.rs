@@ -59,7 +59,7 @@ pub(crate) async fn many_senders(ctx: &Ctx<'_>) -> CaseResult {
     check_no_duplicates(&rec)?;
     let mut per_sender: HashMap<String, Vec<u64>> = HashMap::new();
     for m in rec.messages() {
-        let from = m.from.as_ref().map(|f| f.to_string()).unwrap_or_default();
+        let from = m.from().map(|f| f.to_string()).unwrap_or_default();
         let seq = m
             .param("seq")
             .and_then(|s| s.parse().ok())

@@ -68,7 +68,7 @@ pub(crate) async fn retry_in_place(ctx: &Ctx<'_>) -> CaseResult {
                         return Err(HandlerError::Retry(format!("attempt {n} fails on purpose")));
                     }
                 }
-                lock(&handled_at).insert(req.message().id.to_string(), Instant::now());
+                lock(&handled_at).insert(req.message().id().to_string(), Instant::now());
                 rec.push(req.into_message());
                 Ok(Outcome::Done)
             }
@@ -86,7 +86,7 @@ pub(crate) async fn retry_in_place(ctx: &Ctx<'_>) -> CaseResult {
     let mut a_ids = Vec::new();
     for seq in 0..5 {
         let m = work("a", seq).or_fail("build")?;
-        a_ids.push(m.id.to_string());
+        a_ids.push(m.id().to_string());
         a.send(m).await.or_fail("a sends")?;
     }
     let deadline = Instant::now() + WAIT;
@@ -96,7 +96,7 @@ pub(crate) async fn retry_in_place(ctx: &Ctx<'_>) -> CaseResult {
     let mut c_ids = Vec::new();
     for seq in 0..5 {
         let m = work("c", seq).or_fail("build")?;
-        c_ids.push(m.id.to_string());
+        c_ids.push(m.id().to_string());
         c.send(m).await.or_fail("c sends")?;
     }
     rec.wait_distinct(10, WAIT).await?;
@@ -178,7 +178,7 @@ pub(crate) async fn poison_to_dead_letter(ctx: &Ctx<'_>) -> CaseResult {
     let mut asked = Vec::new();
     for (command, why) in [("BOOM", "panicked"), ("HANG", "timed out")] {
         let msg = Message::new(command, b.address().clone()).or_fail("build")?;
-        asked.push(msg.id.to_string());
+        asked.push(msg.id().to_string());
         match a.request(msg, Duration::from_secs(30)).await {
             Err(Error::Remote {
                 command: c, reason, ..
@@ -205,7 +205,7 @@ pub(crate) async fn poison_to_dead_letter(ctx: &Ctx<'_>) -> CaseResult {
             )
         })?;
     }
-    let l = letter(&*place, poison.id.as_str(), WAIT).await?;
+    let l = letter(&*place, poison.id().as_str(), WAIT).await?;
     let tries = poison_tries.load(Ordering::SeqCst);
     ensure(tries == 3 && l.attempts == 3, || {
         format!(
@@ -221,16 +221,14 @@ pub(crate) async fn poison_to_dead_letter(ctx: &Ctx<'_>) -> CaseResult {
     })?;
     let m = l.message.as_ref().or_fail("the letter's message")?;
     ensure(
-        m.param("order") == Some("42")
-            && m.from.as_ref() == Some(a.address())
-            && m.command == "POISON",
+        m.param("order") == Some("42") && m.from() == Some(a.address()) && m.command == "POISON",
         || format!("the letter holds {m:?}"),
     )?;
     // Fixed: replay it. It runs once more (the receiver's dedup remembers the given-up copy,
     // the replay is one hop further) and leaves the place.
     fixed.store(true, Ordering::SeqCst);
     let taken = place
-        .take(poison.id.as_str())
+        .take(poison.id().as_str())
         .await
         .or_fail("take")?
         .or_fail("the letter to replay")?;
@@ -250,11 +248,11 @@ pub(crate) async fn poison_to_dead_letter(ctx: &Ctx<'_>) -> CaseResult {
     rec.wait_distinct(1, WAIT).await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     ensure(
-        rec.count() == 1 && rec.messages()[0].id == poison.id,
+        rec.count() == 1 && rec.messages()[0].id() == poison.id(),
         || format!("after the replay the handler ran {} times", rec.count()),
     )?;
     let left = place.list(100_000).await.or_fail("list")?;
-    ensure(!left.iter().any(|l| l.id == poison.id.as_str()), || {
+    ensure(!left.iter().any(|l| l.id == poison.id().as_str()), || {
         "the replayed letter is still in the place".into()
     })?;
     for id in &asked {
@@ -311,12 +309,12 @@ pub(crate) async fn attempts_survive_restart(ctx: &Ctx<'_>) -> CaseResult {
         .endpoint(1, "restarted", failing(second.clone()))
         .await?;
     let place = b2.dead_letters().or_fail("the dead-letter place")?;
-    let l = letter(&*place, msg.id.as_str(), WAIT).await?;
+    let l = letter(&*place, msg.id().as_str(), WAIT).await?;
     let after = second.load(Ordering::SeqCst);
     ensure(before + after == 4 && l.attempts == 4, || {
         format!("{before} attempts before the restart and {after} after, letter says {}: the count must go on across the restart (4 in all)", l.attempts)
     })?;
-    place.take(msg.id.as_str()).await.or_fail("take")?;
+    place.take(msg.id().as_str()).await.or_fail("take")?;
     for ep in [a, b2] {
         ep.close().await.or_fail("close")?;
     }

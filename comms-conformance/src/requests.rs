@@ -28,7 +28,7 @@ pub(crate) async fn request_reply(ctx: &Ctx<'_>) -> CaseResult {
         let (a, to) = (a.clone(), b.address().clone());
         tasks.spawn(async move {
             let msg = Message::new("ECHO", to)?.with_param("n", i.to_string());
-            let id = msg.id.clone();
+            let id = msg.id().clone();
             let reply = a.request(msg, REPLY_WAIT).await?;
             Ok::<_, Error>((i, id, reply))
         });
@@ -42,8 +42,8 @@ pub(crate) async fn request_reply(ctx: &Ctx<'_>) -> CaseResult {
         ensure(reply.param("n") == Some(i.to_string().as_str()), || {
             format!("request {i} got the reply meant for {:?}", reply.param("n"))
         })?;
-        ensure(reply.from.as_ref() == Some(b.address()), || {
-            format!("reply from {:?}", reply.from)
+        ensure(reply.from() == Some(b.address()), || {
+            format!("reply from {:?}", reply.from())
         })?;
         answered += 1;
     }

@@ -122,6 +122,19 @@ impl From<MessageId> for String {
     }
 }
 
+// `msg.id() == id` and `id == msg.id()` (as `&str == String` in std).
+impl PartialEq<MessageId> for &MessageId {
+    fn eq(&self, other: &MessageId) -> bool {
+        **self == *other
+    }
+}
+
+impl PartialEq<&MessageId> for MessageId {
+    fn eq(&self, other: &&MessageId) -> bool {
+        *self == **other
+    }
+}
+
 /// Whether the transport must guarantee delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -135,9 +148,23 @@ pub enum DeliveryMode {
 
 /// One message.
 ///
-/// Fields are public for convenience; [`Message::validate`] checks them, and every transport
-/// calls it on `send`. `from` is stamped by the transport: whatever the sender puts there is
-/// overwritten.
+/// The fields a sender sets are public; [`Message::validate`] checks them, and every transport
+/// calls it on `send`. The fields the transport owns are read through methods: [`Message::from`]
+/// (the origin, stamped on `send`), [`Message::id`] (made here, kept across redeliveries and
+/// forwards) and [`Message::hops`] (counted by `forward`). A backend that decodes a message off
+/// its wire sets them through [`backend::WireFields`](crate::backend::WireFields).
+///
+/// ```compile_fail
+/// # use comms_core::{Destination, Message};
+/// let mut m = Message::new("PING", Destination::Service("db".into())).unwrap();
+/// m.hops = 0; // the transport owns `hops`: read it with `m.hops()`
+/// ```
+///
+/// ```
+/// # use comms_core::{Destination, Message};
+/// let m = Message::new("PING", Destination::Service("db".into())).unwrap();
+/// assert_eq!((m.from(), m.hops(), m.id().as_str().len()), (None, 0, 26));
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Message {
     /// `[A-Z0-9_]+`.
@@ -145,15 +172,15 @@ pub struct Message {
     /// Where it goes.
     pub to: Destination,
     /// The origin, stamped by the transport (kept across `forward`).
-    pub from: Option<Address>,
+    pub(crate) from: Option<Address>,
     /// Parameters; names follow the name rule and must not start with `comms_`.
     pub params: Params,
     /// Unique id; redeliveries keep it, which is what deduplication keys on.
-    pub id: MessageId,
+    pub(crate) id: MessageId,
     /// For a reply: the id of the message it answers.
     pub correlation: Option<MessageId>,
     /// How many times it was forwarded.
-    pub hops: u8,
+    pub(crate) hops: u8,
     /// Optional W3C trace context (`traceparent`).
     pub trace: Option<String>,
     /// At-least-once (default) or at-most-once.
@@ -185,6 +212,22 @@ impl Message {
             ttl: None,
             report: false,
         })
+    }
+
+    /// The origin: the sending endpoint's address, stamped by its transport (`None` before
+    /// `send`, and for a message from a wire that names no origin). Kept across `forward`.
+    pub fn from(&self) -> Option<&Address> {
+        self.from.as_ref()
+    }
+
+    /// The message's unique id; redeliveries and forwards keep it (deduplication keys on it).
+    pub fn id(&self) -> &MessageId {
+        &self.id
+    }
+
+    /// How many times the message was forwarded.
+    pub fn hops(&self) -> u8 {
+        self.hops
     }
 
     /// Add a parameter (checked by [`Message::validate`] on send).

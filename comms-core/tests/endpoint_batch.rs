@@ -44,7 +44,7 @@ async fn batches_form_and_every_message_is_handled_once_in_order_per_sender() {
             async move {
                 sizes.lock().unwrap().push(batch.len());
                 for req in &batch {
-                    let from = req.message().from.as_ref().expect("from").to_string();
+                    let from = req.message().from().expect("from").to_string();
                     seen.lock().unwrap().push((from, n_of(req.message())));
                 }
                 // Each call takes a while, so that messages pile up behind it.
@@ -276,7 +276,7 @@ async fn two_copies_of_a_message_in_one_batch_run_the_handler_once() {
                         *runs
                             .lock()
                             .unwrap()
-                            .entry(req.message().id.to_string())
+                            .entry(req.message().id().to_string())
                             .or_default() += 1;
                     }
                     batch.iter().map(|_| Ok(Outcome::Done)).collect()

@@ -2,6 +2,7 @@
 //! release reads what the previous release wrote and what a later release may write (extra
 //! optional fields), and the previous release reads what this one writes.
 
+use comms_core::backend::WireFields;
 use comms_core::envelope::{self, ENVELOPE_VERSION, V1_FIELDS};
 use comms_core::{Address, Destination, Error, Message};
 
@@ -44,8 +45,8 @@ fn what_the_previous_release_wrote_is_read() {
     let full = envelope::decode(PREVIOUS_RELEASE[0].as_bytes(), 1 << 20).expect("full envelope");
     assert_eq!(full.command, "PUT");
     assert_eq!(full.param("key"), Some("a;b"));
-    assert_eq!(full.from, Some(Address::new("srv", "server").unwrap()));
-    assert_eq!(full.hops, 1);
+    assert_eq!(full.from(), Some(&Address::new("srv", "server").unwrap()));
+    assert_eq!(full.hops(), 1);
     assert!(full.report);
     let minimal = envelope::decode(PREVIOUS_RELEASE[1].as_bytes(), 1 << 20).expect("minimal");
     assert_eq!(minimal.to, Destination::Service("store".into()));
@@ -57,7 +58,7 @@ fn the_previous_release_reads_what_this_one_writes() {
         .unwrap()
         .with_param("key", "v")
         .with_ttl(std::time::Duration::from_secs(2), true);
-    m.from = Some(Address::new("srv", "server").unwrap());
+    m.set_from(Some(Address::new("srv", "server").unwrap()));
     m.trace = Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into());
     let bytes = envelope::encode(&m).unwrap();
     let old: PreviousWire = serde_json::from_slice(&bytes).unwrap_or_else(|e| {

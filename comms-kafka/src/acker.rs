@@ -132,7 +132,7 @@ mod tests {
         Box::new(a).nack(true).await.unwrap();
         let back = shared.take_requeued();
         assert_eq!(back.len(), 1);
-        assert_eq!(back[0].message.id, m.id);
+        assert_eq!(back[0].message.id(), m.id());
         assert_eq!(
             permits.available_permits(),
             3,

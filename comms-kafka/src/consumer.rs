@@ -298,11 +298,11 @@ impl Worker {
                 return;
             }
         };
-        if let Some(from) = &msg.from {
+        if let Some(from) = &msg.from() {
             self.sink.replies.learn(record, from);
         }
         if let Some(why) = self.skip_reason(&msg, record) {
-            tracing::debug!(id = %msg.id, why, "kafka: record skipped");
+            tracing::debug!(id = %msg.id(), why, "kafka: record skipped");
             self.shared.offsets().received(&tp, offset, false);
             return;
         }
@@ -333,7 +333,7 @@ impl Worker {
                     return Some("broadcast of a command this endpoint did not declare");
                 }
                 let local_only = matches!(msg.to, Destination::Broadcast(Scope::Node));
-                if local_only && msg.from.as_ref().is_none_or(|f| f.node() != node) {
+                if local_only && msg.from().is_none_or(|f| f.node() != node) {
                     return Some("node-scoped broadcast from another node");
                 }
             }

@@ -58,19 +58,19 @@ impl Reporter {
             Ok(true) => return,
             Ok(false) => {}
             Err(e) => {
-                tracing::warn!(id = %msg.id, error = %e, "kafka: cannot tell whether the message was consumed; reporting it unavailable")
+                tracing::warn!(id = %msg.id(), error = %e, "kafka: cannot tell whether the message was consumed; reporting it unavailable")
             }
         }
-        let Some(origin) = msg.from.clone() else {
+        let Some(origin) = msg.from().cloned() else {
             return;
         };
         if let Err(e) = self.report(&msg, &origin).await {
-            tracing::warn!(id = %msg.id, error = %e, "kafka: SERVICE_UNAVAILABLE report not sent");
+            tracing::warn!(id = %msg.id(), error = %e, "kafka: SERVICE_UNAVAILABLE report not sent");
         }
     }
 
     async fn report(&self, msg: &Message, origin: &Address) -> comms_core::Result<()> {
-        tracing::info!(id = %msg.id, to = %msg.to, "kafka: no consumer within the TTL; reporting SERVICE_UNAVAILABLE");
+        tracing::info!(id = %msg.id(), to = %msg.to, "kafka: no consumer within the TTL; reporting SERVICE_UNAVAILABLE");
         let reporter = Address::new("kafka", "broker").ok();
         let report = service_unavailable_report(msg, origin.clone(), reporter)?;
         let payload = envelope::encode(&report)?;
@@ -83,7 +83,7 @@ impl Reporter {
                     partition: None,
                     key: &key,
                     payload: &payload,
-                    headers: envelope_headers(report.id.as_str(), None),
+                    headers: envelope_headers(report.id().as_str(), None),
                 },
                 Duration::from_secs(5),
             )

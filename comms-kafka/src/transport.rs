@@ -6,7 +6,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use comms_core::backend::{Binding, DEFAULT_HOP_LIMIT};
+use comms_core::backend::{Binding, WireFields, DEFAULT_HOP_LIMIT};
 use comms_core::{
     Address, Advertisement, Capabilities, Config, Delivery, Destination, Error, Inbox, Message,
     Receipt, Result, Transport,
@@ -136,7 +136,7 @@ impl Transport for KafkaTransport {
         inner.topics.ensure(&inner.own_topics(&ad.address)).await?;
         *inner.commands.write().unwrap_or_else(|p| p.into_inner()) = ad.commands.clone();
         let mut msg = ad.to_message()?;
-        msg.from = Some(ad.address.clone());
+        msg.set_from(Some(ad.address.clone()));
         inner.route(msg).await
     }
 

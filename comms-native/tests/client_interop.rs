@@ -42,7 +42,7 @@ async fn stock_service_and_comms_endpoint_talk_both_ways() {
         .unwrap();
     assert_eq!(got.param("n"), Some("1"));
     assert_eq!(got.param("text"), Some("a;b"));
-    assert_eq!(got.from, Some(Address::new("interop", "stock").unwrap()));
+    assert_eq!(got.from(), Some(&Address::new("interop", "stock").unwrap()));
     assert_eq!(
         got.mode,
         comms_core::DeliveryMode::AtMostOnce,
@@ -66,7 +66,7 @@ async fn stock_service_and_comms_endpoint_talk_both_ways() {
     let news = Message::new("NEWS", Address::new("interop", "stock").unwrap())
         .unwrap()
         .with_param("headline", "x;y=\"z\"\nline2");
-    let news_id = news.id.clone();
+    let news_id = news.id().clone();
     ep.send(news).await.unwrap();
     let line = stock.recv_command("NEWS").await;
     assert_eq!(line.sent_from_service, "comms_svc");

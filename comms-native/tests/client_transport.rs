@@ -32,16 +32,16 @@ async fn nack_and_dropped_acker_redeliver_and_ack_releases_the_sender() {
     let d = recv(&mut inbox).await;
     assert_eq!(d.message().param("n"), Some("1"));
     assert!(!d.redelivered());
-    let id = d.message().id.clone();
+    let id = d.message().id().clone();
     drop(d); // unsettled: acts as nack(requeue)
     let d = recv(&mut inbox).await;
     assert_eq!(
-        (d.message().id.clone(), d.redelivered()),
+        (d.message().id().clone(), d.redelivered()),
         (id.clone(), true)
     );
     d.nack(true).await.unwrap();
     let d = recv(&mut inbox).await;
-    assert_eq!(d.message().id, id);
+    assert_eq!(d.message().id(), id);
     assert_eq!(
         a.unacknowledged(),
         1,

@@ -34,7 +34,7 @@ async fn recv(inbox: &mut comms_core::Inbox) -> comms_core::Delivery {
 async fn recv_acked(inbox: &mut comms_core::Inbox, n: &str, from: &str) {
     let d = recv(inbox).await;
     assert_eq!(d.message().param("n"), Some(n));
-    let sender = d.message().from.as_ref().map(ToString::to_string);
+    let sender = d.message().from().map(ToString::to_string);
     assert_eq!(sender.as_deref(), Some(from));
     d.ack().await.unwrap();
 }
@@ -621,7 +621,7 @@ async fn the_transport_sniffs_over_cds_with_the_admin_token() {
     assert_eq!(copy.message().param("k"), Some("v"));
     assert_eq!(
         copy.message()
-            .from
+            .from()
             .as_ref()
             .map(ToString::to_string)
             .as_deref(),

@@ -46,7 +46,7 @@ pub(crate) struct Outgoing {
 impl Outgoing {
     /// Encode `msg` (whose `from` is already stamped).
     pub(crate) fn new(link: &Link, msg: &Message) -> Result<Self> {
-        let from = msg.from.clone().ok_or(Error::NotAdvertised)?;
+        let from = msg.from().cloned().ok_or(Error::NotAdvertised)?;
         let body = envelope::encode(msg)?;
         let key = match (&msg.to, msg.command.as_str()) {
             (_, comms_core::commands::ADVERTISE) => topology::advertise_key(&from),
@@ -66,7 +66,7 @@ impl Outgoing {
             at_most_once,
             props: properties(msg, &from, link.opts().default_ttl),
             destination,
-            id: msg.id.clone(),
+            id: msg.id().clone(),
             to: msg.to.clone(),
         })
     }
@@ -236,7 +236,7 @@ pub(crate) fn properties(
     );
     let mut props = BasicProperties::default()
         .with_content_type(envelope::CONTENT_TYPE.into())
-        .with_message_id(msg.id.as_str().into())
+        .with_message_id(msg.id().as_str().into())
         .with_type(msg.command.as_str().into())
         .with_app_id("comms".into())
         .with_headers(headers)

@@ -32,7 +32,7 @@ pub(crate) async fn handle(link: &Link, delivery: lapin::message::Delivery) {
         }
     };
     if reason != "expired" || !msg.report {
-        tracing::warn!(id = %msg.id, to = %msg.to, command = %msg.command, reason,
+        tracing::warn!(id = %msg.id(), to = %msg.to, command = %msg.command, reason,
             "rabbitmq: message dead-lettered; no report was asked for");
         ack(delivery).await;
         return;
@@ -44,7 +44,7 @@ pub(crate) async fn handle(link: &Link, delivery: lapin::message::Delivery) {
     match publisher::publish(link, &report).await {
         Ok(()) => ack(delivery).await,
         Err(e) => {
-            tracing::warn!(error = %e, id = %msg.id, "rabbitmq: SERVICE_UNAVAILABLE report not sent; will retry");
+            tracing::warn!(error = %e, id = %msg.id(), "rabbitmq: SERVICE_UNAVAILABLE report not sent; will retry");
             let requeue = BasicNackOptions {
                 requeue: true,
                 ..BasicNackOptions::default()
@@ -57,7 +57,7 @@ pub(crate) async fn handle(link: &Link, delivery: lapin::message::Delivery) {
 }
 
 fn unavailable(link: &Link, expired: &Message) -> Option<Message> {
-    let origin = expired.from.clone()?;
+    let origin = expired.from().cloned()?;
     let reporter = Address::new(link.opts().node.clone(), REPORTER_SERVICE).ok();
     service_unavailable_report(expired, origin, reporter).ok()
 }

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use comms_core::backend::Binding;
+use comms_core::backend::{Binding, WireFields};
 use comms_core::{
     Address, Advertisement, Capabilities, Config, Delivery, Destination, Error, Inbox, Message,
     Receipt, Result, Transport,
@@ -165,7 +165,7 @@ impl Transport for RabbitTransport {
             .await?;
         }
         let mut msg = ad.to_message()?;
-        msg.from = Some(ad.address.clone());
+        msg.set_from(Some(ad.address.clone()));
         self.publish_confirmed(&msg).await
     }
 

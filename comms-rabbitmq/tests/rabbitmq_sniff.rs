@@ -97,7 +97,7 @@ async fn rabbitmq_sniff_copies_every_message_and_consumes_nothing() {
     let unicast = Message::new("PING", Destination::Service("b".into()))
         .unwrap()
         .with_param("k", "v");
-    let id = unicast.id.clone();
+    let id = unicast.id().clone();
     a.send(unicast).await.unwrap();
     let broadcast = Message::new("PING", Destination::Broadcast(comms_core::Scope::All))
         .unwrap()
@@ -106,7 +106,7 @@ async fn rabbitmq_sniff_copies_every_message_and_consumes_nothing() {
 
     // The real receiver gets both and settles them itself.
     let d = next_command(&mut inbox, "PING").await;
-    assert_eq!(d.message().id, id);
+    assert_eq!(d.message().id(), id);
     d.ack().await.unwrap();
     let d = next_command(&mut inbox, "PING").await;
     assert_eq!(d.message().param("k"), Some("all"));
@@ -115,8 +115,8 @@ async fn rabbitmq_sniff_copies_every_message_and_consumes_nothing() {
     // The sniffer saw the advertisements and both messages, once each, decoded.
     let first = next_command(&mut copies, "PING").await;
     let m = first.message();
-    assert_eq!(m.id, id);
-    assert_eq!(m.from, Some(Address::new("n1", "a").unwrap()));
+    assert_eq!(m.id(), id);
+    assert_eq!(m.from(), Some(&Address::new("n1", "a").unwrap()));
     assert_eq!(m.to, Destination::Service("b".into()));
     assert_eq!(m.param("k"), Some("v"));
     first.ack().await.unwrap(); // NoAck: a no-op

@@ -136,7 +136,7 @@ async fn native_transport_sniff_decodes_messages_and_leaves_delivery_alone() {
     let msg = Message::new("PING", Destination::Service("b".into()))
         .unwrap()
         .with_param("k", "v w");
-    let id = msg.id.clone();
+    let id = msg.id().clone();
     a.send(msg).await.unwrap();
     let d = loop {
         let d = tokio::time::timeout(WAIT, inbox.recv())
@@ -160,8 +160,8 @@ async fn native_transport_sniff_decodes_messages_and_leaves_delivery_alone() {
         }
     };
     let m = copy.message();
-    assert_eq!(m.id, id);
-    assert_eq!(m.from, Some(Address::new(NODE, "a").unwrap()));
+    assert_eq!(m.id(), id);
+    assert_eq!(m.from(), Some(&Address::new(NODE, "a").unwrap()));
     assert_eq!(m.to, Destination::Service("b".into()));
     assert_eq!(m.param("k"), Some("v w"));
     // The sender's copy is released by the real receiver's ack, not by the sniffer.

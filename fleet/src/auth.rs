@@ -230,7 +230,7 @@ impl FleetKey {
         field(DOMAIN);
         field(msg.command.as_bytes());
         field(service.as_bytes());
-        field(msg.id.to_string().as_bytes());
+        field(msg.id().to_string().as_bytes());
         field(issued_ms.to_string().as_bytes());
         for (k, v) in msg.params.iter().filter(|(k, _)| k.as_str() != AUTH_PARAM) {
             field(k.as_bytes());

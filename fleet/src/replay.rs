@@ -126,7 +126,7 @@ impl ReplayGuard {
                 self.seen.remove(&id);
             }
         }
-        let id = msg.id.to_string();
+        let id = msg.id().to_string();
         if self.seen.contains_key(&id) {
             return Err(AuthError::Replayed);
         }

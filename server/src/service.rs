@@ -208,7 +208,7 @@ where
     let state = state.clone();
     move |req| {
         if let Err(e) = state.admit(req.message()) {
-            tracing::warn!(from = ?req.message().from, command = %req.message().command, reason = %e, "request refused");
+            tracing::warn!(from = ?req.message().from(), command = %req.message().command, reason = %e, "request refused");
             let why = format!("not authorized: {e}");
             return Box::pin(async move { Err(HandlerError::Failed(why)) });
         }
@@ -259,8 +259,8 @@ async fn on_dispatch(state: Arc<State>, req: Request) -> Handled {
     }
     let requester = req
         .message()
-        .from
-        .clone()
+        .from()
+        .cloned()
         .ok_or_else(|| HandlerError::Failed("no origin".into()))?;
     let requested_by = req.message().param("requested_by").map(str::to_owned);
     let accepted = dispatch::start(
@@ -355,7 +355,7 @@ async fn on_status(state: Arc<State>, req: Request) -> Handled {
 
 async fn on_result(state: Arc<State>, req: Request, result: TaskResult) -> Handled {
     // Acknowledged whether or not a dispatch waits for it: the agent may stop resending.
-    if let Some(agent) = req.message().from.clone() {
+    if let Some(agent) = req.message().from().cloned() {
         ack_result(&req.endpoint, &state, agent, &result.task).await;
     }
     let Some(route) = state.route(&result.task) else {

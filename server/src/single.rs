@@ -96,7 +96,7 @@ pub async fn ensure_alone(
 
 fn origin(reply: &Message) -> String {
     reply
-        .from
+        .from()
         .as_ref()
         .map_or_else(|| SERVER_SERVICE.to_owned(), ToString::to_string)
 }

@@ -33,7 +33,7 @@ impl Filter {
         let service_ok = self.services.is_empty()
             || self.services.iter().any(|s| {
                 let from = msg
-                    .from
+                    .from()
                     .as_ref()
                     .is_some_and(|f| f.service() == s || f.to_string() == *s);
                 let to = msg.to.service_name() == Some(s.as_str()) || msg.to.to_string() == *s;
@@ -98,7 +98,7 @@ fn quote(v: &str) -> String {
 /// The text line of `msg` (without `\n`).
 pub fn text_line(msg: &Message, time: &str) -> String {
     let from = msg
-        .from
+        .from()
         .as_ref()
         .map_or_else(|| "?".to_owned(), ToString::to_string);
     let mut line = format!("{time} {from} -> {} {}", msg.to, msg.command);
@@ -164,11 +164,12 @@ pub async fn run<W: Write>(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use comms::backend::WireFields;
     use comms::{Address, Destination};
 
     fn msg(cmd: &str, from: &str, to: &str) -> Message {
         let mut m = Message::new(cmd, to.parse::<Destination>().unwrap()).unwrap();
-        m.from = Some(from.parse::<Address>().unwrap());
+        m.set_from(Some(from.parse::<Address>().unwrap()));
         m
     }
 

@@ -9,6 +9,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use comms_conformance::Backend;
+use comms_core::backend::WireFields;
 use comms_core::transport::{Acker, NoAck};
 use comms_core::{
     commands, Address, Advertisement, Capabilities, Delivery, DeliveryMode, Destination, Inbox,
@@ -105,7 +106,7 @@ impl Transport for Faulty {
                 let d = if fault == Fault::NoStamp {
                     // A transport that trusts whatever origin the sender wrote.
                     if is_user_message(&msg) {
-                        msg.from = Address::new("elsewhere", "mallory").ok();
+                        msg.set_from(Address::new("elsewhere", "mallory").ok());
                     }
                     Delivery::new(msg, false, acker)
                 } else {
@@ -146,7 +147,7 @@ impl Transport for Faulty {
         if self.fault == Fault::NoHops {
             let (mut msg, acker) = delivery.into_parts();
             msg.to = to;
-            msg.hops = 0;
+            msg.set_hops(0);
             self.inner.send(msg).await?;
             return acker.ack().await;
         }

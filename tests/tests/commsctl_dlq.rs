@@ -98,7 +98,7 @@ async fn scenario(url: &str, namespace: &str) {
         let m = Message::new("WORK", b.address().clone())
             .expect("message")
             .with_param("order", order);
-        ids.push(m.id.to_string());
+        ids.push(m.id().to_string());
         a.send(m).await.expect("send");
     }
     // Both given up, in the place.

@@ -100,9 +100,10 @@ async fn python_confluent_kafka_reads_and_writes_envelopes() {
     }
     rec.wait_distinct(3, Duration::from_secs(60)).await.unwrap();
     let msgs = rec.messages();
-    assert!(msgs.iter().all(|m| m.from.as_ref().map(|f| f.to_string())
-        == Some("py:script".into())
-        && m.param("lang") == Some("python")));
+    assert!(msgs.iter().all(
+        |m| m.from().map(|f| f.to_string()) == Some("py:script".into())
+            && m.param("lang") == Some("python")
+    ));
     let seqs = rec.seqs();
     assert_eq!(seqs, vec![0, 1, 2]);
     a.close().await.unwrap();

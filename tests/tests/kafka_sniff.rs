@@ -70,7 +70,7 @@ async fn kafka_sniff_copies_messages_and_consumes_nothing() {
             .expect("open");
         let m = d.message();
         if m.command == "PROBE" && m.param("batch").is_some() {
-            assert_eq!(m.from.as_ref(), Some(a.address()));
+            assert_eq!(m.from(), Some(a.address()));
             batch += 1;
         }
     }

@@ -77,7 +77,7 @@ async fn rabbitmq_interop_with_pika() -> anyhow::Result<()> {
     let tx = endpoint(&ns, 0, "rs_tx", None, "").await?;
     let msg = Message::new("GREET", Destination::service("py_svc")?)?
         .with_param("text", "héllo \"world\"\n");
-    let id = msg.id.clone();
+    let id = msg.id().clone();
     tx.send(msg).await?;
 
     let out = Command::new("python3")
@@ -116,7 +116,7 @@ async fn rabbitmq_interop_with_pika() -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let got = &rec.messages()[0];
-    assert_eq!(got.id.as_str(), "pika-1");
+    assert_eq!(got.id().as_str(), "pika-1");
     assert_eq!(got.param("lang"), Some("python"));
     assert_eq!(got.param("echo"), Some("héllo \"world\"\n"));
 

@@ -7,6 +7,8 @@
 //! - [`prepare_forward`]: a received message made ready for its next hop.
 //! - [`service_unavailable_report`]: the `SERVICE_UNAVAILABLE` report a backend sends back to
 //!   the sender of a message that found no consumer within its TTL (guarantee 3).
+//! - [`MessageParts`]: a message built field by field off a wire; [`WireFields`]: setting the fields a transport owns (origin, id, hops), which a service
+//!   only reads.
 //! - [`Acker`], [`NoAck`], [`DEFAULT_HOP_LIMIT`]: the settling side of a
 //!   [`Delivery`](crate::Delivery) and the default hop limit (also in [`crate::transport`]).
 
@@ -17,7 +19,73 @@ pub use binding::Binding;
 
 use crate::address::{Address, Destination};
 use crate::error::{Error, Result};
-use crate::message::{commands, Message};
+use crate::message::{commands, DeliveryMode, Message, MessageId, Params};
+use std::time::Duration;
+
+/// Every field of a [`Message`], public: what a backend decoding its wire builds the message
+/// from ([`MessageParts::into_message`]), without the checks of [`Message::new`] (the receiving
+/// endpoint validates what it is handed).
+#[derive(Debug, Clone)]
+#[allow(missing_docs)] // the fields are those of `Message`
+pub struct MessageParts {
+    pub command: String,
+    pub to: Destination,
+    pub from: Option<Address>,
+    pub params: Params,
+    pub id: MessageId,
+    pub correlation: Option<MessageId>,
+    pub hops: u8,
+    pub trace: Option<String>,
+    pub mode: DeliveryMode,
+    pub ttl: Option<Duration>,
+    pub report: bool,
+}
+
+impl MessageParts {
+    /// The message. (Not a `From` impl: `Message::from` is the origin's getter.)
+    pub fn into_message(self) -> Message {
+        let p = self;
+        Message {
+            command: p.command,
+            to: p.to,
+            from: p.from,
+            params: p.params,
+            id: p.id,
+            correlation: p.correlation,
+            hops: p.hops,
+            trace: p.trace,
+            mode: p.mode,
+            ttl: p.ttl,
+            report: p.report,
+        }
+    }
+}
+
+/// Setting the fields of a [`Message`] that the transport owns and a service only reads
+/// ([`Message::from`], [`Message::id`], [`Message::hops`]): for a backend that decodes a message
+/// off its wire or stamps one it sends.
+pub trait WireFields {
+    /// Set the origin.
+    fn set_from(&mut self, from: Option<Address>);
+    /// Set the id (a message decoded off a wire keeps the id it was sent with).
+    fn set_id(&mut self, id: MessageId);
+    /// Set the hop count.
+    fn set_hops(&mut self, hops: u8);
+}
+
+impl WireFields for Message {
+    fn set_from(&mut self, from: Option<Address>) {
+        self.from = from;
+    }
+
+    fn set_id(&mut self, id: MessageId) {
+        self.id = id;
+    }
+
+    fn set_hops(&mut self, hops: u8) {
+        self.hops = hops;
+    }
+}
 
 /// Prepare a message for [`Transport::forward`](crate::Transport::forward): new destination,
 /// `hops + 1`, `from` and `id` kept. Fails with [`Error::HopLimit`] when the hop limit would be

@@ -121,7 +121,7 @@ impl Queue {
     /// Remove a waiting message by id (TTL expiry).
     pub(crate) fn remove(&self, id: &MessageId) -> Option<Item> {
         let mut st = self.lock();
-        let pos = st.ready.iter().position(|i| &i.msg.id == id)?;
+        let pos = st.ready.iter().position(|i| i.msg.id == id)?;
         let item = st.ready.remove(pos);
         drop(st);
         self.space_signal.notify_one();

@@ -115,7 +115,7 @@ impl Inner {
 
     /// [`Inner::submit`] without counting a refusal (its receipts are counted).
     async fn hand_over(self: &Arc<Self>, msg: Message) -> Result<Receipt> {
-        let from = msg.from.clone().ok_or(Error::NotAdvertised)?;
+        let from = msg.from().cloned().ok_or(Error::NotAdvertised)?;
         let key = from.to_string();
         // A broadcast, or a message to an ephemeral endpoint: one partition nobody commits
         // on (no drain points, no consumer lag to wait for, no report to watch).
@@ -135,7 +135,7 @@ impl Inner {
             partition,
             key: &key,
             payload: &payload,
-            headers: envelope_headers(msg.id.as_str(), reply_to),
+            headers: envelope_headers(msg.id().as_str(), reply_to),
         };
         if msg.mode == DeliveryMode::AtMostOnce {
             self.producer.enqueue(record(single.then_some(0)));

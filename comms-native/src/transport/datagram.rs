@@ -27,7 +27,7 @@ use async_trait::async_trait;
 use tokio::net::UdpSocket;
 use tokio::sync::OnceCell;
 
-use comms_core::backend::{Binding, DEFAULT_HOP_LIMIT};
+use comms_core::backend::{Binding, WireFields, DEFAULT_HOP_LIMIT};
 use comms_core::config::{hostname_node, Scheme, TransportUrl};
 use comms_core::name::validate_name;
 use comms_core::{
@@ -272,15 +272,14 @@ impl Transport for DatagramTransport {
     /// datagram's, checked on the serialized line ([`DatagramTransport::datagram`]).
     async fn send(&self, mut msg: Message) -> Result<()> {
         self.binding.check_message(&msg, usize::MAX)?;
-        msg.from = self.binding.address();
+        msg.set_from(self.binding.address());
         self.binding.counted(self.put(&msg, None).await)
     }
 
     async fn forward(&self, delivery: Delivery, to: Destination) -> Result<()> {
         self.binding
             .forward(delivery, to, self.opts.hop_limit, |fwd| async move {
-                self.binding
-                    .counted(self.put(&fwd, fwd.from.as_ref()).await)
+                self.binding.counted(self.put(&fwd, fwd.from()).await)
             })
             .await
     }

@@ -183,12 +183,12 @@ fn put_param(
 /// The `comms_*` envelope parameters of `msg`, as [`super::mapping::to_wire`] sets them.
 fn envelope<'a>(msg: &'a Message, origin: Option<&Address>) -> Vec<(&'static str, Cow<'a, str>)> {
     let mut v = Vec::with_capacity(4);
-    v.push((P_ID, Cow::Borrowed(msg.id.as_str())));
+    v.push((P_ID, Cow::Borrowed(msg.id().as_str())));
     if let Some(c) = &msg.correlation {
         v.push((P_CORR, Cow::Borrowed(c.as_str())));
     }
-    if msg.hops > 0 {
-        v.push((P_HOPS, Cow::Owned(msg.hops.to_string())));
+    if msg.hops() > 0 {
+        v.push((P_HOPS, Cow::Owned(msg.hops().to_string())));
     }
     if let Some(o) = origin {
         v.push((P_FROM, Cow::Owned(o.to_string())));
@@ -211,7 +211,7 @@ fn is_envelope_name(name: &str, msg: &Message, origin: Option<&Address>) -> bool
     match name {
         P_ID | P_SEQ | P_BASE | P_LAST => true,
         P_CORR => msg.correlation.is_some(),
-        P_HOPS => msg.hops > 0,
+        P_HOPS => msg.hops() > 0,
         P_FROM => origin.is_some(),
         P_TRACE => msg.trace.is_some(),
         P_AMO => msg.mode == DeliveryMode::AtMostOnce,

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use comms_core::backend::WireFields;
 use comms_core::{Address, Destination, Message, MessageId, Scope};
 
 use super::*;
@@ -41,7 +42,7 @@ fn samples() -> Vec<(Message, Option<Address>)> {
         .with_param("zz", "last")
         .with_ttl(Duration::from_millis(1500), true)
         .at_most_once();
-    full.hops = 3;
+    full.set_hops(3);
     full.correlation = Some(MessageId::new());
     full.trace = Some("00-abc-def-01".into());
     let node = Message::new("N", Destination::Broadcast(Scope::Node))

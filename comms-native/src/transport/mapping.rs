@@ -15,6 +15,7 @@
 
 use std::time::Duration;
 
+use comms_core::backend::MessageParts;
 use comms_core::{Address, DeliveryMode, Destination, Message, MessageId, Params, Scope};
 
 use std::borrow::Cow;
@@ -61,12 +62,12 @@ pub fn to_wire(msg: &Message, origin: Option<&Address>) -> WireMessage {
         Destination::Broadcast(Scope::All) => w.service = "*".into(),
     }
     w.params = msg.params.clone();
-    w.params.insert(P_ID.into(), msg.id.to_string());
+    w.params.insert(P_ID.into(), msg.id().to_string());
     if let Some(c) = &msg.correlation {
         w.params.insert(P_CORR.into(), c.to_string());
     }
-    if msg.hops > 0 {
-        w.params.insert(P_HOPS.into(), msg.hops.to_string());
+    if msg.hops() > 0 {
+        w.params.insert(P_HOPS.into(), msg.hops().to_string());
     }
     if let Some(o) = origin {
         w.params.insert(P_FROM.into(), o.to_string());
@@ -288,7 +289,7 @@ fn decode<'a>(
     } else {
         DeliveryMode::AtLeastOnce
     };
-    let message = Message {
+    let message = MessageParts {
         command: command.into_owned(),
         to,
         from: origin.or_else(|| stamp.clone()),
@@ -300,7 +301,8 @@ fn decode<'a>(
         mode,
         ttl,
         report,
-    };
+    }
+    .into_message();
     Inbound {
         message,
         stamp,
@@ -316,6 +318,7 @@ fn decode<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use comms_core::backend::WireFields;
 
     #[test]
     fn round_trip() {
@@ -325,7 +328,7 @@ mod tests {
             .unwrap()
             .with_param("x", "a;b")
             .with_ttl(Duration::from_millis(1500), true);
-        m.hops = 2;
+        m.set_hops(2);
         m.correlation = Some(MessageId::new());
         m.trace = Some("00-abc-def-01".into());
         let origin = Address::new("vm", "origin").unwrap();
@@ -338,11 +341,11 @@ mod tests {
         let mut back: WireMessage = format!("<vm:fwd {line}").parse().unwrap();
         back.sent_from_server = "vm".into();
         let got = from_wire(back, &b);
-        assert_eq!(got.message.from, Some(origin));
+        assert_eq!(got.message.from(), Some(&origin));
         assert_eq!(got.stamp, Some(Address::new("vm", "fwd").unwrap()));
-        assert_eq!(got.message.id, m.id);
+        assert_eq!(got.message.id(), m.id());
         assert_eq!(got.message.correlation, m.correlation);
-        assert_eq!(got.message.hops, 2);
+        assert_eq!(got.message.hops(), 2);
         assert_eq!(got.message.params, m.params);
         assert_eq!(got.message.to, Destination::Instance(b));
         assert_eq!(got.message.mode, DeliveryMode::AtLeastOnce);
@@ -369,7 +372,10 @@ mod tests {
         assert!(got.stock);
         assert_eq!(got.message.mode, DeliveryMode::AtMostOnce);
         assert_eq!(got.message.param("cache"), Some("no"));
-        assert_eq!(got.message.from, Some(Address::new("vm", "stock").unwrap()));
+        assert_eq!(
+            got.message.from(),
+            Some(&Address::new("vm", "stock").unwrap())
+        );
         assert_eq!(got.message.to, Destination::Service("me".into()));
         assert!(got.seq.is_none());
     }

@@ -360,7 +360,7 @@ impl NativeTransport {
         if !unicast || msg.mode == DeliveryMode::AtMostOnce || stock {
             return Ok(Step::Once(line.plain()));
         }
-        let (key, id) = (destination_key(&msg.to), msg.id);
+        let (key, id) = (destination_key(&msg.to), msg.id().clone());
         if msg.correlation.is_some() && lock(&self.outbox).held_for(key) >= outbox::REPLY_QUOTA {
             let n = self.unkept_replies.fetch_add(1, Ordering::Relaxed);
             if n % 1000 == 0 {
@@ -562,7 +562,7 @@ impl Transport for NativeTransport {
         self.binding
             .forward(delivery, to, hop_limit, |fwd| async move {
                 let sent = async {
-                    let origin = fwd.from.clone();
+                    let origin = fwd.from().cloned();
                     let client = self.client()?;
                     let step = self.prepare(fwd, origin.as_ref())?;
                     self.enqueue(&client, step).await

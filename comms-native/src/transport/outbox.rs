@@ -371,6 +371,7 @@ mod test_support {
     pub(super) use crate::transport::mapping::{P_BASE, P_LAST, P_SEQ};
     use bytes::Bytes;
     pub(super) use cd_wire::WireMessage;
+    use comms_core::backend::WireFields;
     pub(super) use comms_core::MessageId;
     use comms_core::{Destination, Message};
 
@@ -379,8 +380,8 @@ mod test_support {
     /// A message to `service` with id `id`, encoded as the transport keeps it.
     pub(super) fn kept(service: &str, id: &str) -> (Encoded, MessageId) {
         let mut m = Message::new("X", Destination::Service(service.into())).unwrap();
-        m.id = id.parse().unwrap();
-        (Encoded::new(&m, None).unwrap(), m.id)
+        m.set_id(id.parse().unwrap());
+        (Encoded::new(&m, None).unwrap(), m.id().clone())
     }
 
     /// Push the kept message `m`.

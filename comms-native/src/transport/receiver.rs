@@ -446,7 +446,7 @@ impl State {
                 redelivered: false,
             }),
             _ => {
-                tracing::warn!(command = %msg.command, from = %comms_core::address::or_dash(msg.from.as_ref()), "native: inbox full, at-most-once message dropped")
+                tracing::warn!(command = %msg.command, from = %comms_core::address::or_dash(msg.from()), "native: inbox full, at-most-once message dropped")
             }
         }
     }

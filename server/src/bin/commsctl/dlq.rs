@@ -33,7 +33,7 @@ fn summary(l: &DeadLetter) -> serde_json::Value {
         "id": l.id,
         "receiver": l.receiver.as_ref().map(ToString::to_string),
         "command": m.map(|m| m.command.clone()),
-        "from": m.and_then(|m| m.from.as_ref().map(ToString::to_string)),
+        "from": m.and_then(|m| m.from().map(ToString::to_string)),
         "to": m.map(|m| m.to.to_string()),
         "attempts": l.attempts,
         "reason": l.reason,
@@ -48,7 +48,7 @@ fn print_line(l: &DeadLetter) {
         "{}  {}s ago  {} -> {}  {}  attempts={}  {}",
         l.id,
         age,
-        m.and_then(|m| m.from.as_ref().map(ToString::to_string))
+        m.and_then(|m| m.from().map(ToString::to_string))
             .unwrap_or_else(|| "-".into()),
         l.receiver
             .as_ref()
@@ -124,7 +124,7 @@ pub async fn run(
             let mut v = summary(&l);
             if let Some(m) = &l.message {
                 v["params"] = serde_json::to_value(&m.params)?;
-                v["hops"] = m.hops.into();
+                v["hops"] = m.hops().into();
                 v["correlation"] = m.correlation.as_ref().map(ToString::to_string).into();
             }
             if let Some(raw) = &l.raw {

@@ -333,7 +333,7 @@ async fn run(
                     println!(
                         "{} from {}: {}",
                         answer.command,
-                        answer.from.map(|f| f.to_string()).unwrap_or_default(),
+                        answer.from().map(|f| f.to_string()).unwrap_or_default(),
                         params.join(" ")
                     );
                 }
