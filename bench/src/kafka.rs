@@ -4,6 +4,7 @@
 
 use crate::report::{Progress, Row};
 use crate::scale::Scale;
+use comms_core::Connect;
 
 /// The kafka rows: skipped, the plugin is not built.
 #[cfg(not(feature = "kafka"))]
@@ -29,7 +30,7 @@ pub async fn run(scale: &Scale, progress: &Progress) -> Vec<Row> {
         fn connect(&self) -> BoxFuture<'_, anyhow::Result<Arc<dyn Transport>>> {
             Box::pin(async {
                 let t: Arc<dyn Transport> =
-                    Arc::new(comms_kafka::KafkaTransport::connect(&self.config)?);
+                    Arc::new(comms_kafka::KafkaTransport::connect(&self.config).await?);
                 Ok(t)
             })
         }

@@ -1,5 +1,6 @@
 //! Backend `memory`: the in-process reference transport (no I/O; the floor of the contract).
 
+use comms_core::Connect;
 use std::sync::Arc;
 
 use comms_core::{MemoryTransport, Transport};
@@ -15,7 +16,7 @@ impl Connector for Memory {
     fn connect(&self) -> BoxFuture<'_, anyhow::Result<Arc<dyn Transport>>> {
         Box::pin(async {
             let t: Arc<dyn Transport> =
-                Arc::new(MemoryTransport::connect("memory://bench?node=bench")?);
+                Arc::new(MemoryTransport::connect_url("memory://bench?node=bench").await?);
             Ok(t)
         })
     }

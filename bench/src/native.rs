@@ -2,6 +2,7 @@
 //! (the product binary, single-threaded runtime). The `native-relay` rows (three peered
 //! daemons) are in [`crate::native_relay`].
 
+use comms_core::Connect;
 use std::sync::Arc;
 
 use comms_core::Transport;
@@ -33,17 +34,17 @@ pub struct Native {
     pub receive: String,
 }
 
-fn native(url: &str) -> anyhow::Result<Arc<dyn Transport>> {
-    Ok(Arc::new(NativeTransport::connect(url)?))
+async fn native(url: &str) -> anyhow::Result<Arc<dyn Transport>> {
+    Ok(Arc::new(NativeTransport::connect_url(url).await?))
 }
 
 impl Connector for Native {
     fn connect(&self) -> BoxFuture<'_, anyhow::Result<Arc<dyn Transport>>> {
-        Box::pin(async { native(&self.send) })
+        Box::pin(async { native(&self.send).await })
     }
 
     fn connect_receiver(&self) -> BoxFuture<'_, anyhow::Result<Arc<dyn Transport>>> {
-        Box::pin(async { native(&self.receive) })
+        Box::pin(async { native(&self.receive).await })
     }
 }
 

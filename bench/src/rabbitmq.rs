@@ -3,6 +3,7 @@
 //! `amqp://guest:guest@127.0.0.1:5672/%2f`). Its transports are ephemeral: each endpoint's
 //! queues are deleted when it closes, so a run leaves nothing on the broker.
 
+use comms_core::Connect;
 use std::sync::Arc;
 
 use comms_core::{Config, Transport};

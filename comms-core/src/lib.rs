@@ -49,10 +49,10 @@
 //! # Example
 //! ```
 //! use std::time::Duration;
-//! use comms_core::{Endpoint, Message, Outcome, MemoryTransport};
+//! use comms_core::{Connect, Endpoint, MemoryTransport, Message, Outcome};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> comms_core::Result<()> {
-//! let server = Endpoint::builder(MemoryTransport::connect("memory://doc?node=n1")?, "echo")
+//! let server = Endpoint::builder(MemoryTransport::connect_url("memory://doc?node=n1").await?, "echo")
 //!     .handle("ECHO", |req| async move {
 //!         let mut reply = req.reply("ECHOED")?;
 //!         reply.params = req.message().params.clone();
@@ -60,7 +60,7 @@
 //!     })
 //!     .start()
 //!     .await?;
-//! let client = Endpoint::builder(MemoryTransport::connect("memory://doc?node=n1")?, "client")
+//! let client = Endpoint::builder(MemoryTransport::connect_url("memory://doc?node=n1").await?, "client")
 //!     .start()
 //!     .await?;
 //! let ask = Message::new("ECHO", server.address().clone())?.with_param("text", "hi");
@@ -113,4 +113,4 @@ pub use receipt::Receipt;
 pub use retry::RetryPolicy;
 pub use schema::{ParamType, Schema, TypedMessage};
 pub use stats::{TransportCounts, TransportStats};
-pub use transport::{Acker, Delivery, Inbox, Transport};
+pub use transport::{Acker, Connect, Delivery, Inbox, Transport};

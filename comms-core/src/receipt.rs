@@ -6,14 +6,14 @@
 //!
 //! ```
 //! use std::collections::VecDeque;
-//! use comms_core::{Endpoint, Message, MemoryTransport};
+//! use comms_core::{Connect, Endpoint, MemoryTransport, Message};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> comms_core::Result<()> {
-//! let sink = Endpoint::builder(MemoryTransport::connect("memory://receipt?node=n1")?, "sink")
+//! let sink = Endpoint::builder(MemoryTransport::connect_url("memory://receipt?node=n1").await?, "sink")
 //!     .handle("EVENT", |_req| async move { Ok(comms_core::Outcome::Done) })
 //!     .start()
 //!     .await?;
-//! let producer = Endpoint::builder(MemoryTransport::connect("memory://receipt?node=n1")?, "producer")
+//! let producer = Endpoint::builder(MemoryTransport::connect_url("memory://receipt?node=n1").await?, "producer")
 //!     .start()
 //!     .await?;
 //! // Keep up to 256 confirmations outstanding; settle the oldest first.

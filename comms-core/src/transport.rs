@@ -17,6 +17,31 @@ use crate::message::Message;
 use crate::receipt::Receipt;
 use crate::stats::TransportStats;
 
+/// How every backend is constructed: `B::connect(&config).await` (the URL and settings of a
+/// [`Config`](crate::Config)) or `B::connect_url(url).await` (a URL, every other setting at its
+/// default), for `B` any of `MemoryTransport`, `NativeTransport`, `DatagramTransport`,
+/// `RabbitTransport`, `KafkaTransport`. `comms::connect` picks the backend from the URL's scheme
+/// and calls the same function. A URL of another backend's scheme fails with [`Error::Config`];
+/// each backend's `with_options` stays for options built in code.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> comms_core::Result<()> {
+/// use comms_core::{Connect, MemoryTransport};
+/// let transport = MemoryTransport::connect_url("memory://connect_doc?node=n1").await?;
+/// assert!(MemoryTransport::connect_url("cd:///run/commsd.sock").await.is_err());
+/// # drop(transport); Ok(()) }
+/// ```
+#[async_trait]
+pub trait Connect: Transport + Sized {
+    /// Connect with `config`'s URL and settings (`[transport]` and the backend's own section).
+    async fn connect(config: &crate::Config) -> Result<Self>;
+
+    /// Connect to `url` with every other setting at its default.
+    async fn connect_url(url: &str) -> Result<Self> {
+        Self::connect(&crate::Config::from_url(url)?).await
+    }
+}
+
 /// Default number of forwards before a message is dropped as a loop.
 pub const DEFAULT_HOP_LIMIT: u8 = 8;
 

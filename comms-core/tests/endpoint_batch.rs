@@ -3,6 +3,7 @@
 //! order, and a message that fails, panics or times out inside a batch takes the failure path
 //! alone while its neighbours are answered.
 
+use comms_core::Connect;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,10 +22,13 @@ fn hub() -> String {
 }
 
 async fn client(hub: &str, name: &str) -> Endpoint {
-    Endpoint::builder(MemoryTransport::connect(hub).expect("connect"), name)
-        .start()
-        .await
-        .expect("client")
+    Endpoint::builder(
+        MemoryTransport::connect_url(hub).await.expect("connect"),
+        name,
+    )
+    .start()
+    .await
+    .expect("client")
 }
 
 fn n_of(msg: &Message) -> u32 {
@@ -38,23 +42,26 @@ async fn batches_form_and_every_message_is_handled_once_in_order_per_sender() {
     let seen: Arc<Mutex<Vec<(String, u32)>>> = Arc::default();
     let sizes: Arc<Mutex<Vec<usize>>> = Arc::default();
     let (seen2, sizes2) = (seen.clone(), sizes.clone());
-    let store = Endpoint::builder(MemoryTransport::connect(&hub).expect("connect"), "store")
-        .handle_batch("PUT", Batching::up_to(64), move |batch| {
-            let (seen, sizes) = (seen2.clone(), sizes2.clone());
-            async move {
-                sizes.lock().unwrap().push(batch.len());
-                for req in &batch {
-                    let from = req.message().from().expect("from").to_string();
-                    seen.lock().unwrap().push((from, n_of(req.message())));
-                }
-                // Each call takes a while, so that messages pile up behind it.
-                tokio::time::sleep(Duration::from_millis(5)).await;
-                batch.iter().map(|_| Ok(Outcome::Done)).collect()
+    let store = Endpoint::builder(
+        MemoryTransport::connect_url(&hub).await.expect("connect"),
+        "store",
+    )
+    .handle_batch("PUT", Batching::up_to(64), move |batch| {
+        let (seen, sizes) = (seen2.clone(), sizes2.clone());
+        async move {
+            sizes.lock().unwrap().push(batch.len());
+            for req in &batch {
+                let from = req.message().from().expect("from").to_string();
+                seen.lock().unwrap().push((from, n_of(req.message())));
             }
-        })
-        .start()
-        .await
-        .expect("store");
+            // Each call takes a while, so that messages pile up behind it.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            batch.iter().map(|_| Ok(Outcome::Done)).collect()
+        }
+    })
+    .start()
+    .await
+    .expect("store");
     let to = store.address().clone();
     let per_sender = 500u32;
     let mut senders = Vec::new();
@@ -123,39 +130,42 @@ async fn a_message_failing_panicking_or_hanging_in_a_batch_fails_alone() {
     let calls: Arc<Mutex<HashMap<u32, usize>>> = Arc::default();
     let sizes: Arc<Mutex<Vec<usize>>> = Arc::default();
     let (calls2, sizes2) = (calls.clone(), sizes.clone());
-    let store = Endpoint::builder(MemoryTransport::connect(&hub).expect("connect"), "store")
-        .retry(RetryPolicy::attempts(2).with_initial_backoff(Duration::from_millis(10)))
-        .handle_batch(
-            "PUT",
-            Batching::up_to(32).linger(Duration::from_millis(300)),
-            move |batch| {
-                let (calls, sizes) = (calls2.clone(), sizes2.clone());
-                async move {
-                    sizes.lock().unwrap().push(batch.len());
-                    let ns: Vec<u32> = batch.iter().map(|r| n_of(r.message())).collect();
-                    for n in &ns {
-                        *calls.lock().unwrap().entry(*n).or_default() += 1;
-                    }
-                    if ns.contains(&5) {
-                        panic!("message 5 breaks the handler");
-                    }
-                    if ns.contains(&7) {
-                        tokio::time::sleep(Duration::from_secs(30)).await;
-                    }
-                    batch
-                        .iter()
-                        .map(|req| match n_of(req.message()) {
-                            3 => Err(HandlerError::Retry("message 3 is refused".into())),
-                            _ => Ok(Outcome::Reply(req.reply("STORED")?)),
-                        })
-                        .collect()
+    let store = Endpoint::builder(
+        MemoryTransport::connect_url(&hub).await.expect("connect"),
+        "store",
+    )
+    .retry(RetryPolicy::attempts(2).with_initial_backoff(Duration::from_millis(10)))
+    .handle_batch(
+        "PUT",
+        Batching::up_to(32).linger(Duration::from_millis(300)),
+        move |batch| {
+            let (calls, sizes) = (calls2.clone(), sizes2.clone());
+            async move {
+                sizes.lock().unwrap().push(batch.len());
+                let ns: Vec<u32> = batch.iter().map(|r| n_of(r.message())).collect();
+                for n in &ns {
+                    *calls.lock().unwrap().entry(*n).or_default() += 1;
                 }
-            },
-        )
-        .command_timeout("PUT", Duration::from_millis(500))
-        .start()
-        .await
-        .expect("store");
+                if ns.contains(&5) {
+                    panic!("message 5 breaks the handler");
+                }
+                if ns.contains(&7) {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                }
+                batch
+                    .iter()
+                    .map(|req| match n_of(req.message()) {
+                        3 => Err(HandlerError::Retry("message 3 is refused".into())),
+                        _ => Ok(Outcome::Reply(req.reply("STORED")?)),
+                    })
+                    .collect()
+            }
+        },
+    )
+    .command_timeout("PUT", Duration::from_millis(500))
+    .start()
+    .await
+    .expect("store");
     let to = store.address().clone();
     let a = client(&hub, "a").await;
     let mut requests = Vec::new();
@@ -265,27 +275,30 @@ async fn two_copies_of_a_message_in_one_batch_run_the_handler_once() {
     let hub = hub();
     let runs: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
     let runs2 = runs.clone();
-    let store = Endpoint::builder(Doubling(MemoryTransport::connect(&hub).unwrap()), "store")
-        .handle_batch(
-            "PUT",
-            Batching::up_to(64).linger(Duration::from_millis(100)),
-            move |batch| {
-                let runs = runs2.clone();
-                async move {
-                    for req in &batch {
-                        *runs
-                            .lock()
-                            .unwrap()
-                            .entry(req.message().id().to_string())
-                            .or_default() += 1;
-                    }
-                    batch.iter().map(|_| Ok(Outcome::Done)).collect()
+    let store = Endpoint::builder(
+        Doubling(MemoryTransport::connect_url(&hub).await.unwrap()),
+        "store",
+    )
+    .handle_batch(
+        "PUT",
+        Batching::up_to(64).linger(Duration::from_millis(100)),
+        move |batch| {
+            let runs = runs2.clone();
+            async move {
+                for req in &batch {
+                    *runs
+                        .lock()
+                        .unwrap()
+                        .entry(req.message().id().to_string())
+                        .or_default() += 1;
                 }
-            },
-        )
-        .start()
-        .await
-        .expect("store");
+                batch.iter().map(|_| Ok(Outcome::Done)).collect()
+            }
+        },
+    )
+    .start()
+    .await
+    .expect("store");
     let a = client(&hub, "a").await;
     for n in 0..20u32 {
         let msg = Message::new("PUT", store.address().clone())

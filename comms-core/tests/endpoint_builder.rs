@@ -1,6 +1,7 @@
 //! One builder for every kind of transport handle: a backend's own type, a boxed one (what
 //! `comms::connect` returns) and a shared `Arc<dyn Transport>`, taken as it is.
 
+use comms_core::Connect;
 use std::sync::Arc;
 
 use comms_core::{Endpoint, MemoryTransport, Transport};
@@ -13,7 +14,7 @@ fn hub() -> String {
 #[tokio::test]
 async fn every_transport_handle_builds_an_endpoint() {
     let hub = hub();
-    let shared: Arc<dyn Transport> = Arc::new(MemoryTransport::connect(&hub).unwrap());
+    let shared: Arc<dyn Transport> = Arc::new(MemoryTransport::connect_url(&hub).await.unwrap());
     let a = Endpoint::builder(shared.clone(), "a")
         .start()
         .await
@@ -22,9 +23,9 @@ async fn every_transport_handle_builds_an_endpoint() {
         Arc::ptr_eq(a.transport(), &shared),
         "a shared transport is used as it is, not wrapped again"
     );
-    let boxed: Box<dyn Transport> = Box::new(MemoryTransport::connect(&hub).unwrap());
+    let boxed: Box<dyn Transport> = Box::new(MemoryTransport::connect_url(&hub).await.unwrap());
     let b = Endpoint::builder(boxed, "b").start().await.unwrap();
-    let own = Endpoint::builder(MemoryTransport::connect(&hub).unwrap(), "c")
+    let own = Endpoint::builder(MemoryTransport::connect_url(&hub).await.unwrap(), "c")
         .start()
         .await
         .unwrap();

@@ -3,6 +3,7 @@
 //! retried do not hold other senders' handlers back, and an endpoint whose reader dies closes
 //! itself and withdraws its advertisement.
 
+use comms_core::Connect;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,12 +22,12 @@ fn hub() -> String {
     format!("memory://iso{}?node=n1", &id[id.len() - 10..])
 }
 
-fn memory(hub: &str) -> MemoryTransport {
-    MemoryTransport::connect(hub).expect("connect")
+async fn memory(hub: &str) -> MemoryTransport {
+    MemoryTransport::connect_url(hub).await.expect("connect")
 }
 
 async fn client(hub: &str, name: &str) -> Endpoint {
-    Endpoint::builder(memory(hub), name)
+    Endpoint::builder(memory(hub).await, name)
         .start()
         .await
         .expect("client")
@@ -45,7 +46,7 @@ fn remote_reason(r: &Result<Message, Error>) -> String {
 async fn a_panicking_handler_fails_its_message_and_every_sender_is_still_served() {
     let hub = hub();
     // A panic is a failed attempt: retried (quickly here), then dead-lettered and answered.
-    let server = Endpoint::builder(memory(&hub), "fragile")
+    let server = Endpoint::builder(memory(&hub).await, "fragile")
         .retry(RetryPolicy::attempts(2).with_initial_backoff(Duration::from_millis(10)))
         .handle("BOOM", |_req| async { panic!("boom on purpose") })
         .handle("ECHO", |req| async move {
@@ -92,7 +93,7 @@ async fn handlers_time_out_by_default_and_per_command() {
         }
     };
     // One attempt: this test is about the timeout (retries are the conformance suite's).
-    let server = Endpoint::builder(memory(&hub), "slow")
+    let server = Endpoint::builder(memory(&hub).await, "slow")
         .max_attempts(1)
         .handler_timeout(Duration::from_millis(300))
         .handle("SLOW", slow(5_000))
@@ -126,7 +127,7 @@ async fn handlers_time_out_by_default_and_per_command() {
     a.close().await.expect("close");
     server.close().await.expect("close");
 
-    let unknown = Endpoint::builder(memory(&hub), "x")
+    let unknown = Endpoint::builder(memory(&hub).await, "x")
         .command_timeout("NOPE", Duration::from_secs(1))
         .start()
         .await;
@@ -141,7 +142,7 @@ async fn a_hung_handler_never_stalls_other_senders() {
     let hub = hub();
     let handled = Arc::new(AtomicUsize::new(0));
     let counter = handled.clone();
-    let server = Endpoint::builder(memory(&hub), "busy")
+    let server = Endpoint::builder(memory(&hub).await, "busy")
         .handle("HANG", |_req| async {
             std::future::pending::<()>().await;
             Ok(Outcome::Done)
@@ -257,13 +258,13 @@ impl Transport for Severable {
 async fn an_endpoint_whose_reader_ends_closes_and_withdraws() {
     let hub = hub();
     let directory = Directory::new();
-    let watcher = Endpoint::builder(memory(&hub), "watcher")
+    let watcher = Endpoint::builder(memory(&hub).await, "watcher")
         .directory(directory.clone())
         .start()
         .await
         .expect("watcher");
     let transport = Arc::new(Severable {
-        inner: memory(&hub),
+        inner: memory(&hub).await,
         cut: Mutex::new(None),
     });
     let deaf = Endpoint::builder(transport.clone(), "deaf")
@@ -299,7 +300,7 @@ async fn senders_being_retried_do_not_hold_back_other_senders() {
     let hub = hub();
     let failed = Arc::new(AtomicUsize::new(0));
     let counter = failed.clone();
-    let server = Endpoint::builder(memory(&hub), "busy")
+    let server = Endpoint::builder(memory(&hub).await, "busy")
         .lanes(2)
         .retry(RetryPolicy::attempts(3).with_initial_backoff(Duration::from_secs(3)))
         .handle("FAIL", move |_req| {

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use comms_core::Connect;
 use std::time::Duration;
 
 use comms_core::{Endpoint, HandlerError, MemoryTransport, Message, Outcome};
@@ -10,7 +11,7 @@ use comms_core::{Endpoint, HandlerError, MemoryTransport, Message, Outcome};
 #[tokio::test]
 async fn sends_refusals_and_dead_letters_are_counted() {
     let url = "memory://stats?node=n1";
-    let sink = Endpoint::builder(MemoryTransport::connect(url).unwrap(), "sink")
+    let sink = Endpoint::builder(MemoryTransport::connect_url(url).await.unwrap(), "sink")
         .max_attempts(2)
         .handle("OK", |_req| async move { Ok(Outcome::Done) })
         .handle("NEVER", |_req| async move {
@@ -19,7 +20,7 @@ async fn sends_refusals_and_dead_letters_are_counted() {
         .start()
         .await
         .unwrap();
-    let sender = Endpoint::builder(MemoryTransport::connect(url).unwrap(), "sender")
+    let sender = Endpoint::builder(MemoryTransport::connect_url(url).await.unwrap(), "sender")
         .start()
         .await
         .unwrap();

@@ -104,10 +104,10 @@
 //! # Example
 //! ```no_run
 //! # async fn demo() -> comms_core::Result<()> {
-//! use comms_core::{Config, Endpoint};
+//! use comms_core::{Config, Connect, Endpoint};
 //! let mut config = Config::from_url("kafka://127.0.0.1:9092")?;
 //! config.transport.node = Some("n1".into());
-//! let transport = comms_kafka::KafkaTransport::connect(&config)?;
+//! let transport = comms_kafka::KafkaTransport::connect(&config).await?;
 //! let endpoint = Endpoint::builder(transport, "demo").start().await?;
 //! endpoint.close().await?;
 //! # Ok(()) }

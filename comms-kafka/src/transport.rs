@@ -8,8 +8,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use comms_core::backend::{Binding, WireFields, DEFAULT_HOP_LIMIT};
 use comms_core::{
-    Address, Advertisement, Capabilities, Config, Delivery, Destination, Error, Inbox, Message,
-    Receipt, Result, Transport,
+    Address, Advertisement, Capabilities, Config, Connect, Delivery, Destination, Error, Inbox,
+    Message, Receipt, Result, Transport,
 };
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -66,12 +66,15 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-impl KafkaTransport {
-    /// Connect with the settings of a configuration whose URL is `kafka://...`.
-    pub fn connect(config: &Config) -> Result<Self> {
+/// Clients connect lazily: nothing is sent yet (`comms::probe` checks the broker answers).
+#[async_trait]
+impl Connect for KafkaTransport {
+    async fn connect(config: &Config) -> Result<Self> {
         Self::with_options(KafkaOptions::from_config(config)?)
     }
+}
 
+impl KafkaTransport {
     /// Connect with explicit options. Clients connect lazily; nothing is sent yet.
     pub fn with_options(opts: KafkaOptions) -> Result<Self> {
         let producer = Arc::new(Producer::new(&opts)?);

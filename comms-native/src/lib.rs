@@ -10,14 +10,17 @@
 //!   [`client::Client`] (`cd:` and `cds:`), with end-to-end at-least-once delivery (acks,
 //!   per-sender sequence, resend) as `docs/NATIVE.md` describes; and
 //!   [`transport::DatagramTransport`] for `cdu://ip:port?secret=..&max_datagram=..`: send-only,
-//!   one UDP datagram per message, at-most-once. `comms::connect` (or
-//!   [`transport::connect`]) picks the one a URL's scheme names.
+//!   one UDP datagram per message, at-most-once. Both are built like every backend
+//!   (`comms_core::Connect`: `connect(&config)` or `connect_url(url)`); `comms::connect` picks
+//!   the one a URL's scheme names.
 //! - [`tls`]: the rustls client configuration of `cds:` ([`tls::ClientTls`]) from PEM files.
 //!
 //! ```no_run
 //! # async fn demo() -> comms_core::Result<()> {
+//! use comms_core::Connect;
 //! use comms_native::transport::NativeTransport;
-//! let transport = NativeTransport::connect("cd:///run/communicator/communicatord.sock?node=vm")?;
+//! let transport =
+//!     NativeTransport::connect_url("cd:///run/communicator/communicatord.sock?node=vm").await?;
 //! let endpoint = comms_core::Endpoint::builder(transport, "demo").start().await?;
 //! endpoint.close().await
 //! # }

@@ -4,6 +4,7 @@
 //! unsigned and unparseable datagrams and keeps routing good ones.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
+use comms_core::Connect;
 use std::time::Duration;
 
 use comms_core::{Address, Advertisement, Endpoint, Error, Message, Transport};
@@ -39,10 +40,11 @@ async fn wait_stats(h: &DaemonHandle, what: &str, ok: impl Fn(&StatsSnapshot) ->
 #[tokio::test]
 async fn a_cdu_sender_reaches_a_cd_endpoint_and_refuses_what_udp_cannot_do() {
     let (dir, h) = start_with(|c| c.udp_secret = Some(SECRET.into())).await;
-    let b = NativeTransport::connect(&format!(
+    let b = NativeTransport::connect_url(&format!(
         "cd://{}?node={NODE}&retry=0.05,0.1",
         dir.path().join("commsd.sock").display()
     ))
+    .await
     .unwrap();
     b.advertise(&Advertisement::new(
         Address::new(NODE, "udp_b").unwrap(),
@@ -54,7 +56,7 @@ async fn a_cdu_sender_reaches_a_cd_endpoint_and_refuses_what_udp_cannot_do() {
 
     let udp = h.udp_addr().unwrap();
     let url = format!("cdu://127.0.0.1:{}?node={NODE}&secret={SECRET}", udp.port());
-    let a = DatagramTransport::connect(&url).unwrap();
+    let a = DatagramTransport::connect_url(&url).await.unwrap();
     a.advertise(&Advertisement::new(
         Address::new(NODE, "udp_a").unwrap(),
         Vec::<String>::new(),
@@ -109,7 +111,7 @@ async fn a_cdu_sender_reaches_a_cd_endpoint_and_refuses_what_udp_cannot_do() {
     // Receiving is unsupported: listen, and so an Endpoint, fail clearly.
     let e = a.listen().await.unwrap_err();
     assert!(e.to_string().contains("send-only"), "{e}");
-    let e = Endpoint::builder(DatagramTransport::connect(&url).unwrap(), "udp_c")
+    let e = Endpoint::builder(DatagramTransport::connect_url(&url).await.unwrap(), "udp_c")
         .start()
         .await
         .err()
@@ -139,7 +141,7 @@ async fn a_cdu_sender_reaches_a_cd_endpoint_and_refuses_what_udp_cannot_do() {
 #[tokio::test]
 async fn a_small_max_datagram_option_is_enforced_client_side() {
     let url = "cdu://127.0.0.1:9?node=vm&max_datagram=100";
-    let a = DatagramTransport::connect(url).unwrap();
+    let a = DatagramTransport::connect_url(url).await.unwrap();
     let to = Address::new(NODE, "anyone").unwrap();
     let e = a
         .send(
@@ -151,7 +153,11 @@ async fn a_small_max_datagram_option_is_enforced_client_side() {
         .await
         .unwrap_err();
     assert!(matches!(e, Error::TooLarge { max: 100, .. }), "{e}");
-    assert!(DatagramTransport::connect("cdu://127.0.0.1:9?max_datagram=0").is_err());
+    assert!(
+        DatagramTransport::connect_url("cdu://127.0.0.1:9?max_datagram=0")
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]

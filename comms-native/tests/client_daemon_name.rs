@@ -5,6 +5,7 @@
 
 mod client_util;
 
+use comms_core::Connect;
 use std::time::{Duration, Instant};
 
 use client_util::Commsd;
@@ -18,7 +19,7 @@ async fn node_is_learnt_from_the_daemon_and_unknown_nodes_fail_fast() {
     let daemon = Commsd::start(&dir.path().join("d.sock"), &name).await;
     // No `node=`: the transport asks the daemon.
     let url = format!("cd://{}?retry=0.05,0.1", daemon.socket.display());
-    let t = NativeTransport::connect(&url).unwrap();
+    let t = NativeTransport::connect_url(&url).await.unwrap();
     assert_eq!(t.node(), name);
     let ep = Endpoint::builder(t, "pb_client").start().await.unwrap();
     assert_eq!(ep.address().node(), name);
@@ -47,6 +48,8 @@ async fn node_is_learnt_from_the_daemon_and_unknown_nodes_fail_fast() {
     ep.close().await.unwrap();
 
     // With `node=` the configured name is kept (no probe).
-    let t = NativeTransport::connect(&format!("{url}&node=given")).unwrap();
+    let t = NativeTransport::connect_url(&format!("{url}&node=given"))
+        .await
+        .unwrap();
     assert_eq!(t.node(), "given");
 }

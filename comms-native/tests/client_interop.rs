@@ -4,6 +4,7 @@
 
 mod client_util;
 
+use comms_core::Connect;
 use std::time::Duration;
 
 use client_util::{Commsd, Raw, WAIT};
@@ -17,7 +18,7 @@ async fn stock_service_and_comms_endpoint_talk_both_ways() {
     let daemon = Commsd::start(&dir.path().join("d.sock"), "interop").await;
 
     let (seen_tx, mut seen) = mpsc::channel::<Message>(16);
-    let transport = NativeTransport::connect(&daemon.url()).unwrap();
+    let transport = NativeTransport::connect_url(&daemon.url()).await.unwrap();
     let ep = Endpoint::builder(transport, "comms_svc")
         .handle("PING", move |req: Request| {
             let seen = seen_tx.clone();

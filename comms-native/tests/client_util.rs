@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 #![allow(dead_code)]
 
+use comms_core::Connect;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ pub const WAIT: Duration = Duration::from_secs(10);
 
 /// A native transport on `url`, advertised as `service` of its node with `commands`.
 pub async fn bound(url: &str, service: &str, commands: &[&str]) -> NativeTransport {
-    let t = NativeTransport::connect(url).unwrap();
+    let t = NativeTransport::connect_url(url).await.unwrap();
     let ad = Advertisement::new(Address::new(t.node(), service).unwrap(), commands.to_vec());
     t.advertise(&ad).await.unwrap();
     t

@@ -5,6 +5,7 @@
 //! do not hurt the daemon; unusable certificate files stop the start with a clear error.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
+use comms_core::Connect;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -56,7 +57,7 @@ fn cds_url(addr: SocketAddr, ca: &std::path::Path, client: Option<&Leaf>) -> Str
 }
 
 async fn bound(url: &str, service: &str, commands: &[&str]) -> comms_core::Result<NativeTransport> {
-    let t = NativeTransport::connect(url)?;
+    let t = NativeTransport::connect_url(url).await?;
     let ad = Advertisement::new(Address::new(t.node(), service).unwrap(), commands.to_vec());
     t.advertise(&ad).await?;
     Ok(t)
@@ -588,7 +589,7 @@ async fn the_transport_sniffs_over_cds_with_the_admin_token() {
     let h = Daemon::start(cfg).await.unwrap();
     let url = cds_url(h.tls_addr().unwrap(), &ca.pem, Some(&client));
     // Without the token (a client certificate is not admin trust): refused, the reason says why.
-    let anyone = NativeTransport::connect(&url).unwrap();
+    let anyone = NativeTransport::connect_url(&url).await.unwrap();
     let refused = anyone.sniff().await.map(|_| ()).unwrap_err().to_string();
     assert!(refused.contains("admin_token"), "{refused}");
     let opts = NativeOptions::from_url(&TransportUrl::parse(&url).unwrap())

@@ -2,7 +2,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> comms_core::Result<()> {
-//! use comms_core::{Endpoint, Transport};
+//! use comms_core::{Connect, Endpoint, Transport};
 //! let transport = comms_rabbitmq::RabbitTransport::connect_url(
 //!     "amqp://guest:guest@127.0.0.1:5672/%2f?node=web01&namespace=prod",
 //! )

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use comms_core::backend::{Binding, WireFields};
 use comms_core::{
-    Address, Advertisement, Capabilities, Config, Delivery, Destination, Error, Inbox, Message,
-    Receipt, Result, Transport,
+    Address, Advertisement, Capabilities, Config, Connect, Delivery, Destination, Error, Inbox,
+    Message, Receipt, Result, Transport,
 };
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -38,17 +38,15 @@ pub struct RabbitTransport {
 /// How long an ephemeral endpoint's close may spend deleting its queues.
 const EPHEMERAL_CLEANUP: std::time::Duration = std::time::Duration::from_secs(2);
 
-impl RabbitTransport {
-    /// Connect with a whole configuration.
-    pub async fn connect(config: &Config) -> Result<Self> {
+/// Fails (retryable) when the broker cannot be reached.
+#[async_trait]
+impl Connect for RabbitTransport {
+    async fn connect(config: &Config) -> Result<Self> {
         Self::with_options(RabbitOptions::from_config(config)?).await
     }
+}
 
-    /// Connect to an `amqp:`/`amqps:` URL with every other setting at its default.
-    pub async fn connect_url(url: &str) -> Result<Self> {
-        Self::with_options(RabbitOptions::from_url(url)?).await
-    }
-
+impl RabbitTransport {
     /// Connect with explicit options. Fails (retryable) when the broker cannot be reached.
     pub async fn with_options(opts: RabbitOptions) -> Result<Self> {
         let cancel = CancellationToken::new();

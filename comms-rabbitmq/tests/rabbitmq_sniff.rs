@@ -2,6 +2,7 @@
 //! one namespace per test.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
+use comms_core::Connect;
 use std::time::Duration;
 
 use comms_core::{Address, Advertisement, Destination, Inbox, Message, Transport};

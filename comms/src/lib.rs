@@ -23,11 +23,11 @@
 
 // What a service needs, at the top.
 pub use comms_core::{
-    commands, Address, Advertisement, Batching, Capabilities, Config, DeadLetter, DeadLetters,
-    DeliveryMode, Destination, Directory, DirectoryEvent, Endpoint, EndpointBuilder, Entry, Error,
-    HandlerError, HandlerResult, Invalid, MemoryTransport, Message, MessageId, Outcome, ParamType,
-    Params, Query, Receipt, Request, Result, RetryPolicy, Schema, Scheme, Scope, Transport,
-    TransportCounts, TransportStats, TransportUrl, TypedMessage,
+    commands, Address, Advertisement, Batching, Capabilities, Config, Connect, DeadLetter,
+    DeadLetters, DeliveryMode, Destination, Directory, DirectoryEvent, Endpoint, EndpointBuilder,
+    Entry, Error, HandlerError, HandlerResult, Invalid, MemoryTransport, Message, MessageId,
+    Outcome, ParamType, Params, Query, Receipt, Request, Result, RetryPolicy, Schema, Scheme,
+    Scope, Transport, TransportCounts, TransportStats, TransportUrl, TypedMessage,
 };
 // The modules a service may reach into: configuration and its start-up resolution, dead
 // letters, retries, the local state directory, traces, the in-memory transport's options.
@@ -43,14 +43,57 @@ pub mod backend {
 }
 
 /// Connect to the backend `config`'s URL names (after the `COMMS_URL` override, if the config
-/// was loaded with [`Config::load`]).
+/// was loaded with [`Config::load`]): the scheme picks the backend type, whose
+/// [`Connect::connect`] does the rest (the same call a service makes on a backend it names).
 pub async fn connect(config: &Config) -> Result<Box<dyn Transport>> {
-    let url = config.url()?;
-    match url.scheme() {
-        Scheme::Memory => connect_memory(&url, config),
-        Scheme::Cd | Scheme::Cds | Scheme::Cdu => connect_native(&url, config),
-        Scheme::Amqp | Scheme::Amqps => connect_rabbitmq(config).await,
-        Scheme::Kafka => connect_kafka(config),
+    match config.url()?.scheme() {
+        Scheme::Memory => {
+            boxed::<MemoryTransport>(config, "memory", cfg!(feature = "memory")).await
+        }
+        #[cfg(feature = "native")]
+        Scheme::Cd | Scheme::Cds => {
+            boxed::<comms_native::transport::NativeTransport>(config, "native", true).await
+        }
+        #[cfg(feature = "native")]
+        Scheme::Cdu => {
+            boxed::<comms_native::transport::DatagramTransport>(config, "native", true).await
+        }
+        #[cfg(feature = "rabbitmq")]
+        Scheme::Amqp | Scheme::Amqps => {
+            boxed::<comms_rabbitmq::RabbitTransport>(config, "rabbitmq", true).await
+        }
+        #[cfg(feature = "kafka")]
+        Scheme::Kafka => boxed::<comms_kafka::KafkaTransport>(config, "kafka", true).await,
+        #[allow(unreachable_patterns)] // a backend whose feature is off
+        scheme => Err(unavailable(backend_of(scheme))),
+    }
+}
+
+/// `B::connect(config)`, boxed; `built` false when the backend's cargo feature is off.
+async fn boxed<B: Connect + 'static>(
+    config: &Config,
+    backend: &'static str,
+    built: bool,
+) -> Result<Box<dyn Transport>> {
+    if !built {
+        return Err(unavailable(backend));
+    }
+    Ok(Box::new(B::connect(config).await?))
+}
+
+fn backend_of(scheme: Scheme) -> &'static str {
+    match scheme {
+        Scheme::Memory => "memory",
+        Scheme::Cd | Scheme::Cds | Scheme::Cdu => "native",
+        Scheme::Amqp | Scheme::Amqps => "rabbitmq",
+        Scheme::Kafka => "kafka",
+    }
+}
+
+fn unavailable(backend: &'static str) -> Error {
+    Error::BackendUnavailable {
+        backend,
+        reason: format!("this build has the `{backend}` feature turned off"),
     }
 }
 
@@ -74,85 +117,66 @@ pub async fn connect_url(url: &str) -> Result<Box<dyn Transport>> {
     connect(&Config::from_url(url)?).await
 }
 
-#[cfg(feature = "memory")]
-fn connect_memory(url: &TransportUrl, config: &Config) -> Result<Box<dyn Transport>> {
-    let mut opts = memory::MemoryOptions::from_url(url)?;
-    if let (Some(node), None) = (&config.transport.node, url.query("node")) {
-        opts.node = node.clone();
-    }
-    Ok(Box::new(MemoryTransport::with_options(opts)))
-}
-
-#[cfg(not(feature = "memory"))]
-fn connect_memory(_url: &TransportUrl, _config: &Config) -> Result<Box<dyn Transport>> {
-    Err(Error::BackendUnavailable {
-        backend: "memory",
-        reason: "this build has the `memory` feature turned off".into(),
-    })
-}
-
-#[cfg(feature = "rabbitmq")]
-async fn connect_rabbitmq(config: &Config) -> Result<Box<dyn Transport>> {
-    Ok(Box::new(
-        comms_rabbitmq::RabbitTransport::connect(config).await?,
-    ))
-}
-
-#[cfg(not(feature = "rabbitmq"))]
-async fn connect_rabbitmq(_config: &Config) -> Result<Box<dyn Transport>> {
-    Err(Error::BackendUnavailable {
-        backend: "rabbitmq",
-        reason: "this build has the `rabbitmq` feature turned off".into(),
-    })
-}
-
-#[cfg(feature = "native")]
-fn connect_native(url: &TransportUrl, config: &Config) -> Result<Box<dyn Transport>> {
-    if url.scheme() == Scheme::Cdu {
-        let mut opts = comms_native::transport::DatagramOptions::from_url(url)?;
-        if let (Some(node), None) = (&config.transport.node, url.query("node")) {
-            opts.node = node.clone();
-        }
-        return Ok(Box::new(
-            comms_native::transport::DatagramTransport::with_options(opts),
-        ));
-    }
-    let mut opts = comms_native::transport::NativeOptions::from_url(url)?;
-    opts.state_dir = config.state_dir();
-    if let (Some(node), None) = (&config.transport.node, url.query("node")) {
-        opts.node = node.clone();
-        // Configured: the transport must not ask the daemon.
-        opts.node_given = true;
-    }
-    Ok(Box::new(
-        comms_native::transport::NativeTransport::with_options(opts),
-    ))
-}
-
-#[cfg(not(feature = "native"))]
-fn connect_native(_url: &TransportUrl, _config: &Config) -> Result<Box<dyn Transport>> {
-    Err(Error::BackendUnavailable {
-        backend: "native",
-        reason: "this build has the `native` feature turned off".into(),
-    })
-}
-
-#[cfg(feature = "kafka")]
-fn connect_kafka(config: &Config) -> Result<Box<dyn Transport>> {
-    Ok(Box::new(comms_kafka::KafkaTransport::connect(config)?))
-}
-
-#[cfg(not(feature = "kafka"))]
-fn connect_kafka(_config: &Config) -> Result<Box<dyn Transport>> {
-    Err(Error::BackendUnavailable {
-        backend: "kafka",
-        reason: "this build has the `kafka` feature turned off".into(),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `B::connect_url(url)` and `B::connect(&config)` build the backend; a URL of another
+    /// backend is refused with a clear error, not misread.
+    async fn built_the_same_way<B: Connect>(url: &str, other: &str, backend: &str) {
+        let t = B::connect_url(url).await.unwrap();
+        assert_eq!(
+            (t.capabilities().backend, t.node().as_str()),
+            (backend, "n5")
+        );
+        let mut config = Config::from_url(url.split('?').next().unwrap()).unwrap();
+        config.transport.node = Some("n6".into());
+        let t = B::connect(&config).await.unwrap();
+        assert_eq!(
+            (t.capabilities().backend, t.node().as_str()),
+            (backend, "n6")
+        );
+        t.close().await.unwrap();
+        let refused = B::connect_url(other).await.err().map(|e| e.to_string());
+        assert!(refused.is_some_and(|e| e.contains(other.split(':').next().unwrap())));
+    }
+
+    #[tokio::test]
+    async fn every_backend_is_built_the_same_way() {
+        built_the_same_way::<MemoryTransport>(
+            "memory://same_way?node=n5",
+            "cd:///x.sock",
+            "memory",
+        )
+        .await;
+        #[cfg(feature = "native")]
+        {
+            use comms_native::transport::{DatagramTransport, NativeTransport};
+            built_the_same_way::<NativeTransport>("cd:///x.sock?node=n5", "memory://x", "native")
+                .await;
+            built_the_same_way::<DatagramTransport>(
+                "cdu://127.0.0.1:9?node=n5",
+                "cd:///x",
+                "native",
+            )
+            .await;
+        }
+        #[cfg(feature = "kafka")]
+        built_the_same_way::<comms_kafka::KafkaTransport>(
+            "kafka://127.0.0.1:1?node=n5",
+            "amqp://x",
+            "kafka",
+        )
+        .await;
+        // Connecting to RabbitMQ opens a connection: the shared broker of the test machine.
+        #[cfg(feature = "rabbitmq")]
+        built_the_same_way::<comms_rabbitmq::RabbitTransport>(
+            "amqp://guest:guest@127.0.0.1:5672/%2f?node=n5",
+            "kafka://x:1",
+            "rabbitmq",
+        )
+        .await;
+    }
 
     #[tokio::test]
     async fn unknown_and_unbuilt_backends_are_clear_errors() {

@@ -8,6 +8,7 @@
 #[path = "cluster_util.rs"]
 mod util;
 
+use comms_core::Connect;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,7 +21,7 @@ const COUNT: u64 = 2000;
 
 async fn bound(node: &Node, service: &str, commands: &[&str]) -> NativeTransport {
     let url = format!("cd://{}?node={}&retry=0.05,0.1", node.tcp, node.name);
-    let t = NativeTransport::connect(&url).unwrap();
+    let t = NativeTransport::connect_url(&url).await.unwrap();
     let ad = Advertisement::new(
         Address::new(&node.name, service).unwrap(),
         commands.to_vec(),

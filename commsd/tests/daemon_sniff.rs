@@ -5,6 +5,7 @@
 #[path = "daemon_util.rs"]
 mod daemon_util;
 
+use comms_core::Connect;
 use std::time::Duration;
 
 use comms_core::{Address, Advertisement, Destination, Message, Transport};
@@ -115,7 +116,7 @@ async fn a_slow_sniffer_loses_copies_and_never_slows_or_disconnects_services() {
 }
 
 async fn bound(url: &str, service: &str, commands: &[&str]) -> NativeTransport {
-    let t = NativeTransport::connect(url).unwrap();
+    let t = NativeTransport::connect_url(url).await.unwrap();
     let ad = Advertisement::new(Address::new(t.node(), service).unwrap(), commands.to_vec());
     t.advertise(&ad).await.unwrap();
     t
@@ -128,7 +129,7 @@ async fn native_transport_sniff_decodes_messages_and_leaves_delivery_alone() {
         "cd://{}?node={NODE}&retry=0.05",
         h.unix_path().unwrap().display()
     );
-    let sniffing = NativeTransport::connect(&url).unwrap();
+    let sniffing = NativeTransport::connect_url(&url).await.unwrap();
     let mut copies = sniffing.sniff().await.unwrap(); // no advertise needed
     let b = bound(&url, "b", &["PING"]).await;
     let mut inbox = b.listen().await.unwrap();

@@ -4,6 +4,7 @@
 //! without the key it is refused, the reason naming the admin token.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code
 
+use comms::Connect;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -27,7 +28,7 @@ async fn daemon() -> (tempfile::TempDir, DaemonHandle, String) {
 }
 
 async fn bound(url: &str, service: &str, commands: &[&str]) -> NativeTransport {
-    let t = NativeTransport::connect(url).unwrap();
+    let t = NativeTransport::connect_url(url).await.unwrap();
     let ad = Advertisement::new(Address::new(t.node(), service).unwrap(), commands.to_vec());
     t.advertise(&ad).await.unwrap();
     t

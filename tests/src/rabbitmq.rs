@@ -9,6 +9,7 @@
 //! is cut, queues are recovered from disk, the VM stays). A [`BrokerGuard`] starts the broker
 //! again if a test fails half-way.
 
+use comms_core::Connect;
 use std::collections::BTreeSet;
 use std::sync::Mutex;
 

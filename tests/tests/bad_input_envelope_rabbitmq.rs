@@ -7,6 +7,7 @@
 //! namespace keeps exchanging messages throughout.
 //! (`rabbitmq_interop.rs` covers the first cases: not JSON, version 2, a lowercase command.)
 
+use comms_core::Connect;
 use std::collections::BTreeMap;
 use std::time::Duration;
 

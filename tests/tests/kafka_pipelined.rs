@@ -7,6 +7,7 @@
 //! a lock. Then the broker is thawed and every send returns and is handled exactly once.
 #![allow(clippy::unwrap_used)]
 
+use comms_core::Connect;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,7 +36,11 @@ async fn concurrent_sends_to_one_destination_are_in_flight_together() {
         .endpoint(&ns, "n1", "pipe_sink", |e| e.handle("PING", rec.handler()))
         .await
         .unwrap();
-    let transport = Arc::new(KafkaTransport::connect(&backend.config(&ns, "n0").unwrap()).unwrap());
+    let transport = Arc::new(
+        KafkaTransport::connect(&backend.config(&ns, "n0").unwrap())
+            .await
+            .unwrap(),
+    );
     let src = Arc::new(
         Endpoint::builder(transport.clone(), "pipe_src")
             .start()

@@ -7,6 +7,7 @@
 //!   another tool onto our queue, are parked in `comms.{ns}.dead` with the reason in the
 //!   `x-comms-error` header; the consumer keeps going and the queue is not blocked.
 
+use comms_core::Connect;
 use std::process::Command;
 use std::time::Duration;
 

@@ -3,6 +3,7 @@
 //! retrying the failed message (same id) delivers it. Stops the shared broker: runs alone
 //! (nextest group `rabbitmq`); a guard starts the broker again whatever happens.
 
+use comms_core::Connect;
 use std::time::{Duration, Instant};
 
 use comms_conformance::Recorder;

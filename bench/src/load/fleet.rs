@@ -1,6 +1,7 @@
 //! One server managing N agents, each agent on its own connection to one `commsd` process
 //! with heartbeats on; then one dispatch to all of them, every result collected.
 
+use comms_core::Connect;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -18,8 +19,8 @@ use serde_json::json;
 use crate::commsd;
 use crate::rss::rss_kib;
 
-fn transport(url: &str) -> anyhow::Result<Box<dyn comms_core::Transport>> {
-    Ok(Box::new(NativeTransport::connect(url)?))
+async fn transport(url: &str) -> anyhow::Result<Box<dyn comms_core::Transport>> {
+    Ok(Box::new(NativeTransport::connect_url(url).await?))
 }
 
 /// Runs the fleet load and returns the report.
@@ -38,7 +39,7 @@ pub async fn run(
     std::fs::write(&key_file, format!("{}\n", ulid_like()))?;
 
     let server = Server::start(
-        transport(&url)?,
+        transport(&url).await?,
         ServerConfig {
             ttl_secs,
             key_file: Some(key_file.clone()),
@@ -63,7 +64,7 @@ pub async fn run(
                     groups: vec!["load".into()],
                     ..AgentConfig::default()
                 };
-                Agent::start(transport(&url)?, config)
+                Agent::start(transport(&url).await?, config)
                     .await
                     .with_context(|| format!("agent {i}"))
             }
@@ -89,7 +90,7 @@ pub async fn run(
     );
 
     let key = FleetKey::from_file(&key_file)?;
-    let mut client = Client::connect(transport(&url)?, "load_ctl", Duration::from_secs(60))
+    let mut client = Client::connect(transport(&url).await?, "load_ctl", Duration::from_secs(60))
         .await?
         .with_key(key);
     let request = DispatchRequest {

@@ -194,8 +194,8 @@ impl EndpointBuilder {
     ///
     /// ```
     /// # async fn f() -> comms_core::Result<()> {
-    /// use comms_core::{Batching, Endpoint, MemoryTransport, Outcome};
-    /// let store = Endpoint::builder(MemoryTransport::connect("memory://doc_batch")?, "store")
+    /// use comms_core::{Batching, Connect, Endpoint, MemoryTransport, Outcome};
+    /// let store = Endpoint::builder(MemoryTransport::connect_url("memory://doc_batch").await?, "store")
     ///     .handle_batch("PUT", Batching::up_to(500), |batch| async move {
     ///         // e.g. one database transaction for the whole batch
     ///         batch.iter().map(|_req| Ok(Outcome::Done)).collect()

@@ -68,6 +68,17 @@ pub struct MemoryOptions {
 }
 
 impl MemoryOptions {
+    /// Options from a configuration: its `memory:` URL, and `[transport] node` where the URL
+    /// names none.
+    pub fn from_config(config: &crate::Config) -> Result<Self> {
+        let url = config.url()?;
+        let mut opts = Self::from_url(&url)?;
+        if let (Some(node), None) = (&config.transport.node, url.query("node")) {
+            opts.node = node.clone();
+        }
+        Ok(opts)
+    }
+
     /// Options from a `memory:` URL.
     pub fn from_url(url: &TransportUrl) -> Result<Self> {
         if url.scheme() != Scheme::Memory {
@@ -113,14 +124,14 @@ pub struct MemoryTransport {
     stop: CancellationToken,
 }
 
-impl MemoryTransport {
-    /// Connect to the hub a `memory:` URL names.
-    pub fn connect(url: &str) -> Result<Self> {
-        Ok(Self::with_options(MemoryOptions::from_url(
-            &TransportUrl::parse(url)?,
-        )?))
+#[async_trait]
+impl crate::transport::Connect for MemoryTransport {
+    async fn connect(config: &crate::Config) -> Result<Self> {
+        Ok(Self::with_options(MemoryOptions::from_config(config)?))
     }
+}
 
+impl MemoryTransport {
     /// Connect with explicit options.
     pub fn with_options(opts: MemoryOptions) -> Self {
         Self {

@@ -31,8 +31,8 @@ use comms_core::backend::{Binding, WireFields, DEFAULT_HOP_LIMIT};
 use comms_core::config::{hostname_node, Scheme, TransportUrl};
 use comms_core::name::validate_name;
 use comms_core::{
-    Address, Advertisement, Capabilities, Delivery, DeliveryMode, Destination, Error, Inbox,
-    Message, Result, Transport,
+    Address, Advertisement, Capabilities, Connect, Delivery, DeliveryMode, Destination, Error,
+    Inbox, Message, Result, Transport,
 };
 
 use super::mapping::to_wire;
@@ -96,6 +96,17 @@ fn redacted(url: &TransportUrl) -> String {
 }
 
 impl DatagramOptions {
+    /// Options from a configuration: its `cdu:` URL, and `[transport] node` where the URL
+    /// names none.
+    pub fn from_config(config: &comms_core::Config) -> Result<Self> {
+        let url = config.url()?;
+        let mut opts = Self::from_url(&url)?;
+        if let (Some(node), None) = (&config.transport.node, url.query("node")) {
+            opts.node = node.clone();
+        }
+        Ok(opts)
+    }
+
     /// Options from a `cdu:` URL.
     pub fn from_url(url: &TransportUrl) -> Result<Self> {
         let shown = redacted(url);
@@ -149,14 +160,15 @@ pub struct DatagramTransport {
     binding: Binding,
 }
 
-impl DatagramTransport {
-    /// A transport for a `cdu:` URL (the socket is opened on the first send).
-    pub fn connect(url: &str) -> Result<Self> {
-        Ok(Self::with_options(DatagramOptions::from_url(
-            &TransportUrl::parse(url)?,
-        )?))
+/// The socket is opened on the first send.
+#[async_trait]
+impl Connect for DatagramTransport {
+    async fn connect(config: &comms_core::Config) -> Result<Self> {
+        Ok(Self::with_options(DatagramOptions::from_config(config)?))
     }
+}
 
+impl DatagramTransport {
     /// A transport with explicit options.
     pub fn with_options(opts: DatagramOptions) -> Self {
         Self {
@@ -310,20 +322,6 @@ impl Transport for DatagramTransport {
     fn stats(&self) -> Option<std::sync::Arc<comms_core::TransportStats>> {
         Some(self.binding.stats().clone())
     }
-}
-
-/// A transport for any native URL: [`super::NativeTransport`] for `cd:`/`cds:`,
-/// [`DatagramTransport`] for `cdu:`.
-pub fn connect(url: &str) -> Result<Box<dyn Transport>> {
-    let parsed = TransportUrl::parse(url)?;
-    Ok(match parsed.scheme() {
-        Scheme::Cdu => Box::new(DatagramTransport::with_options(DatagramOptions::from_url(
-            &parsed,
-        )?)),
-        _ => Box::new(super::NativeTransport::with_options(
-            super::NativeOptions::from_url(&parsed)?,
-        )),
-    })
 }
 
 #[cfg(test)]

@@ -86,13 +86,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use comms_core::backend::Binding;
-use comms_core::config::TransportUrl;
 use comms_core::{
-    Address, Advertisement, Capabilities, Delivery, DeliveryMode, Destination, Error, Inbox,
-    Message, MessageId, Result, Transport,
+    Address, Advertisement, Capabilities, Config, Connect, Delivery, DeliveryMode, Destination,
+    Error, Inbox, Message, MessageId, Result, Transport,
 };
 
-pub use datagram::{connect, DatagramOptions, DatagramTransport};
+pub use datagram::{DatagramOptions, DatagramTransport};
 pub use options::{AdminToken, NativeOptions, DEFAULT_PREFETCH, DEFAULT_QUEUE_BOUND};
 pub use receiver::{READY_BOUND, READY_PAUSE};
 
@@ -149,14 +148,15 @@ impl std::fmt::Debug for NativeTransport {
     }
 }
 
-impl NativeTransport {
-    /// A transport for a `cd:` URL (nothing connects before the first `advertise`).
-    pub fn connect(url: &str) -> Result<Self> {
-        Ok(Self::with_options(NativeOptions::from_url(
-            &TransportUrl::parse(url)?,
-        )?))
+/// Nothing connects before the first `advertise`.
+#[async_trait]
+impl Connect for NativeTransport {
+    async fn connect(config: &Config) -> Result<Self> {
+        Ok(Self::with_options(NativeOptions::from_config(config)?))
     }
+}
 
+impl NativeTransport {
     /// A transport with explicit options. Without `node=` (`opts.node_given` false), the
     /// daemon is asked its name first ([`probe`], bounded, blocking: a Unix socket or loopback
     /// port answers at once) and `opts.node` becomes it; the host name stays when it cannot

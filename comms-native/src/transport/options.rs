@@ -65,6 +65,19 @@ impl std::fmt::Debug for AdminToken {
 }
 
 impl NativeOptions {
+    /// Options from a configuration: its `cd:`/`cds:` URL, the state directory, and
+    /// `[transport] node` where the URL names none (then the daemon is not asked).
+    pub fn from_config(config: &comms_core::Config) -> Result<Self> {
+        let url = config.url()?;
+        let mut opts = Self::from_url(&url)?;
+        opts.state_dir = config.state_dir();
+        if let (Some(node), None) = (&config.transport.node, url.query("node")) {
+            opts.node = node.clone();
+            opts.node_given = true;
+        }
+        Ok(opts)
+    }
+
     /// Options from a `cd:` or `cds:` URL.
     pub fn from_url(url: &TransportUrl) -> Result<Self> {
         match url.scheme() {
