@@ -308,6 +308,13 @@ impl Inbox {
     pub async fn recv(&mut self) -> Option<Delivery> {
         self.rx.recv().await
     }
+
+    /// Wait for a delivery, then take every delivery waiting, up to `limit`, into `buf`: one
+    /// wake-up for a burst. Returns how many were taken; 0 once the transport is closed (or
+    /// for a `limit` of 0). Cancel-safe: nothing is lost if the future is dropped.
+    pub async fn recv_many(&mut self, buf: &mut Vec<Delivery>, limit: usize) -> usize {
+        self.rx.recv_many(buf, limit).await
+    }
 }
 
 impl futures_core::Stream for Inbox {

@@ -1,7 +1,9 @@
 //! The dispatcher tasks of an endpoint: reader, sender lanes, heartbeat, directory sweep.
 //!
 //! # Reader and lanes
-//! One reader takes deliveries off the inbox. Replies to pending requests and advertisements are
+//! One reader takes deliveries off the inbox, every delivery waiting at once (up to
+//! [`READ_BATCH`], and no more than the endpoint may still hold): a burst costs one wake-up
+//! and one pass, not one per message. Replies to pending requests and advertisements are
 //! settled right there; everything else is queued on the **lane of its sender** (one FIFO per
 //! exact `from`, not a hash bucket shared with other senders). A lane task runs its sender's
 //! messages one after another (per-sender order) and ends when its queue is empty; at most
@@ -41,6 +43,9 @@ use super::{lock, Inner};
 
 /// Most deliveries an endpoint holds at once (queued on lanes or being handled).
 pub const MAX_HELD: usize = 1024;
+
+/// Most deliveries the reader takes off the inbox per wake-up.
+pub(crate) const READ_BATCH: usize = 64;
 
 /// A delivery queued on a lane (or for a batch handler), with its share of [`MAX_HELD`].
 pub(crate) struct Held {
@@ -150,39 +155,65 @@ async fn reader(inner: Arc<Inner>, mut inbox: Inbox, lanes: Arc<Lanes>) {
         task: "reader",
         any_end: true,
     };
+    let mut batch = Vec::with_capacity(READ_BATCH);
     loop {
-        let permit = tokio::select! {
+        // One share of MAX_HELD per delivery taken: wait for one, take what else is free.
+        let mut permits = tokio::select! {
             biased;
             _ = inner.cancel.cancelled() => break,
             p = lanes.held.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
         };
-        let delivery = tokio::select! {
+        let free = lanes.held.available_permits().min(READ_BATCH - 1);
+        if free > 0 {
+            if let Ok(more) = lanes.held.clone().try_acquire_many_owned(free as u32) {
+                permits.merge(more);
+            }
+        }
+        let taken = tokio::select! {
             biased;
             _ = inner.cancel.cancelled() => break,
-            d = inbox.recv() => d,
+            n = inbox.recv_many(&mut batch, permits.num_permits()) => n,
         };
-        let Some(delivery) = delivery else {
+        if taken == 0 {
             if !inner.cancel.is_cancelled() {
                 tracing::debug!(address = %inner.address, "inbox closed");
             }
             break;
-        };
-        let msg = delivery.message();
-        if let Some(correlation) = &msg.correlation {
-            let waiter = lock(&inner.pending).remove(correlation);
-            if let Some(waiter) = waiter {
-                let _ = waiter.send(msg.clone());
-                settle(delivery.ack().await);
-                continue;
-            }
         }
-        if msg.command == commands::ADVERTISE {
-            observe(&inner, msg);
-            settle(delivery.ack().await);
-            continue;
+        for delivery in batch.drain(..) {
+            // At least one permit per delivery was taken (recv_many's limit).
+            let Some(permit) = permits.split(1) else {
+                break;
+            };
+            take(&inner, &lanes, delivery, permit).await;
         }
-        enqueue(&inner, &lanes, delivery, permit);
+        // Shares not used (fewer deliveries waited than were free) are released here.
     }
+}
+
+/// One delivery off the inbox: a reply to a pending request or an advertisement is settled
+/// here; everything else is queued for a handler.
+async fn take(
+    inner: &Arc<Inner>,
+    lanes: &Arc<Lanes>,
+    delivery: Delivery,
+    permit: OwnedSemaphorePermit,
+) {
+    let msg = delivery.message();
+    if let Some(correlation) = &msg.correlation {
+        let waiter = lock(&inner.pending).remove(correlation);
+        if let Some(waiter) = waiter {
+            let _ = waiter.send(msg.clone());
+            settle(delivery.ack().await);
+            return;
+        }
+    }
+    if msg.command == commands::ADVERTISE {
+        observe(inner, msg);
+        settle(delivery.ack().await);
+        return;
+    }
+    enqueue(inner, lanes, delivery, permit);
 }
 
 /// Queue `delivery` on its sender's lane, starting the lane's task if it has none (or on its

@@ -30,13 +30,14 @@ pub(crate) mod persist;
 mod relay;
 pub(crate) mod routes;
 mod state;
+mod status;
 mod stock;
 mod trust;
 
 pub(crate) use held::Held;
 pub(crate) use net::{DialState, PeerNet, PENDING_EXTRA};
-pub use state::ClusterMap;
 pub(crate) use state::{Cluster, PeerLink};
+pub use status::ClusterMap;
 #[cfg(feature = "fuzzing")]
 pub(crate) use {
     state::{LinkPhase, MAX_SEEN},

@@ -159,7 +159,7 @@ impl Router {
         line: &[u8],
     ) {
         let mut out = BytesMut::with_capacity(line.len() + 32);
-        match crate::router::route::stamp_line(&self.node, from_name, head, line, &mut out) {
+        match crate::router::stamp::stamp_line(&self.node, from_name, head, line, &mut out) {
             Ok(()) => self.relay_bytes(to, &out),
             Err(e) => {
                 if let Some(id) = from {

@@ -166,7 +166,7 @@ impl Router {
             return false;
         }
         let mut out = BytesMut::with_capacity(line.len() + 32);
-        if crate::router::route::stamp_line(&self.node, from_name, head, line, &mut out).is_err() {
+        if crate::router::stamp::stamp_line(&self.node, from_name, head, line, &mut out).is_err() {
             return false;
         }
         let body = out.strip_suffix(b"\n").unwrap_or(&out);

@@ -18,6 +18,7 @@ mod commands;
 pub(crate) mod plugins;
 pub(crate) mod route;
 mod sniff;
+pub(crate) mod stamp;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;

@@ -3,6 +3,7 @@
 //! codes; every command fails within --connect-timeout (daemon or broker) and --wait (server).
 
 mod cli;
+mod connect;
 mod dlq;
 mod out;
 mod run;
@@ -15,14 +16,14 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches};
-use comms::startup::Resolved;
 use comms::{Destination, Message};
 use comms_fleet::auth::FleetKey;
 use comms_fleet::control::{DispatchRequest, Selector};
-use comms_fleet::{Job, DEFAULT_URL};
+use comms_fleet::Job;
 use comms_server::client::Client;
 
 use cli::{Args, Command};
+use connect::causes;
 
 /// How long closing may take at exit (flushing what is still unacknowledged).
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
@@ -123,47 +124,13 @@ async fn run(
         }
         _ => {}
     }
-    let flag_url = if url_from_flag {
-        args.url.as_deref()
-    } else {
-        None
-    };
-    let resolved = Resolved::at_start(args.config.as_deref(), flag_url, DEFAULT_URL)?;
-    // A short-lived tool: whatever a broker keeps for its endpoint goes when it exits.
-    let mut config = resolved.config.clone();
-    config.transport.ephemeral = true;
+    let connect::Connected {
+        transport,
+        config,
+        reach,
+        namespace,
+    } = connect::connect(&args, url_from_flag).await?;
     let config = &config;
-    let masked = resolved.masked_url();
-    let what = match resolved.backend() {
-        "native" => "daemon",
-        "memory" => "transport",
-        _ => "broker",
-    };
-    let connect_timeout = Duration::from_secs(args.connect_timeout.max(1));
-    let unreachable = |why: String| {
-        anyhow::anyhow!(
-            "cannot reach the {} {what} at {masked}: {why}",
-            resolved.backend()
-        )
-    };
-    if let Err(e) = comms::probe(config, connect_timeout).await {
-        return Err(unreachable(causes(&e)));
-    }
-    let transport = match tokio::time::timeout(connect_timeout, comms::connect(config)).await {
-        Ok(Ok(t)) => t,
-        Ok(Err(e)) => return Err(unreachable(causes(&e))),
-        Err(_) => {
-            return Err(unreachable(format!(
-                "no connection within {} s",
-                connect_timeout.as_secs()
-            )))
-        }
-    };
-    if resolved.backend() == "native" && !config.transport.url.starts_with("cdu:") {
-        if let Err(why) = probe_native(&config.transport.url, connect_timeout).await {
-            return Err(unreachable(why));
-        }
-    }
     if let Command::Dlq { action } = args.command {
         let me = format!("commsctl_{}", std::process::id());
         let wait = Duration::from_secs(args.wait.max(1));
@@ -200,24 +167,20 @@ async fn run(
     };
     let signer = key.clone();
     let mut client =
-        match tokio::time::timeout(connect_timeout, Client::connect(transport, &me, wait)).await {
+        match tokio::time::timeout(reach.timeout, Client::connect(transport, &me, wait)).await {
             Ok(Ok(c)) => c,
-            Ok(Err(e)) => return Err(unreachable(causes(&e))),
-            Err(_) => {
-                return Err(unreachable(format!(
-                    "no connection within {} s",
-                    connect_timeout.as_secs()
-                )))
-            }
+            Ok(Err(e)) => return Err(reach.unreachable(causes(&e))),
+            Err(_) => return Err(reach.too_slow()),
         };
     if let Some(key) = key {
         client = client.with_key(key);
     }
     let no_server = |e: comms::Error| {
         anyhow::anyhow!(
-            "no answer from the server (service `server`, namespace {}) over {masked} within {} s: \
+            "no answer from the server (service `server`, namespace {}) over {} within {} s: \
              {} (is `server` running on this URL and namespace?)",
-            resolved.namespace,
+            namespace,
+            reach.masked,
             wait.as_secs(),
             causes(&e)
         )
@@ -414,44 +377,6 @@ async fn run(
     // unacknowledged then is a request whose answer nobody waits for any more.
     let _ = tokio::time::timeout(CLOSE_WAIT, client.close()).await;
     Ok(code)
-}
-
-/// An error and its sources, each cause once, joined with `: `.
-fn causes(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let c = s.to_string();
-        if !text.contains(&c) {
-            text.push_str(": ");
-            text.push_str(&c);
-        }
-        source = s.source();
-    }
-    text
-}
-
-/// A native URL's daemon accepts connections (the native client itself retries forever).
-async fn probe_native(url: &str, within: Duration) -> Result<(), String> {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let rest = rest.split(['?', '#']).next().unwrap_or_default();
-    let attempt = async {
-        if let Some(path) = rest.strip_prefix('/') {
-            #[cfg(unix)]
-            return tokio::net::UnixStream::connect(format!("/{path}"))
-                .await
-                .map(drop);
-            #[cfg(not(unix))]
-            return Ok::<(), std::io::Error>(());
-        }
-        let authority = rest.split('/').next().unwrap_or_default();
-        tokio::net::TcpStream::connect(authority).await.map(drop)
-    };
-    match tokio::time::timeout(within, attempt).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("no connection within {} s", within.as_secs())),
-    }
 }
 
 fn print_agents(agents: &[comms_fleet::control::AgentInfo]) {
