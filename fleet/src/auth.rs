@@ -51,11 +51,6 @@ pub const MAX_SKEW: Duration = Duration::from_secs(300);
 /// Ids a [`ReplayGuard`] remembers at most.
 pub const REPLAY_CAPACITY: usize = 100_000;
 const DOMAIN: &[u8] = b"comms-fleet-auth-v1";
-const SEAL_ENC: &[u8] = b"comms-fleet-seal-enc-v1";
-const SEAL_MAC: &[u8] = b"comms-fleet-seal-mac-v1";
-const DAEMON_ADMIN: &[u8] = b"comms-embedded-commsd-admin-token-v1";
-const WEB_VIEW: &[u8] = b"comms-server-web-view-token-v1";
-const NONCE_LEN: usize = 16;
 /// Longest value [`FleetKey::seal`] takes (a sealed value must fit in one message).
 pub const MAX_SEALED: usize = 16 * 1024;
 /// The environment variable naming a fleet key file (`--key-file` of every binary).
@@ -87,7 +82,7 @@ pub fn find_key_file(explicit: Option<&Path>) -> Option<PathBuf> {
     }
 }
 
-type HmacSha256 = Hmac<Sha256>;
+pub(crate) type HmacSha256 = Hmac<Sha256>;
 
 /// Why a signed request was refused. The message never includes the key or the signature.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -144,7 +139,7 @@ pub enum AuthError {
 /// The shared secret of a fleet: the current key (it signs) and any previous keys still
 /// accepted during a rotation. `Debug` never shows them.
 #[derive(Clone)]
-pub struct FleetKey(Vec<Vec<u8>>);
+pub struct FleetKey(pub(crate) Vec<Vec<u8>>);
 
 impl std::fmt::Debug for FleetKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -213,7 +208,7 @@ impl FleetKey {
         Ok(Self(keys))
     }
 
-    fn current(&self) -> &[u8] {
+    pub(crate) fn current(&self) -> &[u8] {
         self.0.first().map_or(&[], Vec::as_slice)
     }
 
@@ -289,101 +284,6 @@ impl FleetKey {
     }
 }
 
-/// HMAC-SHA256 of the length-prefixed `parts` under `key`.
-fn prf(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
-    let mut mac = match HmacSha256::new_from_slice(key) {
-        Ok(m) => m,
-        Err(_) => unreachable!("HMAC takes keys of any length"),
-    };
-    for p in parts {
-        mac.update(&(p.len() as u64).to_be_bytes());
-        mac.update(p);
-    }
-    mac.finalize().into_bytes().into()
-}
-
-/// XORs `data` with the key stream of `enc_key` and `nonce` (HMAC-SHA256 in counter mode).
-fn apply_stream(enc_key: &[u8], nonce: &[u8], data: &mut [u8]) {
-    for (n, chunk) in data.chunks_mut(32).enumerate() {
-        let block = prf(enc_key, &[nonce, &(n as u64).to_be_bytes()]);
-        for (b, k) in chunk.iter_mut().zip(block) {
-            *b ^= k;
-        }
-    }
-}
-
-impl FleetKey {
-    /// The admin token of the daemon a server with this key embeds: HMAC-SHA256 of the current
-    /// key over a fixed label, hex (64 digits). `commsctl sniff` derives the same from the key
-    /// it finds and sends it as `SNIFF admin_token=`; the daemon never holds the key itself,
-    /// and the token reveals nothing of it. Rotating the key rotates the token.
-    pub fn daemon_admin_token(&self) -> String {
-        hex(&prf(self.current(), &[DAEMON_ADMIN]))
-    }
-
-    /// The token of the server's web view when it is served off loopback (over TLS): a PRF
-    /// of the current key over its own label, hex (64 digits); `commsctl web-token` prints
-    /// it. Like the admin token it reveals nothing of the key and rotates with it.
-    pub fn web_view_token(&self) -> String {
-        hex(&prf(self.current(), &[WEB_VIEW]))
-    }
-
-    /// Encrypts and authenticates `plain` with the current key (see the module docs):
-    /// `s1.<nonce>.<ciphertext>.<tag>`, hex. At most [`MAX_SEALED`] bytes.
-    pub fn seal(&self, plain: &[u8]) -> Result<String, AuthError> {
-        if plain.len() > MAX_SEALED {
-            return Err(AuthError::Sealed);
-        }
-        let mut nonce = [0u8; NONCE_LEN];
-        getrandom::fill(&mut nonce).map_err(|_| AuthError::Sealed)?;
-        Ok(Self::seal_with(self.current(), &nonce, plain))
-    }
-
-    fn seal_with(key: &[u8], nonce: &[u8], plain: &[u8]) -> String {
-        let (enc, mac) = (prf(key, &[SEAL_ENC]), prf(key, &[SEAL_MAC]));
-        let mut data = plain.to_vec();
-        apply_stream(&enc, nonce, &mut data);
-        let tag = prf(&mac, &[nonce, &data]);
-        format!("s1.{}.{}.{}", hex(nonce), hex(&data), hex(&tag))
-    }
-
-    /// The plain bytes of a value made by [`FleetKey::seal`] with this key or a previous one.
-    pub fn open(&self, sealed: &str) -> Result<Vec<u8>, AuthError> {
-        let mut parts = sealed.split('.');
-        let (Some("s1"), Some(nonce), Some(data), Some(tag), None) = (
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-            parts.next(),
-        ) else {
-            return Err(AuthError::Sealed);
-        };
-        let max = 2 * MAX_SEALED;
-        let (nonce, data, tag) = match (unhex(nonce, max), unhex(data, max), unhex(tag, max)) {
-            (Some(n), Some(d), Some(t)) if n.len() == NONCE_LEN && t.len() == 32 => (n, d, t),
-            _ => return Err(AuthError::Sealed),
-        };
-        for key in &self.0 {
-            let mac = prf(key, &[SEAL_MAC]);
-            let mut check = match HmacSha256::new_from_slice(&mac) {
-                Ok(m) => m,
-                Err(_) => unreachable!("HMAC takes keys of any length"),
-            };
-            for p in [&nonce[..], &data[..]] {
-                check.update(&(p.len() as u64).to_be_bytes());
-                check.update(p);
-            }
-            if check.verify_slice(&tag).is_ok() {
-                let mut plain = data.clone();
-                apply_stream(&prf(key, &[SEAL_ENC]), &nonce, &mut plain);
-                return Ok(plain);
-            }
-        }
-        Err(AuthError::Sealed)
-    }
-}
-
 /// One endpoint's fleet key and the ids it already accepted: signs what the endpoint sends,
 /// admits what it receives (signed for it, fresh, once). Shared by the endpoint's handlers.
 #[derive(Debug)]
@@ -440,12 +340,12 @@ pub(crate) fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     hex::encode(bytes)
 }
 
 /// The bytes of lowercase or uppercase hex `s` of at most `max` digits.
-fn unhex(s: &str, max: usize) -> Option<Vec<u8>> {
+pub(crate) fn unhex(s: &str, max: usize) -> Option<Vec<u8>> {
     if s.len() > max {
         return None;
     }

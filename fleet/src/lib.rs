@@ -21,6 +21,7 @@ pub mod auth;
 pub mod control;
 mod job;
 pub mod replay;
+mod seal;
 pub mod task;
 
 pub use job::Job;

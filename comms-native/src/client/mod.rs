@@ -44,6 +44,7 @@
 //! counter live in the task; handles hold only the channel sender and the state watch.
 
 mod config;
+mod dial;
 mod error;
 mod handle;
 mod state;

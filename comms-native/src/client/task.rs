@@ -13,10 +13,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::codec::{Encoder, FramedRead};
 use tokio_util::sync::CancellationToken;
 
-use super::config::{commands_list, ClientConfig, CONNECT_TIMEOUT};
+use super::config::{commands_list, ClientConfig};
+use super::dial::{connect, ConnectFail, Stream};
 use super::handle::Command;
 use super::state::ConnectionState;
-use super::target::Target;
 use cd_wire::raw::{scan_head, trim_bounds};
 use cd_wire::{parse, LineCodec, RawLines, WireMessage, DAEMON_SERVICE};
 
@@ -152,69 +152,6 @@ async fn lifecycle(ctx: &mut Ctx) -> Option<oneshot::Sender<()>> {
             return done;
         }
     }
-}
-
-enum Stream {
-    Tcp(tokio::net::TcpStream),
-    Tls(Box<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>),
-    Unix(tokio::net::UnixStream),
-}
-
-/// Why a connection attempt failed.
-enum ConnectFail {
-    /// Unreachable, refused, timed out: retried quietly.
-    Io(std::io::Error),
-    /// The TLS handshake failed (e.g. the server certificate is not trusted): retried too,
-    /// but reported in the state ([`ConnectionState::TlsFailed`]) and logged.
-    Tls(String),
-}
-
-async fn connect(
-    target: &Target,
-    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
-) -> Result<Stream, ConnectFail> {
-    let attempt = async {
-        match target {
-            Target::Unix(path) => tokio::net::UnixStream::connect(path)
-                .await
-                .map(Stream::Unix)
-                .map_err(ConnectFail::Io),
-            Target::Tcp { host, port } => tokio::net::TcpStream::connect((host.as_str(), *port))
-                .await
-                .map(Stream::Tcp)
-                .map_err(ConnectFail::Io),
-            Target::Tls {
-                host,
-                port,
-                tls: files,
-            } => {
-                let name = files
-                    .verify_name(host)
-                    .map_err(|e| ConnectFail::Tls(e.to_string()))?;
-                let config = match tls {
-                    Some(c) => c,
-                    None => files
-                        .client_config()
-                        .map_err(|e| ConnectFail::Tls(e.to_string()))?,
-                };
-                let tcp = tokio::net::TcpStream::connect((host.as_str(), *port))
-                    .await
-                    .map_err(ConnectFail::Io)?;
-                let _ = tcp.set_nodelay(true);
-                tokio_rustls::TlsConnector::from(config)
-                    .connect(name, tcp)
-                    .await
-                    .map(|s| Stream::Tls(Box::new(s)))
-                    .map_err(|e| match crate::tls::tls_reason(&e) {
-                        Some(reason) => ConnectFail::Tls(reason),
-                        None => ConnectFail::Io(e),
-                    })
-            }
-        }
-    };
-    tokio::time::timeout(CONNECT_TIMEOUT, attempt)
-        .await
-        .unwrap_or_else(|_| Err(ConnectFail::Io(std::io::ErrorKind::TimedOut.into())))
 }
 
 enum Idle<T> {

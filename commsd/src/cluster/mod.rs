@@ -23,6 +23,7 @@
 //! the single owner of every piece of routing state, cluster state included.
 
 pub(crate) mod address;
+mod handshake;
 mod held;
 mod net;
 mod peers;
