@@ -291,6 +291,15 @@ pub struct Config {
 }
 
 impl Config {
+    /// The `[transport] node` a backend uses for `url` when the URL names none (`?node=` in a
+    /// URL wins over the config file).
+    pub fn node_for(&self, url: &TransportUrl) -> Option<String> {
+        match url.query("node") {
+            Some(_) => None,
+            None => self.transport.node.clone(),
+        }
+    }
+
     /// The local state directory ([`crate::state::resolve`] of `[transport] state_dir`).
     pub fn state_dir(&self) -> Option<std::path::PathBuf> {
         crate::state::resolve(self.transport.state_dir.as_deref())

@@ -73,9 +73,7 @@ impl MemoryOptions {
     pub fn from_config(config: &crate::Config) -> Result<Self> {
         let url = config.url()?;
         let mut opts = Self::from_url(&url)?;
-        if let (Some(node), None) = (&config.transport.node, url.query("node")) {
-            opts.node = node.clone();
-        }
+        opts.node = config.node_for(&url).unwrap_or(opts.node);
         Ok(opts)
     }
 

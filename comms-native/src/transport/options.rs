@@ -71,8 +71,8 @@ impl NativeOptions {
         let url = config.url()?;
         let mut opts = Self::from_url(&url)?;
         opts.state_dir = config.state_dir();
-        if let (Some(node), None) = (&config.transport.node, url.query("node")) {
-            opts.node = node.clone();
+        if let Some(node) = config.node_for(&url) {
+            opts.node = node;
             opts.node_given = true;
         }
         Ok(opts)
