@@ -3,7 +3,8 @@
 use comms_core::Connect;
 use std::sync::Arc;
 
-use comms_core::{MemoryTransport, Transport};
+use comms_core::Transport;
+use comms_memory::MemoryTransport;
 use futures_util::future::BoxFuture;
 
 use crate::endpoint_driver::{self, Connector};

@@ -25,9 +25,9 @@
 //!   of `send`, the body of `forward`), [`backend::prepare_forward`] and the one
 //!   `SERVICE_UNAVAILABLE` report builder. [`naming`]: the `comms.{namespace}` names the broker
 //!   backends share.
-//! - [`memory`]: the in-memory transport, the reference implementation.
 //!
-//! The conformance suite every backend runs is the `comms-conformance` crate.
+//! The in-memory transport, the reference implementation, is the `comms-memory` crate; the
+//! conformance suite every backend runs is the `comms-conformance` crate.
 //!
 //! # Delivery guarantees (every backend; the conformance suite proves each)
 //! 1. `send` returning `Ok` means the transport took responsibility: the message reaches a
@@ -49,7 +49,8 @@
 //! # Example
 //! ```
 //! use std::time::Duration;
-//! use comms_core::{Connect, Endpoint, MemoryTransport, Message, Outcome};
+//! use comms_core::{Connect, Endpoint, Message, Outcome};
+//! use comms_memory::MemoryTransport;
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> comms_core::Result<()> {
 //! let server = Endpoint::builder(MemoryTransport::connect_url("memory://doc?node=n1").await?, "echo")
@@ -84,7 +85,6 @@ pub mod error;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod memory;
 pub mod message;
 pub mod name;
 pub mod naming;
@@ -107,7 +107,6 @@ pub use endpoint::{
     Batching, Endpoint, EndpointBuilder, HandlerError, HandlerResult, Outcome, Request,
 };
 pub use error::{Error, Invalid, Result};
-pub use memory::MemoryTransport;
 pub use message::{commands, DeliveryMode, Message, MessageId, Params};
 pub use receipt::Receipt;
 pub use retry::RetryPolicy;

@@ -6,7 +6,8 @@
 //!
 //! ```
 //! use std::collections::VecDeque;
-//! use comms_core::{Connect, Endpoint, MemoryTransport, Message};
+//! use comms_core::{Connect, Endpoint, Message};
+//! use comms_memory::MemoryTransport;
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> comms_core::Result<()> {
 //! let sink = Endpoint::builder(MemoryTransport::connect_url("memory://receipt?node=n1").await?, "sink")

@@ -26,7 +26,8 @@ use crate::stats::TransportStats;
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> comms_core::Result<()> {
-/// use comms_core::{Connect, MemoryTransport};
+/// use comms_core::Connect;
+/// use comms_memory::MemoryTransport;
 /// let transport = MemoryTransport::connect_url("memory://connect_doc?node=n1").await?;
 /// assert!(MemoryTransport::connect_url("cd:///run/commsd.sock").await.is_err());
 /// # drop(transport); Ok(()) }

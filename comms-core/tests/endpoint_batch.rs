@@ -12,8 +12,9 @@ use async_trait::async_trait;
 use comms_core::transport::{Delivery, Inbox, NoAck};
 use comms_core::{
     Address, Advertisement, Batching, Capabilities, Destination, Endpoint, Error, HandlerError,
-    MemoryTransport, Message, Outcome, RetryPolicy, Transport,
+    Message, Outcome, RetryPolicy, Transport,
 };
+use comms_memory::MemoryTransport;
 use tokio::sync::mpsc;
 
 fn hub() -> String {

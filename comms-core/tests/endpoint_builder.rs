@@ -4,7 +4,8 @@
 use comms_core::Connect;
 use std::sync::Arc;
 
-use comms_core::{Endpoint, MemoryTransport, Transport};
+use comms_core::{Endpoint, Transport};
+use comms_memory::MemoryTransport;
 
 fn hub() -> String {
     let id = ulid::Ulid::generate().to_string().to_ascii_lowercase();

@@ -12,8 +12,9 @@ use async_trait::async_trait;
 use comms_core::transport::{Delivery, Inbox};
 use comms_core::{
     Address, Advertisement, Capabilities, Destination, Directory, Endpoint, Error, HandlerError,
-    MemoryTransport, Message, Outcome, RetryPolicy, Transport,
+    Message, Outcome, RetryPolicy, Transport,
 };
+use comms_memory::MemoryTransport;
 use tokio::sync::{mpsc, Mutex};
 use tokio::time::Instant;
 

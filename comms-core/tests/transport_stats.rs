@@ -6,7 +6,8 @@
 use comms_core::Connect;
 use std::time::Duration;
 
-use comms_core::{Endpoint, HandlerError, MemoryTransport, Message, Outcome};
+use comms_core::{Endpoint, HandlerError, Message, Outcome};
+use comms_memory::MemoryTransport;
 
 #[tokio::test]
 async fn sends_refusals_and_dead_letters_are_counted() {

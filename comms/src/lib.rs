@@ -6,7 +6,7 @@
 //!
 //! | scheme | backend | cargo feature | state |
 //! |---|---|---|---|
-//! | `memory:` | in-process reference transport | `memory` (default) | built |
+//! | `memory:` | in-process reference transport ([`MemoryTransport`], crate `comms-memory`) | `memory` (default) | built |
 //! | `cd:` | native daemon `commsd` (`cd:///path.sock` or `cd://host:port`) | `native` (default) | built |
 //! | `cds:` | native daemon over TLS (`cds://host:port?ca=&cert=&key=&tls_name=`) | `native` (default) | built |
 //! | `cdu:` | native daemon over UDP, send-only, at-most-once (`cdu://ip:port?secret=&max_datagram=`) | `native` (default) | built |
@@ -25,13 +25,16 @@
 pub use comms_core::{
     commands, Address, Advertisement, Batching, Capabilities, Config, Connect, DeadLetter,
     DeadLetters, DeliveryMode, Destination, Directory, DirectoryEvent, Endpoint, EndpointBuilder,
-    Entry, Error, HandlerError, HandlerResult, Invalid, MemoryTransport, Message, MessageId,
-    Outcome, ParamType, Params, Query, Receipt, Request, Result, RetryPolicy, Schema, Scheme,
-    Scope, Transport, TransportCounts, TransportStats, TransportUrl, TypedMessage,
+    Entry, Error, HandlerError, HandlerResult, Invalid, Message, MessageId, Outcome, ParamType,
+    Params, Query, Receipt, Request, Result, RetryPolicy, Schema, Scheme, Scope, Transport,
+    TransportCounts, TransportStats, TransportUrl, TypedMessage,
 };
 // The modules a service may reach into: configuration and its start-up resolution, dead
-// letters, retries, the local state directory, traces, the in-memory transport's options.
-pub use comms_core::{config, dead_letter, memory, retry, startup, state, trace};
+// letters, retries, the local state directory, traces.
+pub use comms_core::{config, dead_letter, retry, startup, state, trace};
+/// The in-memory transport and its options.
+#[cfg(feature = "memory")]
+pub use comms_memory::{self as memory, MemoryTransport};
 
 /// What a backend author needs (and a service does not): the delivery plumbing a transport
 /// hands to the endpoint, the bookkeeping every backend shares, the broker envelope and the
@@ -47,37 +50,24 @@ pub mod backend {
 /// [`Connect::connect`] does the rest (the same call a service makes on a backend it names).
 pub async fn connect(config: &Config) -> Result<Box<dyn Transport>> {
     match config.url()?.scheme() {
-        Scheme::Memory => {
-            boxed::<MemoryTransport>(config, "memory", cfg!(feature = "memory")).await
-        }
+        #[cfg(feature = "memory")]
+        Scheme::Memory => boxed::<MemoryTransport>(config).await,
         #[cfg(feature = "native")]
-        Scheme::Cd | Scheme::Cds => {
-            boxed::<comms_native::transport::NativeTransport>(config, "native", true).await
-        }
+        Scheme::Cd | Scheme::Cds => boxed::<comms_native::transport::NativeTransport>(config).await,
         #[cfg(feature = "native")]
-        Scheme::Cdu => {
-            boxed::<comms_native::transport::DatagramTransport>(config, "native", true).await
-        }
+        Scheme::Cdu => boxed::<comms_native::transport::DatagramTransport>(config).await,
         #[cfg(feature = "rabbitmq")]
-        Scheme::Amqp | Scheme::Amqps => {
-            boxed::<comms_rabbitmq::RabbitTransport>(config, "rabbitmq", true).await
-        }
+        Scheme::Amqp | Scheme::Amqps => boxed::<comms_rabbitmq::RabbitTransport>(config).await,
         #[cfg(feature = "kafka")]
-        Scheme::Kafka => boxed::<comms_kafka::KafkaTransport>(config, "kafka", true).await,
+        Scheme::Kafka => boxed::<comms_kafka::KafkaTransport>(config).await,
         #[allow(unreachable_patterns)] // a backend whose feature is off
         scheme => Err(unavailable(backend_of(scheme))),
     }
 }
 
-/// `B::connect(config)`, boxed; `built` false when the backend's cargo feature is off.
-async fn boxed<B: Connect + 'static>(
-    config: &Config,
-    backend: &'static str,
-    built: bool,
-) -> Result<Box<dyn Transport>> {
-    if !built {
-        return Err(unavailable(backend));
-    }
+/// `B::connect(config)`, boxed.
+#[allow(dead_code)] // every backend feature off
+async fn boxed<B: Connect + 'static>(config: &Config) -> Result<Box<dyn Transport>> {
     Ok(Box::new(B::connect(config).await?))
 }
 

@@ -46,8 +46,8 @@ impl Backend for MemoryBackend {
 
     fn capabilities(&self) -> Capabilities {
         let mut caps = Capabilities::new("memory");
-        caps.queue_bound = comms_core::memory::DEFAULT_QUEUE_BOUND;
-        caps.max_message_size = comms_core::memory::MAX_MESSAGE_SIZE;
+        caps.queue_bound = comms_memory::DEFAULT_QUEUE_BOUND;
+        caps.max_message_size = comms_memory::MAX_MESSAGE_SIZE;
         caps
     }
 

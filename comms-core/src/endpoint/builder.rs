@@ -194,7 +194,8 @@ impl EndpointBuilder {
     ///
     /// ```
     /// # async fn f() -> comms_core::Result<()> {
-    /// use comms_core::{Batching, Connect, Endpoint, MemoryTransport, Outcome};
+    /// use comms_core::{Batching, Connect, Endpoint, Outcome};
+    /// use comms_memory::MemoryTransport;
     /// let store = Endpoint::builder(MemoryTransport::connect_url("memory://doc_batch").await?, "store")
     ///     .handle_batch("PUT", Batching::up_to(500), |batch| async move {
     ///         // e.g. one database transaction for the whole batch

@@ -15,11 +15,11 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use tokio::sync::broadcast;
 
-use crate::address::{Address, Destination, Scope};
-use crate::error::{Error, Result};
-use crate::message::Message;
+use comms_core::address::{Address, Destination, Scope};
+use comms_core::error::{Error, Result};
+use comms_core::message::Message;
 
-use super::queue::Queue;
+use crate::queue::Queue;
 
 #[derive(Debug, Default)]
 struct State {
@@ -35,7 +35,7 @@ pub(crate) struct Hub {
     /// Copies for sniffers, made on first use.
     tap: OnceLock<broadcast::Sender<Message>>,
     /// The hub's dead letters (in memory, like everything of the hub).
-    pub(crate) dead_letters: Arc<crate::dead_letter::MemoryDeadLetters>,
+    pub(crate) dead_letters: Arc<comms_core::dead_letter::MemoryDeadLetters>,
 }
 
 /// Copies a sniffer may fall behind by before it loses the oldest.

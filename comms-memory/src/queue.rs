@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use crate::error::{Error, Result};
-use crate::message::{Message, MessageId};
+use comms_core::error::{Error, Result};
+use comms_core::message::{Message, MessageId};
 
 #[derive(Debug, Clone)]
 pub(crate) struct Item {
@@ -121,7 +121,7 @@ impl Queue {
     /// Remove a waiting message by id (TTL expiry).
     pub(crate) fn remove(&self, id: &MessageId) -> Option<Item> {
         let mut st = self.lock();
-        let pos = st.ready.iter().position(|i| i.msg.id == id)?;
+        let pos = st.ready.iter().position(|i| i.msg.id() == id)?;
         let item = st.ready.remove(pos);
         drop(st);
         self.space_signal.notify_one();
@@ -153,7 +153,7 @@ impl Queue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::address::Destination;
+    use comms_core::address::Destination;
 
     fn item(n: u32) -> Item {
         Item {

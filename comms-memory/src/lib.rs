@@ -28,15 +28,17 @@ use async_trait::async_trait;
 use tokio::sync::{broadcast, mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::address::{Address, Destination};
-use crate::advertisement::Advertisement;
-use crate::backend::{service_unavailable_report, Acker, Binding, NoAck, DEFAULT_HOP_LIMIT};
-use crate::capabilities::Capabilities;
-use crate::config::{hostname_node, Scheme, TransportUrl};
-use crate::error::{Error, Result};
-use crate::message::{DeliveryMode, Message};
-use crate::stats::TransportStats;
-use crate::transport::{Delivery, Inbox, Transport};
+use comms_core::address::{Address, Destination};
+use comms_core::advertisement::Advertisement;
+use comms_core::backend::{
+    service_unavailable_report, Acker, Binding, NoAck, WireFields, DEFAULT_HOP_LIMIT,
+};
+use comms_core::capabilities::Capabilities;
+use comms_core::config::{hostname_node, Scheme, TransportUrl};
+use comms_core::error::{Error, Result};
+use comms_core::message::{DeliveryMode, Message};
+use comms_core::stats::TransportStats;
+use comms_core::transport::{Delivery, Inbox, Transport};
 
 use hub::{Hub, Route};
 use queue::{Item, Queue};
@@ -70,7 +72,7 @@ pub struct MemoryOptions {
 impl MemoryOptions {
     /// Options from a configuration: its `memory:` URL, and `[transport] node` where the URL
     /// names none.
-    pub fn from_config(config: &crate::Config) -> Result<Self> {
+    pub fn from_config(config: &comms_core::Config) -> Result<Self> {
         let url = config.url()?;
         let mut opts = Self::from_url(&url)?;
         opts.node = config.node_for(&url).unwrap_or(opts.node);
@@ -85,7 +87,7 @@ impl MemoryOptions {
         let host = url.url().host_str().unwrap_or("");
         let node = match url.query("node") {
             Some(n) => {
-                crate::name::validate_name("node", &n)?;
+                comms_core::name::validate_name("node", &n)?;
                 n
             }
             None => hostname_node(),
@@ -123,8 +125,8 @@ pub struct MemoryTransport {
 }
 
 #[async_trait]
-impl crate::transport::Connect for MemoryTransport {
-    async fn connect(config: &crate::Config) -> Result<Self> {
+impl comms_core::transport::Connect for MemoryTransport {
+    async fn connect(config: &comms_core::Config) -> Result<Self> {
         Ok(Self::with_options(MemoryOptions::from_config(config)?))
     }
 }
@@ -141,7 +143,7 @@ impl MemoryTransport {
     }
 
     async fn enqueue(&self, msg: Message) -> Result<()> {
-        let from = msg.from.clone().ok_or(Error::NotAdvertised)?;
+        let from = msg.from().cloned().ok_or(Error::NotAdvertised)?;
         self.hub.copy_to_sniffers(&msg);
         match self.hub.route(&from, &msg.to, &msg.command) {
             Route::One(q) => self.push(&q, msg).await,
@@ -156,8 +158,8 @@ impl MemoryTransport {
 
     async fn push(&self, q: &Arc<Queue>, msg: Message) -> Result<()> {
         let unconsumed = q.consumers() == 0;
-        let expiry = (msg.id.clone(), msg.ttl.unwrap_or(DEFAULT_TTL), msg.report);
-        let report = (msg.command.clone(), msg.to.clone(), msg.from.clone());
+        let expiry = (msg.id().clone(), msg.ttl.unwrap_or(DEFAULT_TTL), msg.report);
+        let report = (msg.command.clone(), msg.to.clone(), msg.from().cloned());
         let item = Item {
             msg: Arc::new(msg),
             redelivered: false,
@@ -260,7 +262,7 @@ impl MemoryTransport {
 }
 
 fn send_unavailable(hub: &Hub, expired: &Message) {
-    let Some(origin) = expired.from.clone() else {
+    let Some(origin) = expired.from().cloned() else {
         return;
     };
     let hub_address = Address::new("memory", "hub").ok();
@@ -314,7 +316,7 @@ impl Transport for MemoryTransport {
             return Err(e);
         }
         let mut msg = ad.to_message()?;
-        msg.from = Some(ad.address.clone());
+        msg.set_from(Some(ad.address.clone()));
         self.enqueue(msg).await
     }
 
@@ -365,7 +367,7 @@ impl Transport for MemoryTransport {
         Some(self.binding.stats().clone())
     }
 
-    fn dead_letters(&self) -> Result<Arc<dyn crate::dead_letter::DeadLetters>> {
+    fn dead_letters(&self) -> Result<Arc<dyn comms_core::dead_letter::DeadLetters>> {
         Ok(self.hub.dead_letters.clone())
     }
 
@@ -414,7 +416,7 @@ impl Drop for MemoryTransport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::commands;
+    use comms_core::message::commands;
 
     fn transport(hub: &str, prefetch: usize) -> MemoryTransport {
         let mut opts = MemoryOptions::from_url(
@@ -511,7 +513,7 @@ mod tests {
                 .await
                 .unwrap()
                 .unwrap();
-            seen.push((c.message().command.clone(), c.message().from.clone()));
+            seen.push((c.message().command.clone(), c.message().from().cloned()));
         }
         assert_eq!(seen[0].0, commands::ADVERTISE);
         assert_eq!(seen[1].0, commands::ADVERTISE);
