@@ -11,6 +11,10 @@
 //! a batch's bytes count from `try_send` until written or dropped). It coalesces what is
 //! queued into one write.
 //!
+//! A consumer slower than its senders is not disconnected while it keeps reading: the
+//! services sending to it are paused instead ([`flow`]); a consumer that stops reading still
+//! is, once its queue is full.
+//!
 //! A service connection (not a peer link) that sends no complete valid line (the router
 //! cancels `proven` on the first one) within `first_line_timeout` is closed by its reader. It stops when the router drops the queue's
 //! sender (after flushing), when the router aborts it (slow consumer), on a write error, or
@@ -27,6 +31,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::event::{ConnHandles, ConnId, Event, Origin};
+pub(crate) use flow::ReadGate;
+
+mod flow;
 use crate::ratelog::Gate;
 use crate::stats::Stats;
 
@@ -60,6 +67,20 @@ pub(crate) struct QueueBytes {
     total: Arc<AtomicUsize>,
     max_conn: usize,
     max_total: usize,
+    /// Whether the consumer reads, and senders waiting for its queue to drain ([`flow`]).
+    flow: flow::Flow,
+}
+
+impl QueueBytes {
+    fn new(total: Arc<AtomicUsize>, max_conn: usize, max_total: usize) -> Self {
+        Self {
+            conn: AtomicUsize::new(0),
+            total,
+            max_conn,
+            max_total,
+            flow: flow::Flow::new(),
+        }
+    }
 }
 
 /// One batch in a writer's queue; its bytes are released when it is dropped.
@@ -72,8 +93,9 @@ pub(crate) struct Queued {
 impl Drop for Queued {
     fn drop(&mut self) {
         let n = self.bytes.len();
-        self.acct.conn.fetch_sub(n, Ordering::Relaxed);
+        let before = self.acct.conn.fetch_sub(n, Ordering::Relaxed);
         self.acct.total.fetch_sub(n, Ordering::Relaxed);
+        self.acct.released(before - n);
     }
 }
 
@@ -123,12 +145,8 @@ impl ConnHandles {
     ) -> Self {
         Self {
             out,
-            queued: Arc::new(QueueBytes {
-                conn: AtomicUsize::new(0),
-                total,
-                max_conn,
-                max_total,
-            }),
+            queued: Arc::new(QueueBytes::new(total, max_conn, max_total)),
+            gate: Arc::default(),
             proven: CancellationToken::new(),
             stop_reader: CancellationToken::new(),
             abort_writer: CancellationToken::new(),
@@ -181,14 +199,16 @@ pub(crate) async fn run<R, W>(
     let abort_writer = CancellationToken::new();
     let proven = CancellationToken::new();
     let deadline = (!origin.kind.is_peer()).then_some(ctx.first_line_timeout);
+    let queued = Arc::new(QueueBytes::new(
+        ctx.queued_total.clone(),
+        ctx.outbound_queue_bytes,
+        ctx.memory_budget,
+    ));
+    let gate = Arc::new(ReadGate::default());
     let handles = ConnHandles {
         out,
-        queued: Arc::new(QueueBytes {
-            conn: AtomicUsize::new(0),
-            total: ctx.queued_total.clone(),
-            max_conn: ctx.outbound_queue_bytes,
-            max_total: ctx.memory_budget,
-        }),
+        queued: queued.clone(),
+        gate: gate.clone(),
         stop_reader: stop_reader.clone(),
         abort_writer: abort_writer.clone(),
         proven: proven.clone(),
@@ -211,6 +231,7 @@ pub(crate) async fn run<R, W>(
     let writer = ctx.tracker.spawn(run_writer(
         write,
         rx,
+        queued,
         abort_writer,
         stop_reader.clone(),
         ctx.shutdown.clone(),
@@ -226,7 +247,7 @@ pub(crate) async fn run<R, W>(
         }
     };
     tokio::select! {
-        _ = run_reader(id, read, &ctx, &stop_reader) => {}
+        _ = run_reader(id, read, &ctx, &stop_reader, &gate) => {}
         _ = first_line => {
             Stats::bump(&ctx.stats.idle_connections_closed);
             if let Some(suppressed) = ctx.stats.logs.allow(Gate::IdleClosed) {
@@ -245,6 +266,7 @@ async fn run_reader<R: AsyncRead + Unpin>(
     mut read: R,
     ctx: &ConnCtx,
     stop: &CancellationToken,
+    gate: &ReadGate,
 ) {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     // Bytes of `buf` already known to hold no `\n`.
@@ -252,6 +274,9 @@ async fn run_reader<R: AsyncRead + Unpin>(
     // `Some(n)`: discarding an oversize line, `n` bytes dropped so far.
     let mut discarding: Option<usize> = None;
     loop {
+        // What this connection last sent went to a consumer that is behind: read on once
+        // it has caught up (or stopped reading).
+        gate.wait(stop).await;
         if buf.capacity() - buf.len() < READ_CHUNK / 4 {
             buf.reserve(READ_CHUNK);
         }
@@ -314,6 +339,7 @@ async fn run_reader<R: AsyncRead + Unpin>(
 async fn run_writer<W: AsyncWrite + Unpin>(
     mut write: W,
     mut rx: mpsc::Receiver<Queued>,
+    queued: Arc<QueueBytes>,
     abort: CancellationToken,
     stop_reader: CancellationToken,
     shutdown: CancellationToken,
@@ -349,7 +375,7 @@ async fn run_writer<W: AsyncWrite + Unpin>(
             biased;
             _ = abort.cancelled() => return,
             _ = &mut deadline => return,
-            r = write.write_all(&chunk) => r,
+            r = write_reporting(&mut write, &chunk, &queued) => r,
         };
         batch.clear();
         if let Err(e) = result {
@@ -359,4 +385,21 @@ async fn run_writer<W: AsyncWrite + Unpin>(
         }
     }
     let _ = tokio::time::timeout(flush_timeout, write.shutdown()).await;
+}
+
+/// `write_all`, telling the flow control each time the consumer took some bytes.
+async fn write_reporting<W: AsyncWrite + Unpin>(
+    write: &mut W,
+    mut chunk: &[u8],
+    queued: &QueueBytes,
+) -> std::io::Result<()> {
+    while !chunk.is_empty() {
+        let n = write.write(chunk).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        chunk = &chunk[n..];
+        queued.flow.wrote();
+    }
+    Ok(())
 }

@@ -63,6 +63,8 @@ pub(crate) struct ConnHandles {
     pub out: mpsc::Sender<crate::conn::Queued>,
     /// Bytes queued for the writer (this connection's and the daemon's).
     pub queued: std::sync::Arc<crate::conn::QueueBytes>,
+    /// Pauses this connection's reader while a consumer it sent to catches up.
+    pub gate: std::sync::Arc<crate::conn::ReadGate>,
     /// Cancelled by the router at the connection's first complete valid line (until then
     /// the `first_line_timeout` runs).
     pub proven: CancellationToken,

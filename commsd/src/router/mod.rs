@@ -5,7 +5,9 @@
 //! One round = take up to `INBOX_BATCH` events, handle them (appending output lines to
 //! each destination's `pending` buffer), then **flush**: one `Bytes` batch per destination
 //! connection that got output, handed to its writer with `try_send`. A full queue means the
-//! service does not read: it is disconnected (slow consumer), the router never waits.
+//! service does not read: it is disconnected (slow consumer), the router never waits. A
+//! service that reads, but slower than a sender writes to it, holds that sender back instead
+//! (`held_back.rs`, `conn::flow`).
 //!
 //! Files: `route.rs` (a line's way: head peek, stamping, unicast, broadcast, cache),
 //! `commands.rs` (commands addressed to the daemon), `admin.rs` (who may `STOP` or `SNIFF`),
@@ -15,6 +17,7 @@
 
 mod admin;
 mod commands;
+mod held_back;
 pub(crate) mod plugins;
 pub(crate) mod route;
 mod sniff;
@@ -110,6 +113,8 @@ pub(crate) struct Router {
     pub(crate) cluster: Cluster,
     /// `REGISTER_FOR_LOADAVG` subscribers.
     pub(crate) loadavg: plugins::Loadavg,
+    /// Senders waiting for a consumer to catch up, with their events since (`held_back.rs`).
+    pub(crate) held_back: HashMap<ConnId, held_back::Held>,
 }
 
 impl Router {
@@ -130,6 +135,7 @@ impl Router {
             sniffers: Vec::new(),
             cluster: Cluster::single(&node_name),
             loadavg: plugins::Loadavg::default(),
+            held_back: HashMap::new(),
         }
     }
 
@@ -174,7 +180,9 @@ impl Router {
                 _ = tokio::time::sleep_until(load_tick.unwrap_or_else(far)), if load_tick.is_some() => {
                     self.loadavg_tick();
                 }
+                _ = tokio::time::sleep(held_back::CHECK), if !self.held_back.is_empty() => {}
             }
+            self.release_held_back();
             self.flush();
             self.publish_levels();
             if self.stopping && self.conns.is_empty() {
@@ -199,6 +207,9 @@ impl Router {
     }
 
     pub(crate) fn on_event(&mut self, ev: Event) {
+        let Some(ev) = self.defer_if_held_back(ev) else {
+            return;
+        };
         match ev {
             Event::Opened {
                 id,
@@ -369,6 +380,8 @@ impl Router {
         let Some(mut c) = self.conns.remove(&id) else {
             return;
         };
+        // What it sent while held back goes with it.
+        self.held_back.remove(&id);
         tracing::debug!(conn = id, peer = %c.peer, name = ?c.name, why, "connection closed");
         self.stats.gauges.connections[c.kind.index()].fetch_sub(1, Ordering::Relaxed);
         if !c.pending.is_empty() {

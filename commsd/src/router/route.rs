@@ -233,6 +233,7 @@ impl Router {
                     return self.undeliverable(from, from_name, head, line);
                 };
                 let sniffing = !self.sniffers.is_empty();
+                let mut behind = None;
                 let result = match self.conns.get_mut(&dst) {
                     Some(c) => {
                         let was_empty = c.pending.is_empty();
@@ -245,10 +246,19 @@ impl Router {
                             self.scratch.clear();
                             self.scratch.extend_from_slice(&c.pending[start..]);
                         }
+                        let out = &c.handles.out;
+                        let slots_low = out.capacity() * 2 < out.max_capacity();
+                        if c.handles.queued.congested(c.pending.len(), slots_low) {
+                            behind = Some(c.handles.queued.clone());
+                        }
                         r
                     }
                     None => Ok(()),
                 };
+                // A consumer behind its senders holds this one back (held_back.rs).
+                if let (Some(queue), Some(src)) = (behind, from.filter(|s| *s != dst)) {
+                    self.hold_back(src, queue);
+                }
                 if sniffing && result.is_ok() {
                     let copy = std::mem::take(&mut self.scratch);
                     self.sniff_copy(&copy);
