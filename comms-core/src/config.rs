@@ -213,6 +213,18 @@ impl TransportUrl {
             .map(|(_, v)| v.into_owned())
     }
 
+    /// The node the URL names (`?node=`, checked by the name rule), else this host's name
+    /// ([`hostname_node`]).
+    pub fn node(&self) -> Result<String> {
+        match self.query("node") {
+            Some(n) => {
+                crate::name::validate_name("node", &n)?;
+                Ok(n)
+            }
+            None => Ok(hostname_node()),
+        }
+    }
+
     /// For `kafka:`, every bootstrap server as `host:port`.
     pub fn kafka_bootstrap(&self) -> Vec<String> {
         kafka_servers(&self.raw).unwrap_or_default()

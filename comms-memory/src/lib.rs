@@ -34,7 +34,7 @@ use comms_core::backend::{
     service_unavailable_report, Acker, Binding, NoAck, WireFields, DEFAULT_HOP_LIMIT,
 };
 use comms_core::capabilities::Capabilities;
-use comms_core::config::{hostname_node, Scheme, TransportUrl};
+use comms_core::config::{Scheme, TransportUrl};
 use comms_core::error::{Error, Result};
 use comms_core::message::{DeliveryMode, Message};
 use comms_core::stats::TransportStats;
@@ -85,13 +85,7 @@ impl MemoryOptions {
             return Err(Error::Config(format!("{url} is not a memory: URL")));
         }
         let host = url.url().host_str().unwrap_or("");
-        let node = match url.query("node") {
-            Some(n) => {
-                comms_core::name::validate_name("node", &n)?;
-                n
-            }
-            None => hostname_node(),
-        };
+        let node = url.node()?;
         let number = |name: &str, default: usize| -> Result<usize> {
             match url.query(name) {
                 None => Ok(default),

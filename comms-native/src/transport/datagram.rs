@@ -28,8 +28,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::OnceCell;
 
 use comms_core::backend::{Binding, WireFields, DEFAULT_HOP_LIMIT};
-use comms_core::config::{hostname_node, Scheme, TransportUrl};
-use comms_core::name::validate_name;
+use comms_core::config::{Scheme, TransportUrl};
 use comms_core::{
     Address, Advertisement, Capabilities, Connect, Delivery, DeliveryMode, Destination, Error,
     Inbox, Message, Result, Transport,
@@ -119,13 +118,7 @@ impl DatagramOptions {
             .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_owned())
             .filter(|h| !h.is_empty())
             .ok_or_else(|| Error::Config(format!("{shown}: cdu: needs a host")))?;
-        let node = match url.query("node") {
-            Some(n) => {
-                validate_name("node", &n)?;
-                n
-            }
-            None => hostname_node(),
-        };
+        let node = url.node()?;
         let max_datagram = match url.query("max_datagram") {
             None => UDP_MAX_DATAGRAM,
             Some(v) => v

@@ -2,8 +2,7 @@
 
 use std::time::Duration;
 
-use comms_core::config::{hostname_node, Scheme, TransportUrl};
-use comms_core::name::validate_name;
+use comms_core::config::{Scheme, TransportUrl};
 use comms_core::transport::DEFAULT_HOP_LIMIT;
 use comms_core::{Error, Result};
 
@@ -94,13 +93,7 @@ impl NativeOptions {
                 )))
             }
         }
-        let node = match url.query("node") {
-            Some(n) => {
-                validate_name("node", &n)?;
-                n
-            }
-            None => hostname_node(),
-        };
+        let node = url.node()?;
         let retry = match url.query("retry") {
             Some(r) => parse_retry(&r).map_err(|e| Error::Config(format!("{url}: {e}")))?,
             None => default_retry(),
