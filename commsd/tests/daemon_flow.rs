@@ -55,3 +55,65 @@ async fn a_slow_reader_slows_its_sender_down_instead_of_losing_lines() {
     assert_eq!(h.stats().slow_consumers_disconnected, 0);
     h.shutdown().await;
 }
+
+/// A consumer that keeps reading, but too slowly to ever catch up (as a hostile local
+/// process could: 32 KiB every 50 ms against a 16 MiB queue, so that going from half to a
+/// quarter of it would take 13 s), holds its sender back for at most the hold limit (5 s):
+/// the sender's next line to another service still arrives soon after, and the consumer is
+/// disconnected once its queue is full. Without the limit the sender waits for the whole
+/// 30 MB to trickle out (about 45 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_never_catches_up_holds_its_sender_back_for_a_bounded_time() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_d, h) = start_with(|c| c.outbound_queue_bytes = 16 * 1024 * 1024).await;
+    let sock = h.unix_path().unwrap().to_path_buf();
+    let mut fast = LineClient::unix(&sock)
+        .await
+        .unwrap()
+        .with_wait(Duration::from_secs(40));
+    fast.register("flow_fast").await.unwrap();
+    let mut slow = tokio::net::UnixStream::connect(&sock).await.unwrap();
+    slow.write_all(b"REGISTER service=flow_slow;version=1\n")
+        .await
+        .unwrap();
+    let dribble = tokio::spawn(async move {
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            match slow.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    });
+    let mut src = LineClient::unix(&sock).await.unwrap();
+    src.register("flow_src2").await.unwrap();
+    // `flow_slow` is registered once the daemon answered our own REGISTER after it.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = tokio::time::Instant::now();
+    let flood = tokio::spawn(async move {
+        let pad = "q".repeat(1000);
+        let mut batch = String::new();
+        for i in 0..30_000 {
+            batch.push_str(&format!("flow_slow/FLOOD n={i};pad={pad}\n"));
+            if batch.len() > 64 * 1024 {
+                src.send_raw(batch.as_bytes()).await.unwrap();
+                batch.clear();
+            }
+        }
+        batch.push_str("flow_fast/AFTER n=1\n");
+        src.send_raw(batch.as_bytes()).await.unwrap();
+        src
+    });
+    fast.next_matching(|l| l.contains("/AFTER"))
+        .await
+        .expect("the line after the flood arrives");
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_secs(12),
+        "the sender was held back {waited:?}"
+    );
+    assert_eq!(h.stats().slow_consumers_disconnected, 1);
+    let _src = flood.await.unwrap();
+    dribble.abort();
+    h.shutdown().await;
+}

@@ -10,8 +10,12 @@
 //! client is slowed to the consumer's pace: a sustained burst of at-most-once messages is not
 //! dropped, and the daemon's memory stays bounded. A consumer that stops reading is not waited
 //! for: after [`STALLED`] no sender is paused for it, its queue fills and it is disconnected as
-//! a slow consumer, as before. Only service connections are paused (never a peer link, which
-//! carries a whole node's traffic), and only for lines to one consumer (not broadcasts).
+//! a slow consumer, as before. Nor is one that keeps reading but does not catch up: a consumer
+//! holds senders back for at most [`HOLD_LIMIT`] before its queue is down to a quarter again;
+//! past that they go on, and it is disconnected once full (so a process that reads a byte now
+//! and then cannot stall the services sending to it for longer). Only service connections are
+//! paused (never a peer link, which carries a whole node's traffic), and only for lines to one
+//! consumer (not broadcasts).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -25,6 +29,9 @@ use super::QueueBytes;
 /// A consumer whose socket took nothing for this long is not reading: nobody waits for it.
 pub(crate) const STALLED: Duration = Duration::from_millis(500);
 
+/// Longest a consumer holds its senders back before it has caught up once.
+pub(crate) const HOLD_LIMIT: Duration = Duration::from_secs(5);
+
 /// Whether a consumer reads, and the senders waiting for its queue to drain.
 #[derive(Debug)]
 pub(super) struct Flow {
@@ -32,6 +39,9 @@ pub(super) struct Flow {
     last_taken_ms: AtomicU64,
     /// Woken when the queue is down to its low-water mark.
     drained: Notify,
+    /// Since when the consumer is behind (0: it is not): set when it first holds a sender
+    /// back, cleared when its queue is down to the low-water mark.
+    behind_since_ms: AtomicU64,
 }
 
 impl Flow {
@@ -40,6 +50,7 @@ impl Flow {
         Self {
             last_taken_ms: AtomicU64::new(now_ms()),
             drained: Notify::new(),
+            behind_since_ms: AtomicU64::new(0),
         }
     }
 
@@ -51,6 +62,28 @@ impl Flow {
     fn reading(&self) -> bool {
         now_ms().saturating_sub(self.last_taken_ms.load(Ordering::Relaxed))
             < STALLED.as_millis() as u64
+    }
+
+    /// Whether the consumer held senders back for [`HOLD_LIMIT`] without catching up.
+    fn overdue(&self) -> bool {
+        let since = self.behind_since_ms.load(Ordering::Relaxed);
+        since != 0 && now_ms().saturating_sub(since) > HOLD_LIMIT.as_millis() as u64
+    }
+
+    /// May the consumer hold a sender back now (it reads, and is not overdue)? The first
+    /// time starts its [`HOLD_LIMIT`].
+    fn may_hold(&self) -> bool {
+        if !self.reading() || self.overdue() {
+            return false;
+        }
+        // `max(1)`: 0 means "not behind".
+        let _ = self.behind_since_ms.compare_exchange(
+            0,
+            now_ms().max(1),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+        true
     }
 }
 
@@ -66,13 +99,15 @@ impl QueueBytes {
     /// it is reading.
     pub(crate) fn congested(&self, pending: usize, slots_low: bool) -> bool {
         (slots_low || self.conn.load(Ordering::Relaxed) + pending > self.max_conn / 2)
-            && self.flow.reading()
+            && self.flow.may_hold()
     }
 
     /// Whether the senders held back for this consumer may go on: its queue is down to a
-    /// quarter of its bound, or it stopped reading.
+    /// quarter of its bound, it stopped reading, or it held them for [`HOLD_LIMIT`].
     pub(crate) fn caught_up(&self) -> bool {
-        self.conn.load(Ordering::Relaxed) <= self.low_water() || !self.flow.reading()
+        self.conn.load(Ordering::Relaxed) <= self.low_water()
+            || !self.flow.reading()
+            || self.flow.overdue()
     }
 
     fn low_water(&self) -> usize {
@@ -82,6 +117,7 @@ impl QueueBytes {
     /// `left` bytes remain queued after a batch was written or dropped.
     pub(super) fn released(&self, left: usize) {
         if left <= self.low_water() {
+            self.flow.behind_since_ms.store(0, Ordering::Relaxed);
             self.flow.drained.notify_waiters();
         }
     }
