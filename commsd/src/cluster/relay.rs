@@ -29,7 +29,7 @@
 use bytes::{BufMut, BytesMut};
 use tokio::time::Instant;
 
-use super::stock::{informed_has, informed_push};
+use super::stock::{informed_has, informed_push, loop_fields};
 use crate::cache::{CacheEntry, CacheOpts};
 use crate::event::ConnId;
 use crate::replies::{self, unix_now};
@@ -103,6 +103,16 @@ pub(crate) fn turn(origin: (&str, &str), line: &[u8]) -> u64 {
         Some((epoch, stream)) => fnv1a(&[node, svc, epoch]).wrapping_add(stream),
         None => fnv1a(&[node, svc]),
     }
+}
+
+/// The line of `head` (`len` bytes long) written again with the sender it carries, ending
+/// in `\n`, as it is passed on; `None` when it cannot be written.
+fn restamped(head: &RouteHead<'_>, len: usize) -> Option<BytesMut> {
+    let mut out = BytesMut::with_capacity(len + 1);
+    let (server, service) = (head.sent_from_server, head.sent_from_service);
+    restamp_head(head, server, service, &mut out).ok()?;
+    out.put_u8(b'\n');
+    Some(out)
 }
 
 fn has_msgid(line: &[u8]) -> bool {
@@ -205,21 +215,12 @@ impl Router {
         let own = server == "." || server == &*self.node;
         if any || own {
             if let Some(&dst) = self.names.get(service) {
-                let mut out = BytesMut::with_capacity(line.len() + 1);
-                if restamp_head(
-                    head,
-                    head.sent_from_server,
-                    head.sent_from_service,
-                    &mut out,
-                )
-                .is_err()
-                {
+                let Some(out) = restamped(head, line.len()) else {
                     if let Some(suppressed) = self.stats.logs.allow(crate::ratelog::Gate::Peer) {
                         tracing::warn!(service, suppressed, "unroutable line from a peer dropped");
                     }
                     return;
-                }
-                out.put_u8(b'\n');
+                };
                 if !self.sniffers.is_empty() {
                     self.sniff_copy(&out);
                 }
@@ -234,16 +235,7 @@ impl Router {
                     tracing::debug!(service, "route points back to the sending link");
                 }
                 if Some(to) != from {
-                    let mut out = BytesMut::with_capacity(line.len() + 1);
-                    if restamp_head(
-                        head,
-                        head.sent_from_server,
-                        head.sent_from_service,
-                        &mut out,
-                    )
-                    .is_ok()
-                    {
-                        out.put_u8(b'\n');
+                    if let Some(out) = restamped(head, line.len()) {
                         self.relay_bytes(to, &out);
                     }
                     return;
@@ -299,18 +291,9 @@ impl Router {
             }
             return;
         }
-        let mut stamped = BytesMut::with_capacity(line.len() + 1);
-        if restamp_head(
-            head,
-            head.sent_from_server,
-            head.sent_from_service,
-            &mut stamped,
-        )
-        .is_err()
-        {
+        let Some(stamped) = restamped(head, line.len()) else {
             return;
-        }
-        stamped.put_u8(b'\n');
+        };
         let entry = CacheEntry {
             service: msg.service.clone(),
             line: stamped.freeze(),
@@ -437,14 +420,25 @@ impl Router {
         }
         let body = stamped.strip_suffix(b"\n").unwrap_or(stamped);
         let Ok(mut msg) = parse(body) else { return };
+        self.new_broadcast(&mut msg, BROADCAST_TTL);
+        self.send_on(msg, 0, &[], None, false);
+    }
+
+    /// A new broadcast id of this node: `<node>-<n>`.
+    pub(crate) fn next_broadcast_id(&mut self) -> String {
         self.cluster.bcast_seq += 1;
-        let id = format!("{}-{}", self.node, self.cluster.bcast_seq);
+        format!("{}-{}", self.node, self.cluster.bcast_seq)
+    }
+
+    /// Makes `msg` a new broadcast of this node, expiring in `ttl` seconds: its id (marked
+    /// seen here, so that it is not taken back when a peer echoes it), originator and timeout.
+    pub(crate) fn new_broadcast(&mut self, msg: &mut WireMessage, ttl: u64) {
+        let id = self.next_broadcast_id();
         let now = unix_now();
-        self.cluster.first_sight(&id, now + BROADCAST_TTL, now);
+        self.cluster.first_sight(&id, now + ttl, now);
         msg.set_param("broadcast_msgid", &id);
         msg.set_param("broadcast_originator", &self.cluster.my_address);
-        msg.set_param("broadcast_timeout", (now + BROADCAST_TTL).to_string());
-        self.send_on(msg, 0, &[], None, false);
+        msg.set_param("broadcast_timeout", (now + ttl).to_string());
     }
 
     /// Forwards `msg` (hops so far `hops`, informed list `informed`) to every up link not
@@ -507,17 +501,7 @@ impl Router {
         if !self.fresh_broadcast(&msg) {
             return;
         }
-        let hops = msg
-            .param("broadcast_hops")
-            .and_then(|h| h.parse::<u32>().ok())
-            .unwrap_or(0);
-        let informed: Vec<String> = msg
-            .param("broadcast_informed_neighbors")
-            .unwrap_or_default()
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect();
+        let (hops, informed) = loop_fields(&msg);
         let mut local = msg.clone();
         for f in LOOP_FIELDS {
             local.params.remove(*f);
@@ -541,8 +525,7 @@ impl Router {
         }
         if msg.service != "." && hops < MAX_HOPS {
             if msg.param("broadcast_msgid").is_none() {
-                self.cluster.bcast_seq += 1;
-                let id = format!("{}-{}", self.node, self.cluster.bcast_seq);
+                let id = self.next_broadcast_id();
                 msg.set_param("broadcast_msgid", id);
             }
             self.send_on(msg, hops, &informed, Some(from), false);

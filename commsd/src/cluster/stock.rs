@@ -20,7 +20,7 @@ use std::net::{IpAddr, SocketAddr};
 use bytes::BytesMut;
 
 use crate::event::{ConnId, ConnKind};
-use crate::replies::{unix_now, DAEMON_SERVICE};
+use crate::replies::DAEMON_SERVICE;
 use crate::router::Router;
 use cd_wire::{parse, serialize, RouteHead, WireMessage};
 
@@ -50,6 +50,23 @@ pub(crate) fn informed_has(list: &[String], addr: &str) -> bool {
         && list
             .iter()
             .any(|i| i.parse::<IpAddr>().ok() == Some(sa.ip()))
+}
+
+/// The loop fields of a flooded line: its hops so far (`broadcast_hops`, 0 when absent) and
+/// the daemons it has informed (`broadcast_informed_neighbors`, split).
+pub(crate) fn loop_fields(msg: &WireMessage) -> (u32, Vec<String>) {
+    let hops = msg
+        .param("broadcast_hops")
+        .and_then(|h| h.parse::<u32>().ok())
+        .unwrap_or(0);
+    let informed = msg
+        .param("broadcast_informed_neighbors")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    (hops, informed)
 }
 
 /// Appends `addr` to an informed list in both forms (bare IP first, as the stock daemon
@@ -122,29 +139,13 @@ impl Router {
     /// line for a service it does not host. `false`: no stock peer to send it to (or the hop
     /// limit is reached).
     pub(crate) fn flood_to_stock(&mut self, mut msg: WireMessage, except: Option<ConnId>) -> bool {
-        let hops = msg
-            .param("broadcast_hops")
-            .and_then(|h| h.parse::<u32>().ok())
-            .unwrap_or(0);
+        let (hops, informed) = loop_fields(&msg);
         if hops >= 5 {
             return false;
         }
         if msg.param("broadcast_msgid").is_none() {
-            self.cluster.bcast_seq += 1;
-            let id = format!("{}-{}", self.node, self.cluster.bcast_seq);
-            let now = unix_now();
-            self.cluster.first_sight(&id, now + FLOOD_TTL, now);
-            msg.set_param("broadcast_msgid", &id);
-            msg.set_param("broadcast_originator", &self.cluster.my_address);
-            msg.set_param("broadcast_timeout", (now + FLOOD_TTL).to_string());
+            self.new_broadcast(&mut msg, FLOOD_TTL);
         }
-        let informed: Vec<String> = msg
-            .param("broadcast_informed_neighbors")
-            .unwrap_or_default()
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect();
         self.send_on(msg, hops, &informed, except, true) > 0
     }
 
@@ -220,13 +221,7 @@ impl Router {
             m.service = DAEMON_SERVICE.to_owned();
             m.sent_from_server = self.node.to_string();
             m.sent_from_service = DAEMON_SERVICE.to_owned();
-            self.cluster.bcast_seq += 1;
-            let id = format!("{}-{}", self.node, self.cluster.bcast_seq);
-            let now = unix_now();
-            self.cluster.first_sight(&id, now + FLOOD_TTL, now);
-            m.set_param("broadcast_msgid", &id);
-            m.set_param("broadcast_originator", &self.cluster.my_address);
-            m.set_param("broadcast_timeout", (now + FLOOD_TTL).to_string());
+            self.new_broadcast(&mut m, FLOOD_TTL);
             self.send_on(m, 0, &[], None, false);
         }
     }
