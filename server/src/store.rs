@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use comms_fleet::control::{DispatchRecord, TargetResult};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, Statement};
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -251,26 +251,10 @@ impl Store {
             })
             .and_then(Iterator::collect)
             .map_err(|e| self.sql(e))?;
-        let mut out = Vec::with_capacity(rows.len());
-        let mut results = conn
-            .prepare("SELECT result FROM results WHERE dispatch = ?1 ORDER BY rowid")
-            .map_err(|e| self.sql(e))?;
-        for (id, json, done) in rows {
-            let mut record: DispatchRecord =
-                serde_json::from_str(&json).map_err(|e| self.json(e))?;
-            record.done = done;
-            let texts: Vec<String> = results
-                .query_map(params![id], |r| r.get(0))
-                .and_then(Iterator::collect)
-                .map_err(|e| self.sql(e))?;
-            for t in texts {
-                record
-                    .results
-                    .push(serde_json::from_str(&t).map_err(|e| self.json(e))?);
-            }
-            out.push(record);
-        }
-        Ok(out)
+        let mut results = self.results_query(&conn)?;
+        rows.into_iter()
+            .map(|(id, json, done)| self.record(&mut results, &id, &json, done))
+            .collect()
     }
 
     /// One dispatch with its results, if the history has it.
@@ -287,13 +271,29 @@ impl Store {
         let Some((json, done)) = row else {
             return Ok(None);
         };
-        let mut record: DispatchRecord = serde_json::from_str(&json).map_err(|e| self.json(e))?;
+        let mut results = self.results_query(&conn)?;
+        self.record(&mut results, dispatch, &json, done).map(Some)
+    }
+
+    /// The query of a dispatch's results, in the order they came ([`Self::record`]).
+    fn results_query<'c>(&self, conn: &'c Connection) -> Result<Statement<'c>, StoreError> {
+        conn.prepare("SELECT result FROM results WHERE dispatch = ?1 ORDER BY rowid")
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Dispatch `id` from its stored `json` and `done` flag, with its results read by
+    /// `results` ([`Self::results_query`]).
+    fn record(
+        &self,
+        results: &mut Statement<'_>,
+        id: &str,
+        json: &str,
+        done: bool,
+    ) -> Result<DispatchRecord, StoreError> {
+        let mut record: DispatchRecord = serde_json::from_str(json).map_err(|e| self.json(e))?;
         record.done = done;
-        let mut stmt = conn
-            .prepare("SELECT result FROM results WHERE dispatch = ?1 ORDER BY rowid")
-            .map_err(|e| self.sql(e))?;
-        let texts: Vec<String> = stmt
-            .query_map(params![dispatch], |r| r.get(0))
+        let texts: Vec<String> = results
+            .query_map(params![id], |r| r.get(0))
             .and_then(Iterator::collect)
             .map_err(|e| self.sql(e))?;
         for t in texts {
@@ -301,7 +301,7 @@ impl Store {
                 .results
                 .push(serde_json::from_str(&t).map_err(|e| self.json(e))?);
         }
-        Ok(Some(record))
+        Ok(record)
     }
 
     /// Dispatches not finished (the server stopped while they ran).
