@@ -63,8 +63,7 @@ async fn counters_prove_one_path_per_unicast_and_one_copy_per_node_per_broadcast
 
     let mut listeners = Vec::new();
     for (i, h) in hs.iter().enumerate() {
-        let mut l = Raw::connect(h.tcp_addr().unwrap()).await;
-        l.register(&names[i], &format!("ct_l{i}"), "HELLO").await;
+        let l = util::service_on(h, &names[i], &format!("ct_l{i}"), "HELLO").await;
         listeners.push(l);
     }
     let mut sx = Raw::connect(hs[0].tcp_addr().unwrap()).await;
@@ -142,8 +141,7 @@ async fn measure_forwarding_throughput() {
     rx_local
         .register(&format!("{base}a"), "tp_local", "X")
         .await;
-    let mut rx_far = Raw::connect(c.tcp_addr().unwrap()).await;
-    rx_far.register(&format!("{base}c"), "tp_far", "X").await;
+    let mut rx_far = util::service_on(&c, &format!("{base}c"), "tp_far", "X").await;
     until("tp_far announced", async || {
         list(&map(&a).await, "services").len() == 2
     })
@@ -152,9 +150,7 @@ async fn measure_forwarding_throughput() {
         ("one daemon", "tp_local", &mut rx_local),
         ("through an intermediate", "tp_far", &mut rx_far),
     ] {
-        let mut tx = Raw::connect(a.tcp_addr().unwrap()).await;
-        tx.register(&format!("{base}a"), &format!("tp_tx_{to}"), "Y")
-            .await;
+        let mut tx = util::service_on(&a, &format!("{base}a"), &format!("tp_tx_{to}"), "Y").await;
         let started = std::time::Instant::now();
         let sender = tokio::spawn(async move {
             for i in 0..N {

@@ -32,12 +32,9 @@ async fn unicast_crosses_the_intermediate_once_and_status_map_and_refusals_are_s
 
     let mut sniff_b = b.client().await;
     sniff_b.sniff(&bn).await;
-    let mut sa = a.client().await;
-    sa.register(&an, "ln_sa", "PONG").await;
-    let mut sc = c.client().await;
-    sc.register(&cn, "ln_sc", "PING").await;
-    let mut wb = b.client().await;
-    wb.register(&bn, "ln_wb", "DISCONNECTED").await;
+    let mut sa = a.service("ln_sa", "PONG").await;
+    let mut sc = c.service("ln_sc", "PING").await;
+    let mut wb = b.service("ln_wb", "DISCONNECTED").await;
 
     // A service on A reaches a service on C through B; the origin stamp survives.
     sa.send("ln_sc/PING n=1").await;
@@ -104,13 +101,7 @@ async fn unicast_crosses_the_intermediate_once_and_status_map_and_refusals_are_s
 
     // A stock-shaped peer is accepted with the stock parameter set, then HELP/COMMANDS.
     let mut p = Raw::connect(a.peer).await;
-    p.send(&format!(
-        "CONNECT my_address=127.0.0.1:9;server_name={an}z;version=1"
-    ))
-    .await;
-    let accept = p
-        .expect_prefix(&format!("<{an}:communicatord ACCEPT "))
-        .await;
+    let accept = p.stock_connect(&an, "127.0.0.1:9", &format!("{an}z")).await;
     assert_eq!(param(&accept, "server_name"), an);
     assert_eq!(param(&accept, "my_address"), a.peer.to_string());
     assert_eq!(param(&accept, "services"), "ln_sa");
@@ -140,11 +131,10 @@ async fn unicast_crosses_the_intermediate_once_and_status_map_and_refusals_are_s
 async fn line_with_b_down_caches_or_answers_and_restarting_b_heals() {
     let (a, mut b, c) = line("lc", &[]).await;
     let (an, cn) = (a.name.clone(), c.name.clone());
-    let mut sa = a.client().await;
-    sa.register(&an, "lc_sa", "SERVICE_UNAVAILABLE,TRANSMISSION_REPORT")
+    let mut sa = a
+        .service("lc_sa", "SERVICE_UNAVAILABLE,TRANSMISSION_REPORT")
         .await;
-    let mut sc = c.client().await;
-    sc.register(&cn, "lc_sc", "PING").await;
+    let mut sc = c.service("lc_sc", "PING").await;
     a.wait_map("lc_sc on C", |l| {
         list(l, "services").contains(&format!("{cn}:lc_sc"))
     })
@@ -186,8 +176,7 @@ async fn a_line_cached_for_a_service_not_yet_up_reaches_it_when_it_registers_on_
     // next re-announcement half a minute later.
     let (a, _b, c) = line("lr", &[]).await;
     let (an, cn) = (a.name.clone(), c.name.clone());
-    let mut sa = a.client().await;
-    sa.register(&an, "lr_sa", "TRANSMISSION_REPORT").await;
+    let mut sa = a.service("lr_sa", "TRANSMISSION_REPORT").await;
     sa.send("lr_late/PING n=1;transmission_report=failure")
         .await;
     sa.expect(&format!(

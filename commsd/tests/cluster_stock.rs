@@ -9,24 +9,14 @@ mod util;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tokio::net::TcpListener;
-use util::{param, unique, Node, Raw, WAIT};
-
-async fn accept(l: &TcpListener) -> Raw {
-    let (s, _) = tokio::time::timeout(WAIT, l.accept())
-        .await
-        .expect("commsd dials the stock peer")
-        .expect("accept");
-    Raw::from_stream(s)
-}
+use util::{accept, param, unique, Node, Raw};
 
 #[tokio::test]
 async fn a_stock_peer_gossips_is_dialed_routed_to_and_redialed_after_hangup() {
     let base = unique("st");
     let stock = format!("{base}stock");
     // The stock peer's address (127.0.0.1) is smaller than commsd's (127.0.0.2): commsd dials.
-    let fake = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let fake_addr = fake.local_addr().unwrap();
+    let (fake, fake_addr) = util::stock_listener("127.0.0.1").await;
     let x = Node::start(
         &format!("{base}x"),
         "127.0.0.2:0".parse().unwrap(),
@@ -35,13 +25,12 @@ async fn a_stock_peer_gossips_is_dialed_routed_to_and_redialed_after_hangup() {
     )
     .await;
     let xn = x.name.clone();
-    let mut w = x.client().await;
-    w.register(
-        &xn,
-        "st_w",
-        "CLUSTER_DOWN,CLUSTER_INCOMPLETE,HANGUP,NEW_REMOTE_CONNECTION,PONG",
-    )
-    .await;
+    let mut w = x
+        .service(
+            "st_w",
+            "CLUSTER_DOWN,CLUSTER_INCOMPLETE,HANGUP,NEW_REMOTE_CONNECTION,PONG",
+        )
+        .await;
 
     let mut g = Raw::connect(x.peer).await;
     g.send(&format!("GOSSIP my_address={fake_addr}")).await;
@@ -114,8 +103,7 @@ async fn a_stock_peer_gossips_is_dialed_routed_to_and_redialed_after_hangup() {
 async fn commsd_gossips_to_a_larger_neighbour_until_received() {
     let base = unique("sg");
     // The neighbour (127.0.0.2) is larger than commsd (127.0.0.1): commsd gossips, it dials.
-    let fake = TcpListener::bind("127.0.0.2:0").await.unwrap();
-    let fake_addr = fake.local_addr().unwrap();
+    let (fake, fake_addr) = util::stock_listener("127.0.0.2").await;
     let y = Node::start(&format!("{base}y"), util::loopback0(), &[fake_addr], &[]).await;
     let mut g = accept(&fake).await;
     g.expect(&format!("GOSSIP my_address={}", y.peer)).await;
@@ -126,12 +114,8 @@ async fn commsd_gossips_to_a_larger_neighbour_until_received() {
     g.send("RECEIVED").await;
     // The stock side then dials commsd; commsd accepts with the stock parameter set.
     let mut p = Raw::connect(y.peer).await;
-    p.send(&format!(
-        "CONNECT my_address={fake_addr};server_name={base}stock;version=1"
-    ))
-    .await;
     let accept_line = p
-        .expect_prefix(&format!("<{}:communicatord ACCEPT ", y.name))
+        .stock_connect(&y.name, fake_addr, &format!("{base}stock"))
         .await;
     assert_eq!(param(&accept_line, "server_name"), y.name);
     assert_eq!(param(&accept_line, "comms_link_state"), "1");

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use util::{unique, Node, Raw, WAIT};
+use util::{accept, unique, Node, Raw, WAIT};
 
 /// A parameter of a line, stamped (`<node:svc ...`) or not.
 fn param<'a>(line: &'a str, name: &str) -> &'a str {
@@ -21,14 +21,6 @@ fn param<'a>(line: &'a str, name: &str) -> &'a str {
         Some(rest) => util::param(rest.split_once(' ').map_or("", |(_, l)| l), name),
         None => util::param(line, name),
     }
-}
-
-async fn accept(l: &TcpListener) -> Raw {
-    let (s, _) = tokio::time::timeout(WAIT, l.accept())
-        .await
-        .expect("commsd connects to the stock peer")
-        .expect("accept");
-    Raw::from_stream(s)
 }
 
 /// No connection to `l` within `ms`.
@@ -51,8 +43,7 @@ struct Linked {
 async fn linked(tag: &str, extra: &[&str]) -> Linked {
     let base = unique(tag);
     let stock = format!("{base}cxx");
-    let fake = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let fake_addr = fake.local_addr().unwrap();
+    let (fake, fake_addr) = util::stock_listener("127.0.0.1").await;
     let x = Node::start(
         &format!("{base}x"),
         "127.0.0.2:0".parse().unwrap(),
@@ -61,13 +52,9 @@ async fn linked(tag: &str, extra: &[&str]) -> Linked {
     )
     .await;
     let xn = x.name.clone();
-    let mut w = x.client().await;
-    w.register(
-        &xn,
-        "st_w",
-        "NEW_REMOTE_CONNECTION,PING,TRANSMISSION_REPORT",
-    )
-    .await;
+    let mut w = x
+        .service("st_w", "NEW_REMOTE_CONNECTION,PING,TRANSMISSION_REPORT")
+        .await;
     let mut p = accept(&fake).await;
     p.expect_prefix("CONNECT ").await;
     p.send(&format!(
@@ -95,8 +82,7 @@ async fn linked(tag: &str, extra: &[&str]) -> Linked {
 async fn a_stamped_received_from_a_stock_daemon_ends_the_gossip() {
     let base = unique("sr");
     // The neighbour (127.0.0.2) is larger than commsd (127.0.0.1): commsd gossips to it.
-    let fake = TcpListener::bind("127.0.0.2:0").await.unwrap();
-    let fake_addr = fake.local_addr().unwrap();
+    let (fake, fake_addr) = util::stock_listener("127.0.0.2").await;
     let y = Node::start(&format!("{base}y"), util::loopback0(), &[fake_addr], &[]).await;
     let mut g = accept(&fake).await;
     g.expect(&format!("GOSSIP my_address={}", y.peer)).await;
@@ -180,25 +166,20 @@ async fn gossip_and_connect_cannot_grow_the_neighbour_set_nor_the_accept_line() 
     }
     // A CONNECT's my_address is held to the same rules.
     let mut c = Raw::connect(x.peer).await;
-    c.send(&format!(
-        "CONNECT my_address=0.0.0.0:9;server_name={base}rogue;version=1"
-    ))
-    .await;
     let acc = c
-        .expect_prefix(&format!("<{}:communicatord ACCEPT ", x.name))
+        .stock_connect(&x.name, "0.0.0.0:9", &format!("{base}rogue"))
         .await;
     assert!(acc.len() < 1024, "ACCEPT over max_line: {} B", acc.len());
     let ns = util::list(&acc, "neighbors");
     assert!(ns.len() <= 64, "{} neighbours", ns.len());
     assert!(ns.iter().all(|n| n.starts_with("192.168.")), "{ns:?}");
     // The neighbour set is capped (64 learned), the rogue address not kept.
-    let mut s = x.client().await;
-    s.register(
-        &x.name,
-        "st_s",
-        "CLUSTER_UP,CLUSTER_DOWN,CLUSTER_COMPLETE,CLUSTER_INCOMPLETE",
-    )
-    .await;
+    let mut s = x
+        .service(
+            "st_s",
+            "CLUSTER_UP,CLUSTER_DOWN,CLUSTER_COMPLETE,CLUSTER_INCOMPLETE",
+        )
+        .await;
     s.send("CLUSTER_STATUS").await;
     let st = loop {
         let l = s.line().await;
@@ -246,8 +227,7 @@ async fn forget_drops_the_neighbour_persists_and_is_rebroadcast() {
 
     // A FORGET from a peer that already travelled (broadcast_hops) is not sent on.
     drop(l.x);
-    let fake2 = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let fake2_addr = fake2.local_addr().unwrap();
+    let (fake2, fake2_addr) = util::stock_listener("127.0.0.1").await;
     // The persisted list (stock format, one address a line) is read at start.
     std::fs::write(&file, format!("{fake2_addr}\n")).unwrap();
     let base = unique("sg2");

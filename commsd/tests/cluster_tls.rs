@@ -13,7 +13,7 @@ use std::time::Duration;
 use comms_test_support::{Leaf, Pki};
 use commsd::tls::PeerTls;
 use commsd::DaemonHandle;
-use util::{list, map, unique, Raw};
+use util::{list, map, unique};
 
 const ALLOWED: [&str; 2] = ["node-a", "node-b"];
 
@@ -60,10 +60,8 @@ async fn only_allowed_daemons_of_the_fleet_ca_link_and_they_route() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let mut on_a = Raw::connect(a.tcp_addr().unwrap()).await;
-    on_a.register(&n("a"), "svc_a", "PING").await;
-    let mut on_b = Raw::connect(b.tcp_addr().unwrap()).await;
-    on_b.register(&n("b"), "svc_b", "PONG").await;
+    let mut on_a = util::service_on(&a, &n("a"), "svc_a", "PING").await;
+    let mut on_b = util::service_on(&b, &n("b"), "svc_b", "PONG").await;
     let deadline = tokio::time::Instant::now() + util::CONVERGE;
     while !list(&map(&b).await, "services").contains(&format!("{}:svc_a", n("a"))) {
         assert!(

@@ -15,7 +15,7 @@ pub use comms_test_support::names::{loopback_any as loopback0, process_name as u
 use comms_test_support::{Commsd, CommsdSpec, LineClient, Probe, Stderr};
 use commsd::tls::PeerTls;
 use commsd::{Daemon, DaemonConfig, DaemonHandle, PeerConfig};
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
 
 /// Bound on one expected line.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -85,6 +85,13 @@ impl Node {
         Raw::connect(self.tcp).await
     }
 
+    /// A client registered as `service`, declaring `commands` ([`Raw::register`]).
+    pub async fn service(&self, service: &str, commands: &str) -> Raw {
+        let mut c = self.client().await;
+        c.register(&self.name, service, commands).await;
+        c
+    }
+
     /// Polls `CLUSTER_MAP` until `check` accepts its line (bounded by [`CONVERGE`]).
     pub async fn wait_map(&self, what: &str, check: impl Fn(&str) -> bool) -> String {
         let deadline = tokio::time::Instant::now() + CONVERGE;
@@ -127,6 +134,14 @@ pub async fn in_process(
     Daemon::start(cfg).await.unwrap()
 }
 
+/// A client of in-process daemon `h` (node `node`) registered as `service`, declaring
+/// `commands` ([`Raw::register`]).
+pub async fn service_on(h: &DaemonHandle, node: &str, service: &str, commands: &str) -> Raw {
+    let mut c = Raw::connect(h.tcp_addr().unwrap()).await;
+    c.register(node, service, commands).await;
+    c
+}
+
 /// The `CLUSTER_MAP` line of an in-process daemon.
 pub async fn map(h: &DaemonHandle) -> String {
     let mut c = Raw::connect(h.tcp_addr().unwrap()).await;
@@ -137,6 +152,22 @@ pub async fn map(h: &DaemonHandle) -> String {
 /// Where a node's stderr goes (kept for post-mortems of failed runs).
 pub fn log_path(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("commsd-cluster-{name}.log"))
+}
+
+/// A listener for a stock-peer double on `ip`, port 0, and its address.
+pub async fn stock_listener(ip: &str) -> (TcpListener, SocketAddr) {
+    let l = TcpListener::bind((ip, 0)).await.unwrap();
+    let addr = l.local_addr().unwrap();
+    (l, addr)
+}
+
+/// The connection commsd makes to a stock-peer double listening on `l` (within [`WAIT`]).
+pub async fn accept(l: &TcpListener) -> Raw {
+    let (s, _) = tokio::time::timeout(WAIT, l.accept())
+        .await
+        .expect("commsd connects to the stock peer")
+        .expect("accept");
+    Raw::from_stream(s)
 }
 
 comms_test_support::probe_newtype! {
@@ -164,6 +195,22 @@ impl Raw {
         self.send("HELP").await;
         self.skip_to(&format!("{node}:{service}/COMMANDS list="))
             .await;
+    }
+
+    /// Links as a stock daemon does, to `node`'s peer listener: a `CONNECT` with the stock
+    /// parameter set (`my_address`, `server_name`); returns the `ACCEPT` line it answers.
+    pub async fn stock_connect(
+        &mut self,
+        node: &str,
+        my_address: impl std::fmt::Display,
+        server_name: &str,
+    ) -> String {
+        self.send(&format!(
+            "CONNECT my_address={my_address};server_name={server_name};version=1"
+        ))
+        .await;
+        self.expect_prefix(&format!("<{node}:communicatord ACCEPT "))
+            .await
     }
 
     /// SNIFF (a dedicated connection).

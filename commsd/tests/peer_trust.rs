@@ -120,10 +120,8 @@ async fn forged_node_state_changes_nothing_also_after_the_rogue_leaves_and_a_res
         .await
         .unwrap();
     let b_peer = b.peer_addr().unwrap();
-    let mut listener = Raw::connect(b.tcp_addr().unwrap()).await;
-    listener.register(&bn, "pt_svc", "PING").await;
-    let mut cli = Raw::connect(a.tcp_addr().unwrap()).await;
-    cli.register(&an, "pt_cli", "PONG").await;
+    let mut listener = util::service_on(&b, &bn, "pt_svc", "PING").await;
+    let mut cli = util::service_on(&a, &an, "pt_cli", "PONG").await;
     until("b's service seen from a", async || {
         list(&map(&a).await, "services").contains(&format!("{bn}:pt_svc"))
     })
@@ -163,8 +161,7 @@ async fn forged_node_state_changes_nothing_also_after_the_rogue_leaves_and_a_res
     let b2 = Daemon::start(config(&dir, &bn, b_peer, vec![a.peer_addr().unwrap()]))
         .await
         .unwrap();
-    let mut listener = Raw::connect(b2.tcp_addr().unwrap()).await;
-    listener.register(&bn, "pt_svc", "PING").await;
+    let mut listener = util::service_on(&b2, &bn, "pt_svc", "PING").await;
     until("restarted b's service seen from a", async || {
         list(&map(&a).await, "services").contains(&format!("{bn}:pt_svc"))
     })
@@ -181,8 +178,7 @@ async fn a_line_ahead_of_the_announcement_that_links_its_origin_is_delivered() {
     let dir = tempfile::tempdir().unwrap();
     let an = unique("pth");
     let a = start(&dir, &an, vec![]).await;
-    let mut agent = Raw::connect(a.tcp_addr().unwrap()).await;
-    agent.register(&an, "agent_one", "RUN").await;
+    let mut agent = util::service_on(&a, &an, "agent_one", "RUN").await;
 
     let (rn, gn) = (unique("pthr"), unique("pthg"));
     let mut w = rogue(a.peer_addr().unwrap(), &rn, true).await;
@@ -206,8 +202,7 @@ async fn forged_origin_stamps_from_a_peer_are_refused_and_counted() {
     let dir = tempfile::tempdir().unwrap();
     let an = unique("pta");
     let a = start(&dir, &an, vec![]).await;
-    let mut agent = Raw::connect(a.tcp_addr().unwrap()).await;
-    agent.register(&an, "agent_one", "RUN,QUITTING").await;
+    let mut agent = util::service_on(&a, &an, "agent_one", "RUN,QUITTING").await;
 
     let rn = unique("ptr");
     let mut w = rogue(a.peer_addr().unwrap(), &rn, true).await;
@@ -233,10 +228,8 @@ async fn announcement_flood_does_not_stall_local_round_trips() {
     let dir = tempfile::tempdir().unwrap();
     let an = unique("ptf");
     let a = start(&dir, &an, vec![]).await;
-    let mut rx = Raw::connect(a.tcp_addr().unwrap()).await;
-    rx.register(&an, "pt_rx", "PING").await;
-    let mut tx = Raw::connect(a.tcp_addr().unwrap()).await;
-    tx.register(&an, "pt_tx", "PONG").await;
+    let mut rx = util::service_on(&a, &an, "pt_rx", "PING").await;
+    let mut tx = util::service_on(&a, &an, "pt_tx", "PONG").await;
 
     let rn = unique("ptr");
     let mut w = rogue(a.peer_addr().unwrap(), &rn, true).await;
