@@ -48,10 +48,8 @@ impl Cast {
         hostile.register("hostile", h).await;
         let mut victim = connect(other, h).await;
         victim.register("victim", h).await;
-        let mut by_a = Raw::tcp(h).await;
-        by_a.register("by_a", h).await;
-        let mut by_b = Raw::unix(h).await;
-        by_b.register("by_b", h).await;
+        let by_a = Raw::tcp_as(h, "by_a").await;
+        let by_b = Raw::unix_as(h, "by_b").await;
         Self {
             hostile,
             victim,
@@ -63,9 +61,16 @@ impl Cast {
 
     /// The hostile service sends a good message to the victim, which must get it exactly.
     async fn good_message(&mut self, n: &str) {
-        self.hostile.send(&format!("victim/PING n={n}")).await;
+        let line = format!("victim/PING n={n}");
+        self.relayed(&line, &line).await;
+    }
+
+    /// The hostile service sends `line`; the victim must get exactly `delivered`, stamped as
+    /// coming from the hostile service.
+    async fn relayed(&mut self, line: &str, delivered: &str) {
+        self.hostile.send(line).await;
         self.victim
-            .expect(&format!("<{NODE}:hostile victim/PING n={n}"))
+            .expect(&format!("<{NODE}:hostile {delivered}"))
             .await;
     }
 
@@ -210,12 +215,11 @@ async fn deeply_nested_json_line_is_refused() {
         let r = c.bad_line(b"{\"command\":5,\"service\":\"victim\"}").await;
         assert_invalid(&r, "\"command\" is not a string");
         // A well-formed JSON line is still routed.
-        c.hostile
-            .send("{\"command\":\"PING\",\"service\":\"victim\",\"parameters\":{\"n\":7}}")
-            .await;
-        c.victim
-            .expect(&format!("<{NODE}:hostile victim/PING n=7"))
-            .await;
+        c.relayed(
+            "{\"command\":\"PING\",\"service\":\"victim\",\"parameters\":{\"n\":7}}",
+            "victim/PING n=7",
+        )
+        .await;
         h.shutdown().await;
     }
 }
@@ -245,22 +249,14 @@ async fn spoofed_sent_from_prefix_is_replaced_by_the_stamp() {
         let mut c = Cast::new(via, &h).await;
         c.good_message("before").await;
         for spoof in ["<evil:mallory ", "<vm:by_a ", "<vm:communicatord ", "<: "] {
-            c.hostile
-                .send(&format!("{spoof}victim/STATUS service=by_a;status=down"))
-                .await;
-            c.victim
-                .expect(&format!(
-                    "<{NODE}:hostile victim/STATUS service=by_a;status=down"
-                ))
-                .await;
+            c.relayed(
+                &format!("{spoof}victim/STATUS service=by_a;status=down"),
+                "victim/STATUS service=by_a;status=down",
+            )
+            .await;
         }
         // A spoof in JSON form too.
-        c.hostile
-            .send("{\"sent-from-server\":\"evil\",\"sent-from-service\":\"by_b\",\"service\":\"victim\",\"command\":\"PING\"}")
-            .await;
-        c.victim
-            .expect(&format!("<{NODE}:hostile victim/PING"))
-            .await;
+        c.relayed("{\"sent-from-server\":\"evil\",\"sent-from-service\":\"by_b\",\"service\":\"victim\",\"command\":\"PING\"}", "victim/PING").await;
         c.all_well().await;
         h.shutdown().await;
     }

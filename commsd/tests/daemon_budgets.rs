@@ -29,8 +29,7 @@ async fn idle_tcp_flood_does_not_take_unix_slots() {
         assert!(tokio::time::Instant::now() < deadline, "1000 TCP accepts");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let mut svc = Raw::unix(&h).await;
-    svc.register("budget_svc", &h).await;
+    let _svc = Raw::unix_as(&h, "budget_svc").await;
     // The TCP budget itself is full: one more TCP connection is closed at once.
     let mut extra = tokio::net::TcpStream::connect(addr).await.unwrap();
     let mut buf = [0u8; 16];
@@ -112,8 +111,7 @@ async fn tls_per_address_cap() {
         "4th TLS connection from one address refused"
     );
     // A local service still registers.
-    let mut svc = Raw::unix(&h).await;
-    svc.register("local_svc", &h).await;
+    let _svc = Raw::unix_as(&h, "local_svc").await;
     // Closing one frees its place.
     drop(held.pop());
     tokio::time::sleep(Duration::from_millis(200)).await;

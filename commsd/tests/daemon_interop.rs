@@ -11,8 +11,7 @@ use util::{start, start_with, Raw, NODE};
 #[tokio::test]
 async fn register_help_ready_exact_bytes_and_status_to_listeners() {
     let (_d, h) = start().await;
-    let mut mon = Raw::unix(&h).await;
-    mon.register("monitor", &h).await;
+    let mut mon = Raw::unix_as(&h, "monitor").await;
     mon.commands("STATUS", Some("monitor")).await;
     let mut a = Raw::tcp(&h).await;
     a.send("REGISTER service=probe_a;version=1").await;
@@ -37,10 +36,8 @@ async fn register_help_ready_exact_bytes_and_status_to_listeners() {
 #[tokio::test]
 async fn unicast_is_stamped_reserialized_and_spoof_replaced() {
     let (_d, h) = start().await;
-    let mut a = Raw::tcp(&h).await;
-    a.register("probe_a", &h).await;
-    let mut b = Raw::unix(&h).await;
-    b.register("probe_b", &h).await;
+    let mut a = Raw::tcp_as(&h, "probe_a").await;
+    let mut b = Raw::unix_as(&h, "probe_b").await;
     b.send("COMMANDS list=PROBE_PING").await;
     a.send("probe_b/PROBE_PING y=1;x=\"a;b\";z=line\\nbreak")
         .await;
@@ -61,14 +58,11 @@ async fn unicast_is_stamped_reserialized_and_spoof_replaced() {
 #[tokio::test]
 async fn broadcast_reaches_declarers_only_including_sender() {
     let (_d, h) = start().await;
-    let mut a = Raw::tcp(&h).await;
-    a.register("probe_a", &h).await;
+    let mut a = Raw::tcp_as(&h, "probe_a").await;
     a.commands("PROBE_PING", Some("probe_a")).await;
-    let mut b = Raw::tcp(&h).await;
-    b.register("probe_b", &h).await;
+    let mut b = Raw::tcp_as(&h, "probe_b").await;
     b.commands("PROBE_PING,OTHER", Some("probe_b")).await;
-    let mut c = Raw::unix(&h).await;
-    c.register("probe_c", &h).await;
+    let mut c = Raw::unix_as(&h, "probe_c").await;
     c.commands("OTHER", Some("probe_c")).await;
     a.send("./PROBE_PING n=7").await;
     a.expect(&format!("<{NODE}:probe_a ./PROBE_PING n=7")).await;
@@ -83,10 +77,8 @@ async fn broadcast_reaches_declarers_only_including_sender() {
 #[tokio::test]
 async fn daemon_commands_answer_in_cd_wire_shapes() {
     let (_d, h) = start().await;
-    let mut a = Raw::tcp(&h).await;
-    a.register("probe_a", &h).await;
-    let mut b = Raw::tcp(&h).await;
-    b.register("probe_b", &h).await;
+    let mut a = Raw::tcp_as(&h, "probe_a").await;
+    let _b = Raw::tcp_as(&h, "probe_b").await;
     a.send("SERVICE_STATUS service=probe_b").await;
     a.expect_prefix(&format!(
         "<{NODE}:communicatord STATUS cache=no;server_name={NODE};service=probe_b;status=up;up_since="
@@ -132,8 +124,7 @@ async fn daemon_commands_answer_in_cd_wire_shapes() {
 #[tokio::test]
 async fn register_refusals_keep_the_connection_usable() {
     let (_d, h) = start().await;
-    let mut a = Raw::tcp(&h).await;
-    a.register("probe_a", &h).await;
+    let mut a = Raw::tcp_as(&h, "probe_a").await;
     let mut dup = Raw::unix(&h).await;
     dup.send("REGISTER service=probe_a;version=1").await;
     dup.expect_prefix(&format!(
@@ -171,8 +162,7 @@ async fn register_refusals_keep_the_connection_usable() {
 #[tokio::test]
 async fn bad_lines_get_invalid_and_the_connection_stays_usable() {
     let (_d, h) = start_with(|c| c.max_line = 1024).await;
-    let mut a = Raw::tcp(&h).await;
-    a.register("probe_a", &h).await;
+    let mut a = Raw::tcp_as(&h, "probe_a").await;
     a.send("CMD p=\"abc").await;
     a.expect_prefix(&format!(
         "{NODE}:probe_a/INVALID command=CMD;reason=unterminated"
@@ -206,11 +196,9 @@ async fn bad_lines_get_invalid_and_the_connection_stays_usable() {
 #[tokio::test]
 async fn unregister_and_loss_announce_down_unregistered_close_is_silent() {
     let (_d, h) = start().await;
-    let mut mon = Raw::unix(&h).await;
-    mon.register("monitor", &h).await;
+    let mut mon = Raw::unix_as(&h, "monitor").await;
     mon.commands("STATUS", Some("monitor")).await;
-    let mut a = Raw::tcp(&h).await;
-    a.register("probe_a", &h).await;
+    let mut a = Raw::tcp_as(&h, "probe_a").await;
     mon.expect_prefix(&format!(
         "<{NODE}:communicatord STATUS cache=no;server_name={NODE};service=probe_a;status=up"
     ))
@@ -230,8 +218,7 @@ async fn unregister_and_loss_announce_down_unregistered_close_is_silent() {
         "<{NODE}:communicatord STATUS cache=no;down_since="
     ))
     .await;
-    let mut b = Raw::tcp(&h).await;
-    b.register("probe_b", &h).await;
+    let b = Raw::tcp_as(&h, "probe_b").await;
     mon.expect_prefix(&format!("<{NODE}:communicatord STATUS"))
         .await;
     drop(b);
@@ -250,16 +237,14 @@ async fn unregister_and_loss_announce_down_unregistered_close_is_silent() {
 #[tokio::test]
 async fn cache_replays_on_register_in_order() {
     let (_d, h) = start().await;
-    let mut a = Raw::tcp(&h).await;
-    a.register("probe_a", &h).await;
+    let mut a = Raw::tcp_as(&h, "probe_a").await;
     a.send("later/PING n=1").await;
     a.send("later/PING n=2;transmission_report=failure").await;
     a.expect(&format!(
         "<{NODE}:communicatord TRANSMISSION_REPORT command=PING;status=cached"
     ))
     .await;
-    let mut l = Raw::unix(&h).await;
-    l.register("later", &h).await;
+    let mut l = Raw::unix_as(&h, "later").await;
     l.expect(&format!("<{NODE}:probe_a later/PING n=1")).await;
     l.expect(&format!(
         "<{NODE}:probe_a later/PING n=2;transmission_report=failure"
@@ -272,8 +257,7 @@ async fn cache_replays_on_register_in_order() {
 #[tokio::test]
 async fn cache_no_reply_and_ttl_expiry_send_service_unavailable() {
     let (_d, h) = start().await;
-    let mut a = Raw::tcp(&h).await;
-    a.register("probe_a", &h).await;
+    let mut a = Raw::tcp_as(&h, "probe_a").await;
     a.send("nosvc/PING cache=\"no;reply\";comms_id=ID1").await;
     a.expect(&format!(
         "{NODE}:probe_a/SERVICE_UNAVAILABLE comms_corr=ID1;destination_service=nosvc;unsent_command=PING"
@@ -291,8 +275,7 @@ async fn cache_no_reply_and_ttl_expiry_send_service_unavailable() {
         "{waited:?}"
     );
     // The expired message is gone: registering nosvc replays nothing.
-    let mut n = Raw::tcp(&h).await;
-    n.register("nosvc", &h).await;
+    let mut n = Raw::tcp_as(&h, "nosvc").await;
     n.silent(100).await;
     assert_eq!(h.stats().cache_expired, 1);
     h.shutdown().await;
@@ -301,8 +284,7 @@ async fn cache_no_reply_and_ttl_expiry_send_service_unavailable() {
 #[tokio::test]
 async fn other_server_is_dropped_with_report() {
     let (_d, h) = start().await;
-    let mut a = Raw::tcp(&h).await;
-    a.register("probe_a", &h).await;
+    let mut a = Raw::tcp_as(&h, "probe_a").await;
     a.send("far:probe_b/PING transmission_report=failure").await;
     a.expect(&format!(
         "<{NODE}:communicatord TRANSMISSION_REPORT command=PING;status=failed"
@@ -315,8 +297,7 @@ async fn other_server_is_dropped_with_report() {
 #[tokio::test]
 async fn json_line_is_routed() {
     let (_d, h) = start().await;
-    let mut a = Raw::tcp(&h).await;
-    a.register("probe_a", &h).await;
+    let mut a = Raw::tcp_as(&h, "probe_a").await;
     a.send(r#"{"service":"probe_a","command":"PING","parameters":{"n":1}}"#)
         .await;
     a.expect(&format!("<{NODE}:probe_a probe_a/PING n=1")).await;

@@ -29,8 +29,7 @@ async fn wait_for(mut f: impl FnMut() -> bool) {
 async fn udp_unknown_command_does_not_crash_and_datagrams_are_routed_stamped() {
     let (_d, h) = start().await;
     let udp = h.udp_addr().expect("udp");
-    let mut b = Raw::tcp(&h).await;
-    b.register("probe_b", &h).await;
+    let mut b = Raw::tcp_as(&h, "probe_b").await;
     udp_send(udp, b"NO_SUCH_COMMAND a=1").await;
     udp_send(udp, b"REGISTER service=x;version=1").await;
     udp_send(udp, b"\xff\xfe garbage").await;
@@ -49,8 +48,7 @@ async fn udp_unknown_command_does_not_crash_and_datagrams_are_routed_stamped() {
 async fn udp_secret_is_enforced_and_stripped() {
     let (_d, h) = start_with(|c| c.udp_secret = Some("s3cret".into())).await;
     let udp = h.udp_addr().expect("udp");
-    let mut b = Raw::tcp(&h).await;
-    b.register("probe_b", &h).await;
+    let mut b = Raw::tcp_as(&h, "probe_b").await;
     udp_send(udp, b"probe_b/PING n=1").await;
     udp_send(udp, b"probe_b/PING n=2;secret_code=wrong").await;
     udp_send(udp, b"probe_b/PING n=3;secret_code=s3cret").await;
@@ -78,28 +76,23 @@ async fn tcp_listener_must_be_loopback() {
 async fn connections_are_capped() {
     let (_d, h) = start_with(|c| c.max_connections = 2).await;
     // The TCP listener's own budget (Unix and TLS have theirs: issue 18).
-    let mut a = Raw::tcp(&h).await;
-    a.register("a", &h).await;
-    let mut b = Raw::tcp(&h).await;
-    b.register("b", &h).await;
+    let a = Raw::tcp_as(&h, "a").await;
+    let _b = Raw::tcp_as(&h, "b").await;
     let mut c = Raw::tcp(&h).await;
     assert!(c.eof().await.is_empty());
     assert_eq!(h.stats().connections_refused, 1);
     drop(a);
     wait_for(|| h.stats().connections_accepted == 2).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let mut d = Raw::tcp(&h).await;
-    d.register("d", &h).await;
+    let _d_client = Raw::tcp_as(&h, "d").await;
     h.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_service_that_does_not_read_is_disconnected_not_waited_for() {
     let (_d, h) = start_with(|c| c.outbound_queue = 4).await;
-    let mut a = Raw::tcp(&h).await;
-    a.register("fast", &h).await;
-    let mut slow = Raw::tcp(&h).await;
-    slow.register("slow", &h).await;
+    let mut a = Raw::tcp_as(&h, "fast").await;
+    let _slow = Raw::tcp_as(&h, "slow").await;
     let payload = "x".repeat(60_000);
     let line = format!("slow/FLOOD p={payload}\n");
     // Far more than the socket buffers hold; the daemon must drop `slow`, not stall.
@@ -118,11 +111,9 @@ async fn a_service_that_does_not_read_is_disconnected_not_waited_for() {
 #[tokio::test]
 async fn shutdown_sends_disconnecting_then_closes() {
     let (_d, h) = start().await;
-    let mut a = Raw::tcp(&h).await;
-    a.register("probe_a", &h).await;
+    let mut a = Raw::tcp_as(&h, "probe_a").await;
     a.commands("DISCONNECTING", Some("probe_a")).await;
-    let mut b = Raw::unix(&h).await;
-    b.register("probe_b", &h).await;
+    let mut b = Raw::unix_as(&h, "probe_b").await;
     let sock = h.unix_path().expect("unix").to_path_buf();
     h.shutdown().await;
     let got = a.eof().await;
@@ -134,8 +125,7 @@ async fn shutdown_sends_disconnecting_then_closes() {
 #[tokio::test]
 async fn stop_from_unix_stops_and_late_senders_get_quitting() {
     let (_d, h) = start_with(|c| c.shutdown_grace = Duration::from_secs(2)).await;
-    let mut a = Raw::tcp(&h).await;
-    a.register("probe_a", &h).await;
+    let mut a = Raw::tcp_as(&h, "probe_a").await;
     let mut admin = Raw::unix(&h).await;
     admin.send("STOP").await;
     wait_for(|| h.is_stopping()).await;

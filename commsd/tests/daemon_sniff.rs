@@ -24,10 +24,8 @@ async fn sniffer(h: &commsd::DaemonHandle) -> Raw {
 async fn sniffer_gets_stamped_copies_of_unicast_broadcast_and_cached_lines() {
     let (_dir, h) = start().await;
     let mut s = sniffer(&h).await;
-    let mut a = Raw::unix(&h).await;
-    a.register("a", &h).await;
-    let mut b = Raw::tcp(&h).await;
-    b.register("b", &h).await;
+    let mut a = Raw::unix_as(&h, "a").await;
+    let mut b = Raw::tcp_as(&h, "b").await;
     b.commands("PING", Some("b")).await;
 
     a.send("b/PING n=1").await;
@@ -57,8 +55,7 @@ async fn sniffer_gets_stamped_copies_of_unicast_broadcast_and_cached_lines() {
 #[tokio::test]
 async fn sniff_is_refused_to_services_and_by_admin_rules() {
     let (_dir, h) = start().await;
-    let mut a = Raw::unix(&h).await;
-    a.register("a", &h).await;
+    let mut a = Raw::unix_as(&h, "a").await;
     a.send("SNIFF").await;
     a.expect_prefix(&format!(
         "{NODE}:a/INVALID command=SNIFF;reason=SNIFF needs a dedicated connection"
@@ -76,10 +73,8 @@ async fn sniff_is_refused_to_services_and_by_admin_rules() {
 async fn a_slow_sniffer_loses_copies_and_never_slows_or_disconnects_services() {
     let (_dir, h) = start_with(|c| c.outbound_queue = 2).await;
     let mut s = sniffer(&h).await;
-    let mut a = Raw::unix(&h).await;
-    a.register("a", &h).await;
-    let mut b = Raw::unix(&h).await;
-    b.register("b", &h).await;
+    let mut a = Raw::unix_as(&h, "a").await;
+    let mut b = Raw::unix_as(&h, "b").await;
     const N: usize = 20_000;
     let pad = "x".repeat(200);
     let reader = tokio::spawn(async move {

@@ -54,8 +54,7 @@ async fn sniff_from_loopback_tcp_without_the_token_is_refused() {
     assert!(line.contains("TCP connection"), "{line}");
     assert!(line.contains("allow_sniff_from_tcp"), "{line}");
     // Refused, the connection is not a sniffer: a routed line does not reach it.
-    let mut a = Raw::unix(&h).await;
-    a.register("a", &h).await;
+    let mut a = Raw::unix_as(&h, "a").await;
     a.send("a/PING n=1").await;
     t.silent(200).await;
     assert!(!h.is_stopping());

@@ -18,8 +18,7 @@ use util::{start, start_with, Raw, NODE};
 #[tokio::test]
 async fn unregistered_tcp_and_unix_senders_are_routed() {
     let (_d, h) = start().await;
-    let mut d2 = Raw::unix(&h).await;
-    d2.register("d2", &h).await;
+    let mut d2 = Raw::unix_as(&h, "d2").await;
     let mut signal = Raw::tcp(&h).await;
     signal.send("d2/PING x=1").await;
     d2.expect(&format!("<{NODE}: d2/PING x=1")).await;
@@ -52,10 +51,8 @@ async fn unregistered_tcp_and_unix_senders_are_routed() {
 #[tokio::test]
 async fn lowercase_commands_between_services_are_forwarded() {
     let (_d, h) = start().await;
-    let mut d1 = Raw::tcp(&h).await;
-    d1.register("d1", &h).await;
-    let mut d2 = Raw::unix(&h).await;
-    d2.register("d2", &h).await;
+    let mut d1 = Raw::tcp_as(&h, "d1").await;
+    let mut d2 = Raw::unix_as(&h, "d2").await;
     d1.send("d2/ping x=lower").await;
     d2.expect(&format!("<{NODE}:d1 d2/ping x=lower")).await;
     // Non-canonical parameters are re-serialized as the C++ does (sorted).
@@ -76,8 +73,7 @@ async fn lowercase_commands_between_services_are_forwarded() {
 #[tokio::test]
 async fn clock_public_ip_and_loadavg_are_answered_as_stock() {
     let (_d, h) = start_with(|c| c.public_ip = Some("203.0.113.5".to_owned())).await;
-    let mut a = Raw::tcp(&h).await;
-    a.register("svc_a", &h).await;
+    let mut a = Raw::tcp_as(&h, "svc_a").await;
     a.send("CLOCK_STATUS").await;
     let l = a
         .expect_prefix(&format!(
@@ -203,8 +199,7 @@ async fn next_line(r: &mut tokio::io::Lines<BufReader<tokio::net::tcp::OwnedRead
 #[tokio::test]
 async fn a_comms_message_for_an_unknown_node_is_answered() {
     let (_d, h) = start().await;
-    let mut a = Raw::tcp(&h).await;
-    a.register("probe_a", &h).await;
+    let mut a = Raw::tcp_as(&h, "probe_a").await;
     a.send("far:pb_sink/REQ comms_id=R1").await;
     a.expect(&format!(
         "{NODE}:probe_a/SERVICE_UNAVAILABLE comms_corr=R1;destination_service=pb_sink;unsent_command=REQ"

@@ -56,6 +56,20 @@ impl Raw {
         .await;
     }
 
+    /// A TCP client registered as `name` ([`Self::register`]).
+    pub async fn tcp_as(h: &DaemonHandle, name: &str) -> Self {
+        let mut c = Self::tcp(h).await;
+        c.register(name, h).await;
+        c
+    }
+
+    /// A Unix-socket client registered as `name` ([`Self::register`]).
+    pub async fn unix_as(h: &DaemonHandle, name: &str) -> Self {
+        let mut c = Self::unix(h).await;
+        c.register(name, h).await;
+        c
+    }
+
     /// Declares commands and waits until the daemon has processed them (HELP round trip).
     pub async fn commands(&mut self, list: &str, me: Option<&str>) {
         self.send(&format!("COMMANDS list={list}")).await;
