@@ -90,9 +90,7 @@ async fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
 
 #[tokio::test]
 async fn cds_endpoint_and_cd_endpoint_talk_through_one_commsd_with_mutual_tls() {
-    let pki = Pki::new().unwrap();
-    let ca = pki.ca("main").unwrap();
-    let server = pki.localhost(&ca).unwrap();
+    let (pki, ca, server) = Pki::with_localhost().unwrap();
     let client = pki.leaf(&ca, "client", &["client.test"]).unwrap();
     let d = CommsdSpec::find()
         .unwrap()
@@ -244,9 +242,7 @@ async fn a_server_certificate_from_an_untrusted_ca_is_a_clear_error() {
 
 #[tokio::test]
 async fn plain_text_and_silent_clients_on_the_tls_port_do_not_hurt_the_daemon() {
-    let pki = Pki::new().unwrap();
-    let ca = pki.ca("main").unwrap();
-    let server = pki.localhost(&ca).unwrap();
+    let (pki, ca, server) = Pki::with_localhost().unwrap();
     let h = daemon(pki.dir.path(), &server, None, Duration::from_millis(500)).await;
     let addr = h.tls_addr().unwrap();
 
@@ -331,9 +327,7 @@ async fn unusable_certificate_files_stop_the_start_with_a_clear_error() {
 
 #[tokio::test]
 async fn commsd_reads_the_tls_listener_from_its_config_file_and_documents_the_flags() {
-    let pki = Pki::new().unwrap();
-    let ca = pki.ca("main").unwrap();
-    let server = pki.localhost(&ca).unwrap();
+    let (pki, ca, server) = Pki::with_localhost().unwrap();
     let conf = pki.path("commsd.toml");
     std::fs::write(
         &conf,
@@ -464,9 +458,7 @@ async fn a_cds_client_reconnects_after_a_daemon_restart_and_honours_tls_name() {
 
 #[tokio::test]
 async fn pending_handshakes_are_bounded_apart_from_service_connections() {
-    let pki = Pki::new().unwrap();
-    let ca = pki.ca("main").unwrap();
-    let server = pki.localhost(&ca).unwrap();
+    let (pki, ca, server) = Pki::with_localhost().unwrap();
     let mut cfg = DaemonConfig::ephemeral(NODE, pki.path("d.sock"));
     cfg.udp = None;
     cfg.max_connections = 3;
@@ -534,9 +526,7 @@ async fn pending_handshakes_are_bounded_apart_from_service_connections() {
 
 #[tokio::test]
 async fn tls_connections_get_no_admin_trust_without_the_token() {
-    let pki = Pki::new().unwrap();
-    let ca = pki.ca("main").unwrap();
-    let server = pki.localhost(&ca).unwrap();
+    let (pki, ca, server) = Pki::with_localhost().unwrap();
     let start = |sock: &str| {
         let mut cfg = DaemonConfig::ephemeral(NODE, pki.path(sock));
         cfg.udp = None;
@@ -576,9 +566,7 @@ async fn tls_connections_get_no_admin_trust_without_the_token() {
 
 #[tokio::test]
 async fn the_transport_sniffs_over_cds_with_the_admin_token() {
-    let pki = Pki::new().unwrap();
-    let ca = pki.ca("main").unwrap();
-    let server = pki.localhost(&ca).unwrap();
+    let (pki, ca, server) = Pki::with_localhost().unwrap();
     let client = pki.leaf(&ca, "client", &["client.test"]).unwrap();
     let mut cfg = DaemonConfig::ephemeral(NODE, pki.path("d.sock"));
     cfg.tcp = None;

@@ -78,9 +78,7 @@ async fn s_client(
 #[tokio::test]
 async fn an_openssl_client_with_the_cxx_cipher_list_registers_over_tls() {
     let Some(_) = openssl() else { return };
-    let pki = Pki::new().unwrap();
-    let ca = pki.ca("main").unwrap();
-    let server = pki.localhost(&ca).unwrap();
+    let (pki, ca, server) = Pki::with_localhost().unwrap();
     let client = pki.leaf(&ca, "client", &["client.test"]).unwrap();
     let mut cfg = DaemonConfig::ephemeral("vm", pki.path("d.sock"));
     cfg.tcp = None;

@@ -55,6 +55,15 @@ impl Pki {
         Ok(Pki { dir })
     }
 
+    /// A fresh PKI with a CA `main` and its [`Pki::localhost`] certificate: what a test
+    /// daemon serving TLS on loopback needs.
+    pub fn with_localhost() -> Result<(Pki, Ca, Leaf)> {
+        let pki = Pki::new()?;
+        let ca = pki.ca("main")?;
+        let server = pki.localhost(&ca)?;
+        Ok((pki, ca, server))
+    }
+
     /// `name` in the PKI's directory.
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
