@@ -84,35 +84,15 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("`{s}` is not key=value"))
 }
 
+// An error: one line naming it, exit code 1, no backtrace (even with RUST_BACKTRACE set).
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    comms_ops::logs::init("info", comms_ops::logs::Stream::Stdout);
-    let matches = <Args as clap::CommandFactory>::command().get_matches();
-    let args = match <Args as clap::FromArgMatches>::from_arg_matches(&matches) {
-        Ok(a) => a,
-        Err(e) => e.exit(),
-    };
-    let url_from_flag = matches.value_source("url") == Some(clap::parser::ValueSource::CommandLine);
-    // One line naming the problem, exit code 1; no backtrace (even with RUST_BACKTRACE set).
-    match run(args, url_from_flag).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("agent: error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
-}
-
-async fn run(args: Args, url_from_flag: bool) -> anyhow::Result<()> {
-    comms_ops::traced("agent", serve(args, url_from_flag)).await
+    comms_ops::cli::run_main("agent", serve).await
 }
 
 async fn serve(args: Args, url_from_flag: bool) -> anyhow::Result<()> {
-    let flag_url = if url_from_flag {
-        args.url.as_deref()
-    } else {
-        None
-    };
+    // --url on the command line wins over the config; COMMS_URL does not.
+    let flag_url = args.url.as_deref().filter(|_| url_from_flag);
     let resolved = Resolved::at_start(args.config.as_deref(), flag_url, DEFAULT_URL)?;
     let masked = resolved.masked_url();
     let config = resolved.config;
@@ -164,10 +144,7 @@ async fn serve(args: Args, url_from_flag: bool) -> anyhow::Result<()> {
         .await
         .context("starting the agent")?;
     agent.register_metrics(&metrics);
-    readiness.ready();
-    shutdown_signal().await;
-    tracing::info!("shutting down");
-    readiness.not_ready("stopping");
+    readiness.ready_until(shutdown_signal()).await;
     agent.shutdown().await?;
     if let Some(http) = http {
         http.shutdown().await;

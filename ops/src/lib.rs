@@ -20,6 +20,8 @@
 //!   (`commsd::metrics`, the server's `metrics` module) as [`Collector`]s or registered metrics.
 //!
 //! - [`logs`]: the log set-up every binary shares (`RUST_LOG`, no ANSI colour off a terminal).
+//! - [`cli`]: the `main` of the long-running fleet binaries (`server`, `agent`): log, command
+//!   line, [`traced`] run, one-line error and exit code.
 //! - `otel` (feature `otlp`): OTLP export of the traces comms makes (`comms_core::trace`).
 //!
 //! Metrics use the Prometheus project's Rust client ([`prometheus_client`], re-exported):
@@ -52,6 +54,7 @@ use tokio_util::sync::CancellationToken;
 pub use prometheus_client;
 pub use prometheus_client::collector::Collector;
 
+pub mod cli;
 pub mod encode;
 pub mod logs;
 #[cfg(feature = "otlp")]
@@ -120,6 +123,15 @@ impl Readiness {
     /// `/readyz` answers 503 with `reason`.
     pub fn not_ready(&self, reason: impl Into<String>) {
         *self.lock() = Some(reason.into());
+    }
+
+    /// Ready until `stop` completes (the binary's shutdown signal), then logs `shutting down`
+    /// and is not ready, for `stopping`, while the binary stops.
+    pub async fn ready_until(&self, stop: impl std::future::Future<Output = ()>) {
+        self.ready();
+        stop.await;
+        tracing::info!("shutting down");
+        self.not_ready("stopping");
     }
 
     /// `Ok` when ready, else the reason.
