@@ -2,8 +2,6 @@
 //! panic) and the endpoint keeps serving every sender; a hung handler is dropped at its timeout
 //! and never delays the other senders.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -13,7 +11,7 @@ use comms_core::endpoint::{Endpoint, Outcome};
 use comms_core::error::Error;
 use comms_core::message::{commands, Message};
 
-use crate::harness::{ensure, CaseResult, Ctx, OrFail};
+use crate::harness::{ensure, CaseResult, Ctx, OrFail, Recorder};
 
 /// The hung handler's timeout in these cases: long enough that every other sender's
 /// messages are sent and handled while it still hangs, even on a slow broker.
@@ -69,29 +67,16 @@ pub(crate) async fn handler_panic(ctx: &Ctx<'_>) -> CaseResult {
 }
 
 pub(crate) async fn hung_handler(ctx: &Ctx<'_>) -> CaseResult {
-    let handled = Arc::new(AtomicUsize::new(0));
-    let later = Arc::new(AtomicUsize::new(0));
-    let (counter, later_counter) = (handled.clone(), later.clone());
+    // The other senders' messages, and the hung sender's later ones.
+    let (handled, later) = (Recorder::new(), Recorder::new());
     let b = ctx
         .endpoint(1, "busy", |e| {
             e.handle("HANG", |_req| async {
                 std::future::pending::<()>().await;
                 Ok(Outcome::Done)
             })
-            .handle("WORK", move |_req| {
-                let counter = counter.clone();
-                async move {
-                    counter.fetch_add(1, Ordering::SeqCst);
-                    Ok(Outcome::Done)
-                }
-            })
-            .handle("LATER", move |_req| {
-                let counter = later_counter.clone();
-                async move {
-                    counter.fetch_add(1, Ordering::SeqCst);
-                    Ok(Outcome::Done)
-                }
-            })
+            .handle("WORK", handled.handler())
+            .handle("LATER", later.handler())
             .command_timeout("HANG", HUNG_TIMEOUT)
             // One attempt: the timeout is the failure this case is about, not the retries.
             .max_attempts(1)
@@ -135,10 +120,10 @@ pub(crate) async fn hung_handler(ctx: &Ctx<'_>) -> CaseResult {
     let sent_in = started.elapsed();
     let sent = Instant::now();
     let want = SENDERS * PER_SENDER;
-    while handled.load(Ordering::SeqCst) < want && sent.elapsed() < OTHERS_WITHIN {
+    while handled.count() < want && sent.elapsed() < OTHERS_WITHIN {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let done = handled.load(Ordering::SeqCst);
+    let done = handled.count();
     ensure(done >= want, || {
         format!("{done} of {want} messages from other senders handled within {OTHERS_WITHIN:?} of being sent (sending took {sent_in:?}) while one handler hung")
     })?;
@@ -160,10 +145,10 @@ pub(crate) async fn hung_handler(ctx: &Ctx<'_>) -> CaseResult {
         format!("the hung handler failed after {elapsed:?}, before its timeout")
     })?;
     let deadline = Instant::now() + Duration::from_secs(30);
-    while later.load(Ordering::SeqCst) < 40 && Instant::now() < deadline {
+    while later.count() < 40 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let done = later.load(Ordering::SeqCst);
+    let done = later.count();
     ensure(done == 40, || {
         format!("{done} of the hung sender's 40 later messages handled after its timeout")
     })?;
