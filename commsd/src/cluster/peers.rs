@@ -10,6 +10,7 @@
 use std::net::SocketAddr;
 
 use super::state::{LinkPhase, PeerLink};
+use super::stock::list_param;
 use crate::event::{ConnId, ConnKind};
 use crate::replies::{self, LOG_ONLY};
 use crate::router::Router;
@@ -180,13 +181,7 @@ impl Router {
             }
             "COMMANDS" => {
                 if let Some(c) = self.conns.get_mut(&id) {
-                    c.commands = msg
-                        .param("list")
-                        .unwrap_or_default()
-                        .split(',')
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_owned)
-                        .collect();
+                    c.commands = list_param(&msg, "list").into_iter().collect();
                 }
             }
             "NODE_STATE" => {

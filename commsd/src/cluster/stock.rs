@@ -59,14 +59,17 @@ pub(crate) fn loop_fields(msg: &WireMessage) -> (u32, Vec<String>) {
         .param("broadcast_hops")
         .and_then(|h| h.parse::<u32>().ok())
         .unwrap_or(0);
-    let informed = msg
-        .param("broadcast_informed_neighbors")
+    (hops, list_param(msg, "broadcast_informed_neighbors"))
+}
+
+/// The entries of a comma-separated list parameter (`list=A,B`), empty ones left out.
+pub(crate) fn list_param(msg: &WireMessage, name: &str) -> Vec<String> {
+    msg.param(name)
         .unwrap_or_default()
         .split(',')
         .filter(|s| !s.is_empty())
         .map(str::to_owned)
-        .collect();
-    (hops, informed)
+        .collect()
 }
 
 /// Appends `addr` to an informed list in both forms (bare IP first, as the stock daemon
