@@ -103,10 +103,7 @@ async fn a_stock_peer_gossips_is_dialed_routed_to_and_redialed_after_hangup() {
 async fn commsd_gossips_to_a_larger_neighbour_until_received() {
     let base = unique("sg");
     // The neighbour (127.0.0.2) is larger than commsd (127.0.0.1): commsd gossips, it dials.
-    let (fake, fake_addr) = util::stock_listener("127.0.0.2").await;
-    let y = Node::start(&format!("{base}y"), util::loopback0(), &[fake_addr], &[]).await;
-    let mut g = accept(&fake).await;
-    g.expect(&format!("GOSSIP my_address={}", y.peer)).await;
+    let (y, fake, g) = util::gossiping_to_stock(&format!("{base}y")).await;
     // Not answered: the gossip comes again on the retry schedule (1 s in tests).
     drop(g);
     let mut g = accept(&fake).await;
@@ -115,7 +112,7 @@ async fn commsd_gossips_to_a_larger_neighbour_until_received() {
     // The stock side then dials commsd; commsd accepts with the stock parameter set.
     let mut p = Raw::connect(y.peer).await;
     let accept_line = p
-        .stock_connect(&y.name, fake_addr, &format!("{base}stock"))
+        .stock_connect(&y.name, fake.local_addr().unwrap(), &format!("{base}stock"))
         .await;
     assert_eq!(param(&accept_line, "server_name"), y.name);
     assert_eq!(param(&accept_line, "comms_link_state"), "1");

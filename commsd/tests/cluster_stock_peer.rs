@@ -82,10 +82,7 @@ async fn linked(tag: &str, extra: &[&str]) -> Linked {
 async fn a_stamped_received_from_a_stock_daemon_ends_the_gossip() {
     let base = unique("sr");
     // The neighbour (127.0.0.2) is larger than commsd (127.0.0.1): commsd gossips to it.
-    let (fake, fake_addr) = util::stock_listener("127.0.0.2").await;
-    let y = Node::start(&format!("{base}y"), util::loopback0(), &[fake_addr], &[]).await;
-    let mut g = accept(&fake).await;
-    g.expect(&format!("GOSSIP my_address={}", y.peer)).await;
+    let (_y, fake, mut g) = util::gossiping_to_stock(&format!("{base}y")).await;
     // The C++ daemon's exact answer, then it closes the gossip connection.
     g.send(&format!("<{base}cxx:communicatord RECEIVED")).await;
     drop(g);

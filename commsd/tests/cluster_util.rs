@@ -161,6 +161,17 @@ pub async fn stock_listener(ip: &str) -> (TcpListener, SocketAddr) {
     (l, addr)
 }
 
+/// A commsd `name` on 127.0.0.1 whose one neighbour is a stock-peer double on 127.0.0.2
+/// (larger: commsd gossips to it, the double dials): the node, the double's listener, and
+/// the connection on which the node's first `GOSSIP my_address=...` was received.
+pub async fn gossiping_to_stock(name: &str) -> (Node, TcpListener, Raw) {
+    let (fake, fake_addr) = stock_listener("127.0.0.2").await;
+    let node = Node::start(name, loopback0(), &[fake_addr], &[]).await;
+    let mut g = accept(&fake).await;
+    g.expect(&format!("GOSSIP my_address={}", node.peer)).await;
+    (node, fake, g)
+}
+
 /// The connection commsd makes to a stock-peer double listening on `l` (within [`WAIT`]).
 pub async fn accept(l: &TcpListener) -> Raw {
     let (s, _) = tokio::time::timeout(WAIT, l.accept())
