@@ -5,8 +5,9 @@
 //! (tests never skip).
 
 use async_trait::async_trait;
-use comms_conformance::Backend;
+use comms_conformance::{Backend, Recorder};
 use comms_core::{Capabilities, Config, Error, Result, Transport};
+use comms_test_support::unique_name;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::FutureProducer;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -37,6 +38,19 @@ impl KafkaBackend {
             url: broker.url(),
             broker: Mutex::new(broker),
         })
+    }
+
+    /// Starts a broker for a test; one that cannot start panics with the reason (tests never
+    /// skip: a missing `tansu` says how to build it).
+    pub async fn started() -> Self {
+        Self::start()
+            .await
+            .unwrap_or_else(|e| panic!("cannot start the Kafka broker: {e:#}"))
+    }
+
+    /// [`Self::started`], and a namespace of the test's own ([`unique_name`] of `prefix`).
+    pub async fn with_namespace(prefix: &str) -> (Self, String) {
+        (Self::started().await, unique_name(prefix))
     }
 
     /// The broker URL.
@@ -93,6 +107,36 @@ impl KafkaBackend {
             .start()
             .await
     }
+
+    /// An endpoint `service` on `node` in `namespace` that records every `command` it
+    /// handles; panics when it cannot start (for test bodies).
+    pub async fn recording(
+        &self,
+        namespace: &str,
+        node: &str,
+        service: &str,
+        command: &str,
+    ) -> (comms_core::Endpoint, Recorder) {
+        let rec = Recorder::new();
+        let ep = self
+            .endpoint(namespace, node, service, |e| {
+                e.handle(command, rec.handler())
+            })
+            .await
+            .unwrap_or_else(|e| panic!("endpoint {service} on {node}: {e}"));
+        (ep, rec)
+    }
+}
+
+/// The value of header `name` of a record (lossy UTF-8), if it has one.
+pub fn header(record: &impl rdkafka::Message, name: &str) -> Option<String> {
+    use rdkafka::message::Headers;
+    record.headers().and_then(|h| {
+        h.iter()
+            .find(|h| h.key == name)
+            .and_then(|h| h.value)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    })
 }
 
 /// A configuration for the broker at `url`, as `node` in `namespace`.

@@ -18,16 +18,51 @@ pub mod python;
 pub mod rabbitmq;
 pub mod readme;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use async_trait::async_trait;
 use comms_conformance::Backend;
-use comms_core::{Capabilities, Result, Transport};
+use comms_core::{Address, Capabilities, Result, Transport};
 
 /// The path of binary `name` of `package`, built up to date (see
 /// [`comms_test_support::bins`]); panics with the reason (for test bodies).
 pub fn binary(package: &str, name: &str) -> PathBuf {
     comms_test_support::binary(package, name).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Sends `command` from `from` to the instance at `to`, numbered `seq` (parameter `seq`);
+/// panics on an error (for test bodies).
+pub async fn send_numbered(from: &comms_core::Endpoint, command: &str, to: &Address, seq: usize) {
+    let msg = comms_core::Message::new(command, to.clone())
+        .unwrap_or_else(|e| panic!("{command}: {e}"))
+        .with_param("seq", seq.to_string());
+    from.send(msg)
+        .await
+        .unwrap_or_else(|e| panic!("sending {command} {seq}: {e}"));
+}
+
+/// Checks what a backend dead-lettered (`found`: key -> (body, reason)) against the hostile
+/// inputs sent (key, body, a part of the reason): each one is there under its key, its body
+/// unchanged, its reason naming the problem, and there is nothing else.
+pub fn check_dead_letters<'a>(
+    found: &BTreeMap<String, (Vec<u8>, Option<String>)>,
+    hostile: impl IntoIterator<Item = (&'a str, &'a [u8], &'a str)>,
+) {
+    let mut n = 0;
+    for (key, body, why) in hostile {
+        n += 1;
+        let (got, reason) = found
+            .get(key)
+            .unwrap_or_else(|| panic!("{key} not dead-lettered; found {:?}", found.keys()));
+        assert!(got == body, "{key}: the dead-lettered body differs");
+        let reason = reason.clone().unwrap_or_default();
+        assert!(
+            reason.contains(why),
+            "{key}: reason {reason:?} lacks {why:?}"
+        );
+    }
+    assert_eq!(found.len(), n, "{:?}", found.keys());
 }
 
 /// The in-memory backend: slot `n` is node `n{n}`, a namespace is a hub.

@@ -11,12 +11,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use comms_conformance::Recorder;
-use comms_core::Message;
 use comms_kafka::dead_letter::REASON_HEADER;
-use comms_test_support::unique_name;
-use comms_tests::kafka::KafkaBackend;
-use rdkafka::message::{Headers, Message as _};
+use comms_tests::kafka::{header, KafkaBackend};
+use comms_tests::{check_dead_letters, send_numbered};
+use rdkafka::message::Message as _;
 use rdkafka::producer::FutureRecord;
 
 /// (record key, payload (`None`: a null payload), what the reason must contain).
@@ -47,20 +45,9 @@ fn hostile_records() -> Vec<(&'static str, Option<Vec<u8>>, &'static str)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_hostile_records_are_dead_lettered_and_nothing_else_is_disturbed() {
-    let backend = KafkaBackend::start()
-        .await
-        .unwrap_or_else(|e| panic!("cannot start the Kafka broker: {e:#}"));
-    let ns = unique_name("hostile");
-    let rec_b = Recorder::new();
-    let rec_d = Recorder::new();
-    let b = backend
-        .endpoint(&ns, "n1", "b", |e| e.handle("GOOD", rec_b.handler()))
-        .await
-        .unwrap();
-    let d = backend
-        .endpoint(&ns, "n3", "d", |e| e.handle("CHAT", rec_d.handler()))
-        .await
-        .unwrap();
+    let (backend, ns) = KafkaBackend::with_namespace("hostile").await;
+    let (b, rec_b) = backend.recording(&ns, "n1", "b", "GOOD").await;
+    let (d, rec_d) = backend.recording(&ns, "n3", "d", "CHAT").await;
     let a = backend.endpoint(&ns, "n0", "a", |e| e).await.unwrap();
     let c = backend.endpoint(&ns, "n2", "c", |e| e).await.unwrap();
     let names = comms_kafka::Names::new(&ns);
@@ -74,20 +61,8 @@ async fn kafka_hostile_records_are_dead_lettered_and_nothing_else_is_disturbed()
         }
         raw.send(record, Duration::from_secs(10)).await.unwrap();
         // A good message right behind each hostile one, and the bystanders talking.
-        a.send(
-            Message::new("GOOD", b.address().clone())
-                .unwrap()
-                .with_param("seq", i.to_string()),
-        )
-        .await
-        .unwrap();
-        c.send(
-            Message::new("CHAT", d.address().clone())
-                .unwrap()
-                .with_param("seq", i.to_string()),
-        )
-        .await
-        .unwrap();
+        send_numbered(&a, "GOOD", b.address(), i).await;
+        send_numbered(&c, "CHAT", d.address(), i).await;
     }
     let n = records.len();
     rec_b
@@ -105,35 +80,19 @@ async fn kafka_hostile_records_are_dead_lettered_and_nothing_else_is_disturbed()
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while found.len() < n && std::time::Instant::now() < deadline {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-            let reason = m.headers().and_then(|h| {
-                h.iter()
-                    .find(|h| h.key == REASON_HEADER)
-                    .and_then(|h| h.value)
-                    .map(|v| String::from_utf8_lossy(v).into_owned())
-            });
+            let reason = header(&m, REASON_HEADER);
             let key = m.key().map(|k| String::from_utf8_lossy(k).into_owned());
-            found.insert(
-                key.unwrap_or_default(),
-                (m.payload().map(<[u8]>::to_vec), reason),
-            );
+            // Compared as bytes: a null payload counts as an empty one.
+            let payload = m.payload().map(<[u8]>::to_vec).unwrap_or_default();
+            found.insert(key.unwrap_or_default(), (payload, reason));
         }
     }
-    for (key, payload, why) in &records {
-        let (got, reason) = found
-            .get(*key)
-            .unwrap_or_else(|| panic!("{key} not dead-lettered; found {:?}", found.keys()));
-        assert_eq!(
-            got.clone().unwrap_or_default(),
-            payload.clone().unwrap_or_default(),
-            "{key}: payload changed"
-        );
-        let reason = reason.clone().unwrap_or_default();
-        assert!(
-            reason.contains(why),
-            "{key}: reason {reason:?} lacks {why:?}"
-        );
-    }
-    assert_eq!(found.len(), n, "{:?}", found.keys());
+    check_dead_letters(
+        &found,
+        records
+            .iter()
+            .map(|(key, payload, why)| (*key, payload.as_deref().unwrap_or_default(), *why)),
+    );
     assert_eq!(rec_b.count(), n, "b saw something it should not");
     assert_eq!(rec_d.count(), n);
     for e in [a, b, c, d] {

@@ -16,6 +16,7 @@ use comms_core::{Endpoint, Message};
 use comms_rabbitmq::dead_letter::{header_text, ERROR_HEADER};
 use comms_rabbitmq::RabbitTransport;
 use comms_test_support::unique_name;
+use comms_tests::check_dead_letters;
 use comms_tests::rabbitmq::{config, delete_namespaces, ensure_running, url};
 use lapin::options::{BasicGetOptions, BasicPublishOptions};
 use lapin::BasicProperties;
@@ -148,18 +149,12 @@ async fn rabbitmq_hostile_bodies_are_dead_lettered_and_nothing_else_is_disturbed
             None => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     }
-    for (name, body, why) in &bodies {
-        let (data, reason) = parked
-            .get(*name)
-            .ok_or_else(|| anyhow::anyhow!("{name} was not parked; parked: {:?}", parked.keys()))?;
-        assert!(data == body, "{name}: the parked body differs");
-        let reason = reason.clone().unwrap_or_default();
-        assert!(
-            reason.contains(why),
-            "{name}: reason {reason:?} lacks {why:?}"
-        );
-    }
-    assert_eq!(parked.len(), n, "{:?}", parked.keys());
+    check_dead_letters(
+        &parked,
+        bodies
+            .iter()
+            .map(|(name, body, why)| (*name, body.as_slice(), *why)),
+    );
     // Each good message handled exactly once, on both pairs.
     assert_eq!(rec_b.count(), n, "b saw something it should not");
     assert_eq!(rec_d.count(), n);

@@ -20,10 +20,7 @@ const HUNG: &str = "hung_handler";
 
 async fn backend() -> KafkaBackend {
     comms_tests::kafka::init_logging();
-    match KafkaBackend::start().await {
-        Ok(b) => b,
-        Err(e) => panic!("cannot start the Kafka broker: {e:#}"),
-    }
+    KafkaBackend::started().await
 }
 
 async fn run_on_a_fresh_broker(cases: &[&str]) {

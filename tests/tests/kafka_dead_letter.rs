@@ -4,25 +4,16 @@
 
 use std::time::Duration;
 
-use comms_conformance::Recorder;
-use comms_core::Message;
 use comms_kafka::dead_letter::{OFFSET_HEADER, REASON_HEADER, TOPIC_HEADER};
-use comms_test_support::unique_name;
-use comms_tests::kafka::KafkaBackend;
-use rdkafka::message::{Headers, Message as _};
+use comms_tests::kafka::{header, KafkaBackend};
+use comms_tests::send_numbered;
+use rdkafka::message::Message as _;
 use rdkafka::producer::FutureRecord;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_records_go_to_the_dead_letter_topic() {
-    let backend = KafkaBackend::start()
-        .await
-        .unwrap_or_else(|e| panic!("cannot start the Kafka broker: {e:#}"));
-    let ns = unique_name("dlq");
-    let rec = Recorder::new();
-    let b = backend
-        .endpoint(&ns, "n1", "b", |e| e.handle("GOOD", rec.handler()))
-        .await
-        .unwrap();
+    let (backend, ns) = KafkaBackend::with_namespace("dlq").await;
+    let (b, rec) = backend.recording(&ns, "n1", "b", "GOOD").await;
     let a = backend.endpoint(&ns, "n0", "a", |e| e).await.unwrap();
     let names = comms_kafka::Names::new(&ns);
     let topic = names.instance(b.address());
@@ -41,13 +32,7 @@ async fn invalid_records_go_to_the_dead_letter_topic() {
         .unwrap();
     }
     for i in 0..3 {
-        a.send(
-            Message::new("GOOD", b.address().clone())
-                .unwrap()
-                .with_param("seq", i.to_string()),
-        )
-        .await
-        .unwrap();
+        send_numbered(&a, "GOOD", b.address(), i).await;
     }
     rec.wait_distinct(3, Duration::from_secs(60)).await.unwrap();
 
@@ -58,19 +43,11 @@ async fn invalid_records_go_to_the_dead_letter_topic() {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while found.len() < 2 && std::time::Instant::now() < deadline {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-            let headers = m.headers().unwrap().detach();
-            let get = |name: &str| {
-                headers
-                    .iter()
-                    .find(|h| h.key == name)
-                    .and_then(|h| h.value)
-                    .map(|v| String::from_utf8_lossy(v).into_owned())
-            };
             found.push((
                 m.payload().map(|p| p.to_vec()),
-                get(REASON_HEADER),
-                get(TOPIC_HEADER),
-                get(OFFSET_HEADER),
+                header(&m, REASON_HEADER),
+                header(&m, TOPIC_HEADER),
+                header(&m, OFFSET_HEADER),
             ));
         }
     }

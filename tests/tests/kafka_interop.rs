@@ -5,9 +5,7 @@
 
 use std::time::Duration;
 
-use comms_conformance::Recorder;
 use comms_core::{Destination, Message};
-use comms_test_support::unique_name;
 use comms_tests::kafka::KafkaBackend;
 use tokio::process::Command;
 
@@ -45,15 +43,8 @@ print(json.dumps(got))
 async fn python_confluent_kafka_reads_and_writes_envelopes() {
     comms_tests::python::ensure_module("confluent_kafka", "confluent-kafka")
         .expect("python3 with confluent_kafka is needed for the interop test");
-    let backend = KafkaBackend::start()
-        .await
-        .unwrap_or_else(|e| panic!("cannot start the Kafka broker: {e:#}"));
-    let ns = unique_name("interop");
-    let rec = Recorder::new();
-    let b = backend
-        .endpoint(&ns, "n1", "b", |e| e.handle("FROM_PY", rec.handler()))
-        .await
-        .unwrap();
+    let (backend, ns) = KafkaBackend::with_namespace("interop").await;
+    let (b, rec) = backend.recording(&ns, "n1", "b", "FROM_PY").await;
     let a = backend.endpoint(&ns, "n0", "a", |e| e).await.unwrap();
     for i in 0..3 {
         let msg = Message::new("TO_PY", Destination::service("pyreader").unwrap())

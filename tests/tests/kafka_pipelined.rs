@@ -11,10 +11,8 @@ use comms_core::Connect;
 use std::sync::Arc;
 use std::time::Duration;
 
-use comms_conformance::Recorder;
 use comms_core::{Destination, Endpoint, Message};
 use comms_kafka::KafkaTransport;
-use comms_test_support::unique_name;
 use comms_tests::kafka::KafkaBackend;
 
 const SENDERS: usize = 32;
@@ -27,15 +25,8 @@ fn ping(i: usize) -> Message {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_sends_to_one_destination_are_in_flight_together() {
-    let backend = KafkaBackend::start()
-        .await
-        .unwrap_or_else(|e| panic!("cannot start the Kafka broker: {e:#}"));
-    let ns = unique_name("pipe");
-    let rec = Recorder::new();
-    let _sink = backend
-        .endpoint(&ns, "n1", "pipe_sink", |e| e.handle("PING", rec.handler()))
-        .await
-        .unwrap();
+    let (backend, ns) = KafkaBackend::with_namespace("pipe").await;
+    let (_sink, rec) = backend.recording(&ns, "n1", "pipe_sink", "PING").await;
     let transport = Arc::new(
         KafkaTransport::connect(&backend.config(&ns, "n0").unwrap())
             .await

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use comms_conformance::{check_increasing, check_no_duplicates, Recorder};
 use comms_core::{Destination, Endpoint, Error, Message};
-use comms_test_support::unique_name;
 use comms_tests::kafka::KafkaBackend;
 
 const TOTAL: usize = 3000;
@@ -45,10 +44,7 @@ async fn worker(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consumers_join_and_leave_during_a_stream() {
     comms_tests::kafka::init_logging();
-    let backend = KafkaBackend::start()
-        .await
-        .unwrap_or_else(|e| panic!("cannot start the Kafka broker: {e:#}"));
-    let ns = unique_name("rebal");
+    let (backend, ns) = KafkaBackend::with_namespace("rebal").await;
     let rec = Recorder::new();
     let own = [Recorder::new(), Recorder::new(), Recorder::new()];
     let w1 = worker(&backend, &ns, "n1", &rec, &own[0]).await;
