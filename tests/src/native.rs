@@ -14,7 +14,7 @@
 //! - **kill_and_restart**: SIGKILL every live daemon, start each again on the same socket,
 //!   return once each accepts connections.
 
-use std::collections::HashMap;
+use std::collections::hash_map::{Entry, HashMap};
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -46,6 +46,31 @@ pub fn test_capabilities(url: &str) -> Capabilities {
 
 fn err(what: impl std::fmt::Display) -> Error {
     Error::transport_msg("native", what.to_string(), false)
+}
+
+/// What a backend runs for `namespace` in `running` (a daemon, a ring), started by
+/// `start(n)` on first use, `n` being how many run already (the new one's index).
+pub(crate) async fn for_namespace<'m, T, F>(
+    running: &'m mut HashMap<String, T>,
+    namespace: &str,
+    start: impl FnOnce(usize) -> F,
+) -> Result<&'m T>
+where
+    F: std::future::Future<Output = Result<T>>,
+{
+    let n = running.len();
+    Ok(match running.entry(namespace.to_owned()) {
+        Entry::Occupied(e) => e.into_mut(),
+        Entry::Vacant(e) => e.insert(start(n).await?),
+    })
+}
+
+/// A backend's own temp directory (its sockets, certificates), named `PREFIX...`.
+pub(crate) fn temp_dir(prefix: &str) -> Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .map_err(|e| err(format!("temp dir: {e}")))
 }
 
 /// Why one daemon per namespace is a single node (for [`Backend::single_node`]).
@@ -100,10 +125,7 @@ impl NativeBackend {
     /// A backend with its own temp directory for sockets.
     pub fn new() -> Result<Self> {
         Ok(Self {
-            dir: tempfile::Builder::new()
-                .prefix("comms-native-")
-                .tempdir()
-                .map_err(|e| err(format!("temp dir: {e}")))?,
+            dir: temp_dir("comms-native-")?,
             daemons: Mutex::new(HashMap::new()),
         })
     }
@@ -111,14 +133,12 @@ impl NativeBackend {
     /// The URL of the daemon serving `namespace` (started on first use).
     pub async fn url(&self, namespace: &str) -> Result<String> {
         let mut daemons = self.daemons.lock().await;
-        if let Some(d) = daemons.get(namespace) {
-            return Ok(d.url());
-        }
-        let socket = self.dir.path().join(format!("{}.sock", daemons.len()));
-        let d = CommsdProcess::start(&socket).await?;
-        let url = d.url();
-        daemons.insert(namespace.to_owned(), d);
-        Ok(url)
+        let socket = |n: usize| self.dir.path().join(format!("{n}.sock"));
+        let d = for_namespace(&mut daemons, namespace, |n| async move {
+            CommsdProcess::start(&socket(n)).await
+        })
+        .await?;
+        Ok(d.url())
     }
 }
 

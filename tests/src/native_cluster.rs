@@ -29,7 +29,7 @@ use comms_test_support::line::{self, LineClient};
 use comms_test_support::{loopback_any, Commsd, CommsdSpec};
 use tokio::sync::Mutex;
 
-use crate::native::{MAX_LINE, TEST_QUERY};
+use crate::native::{for_namespace, MAX_LINE, TEST_QUERY};
 
 /// Node suffixes in ring order: n – x – m – y – n.
 const RING: [&str; 4] = ["n", "x", "m", "y"];
@@ -168,10 +168,7 @@ impl NativeClusterBackend {
     /// A backend with its own temp directory for sockets.
     pub fn new() -> Result<Self> {
         Ok(Self {
-            dir: tempfile::Builder::new()
-                .prefix("comms-cluster-")
-                .tempdir()
-                .map_err(|e| err(format!("temp dir: {e}")))?,
+            dir: crate::native::temp_dir("comms-cluster-")?,
             rings: Mutex::new(HashMap::new()),
         })
     }
@@ -186,14 +183,13 @@ impl Backend for NativeClusterBackend {
     async fn connect(&self, namespace: &str, slot: usize) -> Result<Box<dyn Transport>> {
         let url = {
             let mut rings = self.rings.lock().await;
-            if !rings.contains_key(namespace) {
-                // The same node names in every ring (rings never peer with each other), so
-                // an address means the same slot in every namespace, as on one daemon.
+            // The same node names in every ring (rings never peer with each other), so an
+            // address means the same slot in every namespace, as on one daemon.
+            let ring = for_namespace(&mut rings, namespace, |n| async move {
                 let tag = comms_test_support::names::process_name("k");
-                let ring = Ring::start(self.dir.path(), &tag, rings.len()).await?;
-                rings.insert(namespace.to_owned(), ring);
-            }
-            let ring = rings.get(namespace).ok_or_else(|| err("ring vanished"))?;
+                Ring::start(self.dir.path(), &tag, n).await
+            })
+            .await?;
             ring.members[SLOTS[slot % SLOTS.len()]].url()
         };
         comms::connect_url(&url).await

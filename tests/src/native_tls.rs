@@ -15,7 +15,7 @@ use comms_core::{Capabilities, Error, Result, Transport};
 use comms_test_support::{Commsd, CommsdSpec, Leaf};
 use tokio::sync::Mutex;
 
-use crate::native::{MAX_LINE, NODE, TEST_QUERY};
+use crate::native::{for_namespace, MAX_LINE, NODE, TEST_QUERY};
 
 fn err(what: impl std::fmt::Display) -> Error {
     Error::transport_msg("native", what.to_string(), false)
@@ -89,10 +89,7 @@ pub struct NativeTlsBackend {
 impl NativeTlsBackend {
     /// A backend with its own temp directory (sockets, certificates).
     pub fn new() -> Result<Self> {
-        let dir = tempfile::Builder::new()
-            .prefix("comms-native-tls-")
-            .tempdir()
-            .map_err(|e| err(format!("temp dir: {e}")))?;
+        let dir = crate::native::temp_dir("comms-native-tls-")?;
         let pki = make_pki().map_err(|e| err(format!("test certificates: {e}")))?;
         Ok(Self {
             dir,
@@ -111,15 +108,12 @@ impl Backend for NativeTlsBackend {
     async fn connect(&self, namespace: &str, _slot: usize) -> Result<Box<dyn Transport>> {
         let url = {
             let mut daemons = self.daemons.lock().await;
-            if !daemons.contains_key(namespace) {
-                let socket = self.dir.path().join(format!("{}.sock", daemons.len()));
-                let d = TlsCommsd::start(&socket, &self.pki).await?;
-                daemons.insert(namespace.to_owned(), d);
-            }
-            daemons
-                .get(namespace)
-                .ok_or_else(|| err("daemon vanished"))?
-                .url(&self.pki)?
+            let socket = |n: usize| self.dir.path().join(format!("{n}.sock"));
+            for_namespace(&mut daemons, namespace, |n| async move {
+                TlsCommsd::start(&socket(n), &self.pki).await
+            })
+            .await?
+            .url(&self.pki)?
         };
         comms::connect_url(&url).await
     }
