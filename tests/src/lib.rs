@@ -7,7 +7,8 @@
 //!
 //! Processes, brokers, raw line clients, unique names and free ports come from
 //! [`comms_test_support`] (one copy for every test crate and the bench); this crate keeps
-//! what is particular to the suites (the backends and the fleet scenario).
+//! what is particular to the suites (the backends and the fleet scenario), and the steps
+//! several suites share ([`send_numbered`], [`check_dead_letters`]).
 
 pub mod browser;
 pub mod faulty;
