@@ -26,6 +26,14 @@ use async_trait::async_trait;
 use comms_conformance::Backend;
 use comms_core::{Address, Capabilities, Result, Transport};
 
+/// The workspace's root directory (README.md, docs/, the crates).
+pub fn workspace_root() -> PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the workspace root")
+        .to_path_buf()
+}
+
 /// The path of binary `name` of `package`, built up to date (see
 /// [`comms_test_support::bins`]); panics with the reason (for test bodies).
 pub fn binary(package: &str, name: &str) -> PathBuf {

@@ -5,16 +5,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::process::Command;
 
 use comms::TransportUrl;
 use comms_tests::binary;
+use comms_tests::workspace_root;
 use yaml_rust2::{Yaml, YamlLoader};
-
-fn root() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-}
 
 /// Resolve `<<` merge keys (YAML 1.1 merge, which compose supports) one level deep.
 fn merged(service: &Yaml) -> yaml_rust2::yaml::Hash {
@@ -51,8 +47,8 @@ fn default_of(value: &str) -> &str {
 
 #[test]
 fn compose_matches_our_binaries_and_config() {
-    let text =
-        std::fs::read_to_string(root().join("docker/compose.yaml")).expect("docker/compose.yaml");
+    let text = std::fs::read_to_string(workspace_root().join("docker/compose.yaml"))
+        .expect("docker/compose.yaml");
     let doc = &YamlLoader::load_from_str(&text).expect("valid YAML")[0];
     let services = doc["services"].as_hash().expect("services");
     let names: BTreeSet<&str> = services.keys().filter_map(Yaml::as_str).collect();
@@ -110,8 +106,8 @@ fn compose_matches_our_binaries_and_config() {
     }
     assert_eq!(ours, 3, "commsd, server and agent run our image");
 
-    let dockerfile =
-        std::fs::read_to_string(root().join("docker/Dockerfile")).expect("docker/Dockerfile");
+    let dockerfile = std::fs::read_to_string(workspace_root().join("docker/Dockerfile"))
+        .expect("docker/Dockerfile");
     for bin in ["commsd", "server", "agent", "commsctl"] {
         assert!(
             dockerfile.contains(&format!("/src/target/release/{bin}")),

@@ -11,17 +11,11 @@ use std::process::Command;
 
 use comms_tests::binary;
 use comms_tests::readme::sh_blocks;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
-}
+use comms_tests::workspace_root;
 
 fn markdown_files() -> Vec<PathBuf> {
-    let mut files = vec![root().join("README.md")];
-    let mut docs: Vec<PathBuf> = std::fs::read_dir(root().join("docs"))
+    let mut files = vec![workspace_root().join("README.md")];
+    let mut docs: Vec<PathBuf> = std::fs::read_dir(workspace_root().join("docs"))
         .expect("docs/")
         .map(|e| e.expect("docs entry").path())
         .filter(|p| p.extension().is_some_and(|e| e == "md"))
@@ -76,7 +70,7 @@ fn link_targets(prose: &str) -> Vec<String> {
 }
 
 fn check_file(file: &Path, problems: &mut Vec<String>) {
-    let root = root().canonicalize().expect("root");
+    let root = workspace_root().canonicalize().expect("root");
     let text = std::fs::read_to_string(file).expect("markdown file");
     let dir = file.parent().expect("a directory");
     let name = file
@@ -132,7 +126,7 @@ fn docs_links_stay_in_the_repository_and_resolve() {
         check_file(&file, &mut problems);
     }
     for required in ["PROTOCOL.md", "CONFORMANCE.md", "DESIGN.md"] {
-        if !root().join("docs").join(required).is_file() {
+        if !workspace_root().join("docs").join(required).is_file() {
             problems.push(format!("docs/{required} is missing"));
         }
     }
@@ -217,7 +211,7 @@ fn docs_readme_flags_exist_in_help() {
             .map(|(_, h)| h.clone())
             .unwrap_or_else(|| panic!("no --help for {key}"))
     };
-    let readme = std::fs::read_to_string(root().join("README.md")).expect("README.md");
+    let readme = std::fs::read_to_string(workspace_root().join("README.md")).expect("README.md");
     let mut problems = Vec::new();
     let mut commands_checked = 0;
     for block in sh_blocks(&readme).expect("sh blocks") {

@@ -30,6 +30,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use comms_tests::readme::{sh_blocks, user_env, Block};
+use comms_tests::workspace_root;
 
 /// The README section this test checks.
 const SECTION: &str = "Install as a service";
@@ -80,13 +81,6 @@ const PACKAGES: [Package; 3] = [
         exposure: 2.0,
     },
 ];
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the workspace root")
-        .to_path_buf()
-}
 
 fn target_dir() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR"))
@@ -140,12 +134,12 @@ fn cargo(args: &[&str]) -> String {
         .envs(std::env::vars().filter(|(k, _)| user_env(k)))
         .env("PATH", path)
         .env("CARGO_TARGET_DIR", target_dir())
-        .current_dir(workspace()))
+        .current_dir(workspace_root()))
 }
 
 /// The block of README.md's "Install as a service" section.
 fn readme_block() -> Block {
-    let text = std::fs::read_to_string(workspace().join("README.md")).expect("README.md");
+    let text = std::fs::read_to_string(workspace_root().join("README.md")).expect("README.md");
     let blocks: Vec<Block> = sh_blocks(&text)
         .expect("README's sh blocks")
         .into_iter()
@@ -187,7 +181,7 @@ fn build(block: &Block) -> BTreeMap<&'static str, PathBuf> {
         match w.get(1) {
             Some(&"install") => {
                 assert_eq!(w, ["cargo", "install", "cargo-deb", "--locked"], "`{line}`");
-                let script = std::fs::read_to_string(workspace().join("scripts/test"))
+                let script = std::fs::read_to_string(workspace_root().join("scripts/test"))
                     .expect("scripts/test");
                 assert!(
                     script.contains(line.trim()),

@@ -5,24 +5,18 @@
 //! release build; `cargo run --release` finds them fresh.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
 use comms_tests::readme::{sh_blocks, Block, Ran, Tour};
+use comms_tests::workspace_root;
 
 /// The broker URL the README's RabbitMQ section exports.
 const README_RABBITMQ_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the workspace root")
-        .to_path_buf()
-}
-
 fn blocks() -> Vec<Block> {
-    let text = std::fs::read_to_string(workspace().join("README.md")).expect("README.md");
+    let text = std::fs::read_to_string(workspace_root().join("README.md")).expect("README.md");
     let blocks = sh_blocks(&text).expect("README's sh blocks");
     assert!(blocks.len() >= 6, "README has {} sh blocks", blocks.len());
     blocks
@@ -35,7 +29,7 @@ fn blocks() -> Vec<Block> {
 /// repository that exists and is executable. `./scripts/test` builds the release binaries
 /// (which this tour uses) before it runs the tests.
 fn check_not_run(blocks: &[Block]) {
-    let root = workspace();
+    let root = workspace_root();
     let skipped: Vec<&Block> = blocks.iter().filter(|b| b.not_run().is_some()).collect();
     for b in &skipped {
         let reason = b.not_run().unwrap_or_default();
@@ -87,7 +81,7 @@ fn release_build() {
             .args(["build", "--release", "-p", package])
             .env_clear()
             .envs(std::env::vars().filter(|(k, _)| comms_tests::readme::user_env(k)))
-            .current_dir(workspace())
+            .current_dir(workspace_root())
             .status()
             .expect("cargo build");
         assert!(
@@ -98,7 +92,7 @@ fn release_build() {
 }
 
 fn new_tour() -> Tour {
-    Tour::new(&workspace(), Path::new(env!("CARGO_TARGET_TMPDIR"))).expect("a tour directory")
+    Tour::new(&workspace_root(), Path::new(env!("CARGO_TARGET_TMPDIR"))).expect("a tour directory")
 }
 
 fn free_port() -> u16 {
