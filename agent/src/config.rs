@@ -94,26 +94,19 @@ pub mod limits {
 impl AgentConfig {
     /// Checks every value is in range; the error names the key and its bound.
     pub fn validate(&self) -> Result<(), String> {
-        let over = |key: &str, v: u64, max: u64| {
-            (v > max).then(|| format!("{key} = {v} is over the maximum {max}"))
-        };
-        let problems = [
-            over("max_tasks", self.max_tasks as u64, limits::MAX_TASKS as u64),
-            over("ttl_secs", self.ttl_secs, limits::MAX_TTL_SECS),
-            over(
+        comms_ops::cli::over_maximum(&[
+            ("max_tasks", self.max_tasks as u64, limits::MAX_TASKS as u64),
+            ("ttl_secs", self.ttl_secs, limits::MAX_TTL_SECS),
+            (
                 "max_timeout_secs",
                 self.max_timeout_secs,
                 limits::MAX_TIMEOUT_SECS,
             ),
-            over(
+            (
                 "max_output_bytes",
                 self.max_output_bytes,
                 limits::MAX_OUTPUT_BYTES,
             ),
-        ];
-        match problems.into_iter().flatten().next() {
-            Some(p) => Err(p),
-            None => Ok(()),
-        }
+        ])
     }
 }

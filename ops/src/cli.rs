@@ -1,5 +1,6 @@
-//! The `main` every long-running fleet binary (`server`, `agent`) shares: log set-up, the
-//! command line, the run under [`traced`](crate::traced), and one line naming the error.
+//! What every long-running fleet binary (`server`, `agent`) shares at start: its `main` (log
+//! set-up, the command line, the run under [`traced`](crate::traced), one line naming the
+//! error) and the range check of its config section ([`over_maximum`]).
 
 use std::fmt::Display;
 use std::future::Future;
@@ -35,5 +36,28 @@ where
             eprintln!("{name}: error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The first of `values` (key, value, maximum) that is over its maximum, named with its
+/// bound (`KEY = V is over the maximum MAX`); `Ok` when every value is in range.
+pub fn over_maximum(values: &[(&str, u64, u64)]) -> Result<(), String> {
+    match values.iter().find(|(_, v, max)| v > max) {
+        Some((key, v, max)) => Err(format!("{key} = {v} is over the maximum {max}")),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::over_maximum;
+
+    #[test]
+    fn the_first_value_over_its_maximum_is_named() {
+        assert_eq!(over_maximum(&[("a", 1, 1), ("b", 0, 9)]), Ok(()));
+        assert_eq!(
+            over_maximum(&[("a", 1, 1), ("b", 10, 9), ("c", 99, 9)]),
+            Err("b = 10 is over the maximum 9".to_owned())
+        );
     }
 }

@@ -90,32 +90,26 @@ pub mod limits {
 impl ServerConfig {
     /// Checks every value is in range; the error names the key and its bound.
     pub fn validate(&self) -> Result<(), String> {
-        let over = |key: &str, v: u64, max: u64| {
-            (v > max).then(|| format!("{key} = {v} is over the maximum {max}"))
-        };
-        let problems = [
-            over("recent", self.recent as u64, limits::MAX_RECENT as u64),
-            over(
+        comms_ops::cli::over_maximum(&[
+            ("recent", self.recent as u64, limits::MAX_RECENT as u64),
+            (
                 "deadline_grace_secs",
                 self.deadline_grace_secs,
                 limits::MAX_DEADLINE_GRACE_SECS,
             ),
-            over(
+            (
                 "max_running",
                 self.max_running as u64,
                 limits::MAX_RUNNING as u64,
             ),
-            over("ttl_secs", self.ttl_secs, limits::MAX_TTL_SECS),
-            over(
+            ("ttl_secs", self.ttl_secs, limits::MAX_TTL_SECS),
+            (
                 "retain_dispatches",
                 self.retain_dispatches as u64,
                 limits::MAX_RECENT as u64 * 100,
             ),
-            over("retain_days", self.retain_days, 36_500),
-        ];
-        match problems.into_iter().flatten().next() {
-            Some(p) => Err(format!("invalid [server] configuration: {p}")),
-            None => Ok(()),
-        }
+            ("retain_days", self.retain_days, 36_500),
+        ])
+        .map_err(|p| format!("invalid [server] configuration: {p}"))
     }
 }
