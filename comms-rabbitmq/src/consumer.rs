@@ -13,7 +13,7 @@ use std::time::Duration;
 use comms_core::transport::NoAck;
 use comms_core::{envelope, Address, Delivery, DeliveryMode};
 use futures_util::stream::{select_all, StreamExt};
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::options::{BasicAckOptions, BasicConsumeOptions};
 use lapin::types::FieldTable;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -92,14 +92,8 @@ async fn consume(
         session.declare_identity(link.opts(), names, &id).await?;
     }
     let channel = session
-        .connection()
-        .create_channel()
-        .await
-        .map_err(|e| amqp("open the consumer channel", e))?;
-    channel
-        .basic_qos(link.opts().prefetch, BasicQosOptions::default())
-        .await
-        .map_err(|e| amqp("set prefetch", e))?;
+        .consuming_channel("consumer", link.opts().prefetch)
+        .await?;
     let queues = [
         (Source::Instance, names.instance(address)),
         (Source::Service, names.service(address.service())),

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 
 use comms_core::Result;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::options::{BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions};
 use lapin::PublisherConfirm;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 
@@ -81,6 +81,21 @@ impl Session {
     /// The connection (consumers open their own channels on it).
     pub(crate) fn connection(&self) -> &Connection {
         &self.connection
+    }
+
+    /// A new channel on the connection for consuming (`what`: `consumer`, `sniffer`, named in
+    /// errors), holding at most `prefetch` unacknowledged deliveries.
+    pub(crate) async fn consuming_channel(&self, what: &str, prefetch: u16) -> Result<Channel> {
+        let channel = self
+            .connection
+            .create_channel()
+            .await
+            .map_err(|e| amqp(format!("open the {what} channel"), e))?;
+        channel
+            .basic_qos(prefetch, BasicQosOptions::default())
+            .await
+            .map_err(|e| amqp(format!("set the {what} prefetch"), e))?;
+        Ok(channel)
     }
 
     /// The declaration channel, reopened when a refused declaration closed it.

@@ -27,9 +27,7 @@ use std::time::Duration;
 use comms_core::transport::NoAck;
 use comms_core::{envelope, Delivery};
 use futures_util::StreamExt;
-use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicQosOptions, QueueBindOptions, QueueDeclareOptions,
-};
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -48,14 +46,8 @@ pub(crate) async fn subscribe(
     session: &crate::session::Session,
 ) -> comms_core::Result<lapin::Consumer> {
     let channel = session
-        .connection()
-        .create_channel()
-        .await
-        .map_err(|e| amqp("open the sniffer channel", e))?;
-    channel
-        .basic_qos(link.opts().prefetch, BasicQosOptions::default())
-        .await
-        .map_err(|e| amqp("set the sniffer prefetch", e))?;
+        .consuming_channel("sniffer", link.opts().prefetch)
+        .await?;
     let mut args = FieldTable::default();
     args.insert(
         "x-max-length".into(),
