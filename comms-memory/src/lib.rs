@@ -151,9 +151,12 @@ impl MemoryTransport {
     }
 
     async fn push(&self, q: &Arc<Queue>, msg: Message) -> Result<()> {
-        let unconsumed = q.consumers() == 0;
-        let expiry = (msg.id().clone(), msg.ttl.unwrap_or(DEFAULT_TTL), msg.report);
-        let report = (msg.command.clone(), msg.to.clone(), msg.from().cloned());
+        // Only a message nobody consumes yet is watched for expiry (what that needs is copied
+        // before the message moves into the queue; nothing is copied otherwise).
+        let expiry = (q.consumers() == 0).then(|| {
+            let ttl = msg.ttl.unwrap_or(DEFAULT_TTL);
+            (msg.id().clone(), ttl, msg.report, msg.to.clone())
+        });
         let item = Item {
             msg: Arc::new(msg),
             redelivered: false,
@@ -161,9 +164,8 @@ impl MemoryTransport {
         // Either mode waits for room (backpressure, as on native): at-most-once means no
         // redelivery once handed to a consumer, not a silent drop at a full queue.
         q.push(item, self.opts.send_timeout).await?;
-        if unconsumed {
+        if let Some((id, ttl, wants_report, to)) = expiry {
             let (hub, q) = (Arc::downgrade(&self.hub), q.clone());
-            let (id, ttl, wants_report) = expiry;
             tokio::spawn(async move {
                 tokio::time::sleep(ttl).await;
                 if q.consumers() > 0 {
@@ -171,7 +173,7 @@ impl MemoryTransport {
                 }
                 let Some(expired) = q.remove(&id) else { return };
                 let Some(hub) = hub.upgrade() else { return };
-                tracing::info!(id = %id, to = %report.1, "memory: message expired without a consumer");
+                tracing::info!(id = %id, to = %to, "memory: message expired without a consumer");
                 if wants_report {
                     send_unavailable(&hub, &expired.msg);
                 }
@@ -196,23 +198,26 @@ impl MemoryTransport {
                     p = prefetch.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
                     _ = stop.cancelled() => break,
                 };
-                let (queue, item) = loop {
-                    let signals = [
-                        queues[0].ready_signal().notified(),
-                        queues[1].ready_signal().notified(),
-                    ];
-                    let mut signals = signals.map(Box::pin);
-                    for s in &mut signals {
-                        s.as_mut().enable();
-                    }
+                // Alternate between the two queues so that neither starves the other.
+                let mut pop = || {
                     turn = turn.wrapping_add(1);
-                    let found = (0..2)
+                    (0..2)
                         .map(|k| &queues[(turn + k) % 2])
-                        .find_map(|q| q.try_pop().map(|i| (q.clone(), i)));
-                    if let Some(found) = found {
+                        .find_map(|q| q.try_pop().map(|i| (q.clone(), i)))
+                };
+                let (queue, item) = loop {
+                    // While messages wait, take them without registering for a wake-up.
+                    if let Some(found) = pop() {
                         break found;
                     }
-                    let [a, b] = signals;
+                    let mut a = std::pin::pin!(queues[0].ready_signal().notified());
+                    let mut b = std::pin::pin!(queues[1].ready_signal().notified());
+                    a.as_mut().enable();
+                    b.as_mut().enable();
+                    // Registered: a push from now on wakes us, so look once more first.
+                    if let Some(found) = pop() {
+                        break found;
+                    }
                     tokio::select! {
                         _ = a => {}
                         _ = b => {}

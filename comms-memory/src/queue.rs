@@ -54,6 +54,10 @@ impl Queue {
 
     /// Enqueue, waiting up to `wait` for room.
     pub(crate) async fn push(&self, item: Item, wait: Duration) -> Result<()> {
+        // The common case: room at once (no clock read, no waiter registered).
+        let Err(item) = self.try_push_item(item) else {
+            return Ok(());
+        };
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let space = self.space_signal.notified();
@@ -85,14 +89,19 @@ impl Queue {
 
     /// Enqueue without waiting; false (and nothing queued) when full.
     pub(crate) fn try_push(&self, item: Item) -> bool {
+        self.try_push_item(item).is_ok()
+    }
+
+    /// Enqueue without waiting; the item back when full.
+    fn try_push_item(&self, item: Item) -> std::result::Result<(), Item> {
         let mut st = self.lock();
         if st.ready.len() + st.unacked >= self.cap {
-            return false;
+            return Err(item);
         }
         st.ready.push_back(item);
         drop(st);
         self.ready_signal.notify_one();
-        true
+        Ok(())
     }
 
     /// Take the next message; it counts as unacknowledged until settled.

@@ -316,13 +316,14 @@ async fn give_up(
 /// naming it.
 async fn run(inner: &Inner, handler: &Handler, request: Request) -> HandlerResult {
     let limit = handler.timeout.unwrap_or(inner.handler_timeout);
-    let (id, command) = (request.message.id.clone(), request.message.command.clone());
-    let from = request.message.from.clone();
+    // The message is shared, not copied: its fields are read only on the failure path.
+    let msg = request.message.clone();
     let failure = match guarded(limit, async move { (handler.call)(request).await }).await {
         Ok(result) => return result,
         Err(failure) => failure,
     };
-    let from = crate::address::or_dash(from.as_ref());
+    let (id, command) = (&msg.id, &msg.command);
+    let from = crate::address::or_dash(msg.from.as_ref());
     match &failure {
         CallFailure::Panicked(what) => {
             tracing::error!(%id, %from, %command, panic = %what, "handler panicked; the attempt failed")
