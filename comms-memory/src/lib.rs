@@ -194,9 +194,19 @@ impl MemoryTransport {
             let queues = [instance, service];
             let mut turn = 0usize;
             'outer: loop {
-                let permit = tokio::select! {
-                    p = prefetch.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-                    _ = stop.cancelled() => break,
+                if stop.is_cancelled() {
+                    break;
+                }
+                // The fast paths below never wait: yield to the scheduler when this task's
+                // budget is spent, as an awaited channel operation would.
+                tokio::task::consume_budget().await;
+                // A free prefetch slot is taken at once; only a full prefetch waits.
+                let permit = match prefetch.clone().try_acquire_owned() {
+                    Ok(p) => p,
+                    Err(_) => tokio::select! {
+                        p = prefetch.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                        _ = stop.cancelled() => break,
+                    },
                 };
                 // Alternate between the two queues so that neither starves the other.
                 let mut pop = || {
@@ -240,6 +250,12 @@ impl MemoryTransport {
                             _permit: permit,
                         }),
                     )
+                };
+                // Room in the inbox: handed over at once; a full inbox waits (backpressure).
+                let delivery = match tx.try_send(delivery) {
+                    Ok(()) => continue,
+                    Err(mpsc::error::TrySendError::Closed(_)) => break,
+                    Err(mpsc::error::TrySendError::Full(delivery)) => delivery,
                 };
                 tokio::select! {
                     r = tx.send(delivery) => if r.is_err() { break },

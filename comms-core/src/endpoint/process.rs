@@ -60,6 +60,14 @@ impl Slot {
         if self.permit.is_some() {
             return true;
         }
+        if cancel.is_cancelled() {
+            return false;
+        }
+        // A free share is taken at once; only when every share is out does the lane wait.
+        if let Ok(permit) = self.running.clone().try_acquire_owned() {
+            self.permit = Some(permit);
+            return true;
+        }
         let permit = tokio::select! {
             biased;
             _ = cancel.cancelled() => return false,
