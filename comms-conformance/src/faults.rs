@@ -99,7 +99,7 @@ async fn restarted_twice(ctx: &Ctx<'_>, pipelined: bool) -> CaseResult {
         tokio::pin!(reached);
         loop {
             tokio::select! {
-                r = &mut reached => break r?,
+                r = &mut reached => break r.map_err(|e| stalled(e, &rec, tasks.len()))?,
                 Some(done) = tasks.join_next() => {
                     done.or_fail("sender task")?.or_fail("send")?;
                 }
@@ -113,7 +113,9 @@ async fn restarted_twice(ctx: &Ctx<'_>, pipelined: bool) -> CaseResult {
     while let Some(r) = tasks.join_next().await {
         r.or_fail("sender task")?.or_fail("send")?;
     }
-    rec.wait_distinct(TOTAL, WAIT * 3).await?;
+    rec.wait_distinct(TOTAL, WAIT * 3)
+        .await
+        .map_err(|e| stalled(e, &rec, 0))?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     check_no_duplicates(&rec)?;
     let mut per_sender: HashMap<String, Vec<u64>> = HashMap::new();
@@ -134,6 +136,29 @@ async fn restarted_twice(ctx: &Ctx<'_>, pipelined: bool) -> CaseResult {
         ep.close().await.or_fail("close")?;
     }
     Ok(())
+}
+
+/// A stall's failure, with where each sender's messages stopped and how many senders were
+/// still sending (every message of a finished sender was confirmed: a stall then lies on
+/// the receiving side).
+fn stalled(e: Stop, rec: &Recorder, sending: usize) -> Stop {
+    let Stop::Fail(what) = e else { return e };
+    let mut last: HashMap<String, (usize, u64)> = HashMap::new();
+    for m in rec.messages() {
+        let seq = m.param("seq").and_then(|s| s.parse().ok()).unwrap_or(0);
+        let from = m.from().map(|f| f.to_string()).unwrap_or_default();
+        let entry = last.entry(from).or_default();
+        *entry = (entry.0 + 1, entry.1.max(seq));
+    }
+    let mut per: Vec<String> = last
+        .iter()
+        .map(|(from, (n, seq))| format!("{from}: {n} handled, highest seq {seq}"))
+        .collect();
+    per.sort();
+    Stop::Fail(format!(
+        "{what} ({}; {sending} sender(s) still sending)",
+        per.join(", ")
+    ))
 }
 
 pub(crate) async fn reconnect_state(ctx: &Ctx<'_>) -> CaseResult {
